@@ -1,0 +1,426 @@
+"""The command line: parse options, build one RunConfig, run the core, map
+exceptions to one-line messages and exit statuses. Heavy imports (pandas,
+aiohttp) happen inside the commands, so ``bulksend --help`` starts fast."""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlsplit
+
+import click
+
+from bulksend import __version__
+from bulksend.errors import BulksendError, ExitStatus, UsageError
+
+DEFAULT_API_URL = "https://api.usecollect.com/v1"
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def fail(error: BulksendError) -> NoReturn:
+    click.echo(f"bulksend: error: {error.message}", err=True)
+    if error.hint:
+        click.echo(f"hint: {error.hint}", err=True)
+    sys.exit(int(error.exit_status))
+
+
+def parse_rate(text: str) -> float | None:
+    """``10/s``, ``600/min``, ``36000/h``, ``10`` (per second), ``none`` (no ceiling)."""
+    t = text.strip().lower()
+    if t in ("none", "off", "unlimited", "0"):
+        return None
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|second|m|min|minute|h|hour))?", t)
+    if not m:
+        raise UsageError(
+            f"--rate {text!r}: not a rate", hint="write it like 10/s, 600/min or 36000/h"
+        )
+    value = float(m.group(1))
+    per = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+    rate = value / per.get(m.group(2) or "s", 1)
+    if rate <= 0:
+        return None
+    return rate
+
+
+def check_api_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--api-url {url!r}: not an http(s) URL",
+                         hint=f"the Collect API is {DEFAULT_API_URL}")
+    if parts.scheme == "http":
+        host = parts.hostname
+        loopback = host == "localhost"
+        with contextlib.suppress(ValueError):
+            loopback = loopback or ipaddress.ip_address(host).is_loopback
+        if not loopback:
+            raise UsageError(
+                f"--api-url {url!r}: plain http would send the API key unencrypted",
+                hint="use https://, or http:// only to a loopback sandbox (127.0.0.1, localhost)",
+            )
+    return url
+
+
+def read_api_key(api_key_file: str | None) -> str:
+    if api_key_file:
+        try:
+            key = Path(api_key_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"{api_key_file}: cannot read the API key file: {exc.strerror}") from exc
+        if not key:
+            raise UsageError(f"{api_key_file}: the API key file is empty")
+        return key
+    key = os.environ.get("COLLECT_API_KEY", "").strip()
+    if not key:
+        raise UsageError(
+            "no API key: set COLLECT_API_KEY or pass --api-key-file FILE",
+            hint="the key is at the bottom of your profile page in the Collect app; "
+            "try `bulksend send ... --dry-run` to check everything without one",
+        )
+    return key
+
+
+def refuse_key_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        raise click.UsageError(
+            "--api-key is refused: a key on the command line is visible to every user "
+            "of this machine (ps, shell history). Set COLLECT_API_KEY or use --api-key-file FILE."
+        )
+
+
+def input_options(f: Any) -> Any:
+    f = click.option("--delimiter", metavar="CHAR",
+                     help="CSV delimiter; detected among , ; tab | when omitted.")(f)
+    f = click.option("--encoding", metavar="NAME",
+                     help="Text encoding; UTF-8 (with or without BOM), UTF-16 and "
+                     "Windows-1252 are detected when omitted.")(f)
+    f = click.option("--sheet", metavar="NAME|N",
+                     help="Spreadsheet sheet, by name or 1-based number (default: the first).")(f)
+    f = click.option("--mapping", "-m", required=True, metavar="MAPPING.yaml",
+                     type=click.Path(dir_okay=True), help="YAML mapping of columns to request fields.")(f)
+    return f
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, prog_name="bulksend")
+def cli() -> None:
+    """Send Collect document requests to every contact in a spreadsheet.
+
+    \b
+    Start here:
+      bulksend demo                                   # sandbox + samples, end to end
+      bulksend validate contacts.csv -m mapping.yaml  # check everything, send nothing
+      bulksend send contacts.csv -m mapping.yaml      # send; rerun the same to resume
+      bulksend report contacts-results.csv            # what happened, what to rerun
+
+    The API key is read from COLLECT_API_KEY or --api-key-file, never from the
+    command line. Exit status: 0 all sent, 1 some rows not sent, 2 usage or input
+    error (nothing sent), 3 aborted (resumable), 130 interrupted (resumable).
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("contacts", metavar="CONTACTS")
+@input_options
+@click.option("--results", "-o", metavar="RESULTS.csv",
+              help="Results CSV; also the resume point. Default: CONTACTS-results.csv in the "
+              "current folder. Pass a fixed name for nightly runs over dated exports.")
+@click.option("--api-url", envvar="COLLECT_API_URL", default=DEFAULT_API_URL, show_default=True,
+              help="API base URL (env COLLECT_API_URL).")
+@click.option("--api-key-file", metavar="FILE", help="Read the API key from FILE instead of COLLECT_API_KEY.")
+@click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)
+@click.option("--rate", default="10/s", show_default=True,
+              help="Ceiling on requests per second (10/s, 600/min, none); the rate adapts "
+              "down on 429 and recovers.")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Requests in flight at once.")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="POSTs per row on 5xx or connection errors before it is failed.")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
+              help="Seconds to wait for one answer; a lost answer makes the row unknown "
+              "(looked up, never blindly resent).")
+@click.option("--dry-run", is_flag=True,
+              help="Map and validate every row, write each payload in the results, send nothing.")
+@click.option("--limit", type=click.IntRange(0), metavar="N",
+              help="Send at most N rows this run (a canary); rerun without it for the rest.")
+@click.option("--only-failed", is_flag=True, help="Resend only rows recorded failed.")
+@click.option("--batch", is_flag=True,
+              help="Group rows that share campaign and options into POST /requests (50 a call).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per line on standard error.")
+@click.option("--summary-json", metavar="FILE", help="Write the run's totals and exit code to FILE.")
+@click.option("--verbose", "-v", is_flag=True, help="Show every retry and look-up.")
+def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
+         delimiter: str | None, results: str | None, api_url: str, api_key_file: str | None,
+         rate: str, concurrency: int, max_attempts: int, timeout: float, dry_run: bool,
+         limit: int | None, only_failed: bool, batch: bool, no_progress: bool, log_format: str,
+         summary_json: str | None, verbose: bool) -> None:
+    """Send one Collect request per valid row of CONTACTS.
+
+    CONTACTS is a .csv/.tsv/.xlsx/.xls/.ods file, or - for CSV on standard input.
+    Rerunning the same command resumes: rows already sent are skipped without any
+    API call, unknown rows are looked up first, failed rows are retried, new rows
+    are sent.
+
+    \b
+    Examples:
+      export COLLECT_API_KEY=...            # from your Collect profile page
+      bulksend send contacts.csv -m mapping.yaml --dry-run
+      bulksend send contacts.csv -m mapping.yaml --limit 5      # canary
+      bulksend send contacts.csv -m mapping.yaml --rate 600/min
+      bulksend send export.xlsx --sheet Clients -m mapping.yaml -o clients-results.csv
+      bulksend send contacts.csv -m mapping.yaml --only-failed
+    """
+    from bulksend.display import make_progress
+    from bulksend.run import RunConfig, resolve_results, send_file
+
+    try:
+        config = RunConfig(
+            contacts=contacts,
+            mapping=mapping,
+            results=resolve_results(contacts, results, dry_run),
+            api_url=check_api_url(api_url),
+            api_key="" if dry_run else read_api_key(api_key_file),
+            rate=parse_rate(rate),
+            concurrency=concurrency,
+            max_attempts=max_attempts,
+            timeout=timeout,
+            dry_run=dry_run,
+            limit=limit,
+            only_failed=only_failed,
+            sheet=_sheet(sheet),
+            encoding=encoding,
+            delimiter=delimiter,
+            batch=batch,
+        )
+        progress = make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose)
+        try:
+            summary = send_file(config, progress)
+        finally:
+            progress.close()
+    except BulksendError as exc:
+        if summary_json:
+            _write_json(summary_json, {"error": exc.message, "exit_code": int(exc.exit_status)})
+        fail(exc)
+    if summary_json:
+        _write_json(summary_json, summary.as_dict())
+    _print_summary(summary, contacts=contacts, argv=sys.argv)
+    sys.exit(int(summary.exit_status))
+
+
+def _sheet(sheet: str | None) -> str | int | None:
+    if sheet is None:
+        return None
+    return int(sheet) if sheet.isdigit() else sheet
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    try:
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"bulksend: warning: {path}: cannot write the summary: {exc.strerror}", err=True)
+
+
+def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
+                   add: str = "") -> str:
+    import shlex
+
+    args = ["bulksend"]
+    skip = False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in drop:
+            skip = True
+            continue
+        if any(arg.startswith(d + "=") for d in drop) or arg == "--dry-run":
+            continue
+        args.append(arg)
+    text = shlex.join(args)
+    return f"{text} {add}".rstrip()
+
+
+def _print_summary(summary: Any, *, contacts: str, argv: list[str]) -> None:
+    from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN
+
+    c = summary.counts
+    out = click.echo
+    what = "dry run" if summary.dry_run else "run"
+    verb = "stopped" if summary.interrupted or summary.aborted else "finished"
+    out(f"\n{what} {verb} in {summary.elapsed:.1f}s: {summary.total} rows, {summary.posts} POSTs")
+    labels = [
+        (SENT, "sent"), (READY, "ready (not sent)"), (FAILED, "failed"), (UNKNOWN, "unknown"),
+        (INVALID, "invalid (not sent)"), (DUPLICATE, "duplicate (not sent)"),
+    ]
+    for status, label in labels:
+        if c[status]:
+            out(f"  {label:<22}{c[status]}")
+    for status in (INVALID, DUPLICATE, FAILED, UNKNOWN):
+        for o in summary.examples.get(status, [])[:3]:
+            out(f"  row {o.row}: {status}: {o.error}")
+    out(f"results: {summary.results}")
+    if summary.aborted is not None:
+        out(f"aborted: {summary.aborted}")
+    if summary.interrupted or summary.aborted is not None or c[FAILED] or c[UNKNOWN]:
+        out(f"to resume: {_rerun_command(argv)}")
+    elif c[READY] and not summary.dry_run:
+        out(f"to send the rest: {_rerun_command(argv)}")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("contacts", metavar="CONTACTS")
+@input_options
+@click.option("--show", type=click.IntRange(0), default=10, show_default=True,
+              help="How many problem rows to print.")
+def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
+             delimiter: str | None, show: int) -> None:
+    """Check CONTACTS against the mapping; no network, no API key needed.
+
+    Prints a summary and the first problems; exit 0 when every row is valid,
+    1 otherwise, 2 when the file or the mapping cannot be used.
+
+    \b
+    Example:
+      bulksend validate contacts.csv -m mapping.yaml
+    """
+    from bulksend.outcome import DUPLICATE, INVALID, READY
+    from bulksend.progress import RecordingProgress
+    from bulksend.run import RunConfig, validate_file
+
+    problems: list[str] = []
+
+    class Collect(RecordingProgress):
+        def outcome(self, outcome: Any) -> None:
+            if outcome.status != READY and len(problems) < show:
+                problems.append(f"{contacts}: row {outcome.row}: {outcome.status}: {outcome.error}")
+
+    try:
+        summary = validate_file(
+            RunConfig(contacts=contacts, mapping=mapping, results=Path("-"), sheet=_sheet(sheet),
+                      encoding=encoding, delimiter=delimiter),
+            Collect(),
+        )
+    except BulksendError as exc:
+        fail(exc)
+    c = summary.counts
+    click.echo(f"{contacts}: {summary.total} rows: {c[READY]} valid, {c[INVALID]} invalid, "
+               f"{c[DUPLICATE]} duplicate")
+    for line in problems:
+        click.echo(line)
+    hidden = c[INVALID] + c[DUPLICATE] - len(problems)
+    if hidden > 0:
+        click.echo(f"... and {hidden} more (--show N to list more, or send --dry-run for all)")
+    sys.exit(0 if c[INVALID] + c[DUPLICATE] == 0 else 1)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("results", metavar="RESULTS.csv")
+@click.option("--examples", type=click.IntRange(0), default=3, show_default=True,
+              help="Example rows shown per error reason.")
+def report(results: str, examples: int) -> None:
+    """Summarise a results CSV: counts by status, errors grouped by reason, and
+    the command to rerun what failed.
+
+    \b
+    Example:
+      bulksend report contacts-results.csv
+    """
+    from bulksend.reporting import report_text
+
+    try:
+        click.echo(report_text(Path(results), examples=examples))
+    except BulksendError as exc:
+        fail(exc)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="Port (0: any free port).")
+@click.option("--api-key", "sandbox_key", default="sandbox-key", show_default=True,
+              help="The one key the sandbox accepts.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for ids and faults.")
+@click.option("--rate-limit", type=click.FloatRange(0, min_open=True), metavar="PER_SECOND",
+              help="Token-bucket limit; beyond it: 429 with Retry-After.")
+@click.option("--burst", type=click.IntRange(1), default=1, show_default=True,
+              help="Token-bucket size.")
+@click.option("--retry-after-format", type=click.Choice(["seconds", "http-date", "none"]),
+              default="seconds", show_default=True)
+@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of POSTs answered 500/503 (nothing created).")
+@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of POSTs whose connection is dropped before processing.")
+@click.option("--ambiguous-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of POSTs created, then the connection dropped.")
+@click.option("--slow-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Share of POSTs created and answered only after --slow-delay.")
+@click.option("--slow-delay", type=click.FloatRange(0), default=5.0, show_default=True)
+@click.option("--latency", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Seconds added to every answer.")
+def sandbox(host: str, port: int, sandbox_key: str, seed: int, rate_limit: float | None,
+            burst: int, retry_after_format: str, fail_rate: float, drop_rate: float,
+            ambiguous_rate: float, slow_rate: float, slow_delay: float, latency: float) -> None:
+    """Run a local stand-in for the Collect API (for trials, tests and benchmarks).
+
+    \b
+    Example:
+      bulksend sandbox --port 8080 --rate-limit 20 --fail-rate 0.05
+      # in another shell:
+      COLLECT_API_KEY=sandbox-key bulksend send samples/contacts.csv \\
+          -m mapping.example.yaml --api-url http://127.0.0.1:8080/v1
+    """
+    from bulksend.sandbox import SandboxConfig, serve
+
+    config = SandboxConfig(
+        api_key=sandbox_key, seed=seed, rate_limit=rate_limit, burst=burst,
+        retry_after_format=retry_after_format, fail_rate=fail_rate, drop_rate=drop_rate,
+        ambiguous_rate=ambiguous_rate, slow_rate=slow_rate, slow_delay=slow_delay, latency=latency,
+    )
+
+    def ready(url: str) -> None:
+        click.echo(f"sandbox listening on {url}  (key: set COLLECT_API_KEY to the --api-key value)")
+        click.echo(f"inspect: {url.rsplit('/v1', 1)[0]}/_sandbox/requests   stop: Ctrl-C")
+
+    try:
+        serve(config, host, port, ready)
+    except OSError as exc:
+        fail(UsageError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                        hint="pick another --port, or --port 0 for any free one"))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--results", "-o", default="demo-results.csv", show_default=True,
+              help="Where the demo writes its results.")
+def demo(results: str) -> None:
+    """Run the whole pipeline on the bundled samples against an in-process sandbox.
+
+    Needs no API key and no network: the sandbox runs on 127.0.0.1 with a mild
+    rate limit and a few injected faults, and the results go to demo-results.csv.
+
+    \b
+    Example:
+      bulksend demo && bulksend report demo-results.csv
+    """
+    from bulksend.demo import run_demo
+
+    try:
+        status = run_demo(Path(results))
+    except BulksendError as exc:
+        fail(exc)
+    sys.exit(int(status))
+
+
+def main() -> None:
+    try:
+        cli.main(prog_name="bulksend", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("bulksend: interrupted", err=True)
+        sys.exit(int(ExitStatus.INTERRUPTED))

@@ -1,0 +1,67 @@
+"""How the core reports progress without printing.
+
+The core calls a ``Progress``; the CLI supplies one that draws a tqdm bar, writes
+periodic lines or JSON events, and tests supply ``RecordingProgress``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from bulksend.outcome import Outcome
+
+
+class Progress(Protocol):
+    def start(self, total: int, *, to_send: int) -> None:
+        """The run begins: ``total`` input rows, ``to_send`` of them need the API."""
+
+    def outcome(self, outcome: Outcome) -> None:
+        """A row's outcome is known (and recorded)."""
+
+    def event(self, kind: str, message: str, **fields: Any) -> None:
+        """Something a person may want to know: a retry, a pause, a warning."""
+
+    def rate(self, per_second: float) -> None:
+        """The rate gate's current setting changed."""
+
+    def close(self) -> None:
+        """The run is over."""
+
+
+class NullProgress:
+    def start(self, total: int, *, to_send: int) -> None:
+        pass
+
+    def outcome(self, outcome: Outcome) -> None:
+        pass
+
+    def event(self, kind: str, message: str, **fields: Any) -> None:
+        pass
+
+    def rate(self, per_second: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class RecordingProgress(NullProgress):
+    """Keeps everything it is told; for tests and for summaries."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.outcomes: list[Outcome] = []
+        self.events: list[tuple[str, str, dict[str, Any]]] = []
+        self.rates: list[float] = []
+
+    def start(self, total: int, *, to_send: int) -> None:
+        self.total = total
+
+    def outcome(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def event(self, kind: str, message: str, **fields: Any) -> None:
+        self.events.append((kind, message, fields))
+
+    def rate(self, per_second: float) -> None:
+        self.rates.append(per_second)

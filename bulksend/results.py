@@ -1,0 +1,462 @@
+"""Recording: the journal (what was attempted and how it ended) and the results CSV.
+
+Two files sit side by side:
+
+* ``RESULTS.csv.journal`` — an SQLite database, the source of truth. Before a
+  row's POST leaves, the attempt is committed there (write-ahead); its outcome
+  is committed as soon as it is known. SQLite in WAL mode survives ``kill -9``
+  at any instant: a committed transaction is in the WAL file, an uncommitted one
+  is rolled back on the next open. Lookups by key keep memory flat on a
+  million-row run (no dict of every key in RAM).
+* ``RESULTS.csv`` — what a person opens. Each outcome is appended as it
+  happens; when the run ends (or is interrupted cleanly) the file is rewritten
+  in input order, one line per input row, from the journal's ``lines`` table.
+
+Commits are grouped: every attempt or outcome recorded during one turn of the
+event loop shares one commit (``barrier``), so the write-ahead rule costs one
+``write()`` per loop turn, not one per row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import datetime as dt
+import fcntl
+import io
+import os
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from bulksend.errors import LockedError, ResultsError
+from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
+
+COLUMNS = (
+    "row",
+    "key",
+    "status",
+    "request_id",
+    "portal_url",
+    "contact_id",
+    "http_status",
+    "attempts",
+    "error",
+    "sent_at",
+)
+
+# Journal statuses beyond the CSV ones: PENDING (known, never attempted) and
+# INFLIGHT (an attempt was committed, its outcome was not). INFLIGHT is read
+# back as unknown: the POST may have reached the server.
+PENDING = "pending"
+INFLIGHT = "inflight"
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS rows (
+    key TEXT PRIMARY KEY,
+    row INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    request_id TEXT NOT NULL DEFAULT '',
+    portal_url TEXT NOT NULL DEFAULT '',
+    contact_id TEXT NOT NULL DEFAULT '',
+    http_status INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    error TEXT NOT NULL DEFAULT '',
+    sent_at TEXT NOT NULL DEFAULT '',
+    first_attempt_at TEXT NOT NULL DEFAULT '',
+    run_id INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS lines (row INTEGER PRIMARY KEY, line TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+"""
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def neutralise(cell: str) -> str:
+    """Keep a spreadsheet from running a cell as a formula (PRODUCT.md, CSV contract)."""
+    if cell and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
+
+
+def unneutralise(cell: str) -> str:
+    if len(cell) > 1 and cell[0] == "'" and cell[1] in "=+-@\t\r":
+        return cell[1:]
+    return cell
+
+
+@dataclass(slots=True)
+class Record:
+    """A key's row in the journal."""
+
+    key: str
+    row: int
+    status: str
+    request_id: str
+    portal_url: str
+    contact_id: str
+    http_status: int | None
+    attempts: int
+    error: str
+    sent_at: str
+    first_attempt_at: str
+    run_id: int
+
+
+def journal_path(results: Path) -> Path:
+    return results.with_name(results.name + ".journal")
+
+
+def lock_path(results: Path) -> Path:
+    return results.with_name(results.name + ".lock")
+
+
+class RunLock:
+    """One run per results file. ``flock`` dies with its process, so a lock left by
+    a killed run never blocks the next one."""
+
+    def __init__(self, results: Path) -> None:
+        self.path = lock_path(results)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ResultsError(f"{self.path}: cannot create the lock file: {exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f" (pid {other})" if other else ""
+            raise LockedError(
+                f"{self.path.with_suffix('')}: another bulksend run is using this results file{who}",
+                hint="wait for it to finish, or pass a different --results file",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            # The file stays: removing it would race with a run that is opening it.
+
+
+class Journal:
+    """The write-ahead record of every key's attempts and outcome."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL: a commit is in the WAL when it returns; it survives a killed
+            # process (not a power cut, which is not what we guard against here).
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ResultsError(
+                f"{path}: not a bulksend journal ({exc})",
+                hint="move it away or pick another --results file",
+            ) from exc
+        self.db.execute("BEGIN")
+        self._commit_scheduled = False
+        self._waiters: list[asyncio.Future[None]] = []
+        self.after_commit: list[Callable[[], None]] = []
+        self.run_id = int(self.get_meta("runs") or "0") + 1
+        self.set_meta("runs", str(self.run_id))
+        self.commit()
+
+    # -- meta ---------------------------------------------------------------
+    def get_meta(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, name: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+
+    # -- reading ------------------------------------------------------------
+    def get(self, key: str) -> Record | None:
+        row = self.db.execute(
+            "SELECT key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
+            "error,sent_at,first_attempt_at,run_id FROM rows WHERE key=?",
+            (key,),
+        ).fetchone()
+        return None if row is None else Record(*row)
+
+    def count(self) -> int:
+        return int(self.db.execute("SELECT count(*) FROM rows").fetchone()[0])
+
+    # -- writing ------------------------------------------------------------
+    def claim(self, key: str, row: int) -> Record | None:
+        """Mark ``key`` as met in this run at ``row``. Returns its previous record,
+        or None when the key is new. A key met twice in one run is a duplicate:
+        the caller sees ``record.run_id == self.run_id``."""
+        record = self.get(key)
+        if record is None:
+            self.db.execute(
+                "INSERT INTO rows (key,row,status,run_id) VALUES (?,?,?,?)",
+                (key, row, PENDING, self.run_id),
+            )
+        elif record.run_id != self.run_id:
+            self.db.execute(
+                "UPDATE rows SET row=?, run_id=? WHERE key=?", (row, self.run_id, key)
+            )
+        return record
+
+    def begin_attempt(self, key: str) -> None:
+        """Write-ahead: the POST for ``key`` is about to leave. Await ``barrier()``
+        before sending."""
+        self.db.execute(
+            "UPDATE rows SET status=?, attempts=attempts+1, first_attempt_at="
+            "CASE WHEN first_attempt_at='' THEN ? ELSE first_attempt_at END WHERE key=?",
+            (INFLIGHT, utc_now(), key),
+        )
+        self._schedule_commit()
+
+    def record(self, outcome: Outcome) -> None:
+        """The outcome of a keyed row (sent/failed/unknown) is known."""
+        self.db.execute(
+            "UPDATE rows SET status=?, request_id=?, portal_url=?, contact_id=?, "
+            "http_status=?, error=?, sent_at=? WHERE key=?",
+            (
+                outcome.status,
+                outcome.request_id,
+                outcome.portal_url,
+                outcome.contact_id,
+                outcome.http_status,
+                outcome.error,
+                outcome.sent_at,
+                outcome.key,
+            ),
+        )
+        self._schedule_commit()
+
+    def attempts(self, key: str) -> int:
+        row = self.db.execute("SELECT attempts FROM rows WHERE key=?", (key,)).fetchone()
+        return 0 if row is None else int(row[0])
+
+    def import_record(self, record: Record) -> None:
+        self.db.execute(
+            "INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                record.key,
+                record.row,
+                record.status,
+                record.request_id,
+                record.portal_url,
+                record.contact_id,
+                record.http_status,
+                record.attempts,
+                record.error,
+                record.sent_at,
+                record.first_attempt_at,
+                0,
+            ),
+        )
+
+    def put_line(self, row: int, line: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO lines VALUES (?, ?)", (row, line))
+
+    def clear_lines(self) -> None:
+        self.db.execute("DELETE FROM lines")
+
+    def iter_lines(self) -> Iterator[str]:
+        for (line,) in self.db.execute("SELECT line FROM lines ORDER BY row"):
+            yield line
+
+    # -- committing ---------------------------------------------------------
+    def commit(self) -> None:
+        self.db.execute("COMMIT")
+        self.db.execute("BEGIN")
+
+    def _schedule_commit(self) -> None:
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self._grouped_commit)
+            except RuntimeError:  # no loop: commit now
+                self._grouped_commit()
+
+    def _grouped_commit(self) -> None:
+        self._commit_scheduled = False
+        self.commit()
+        for hook in self.after_commit:
+            hook()
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def barrier(self) -> None:
+        """Return once everything recorded so far is committed."""
+        if not self._commit_scheduled:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        await fut
+
+    def close(self) -> None:
+        with contextlib.suppress(sqlite3.OperationalError):
+            self.db.execute("COMMIT")
+        self.db.close()
+
+
+def _line(cells: Sequence[str]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\r\n").writerow(cells)
+    return buf.getvalue()
+
+
+class ResultsWriter:
+    """Owns the results CSV: appends each outcome as it happens, then rewrites
+    the file in input order at the end of the run."""
+
+    def __init__(
+        self,
+        path: Path,
+        journal: Journal | None,
+        input_columns: Sequence[str],
+        *,
+        with_payload: bool = False,
+    ) -> None:
+        self.path = path
+        self.journal = journal
+        self.input_columns = list(input_columns)
+        self.with_payload = with_payload
+        self.header = [*COLUMNS, *(["payload"] if with_payload else []), *self.input_columns]
+        self._live: IO[str] | None = None
+        self._lines_by_row: dict[int, str] = {}  # dry run without a journal
+
+    def open(self) -> None:
+        try:
+            # utf-8-sig: Excel opens a BOM-marked CSV with accents intact.
+            self._live = open(self.path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise ResultsError(
+                f"{self.path}: cannot write the results file: {exc.strerror}"
+            ) from exc
+        self._live.write(_line(self.header))
+        if self.journal is not None:
+            self.journal.clear_lines()
+            self.journal.after_commit.append(self.flush)
+
+    def format(self, outcome: Outcome) -> str:
+        import json
+
+        cells = [
+            str(outcome.row),
+            outcome.key,
+            outcome.status,
+            outcome.request_id,
+            outcome.portal_url,
+            outcome.contact_id,
+            "" if outcome.http_status is None else str(outcome.http_status),
+            str(outcome.attempts),
+            outcome.error,
+            outcome.sent_at,
+        ]
+        if self.with_payload:
+            cells.append(
+                "" if outcome.payload is None
+                else json.dumps(outcome.payload, ensure_ascii=False, separators=(",", ":"))
+            )
+        values = outcome.values
+        cells.extend(values.get(c, "") for c in self.input_columns)
+        return _line([neutralise(c) for c in cells])
+
+    def write(self, outcome: Outcome) -> None:
+        line = self.format(outcome)
+        assert self._live is not None
+        self._live.write(line)
+        if self.journal is not None:
+            self.journal.put_line(outcome.row, line)
+        else:
+            self._lines_by_row[outcome.row] = line
+
+    def flush(self) -> None:
+        if self._live is not None:
+            self._live.flush()
+
+    def finish(self) -> None:
+        """Rewrite the file in input order: one line per input row."""
+        if self._live is not None:
+            self._live.close()
+            self._live = None
+        if self.journal is not None:
+            self.journal.commit()
+            lines: Iterator[str] = self.journal.iter_lines()
+        else:
+            lines = (self._lines_by_row[r] for r in sorted(self._lines_by_row))
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as out:
+            out.write(_line(self.header))
+            for line in lines:
+                out.write(line)
+        os.replace(tmp, self.path)
+
+    def abandon(self) -> None:
+        if self._live is not None:
+            self._live.close()
+            self._live = None
+
+
+def read_results(path: Path) -> Iterator[dict[str, str]]:
+    """Rows of a results CSV as dicts (the contract's columns plus the input's)."""
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read the results file: {exc.strerror}") from exc
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
+            raise ResultsError(
+                f"{path}: not a bulksend results file (its first columns are not "
+                f"{', '.join(COLUMNS)})"
+            )
+        for cells in reader:
+            yield {h: unneutralise(c) for h, c in zip(header, cells, strict=False)}
+
+
+def seed_journal_from_csv(journal: Journal, results: Path) -> int:
+    """A results CSV without its journal (copied elsewhere, journal deleted):
+    rebuild the journal from it so that sent rows are never sent again."""
+    n = 0
+    for line in read_results(results):
+        status = line.get("status", "")
+        key = line.get("key", "")
+        if not key or status not in (SENT, FAILED, UNKNOWN):
+            continue
+        http = line.get("http_status", "")
+        journal.import_record(
+            Record(
+                key=key,
+                row=int(line.get("row") or 0),
+                status=status,
+                request_id=line.get("request_id", ""),
+                portal_url=line.get("portal_url", ""),
+                contact_id=line.get("contact_id", ""),
+                http_status=int(http) if http.isdigit() else None,
+                attempts=int(line.get("attempts") or 0),
+                error=line.get("error", ""),
+                sent_at=line.get("sent_at", ""),
+                # Unknown: we cannot tell when it was tried; look back a day.
+                first_attempt_at=line.get("sent_at", ""),
+                run_id=0,
+            )
+        )
+        n += 1
+    journal.commit()
+    return n

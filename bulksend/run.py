@@ -1,0 +1,443 @@
+"""One run: read → map → check the journal → send → record, as a single operation.
+
+The CLI builds a ``RunConfig``, calls ``send_file`` or ``validate_file`` and maps
+what comes back (a ``Summary``) or what is raised (a ``BulksendError``) to an
+exit status. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bulksend.errors import AbortError, AuthError, BulksendError, ExitStatus, ResultsError, UsageError
+from bulksend.mapping import Mapping, load_mapping
+from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN, Outcome
+from bulksend.progress import Progress
+from bulksend.reading import Table, open_table
+from bulksend.results import (
+    INFLIGHT,
+    PENDING,
+    Journal,
+    Record,
+    ResultsWriter,
+    RunLock,
+    journal_path,
+    seed_journal_from_csv,
+)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    contacts: str
+    mapping: str
+    results: Path
+    api_url: str = "https://api.usecollect.com/v1"
+    api_key: str = field(default="", repr=False)  # never printed, logged or written
+    rate: float | None = 10.0  # requests per second, a ceiling
+    concurrency: int = 8
+    max_attempts: int = 5
+    timeout: float = 30.0
+    max_pause: float = 60.0
+    dry_run: bool = False
+    limit: int | None = None
+    only_failed: bool = False
+    sheet: str | int | None = None
+    encoding: str | None = None
+    delimiter: str | None = None
+    batch: bool = False
+    stop_grace: float = 10.0
+
+
+@dataclass
+class Summary:
+    results: Path
+    total: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    posts: int = 0
+    started: float = field(default_factory=time.time)
+    elapsed: float = 0.0
+    interrupted: bool = False
+    aborted: BulksendError | None = None
+    dry_run: bool = False
+    warnings: list[str] = field(default_factory=list)
+    examples: dict[str, list[Outcome]] = field(default_factory=dict)
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if self.aborted is not None:
+            return self.aborted.exit_status
+        if self.interrupted:
+            return ExitStatus.INTERRUPTED
+        if any(self.counts[s] for s in (FAILED, INVALID, DUPLICATE, UNKNOWN)):
+            return ExitStatus.ROWS_NOT_SENT
+        return ExitStatus.OK
+
+    def note(self, outcome: Outcome) -> None:
+        self.counts[outcome.status] += 1
+        if outcome.status in (FAILED, INVALID, DUPLICATE, UNKNOWN):
+            kept = self.examples.setdefault(outcome.status, [])
+            if len(kept) < 5:
+                kept.append(outcome)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "results": str(self.results),
+            "rows": self.total,
+            "counts": dict(self.counts),
+            "posts": self.posts,
+            "elapsed_seconds": round(self.elapsed, 3),
+            "interrupted": self.interrupted,
+            "aborted": None if self.aborted is None else str(self.aborted),
+            "dry_run": self.dry_run,
+            "exit_code": int(self.exit_status),
+        }
+
+
+def open_input(config: RunConfig) -> tuple[Table, Mapping]:
+    table = open_table(
+        config.contacts, sheet=config.sheet, encoding=config.encoding, delimiter=config.delimiter
+    )
+    try:
+        mapping = load_mapping(config.mapping, table.columns)
+    except BaseException:
+        table.close()
+        raise
+    return table, mapping
+
+
+def count_rows(table: Table) -> int:
+    """The check pass: read the whole input before anything is sent, so a sheet
+    that cannot be read to its end (bad bytes at row 40,000) sends nothing."""
+    n = 0
+    for _ in table.rows():
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------
+# validate
+# ---------------------------------------------------------------------------
+
+
+def validate_file(config: RunConfig, progress: Progress) -> Summary:
+    summary = Summary(results=config.results)
+    table, mapping = open_input(config)
+    seen: dict[bytes, int] = {}
+    with table:
+        for row in table.rows():
+            summary.total += 1
+            mapped = mapping.apply(row)
+            outcome = Outcome(row=row.number, values=row.values)
+            if mapped.error is not None or mapped.key is None:
+                outcome.status, outcome.error = INVALID, mapped.error or "invalid row"
+            else:
+                outcome.key = mapped.key
+                digest = hashlib.blake2b(mapped.key.encode(), digest_size=8).digest()
+                if digest in seen:
+                    outcome.status = DUPLICATE
+                    outcome.error = f"same key as row {seen[digest]} ({mapped.key})"
+                else:
+                    seen[digest] = row.number
+                    outcome.status = READY
+                    outcome.payload = mapped.payload
+            summary.note(outcome)
+            progress.outcome(outcome)
+    return summary
+
+
+# ---------------------------------------------------------------------------
+# send
+# ---------------------------------------------------------------------------
+
+
+def _carry(outcome: Outcome, record: Record | None) -> None:
+    """Fill an outcome from the journal's record of an earlier run."""
+    if record is None:
+        return
+    outcome.request_id = record.request_id
+    outcome.portal_url = record.portal_url
+    outcome.contact_id = record.contact_id
+    outcome.http_status = record.http_status
+    outcome.attempts = record.attempts
+    outcome.error = record.error
+    outcome.sent_at = record.sent_at
+    outcome.status = UNKNOWN if record.status == INFLIGHT else record.status
+    if outcome.status == PENDING:
+        outcome.status = READY
+
+
+@contextlib.contextmanager
+def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> Iterator[Journal]:
+    lock = RunLock(config.results)
+    lock.acquire()
+    try:
+        path = journal_path(config.results)
+        fresh = not path.exists()
+        journal = Journal(path)
+        try:
+            if fresh and config.results.exists():
+                seeded = seed_journal_from_csv(journal, config.results)
+                if seeded:
+                    summary.warnings.append(
+                        f"{path.name} was missing: rebuilt it from {config.results.name} ({seeded} rows)"
+                    )
+            previous = journal.get_meta("mapping_digest")
+            if previous is not None and previous != mapping.digest:
+                summary.warnings.append(
+                    f"{config.mapping} changed since the last run on {config.results.name}; "
+                    "rows already sent are matched by key and not sent again"
+                )
+            journal.set_meta("mapping_digest", mapping.digest)
+            journal.commit()
+            yield journal
+        finally:
+            journal.close()
+    finally:
+        lock.release()
+
+
+def send_file(config: RunConfig, progress: Progress) -> Summary:
+    if config.dry_run and journal_path(config.results).exists():
+        raise UsageError(
+            f"{config.results}: holds the results of a real run; a dry run would overwrite them",
+            hint="pass another --results file for the dry run",
+        )
+    summary = Summary(results=config.results, dry_run=config.dry_run)
+    table, mapping = open_input(config)
+    with table:
+        summary.total = count_rows(table)
+        if config.dry_run:
+            # A throwaway journal gives the dry run the same duplicate check.
+            with tempfile.TemporaryDirectory(prefix="bulksend-") as tmp:
+                journal = Journal(Path(tmp) / "dry-run.journal")
+                try:
+                    return _run(config, table, mapping, journal, summary, progress)
+                finally:
+                    journal.close()
+        with _locked_journal(config, mapping, summary) as journal:
+            for warning in summary.warnings:
+                progress.event("warning", warning)
+            return _run(config, table, mapping, journal, summary, progress)
+
+
+def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
+         summary: Summary, progress: Progress) -> Summary:
+    writer = ResultsWriter(config.results, journal, table.columns, with_payload=config.dry_run)
+    writer.open()
+    started = time.monotonic()
+    hard_stop = False
+    try:
+        asyncio.run(_send_async(config, table, mapping, journal, writer, summary, progress))
+    except KeyboardInterrupt:
+        # Second Ctrl-C: stop at once. The journal holds every attempt; rows in
+        # flight read back as unknown and are looked up before any resend.
+        hard_stop = True
+        summary.interrupted = True
+    finally:
+        summary.elapsed = time.monotonic() - started
+        if hard_stop:
+            journal.commit()
+            writer.abandon()
+        else:
+            writer.finish()
+    return summary
+
+
+async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
+                      writer: ResultsWriter, summary: Summary, progress: Progress) -> None:
+    # aiohttp is imported here, not at module level: validate and --help never need it.
+    from bulksend.sending import Client, Job, Policy, RateGate, Sender
+
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    main_task = asyncio.current_task()
+    assert main_task is not None
+
+    def on_signal(signame: str) -> None:
+        if stopping.is_set():
+            progress.event("interrupt", f"{signame} again: stopping now")
+            main_task.cancel()
+            return
+        stopping.set()
+        summary.interrupted = True
+        progress.event(
+            "interrupt",
+            f"{signame}: no new rows; waiting up to {config.stop_grace:g}s for requests in flight "
+            "(press Ctrl-C again to stop at once)",
+        )
+
+    installed = []
+    for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal, name)
+            installed.append(sig)
+
+    def finish(outcome: Outcome) -> None:
+        if outcome.key and outcome.status in (SENT, FAILED, UNKNOWN) and not config.dry_run:
+            journal.record(outcome)
+        writer.write(outcome)
+        summary.note(outcome)
+        progress.outcome(outcome)
+
+    queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=max(16, config.concurrency * 4))
+    in_flight: dict[int, Job] = {}
+    progress.start(summary.total, to_send=summary.total)
+    gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
+    policy = Policy(max_attempts=config.max_attempts)
+
+    try:
+        async with Client(config.api_url, config.api_key, timeout=config.timeout,
+                          concurrency=config.concurrency) as client:
+            sender = Sender(client, gate, journal, policy, progress)
+
+            async def worker(n: int) -> None:
+                while True:
+                    job = await queue.get()
+                    if job is None:
+                        return
+                    if stopping.is_set():
+                        finish(job.outcome)  # not attempted: its earlier status stands
+                        continue
+                    in_flight[n] = job
+                    try:
+                        outcome = await sender.run(job)
+                    finally:
+                        in_flight.pop(n, None)
+                    finish(outcome)
+
+            async def feed() -> None:
+                queued = 0
+                for i, row in enumerate(table.rows()):
+                    if i % 256 == 255:
+                        await asyncio.sleep(0)  # let workers and the commit run
+                    outcome = Outcome(row=row.number, values=row.values)
+                    mapped = mapping.apply(row)
+                    if mapped.error is not None or mapped.key is None or mapped.payload is None:
+                        outcome.status, outcome.error = INVALID, mapped.error or "invalid row"
+                        finish(outcome)
+                        continue
+                    outcome.key = mapped.key
+                    outcome.payload = mapped.payload
+                    record = journal.claim(mapped.key, row.number)
+                    if record is not None and record.run_id == journal.run_id:
+                        outcome.status = DUPLICATE
+                        outcome.error = f"same key as row {record.row} ({mapped.key}); not sent"
+                        finish(outcome)
+                        continue
+                    _carry(outcome, record)
+                    if config.dry_run:
+                        outcome.status = READY
+                        finish(outcome)
+                        continue
+                    previous = PENDING if record is None else record.status
+                    if previous == SENT or stopping.is_set():
+                        finish(outcome)  # already sent (or stopping): no API call at all
+                        continue
+                    if config.only_failed and previous != FAILED:
+                        finish(outcome)
+                        continue
+                    if config.limit is not None and queued >= config.limit:
+                        finish(outcome)
+                        continue
+                    since = None
+                    if previous in (INFLIGHT, UNKNOWN):
+                        since = record.first_attempt_at if record is not None else ""
+                    queued += 1
+                    await queue.put(Job(outcome, mapped.payload, since))
+
+            workers = [asyncio.create_task(worker(n)) for n in range(config.concurrency)]
+            feeder = asyncio.create_task(feed())
+            try:
+                await _supervise(feeder, workers, queue, stopping, config.stop_grace, in_flight, finish)
+            finally:
+                summary.posts = sender.posts
+                for task in [feeder, *workers]:
+                    task.cancel()
+                await asyncio.gather(feeder, *workers, return_exceptions=True)
+    except (AuthError, AbortError) as exc:
+        summary.aborted = exc
+        progress.event("abort", str(exc))
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        journal.commit()
+
+
+async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None]],
+                     queue: asyncio.Queue[Any], stopping: asyncio.Event, grace: float,
+                     in_flight: dict[int, Any], finish: Any) -> None:
+    """Wait for the feeder, then the workers. On a stop (signal) or an abort (a
+    worker raised, e.g. on 401): no new request leaves, requests in flight get
+    a bounded wait (none on abort), and every row still gets a line."""
+    pending: set[asyncio.Task[None]] = {feeder, *workers}
+    stop_wait = asyncio.create_task(stopping.wait())
+    failure: BaseException | None = None
+    try:
+        while pending:
+            done, _ = await asyncio.wait(pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {stop_wait}:
+                pending.discard(task)
+                if task.exception() is not None:
+                    failure = task.exception()
+                elif task is feeder:
+                    for _ in workers:
+                        await queue.put(None)
+            if failure is not None or stopping.is_set():
+                break
+        else:
+            return
+    finally:
+        stop_wait.cancel()
+    stopping.set()
+    if failure is None:
+        deadline = time.monotonic() + grace
+        while in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a dict, bounded
+            await asyncio.sleep(0.05)
+    for task in workers:
+        task.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    for job in list(in_flight.values()):
+        job.outcome.status = UNKNOWN
+        job.outcome.error = "stopped while in flight; it is looked up before any resend"
+        finish(job.outcome)
+    in_flight.clear()
+    # The feeder carries on without queuing (stopping is set): every remaining
+    # row gets its line from the journal, and nothing more is sent.
+    while not feeder.done():
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.wait({getter, feeder}, return_when=asyncio.FIRST_COMPLETED)
+        if getter.done():
+            job = getter.result()
+            if job is not None:
+                finish(job.outcome)
+        else:
+            getter.cancel()
+    while not queue.empty():
+        job = queue.get_nowait()
+        if job is not None:
+            finish(job.outcome)
+    if feeder.exception() is not None:
+        raise feeder.exception()  # type: ignore[misc]
+    if failure is not None:
+        raise failure
+
+
+def resolve_results(contacts: str, results: str | None, dry_run: bool) -> Path:
+    if results:
+        path = Path(results)
+    else:
+        stem = "stdin" if contacts == "-" else Path(contacts).stem
+        path = Path(f"{stem}-dry-run.csv" if dry_run else f"{stem}-results.csv")
+    if path.is_dir():
+        raise ResultsError(f"{path}: is a directory", hint="--results takes a file name")
+    return path

@@ -1,0 +1,531 @@
+"""Sending: the rate gate, the HTTP client, reconciliation and the worker pool.
+
+Every request a run makes (POSTs, their retries, and the look-ups that settle
+unknown rows) passes one shared gate. A fixed pool of workers reads a bounded
+queue fed by the reader, so memory does not grow with the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import email.utils
+import json
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiolimiter import AsyncLimiter
+
+from bulksend import __version__
+from bulksend.errors import AuthError
+from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
+from bulksend.progress import Progress
+from bulksend.results import Journal, utc_now
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+RETRYABLE = frozenset({500, 502, 503, 504})
+FINAL = frozenset({400, 403, 404, 405, 409, 410, 413, 415, 422})
+MAX_THROTTLED = 200  # 429s one row may meet before it is given up as failed
+
+
+# ---------------------------------------------------------------------------
+# The rate gate
+# ---------------------------------------------------------------------------
+
+
+class RateGate:
+    """One gate for every request of the run: an aiolimiter leaky bucket whose
+    rate adapts, plus a pause that a 429 imposes on every worker.
+
+    Rate control: ``ceiling`` (``--rate``) is never exceeded. A 429 pauses all
+    workers for Retry-After (capped) and cuts the rate: to just under the success
+    rate measured since the last cut when that window is long enough to trust,
+    else by half. Good answers raise it additively (a fixed step per success,
+    which is a few percent a second at any rate), slowly near a rate that was
+    already refused, so the run settles under the server's limit instead of
+    oscillating into repeated 429 storms. Only answers to requests sent *after*
+    the last cut count, so the burst of 429s a cut leaves in flight cuts once.
+    """
+
+    def __init__(
+        self,
+        ceiling: float | None,
+        *,
+        progress: Progress,
+        max_pause: float = 60.0,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.ceiling = ceiling if ceiling and ceiling > 0 else None
+        self.rate = self.ceiling or 0.0
+        self.progress = progress
+        self.max_pause = max_pause
+        self.clock = clock
+        self.sleep = sleep
+        self.paused_until = 0.0
+        self.last_cut = clock()
+        self.refused_at: float | None = None  # rate at which the server said 429
+        self._successes: deque[float] = deque()
+        self.limiter: AsyncLimiter | None = None
+        if self.ceiling:
+            capacity = self._capacity(self.ceiling)
+            self.limiter = AsyncLimiter(capacity, capacity / self.ceiling)
+
+    @staticmethod
+    def _capacity(rate: float) -> float:
+        # A bucket of ~20 ms of requests absorbs event-loop timer lateness (so a
+        # gate at R really sends R/s) without a burst a server would refuse.
+        return max(1.0, rate * 0.02)
+
+    def _apply(self, rate: float) -> None:
+        assert self.ceiling is not None
+        rate = max(0.05, min(self.ceiling, rate))
+        if abs(rate - self.rate) / max(self.rate, 1e-9) > 0.001:
+            self.rate = rate
+            if self.limiter is not None:
+                # aiolimiter reads these on every acquire; changing them in place
+                # keeps the bucket's level (and its waiters) intact.
+                cap = self._capacity(rate)
+                self.limiter._leak()
+                self.limiter.max_rate = cap
+                self.limiter.time_period = cap / rate
+                self.limiter._rate_per_sec = rate
+            self.progress.rate(rate)
+
+    async def acquire(self) -> float:
+        """Wait for a slot; returns the time the request may leave."""
+        while True:
+            now = self.clock()
+            if now < self.paused_until:
+                await self.sleep(self.paused_until - now)
+                continue
+            if self.limiter is not None:
+                await self.limiter.acquire()
+            now = self.clock()
+            if now >= self.paused_until:
+                return now
+
+    def success(self, sent: float) -> None:
+        now = self.clock()
+        self._successes.append(now)
+        if self.ceiling is None or self.rate >= self.ceiling:
+            return
+        near_refused = self.refused_at is not None and self.rate >= 0.97 * self.refused_at
+        self._apply(self.rate + (0.003 if near_refused else 0.03))
+
+    def throttled(self, sent: float, retry_after: float | None) -> float:
+        """A 429: pause every worker, and cut the rate once per storm. Returns the pause."""
+        now = self.clock()
+        pause = min(self.max_pause, retry_after if retry_after is not None else 1.0)
+        pause = max(pause, 0.05)
+        first = now + pause > self.paused_until
+        if first:
+            self.paused_until = now + pause
+        if self.ceiling is not None and sent >= self.last_cut:
+            window = now - self.last_cut
+            while self._successes and self._successes[0] < self.last_cut:
+                self._successes.popleft()
+            measured = len(self._successes) / window if window > 0 else 0.0
+            self.refused_at = self.rate if self.refused_at is None else min(self.refused_at, self.rate)
+            # A window under 1.5 s is dominated by the server's burst allowance.
+            new = 0.97 * measured if window >= 1.5 and measured > 0 else self.rate * 0.5
+            self._apply(min(new, self.rate * 0.9))
+            self.last_cut = now + pause
+            self._successes.clear()
+        if first:
+            self.progress.event(
+                "pause", f"server said 429: pausing all workers {pause:.1f}s", seconds=pause,
+                rate=self.rate,
+            )
+        return pause
+
+    def unavailable(self, sent: float) -> None:
+        """503s mean the server is struggling: slow down a little, once per burst."""
+        if self.ceiling is not None and sent >= self.last_cut:
+            self._apply(self.rate * 0.8)
+            self.last_cut = self.clock()
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Retry-After as seconds (``120``) or an HTTP-date; None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+# ---------------------------------------------------------------------------
+# The HTTP client
+# ---------------------------------------------------------------------------
+
+
+class NotSent(Exception):
+    """The request never reached the server (connection refused, DNS...): safe to retry."""
+
+
+class Ambiguous(Exception):
+    """The request may have reached the server but its answer was lost."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: Any
+    retry_after: float | None
+
+
+def auth_header(api_key: str) -> str:
+    # collect-api.md §1: Basic, empty user name, the key as password. Built by
+    # hand: aiohttp 3.14 deprecates BasicAuth and auth=.
+    return "Basic " + base64.b64encode(b":" + api_key.encode()).decode("ascii")
+
+
+def error_text(answer: Answer) -> str:
+    """One line a person can act on, from an error answer (its body is undocumented)."""
+    body = answer.body
+    message = ""
+    if isinstance(body, dict):
+        for name in ("message", "error", "errors", "detail"):
+            if body.get(name):
+                message = body[name] if isinstance(body[name], str) else json.dumps(body[name])
+                break
+    elif isinstance(body, str):
+        message = body
+    message = " ".join(str(message).split())[:300]
+    return f"HTTP {answer.status}: {message}" if message else f"HTTP {answer.status}"
+
+
+class Client:
+    """A thin aiohttp client for the Collect API. The key lives in one header and
+    nowhere else: it is never part of a message, an exception or a repr."""
+
+    def __init__(self, api_url: str, api_key: str, *, timeout: float, concurrency: int) -> None:
+        self.base = api_url.rstrip("/")
+        self._headers = {
+            "Authorization": auth_header(api_key),
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "User-Agent": f"bulksend/{__version__}",
+        }
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.concurrency = concurrency
+        self.session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"Client({self.base!r})"
+
+    async def __aenter__(self) -> Client:
+        connector = aiohttp.TCPConnector(limit=self.concurrency + 4, ttl_dns_cache=300)
+        self.session = aiohttp.ClientSession(
+            connector=connector, headers=self._headers, timeout=self.timeout,
+            json_serialize=json.dumps,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.session is not None:
+            await self.session.close()
+
+    async def call(self, method: str, path: str, body: Any = None,
+                   params: dict[str, str] | None = None) -> Answer:
+        assert self.session is not None
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+        try:
+            async with self.session.request(method, self.base + path, data=data, params=params) as resp:
+                raw = await resp.read()
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                status = resp.status
+        except aiohttp.ClientConnectorError as exc:
+            raise NotSent(f"cannot connect to {self.base}: {exc.os_error.strerror or exc}") from None
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise Ambiguous(f"no answer within {self.timeout.total:g}s") from None
+        except aiohttp.ClientError as exc:
+            # ServerDisconnectedError, ClientOSError (reset), ClientPayloadError:
+            # the body may have been written and processed.
+            raise Ambiguous(f"connection lost: {type(exc).__name__}") from None
+        try:
+            parsed: Any = json.loads(raw) if raw else None
+        except ValueError:
+            parsed = raw.decode("utf-8", "replace")
+        return Answer(status, parsed, retry_after)
+
+
+# ---------------------------------------------------------------------------
+# Reconciliation (collect-api.md §6)
+# ---------------------------------------------------------------------------
+
+
+def parse_time(text: str) -> dt.datetime | None:
+    """Collect timestamps come as ``2022-07-04 07:20:06 UTC`` or ISO 8601 (§1)."""
+    if not text:
+        return None
+    t = text.strip().replace(" UTC", "Z")
+    if t.endswith("Z"):
+        t = t[:-1] + "+00:00"
+    try:
+        when = dt.datetime.fromisoformat(t)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+# A request created up to this long before our first attempt is not ours
+# (clock skew between this machine and the server).
+SKEW = dt.timedelta(minutes=2)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    request_id: str
+    portal_url: str
+    contact_id: str
+    created_at: str
+
+
+async def look_up(client: Client, gate: RateGate, payload: dict[str, Any], since: str) -> Found | None:
+    """Was a request for this payload's contact and campaign created since ``since``?
+
+    Raises Ambiguous/NotSent when the look-up itself cannot be made."""
+    campaign = str(payload.get("campaignId", ""))
+    contact = payload.get("contact")
+    after = parse_time(since)
+    floor = (after - SKEW) if after else None
+
+    def recent(created: str) -> bool:
+        when = parse_time(created)
+        return floor is None or when is None or when >= floor
+
+    for _ in range(20):
+        await gate.acquire()
+        if isinstance(contact, str):
+            answer = await client.call("GET", f"/contacts/{contact}")
+        else:
+            email_addr = str((contact or {}).get("email", ""))
+            answer = await client.call(
+                "GET", "/requests",
+                params={"campaignId": campaign, "search": email_addr, "limit": "100"},
+            )
+        if answer.status == 429:
+            gate.throttled(gate.clock(), answer.retry_after)
+            continue
+        if answer.status == 401:
+            raise AuthError("the API key was refused (HTTP 401)", hint="check COLLECT_API_KEY")
+        if answer.status == 404:
+            return None
+        if answer.status != 200:
+            raise Ambiguous(f"look-up failed: {error_text(answer)}")
+        break
+    else:
+        raise Ambiguous("look-up kept being rate limited")
+
+    if isinstance(contact, str):
+        body = answer.body if isinstance(answer.body, dict) else {}
+        matches = [
+            r for r in body.get("requests", []) or []
+            if isinstance(r, dict) and r.get("campaignId") == campaign and recent(str(r.get("createdAt", "")))
+        ]
+        contact_id = contact
+    else:
+        wanted = str((contact or {}).get("email", "")).lower()
+        rows = answer.body if isinstance(answer.body, list) else []
+        matches = [
+            r for r in rows
+            if isinstance(r, dict)
+            and str((r.get("contact") or {}).get("email", "")).lower() == wanted
+            and r.get("campaignId", campaign) == campaign
+            and recent(str(r.get("createdAt", "")))
+        ]
+        contact_id = ""
+    if not matches:
+        return None
+    first = min(matches, key=lambda r: str(r.get("createdAt", "")))
+    return Found(
+        request_id=str(first.get("_id", "")),
+        portal_url=str(first.get("portalUrl", "")),
+        contact_id=contact_id or str((first.get("contact") or {}).get("_id", "")),
+        created_at=str(first.get("createdAt", "")),
+    )
+
+
+# ---------------------------------------------------------------------------
+# One row, from its first attempt to its outcome
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    max_attempts: int = 5
+    max_row_time: float = 300.0  # seconds one row may spend retrying
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+
+
+@dataclass(slots=True)
+class Job:
+    outcome: Outcome  # row, key and values set; filled in as the row goes
+    payload: dict[str, Any]
+    reconcile_since: str | None = None  # set: the row may already exist on the server
+
+
+class Sender:
+    """Sends one row at a time for a worker; shared by all workers of a run."""
+
+    def __init__(self, client: Client, gate: RateGate, journal: Journal | None,
+                 policy: Policy, progress: Progress, *, clock: Clock = time.monotonic,
+                 sleep: Sleep = asyncio.sleep, rng: random.Random | None = None) -> None:
+        self.client = client
+        self.gate = gate
+        self.journal = journal
+        self.policy = policy
+        self.progress = progress
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        self.posts = 0
+
+    def backoff(self, failures: int) -> float:
+        # Exponential with full jitter (AWS architecture blog): spreads the
+        # retries of many workers instead of synchronising them.
+        ceiling = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (failures - 1))
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+    def _sent(self, job: Job, found: Found | Answer) -> None:
+        o = job.outcome
+        o.status = SENT
+        o.error = ""
+        if isinstance(found, Found):
+            o.request_id, o.portal_url, o.contact_id = found.request_id, found.portal_url, found.contact_id
+            o.sent_at = _iso(found.created_at) or utc_now()
+        else:
+            body = found.body if isinstance(found.body, dict) else {}
+            request = body.get("request") or {}
+            o.request_id = str(request.get("_id", ""))
+            o.portal_url = str(request.get("portalUrl", ""))
+            o.contact_id = str((request.get("contact") or {}).get("_id", ""))
+            o.sent_at = utc_now()
+            o.http_status = found.status
+
+    async def settle(self, job: Job, since: str) -> bool:
+        """Look the row up; True when it is settled as sent."""
+        for failures in range(1, self.policy.max_attempts + 1):
+            try:
+                found = await look_up(self.client, self.gate, job.payload, since)
+            except (Ambiguous, NotSent) as exc:
+                job.outcome.error = f"could not check whether it was created: {exc}"
+                await self.sleep(self.backoff(failures))
+                continue
+            if found is not None:
+                self._sent(job, found)
+                self.progress.event("reconciled", f"row {job.outcome.row}: found on the server, not resent",
+                                    row=job.outcome.row)
+                return True
+            return False
+        job.outcome.status = UNKNOWN
+        return True  # settled as unknown: never resend blindly
+
+    async def run(self, job: Job) -> Outcome:
+        o = job.outcome
+        journal = self.journal
+        if job.reconcile_since is not None and await self.settle(job, job.reconcile_since):
+            return o
+        started = self.clock()
+        failures = 0
+        throttled = 0
+        while True:
+            if failures >= self.policy.max_attempts or self.clock() - started > self.policy.max_row_time:
+                o.status = FAILED
+                o.error = f"gave up after {failures} attempts: {o.error}" if o.error else "gave up"
+                return o
+            if throttled >= MAX_THROTTLED:
+                o.status = FAILED
+                o.error = f"still rate limited (HTTP 429) after {throttled} tries"
+                return o
+            sent = await self.gate.acquire()
+            first_attempt = utc_now()
+            if journal is not None and o.key:
+                journal.begin_attempt(o.key)
+                await journal.barrier()  # write-ahead: on disk before the POST leaves
+            o.attempts += 1
+            self.posts += 1
+            try:
+                answer = await self.client.call("POST", "/request", job.payload)
+            except NotSent as exc:
+                failures += 1
+                o.error = str(exc)
+                o.http_status = None
+                self._interim(o)
+                self.progress.event("retry", f"row {o.row}: {exc}; retrying", row=o.row)
+                await self.sleep(self.backoff(failures))
+                continue
+            except Ambiguous as exc:
+                failures += 1
+                o.error = f"{exc}; the request may have been created"
+                o.status = UNKNOWN
+                self.progress.event("unknown", f"row {o.row}: {exc}; checking before any resend", row=o.row)
+                await self.sleep(min(2.0, self.backoff(failures)))
+                record = journal.get(o.key) if journal is not None and o.key else None
+                since = record.first_attempt_at if record is not None else first_attempt
+                if await self.settle(job, since or first_attempt):
+                    return o
+                continue
+            o.http_status = answer.status
+            if 200 <= answer.status < 300:
+                self.gate.success(sent)
+                self._sent(job, answer)
+                return o
+            o.error = error_text(answer)
+            if answer.status == 429:
+                throttled += 1
+                self._interim(o)
+                self.gate.throttled(sent, answer.retry_after)
+                continue
+            if answer.status == 401:
+                o.status = FAILED
+                self._interim(o)
+                raise AuthError(
+                    "the API key was refused (HTTP 401); nothing more is sent",
+                    hint="check COLLECT_API_KEY or --api-key-file, then rerun the same command",
+                )
+            if answer.status in RETRYABLE:
+                failures += 1
+                if answer.status == 503:
+                    self.gate.unavailable(sent)
+                self._interim(o)
+                delay = answer.retry_after if answer.retry_after is not None else self.backoff(failures)
+                self.progress.event("retry", f"row {o.row}: {o.error}; retrying in {delay:.1f}s", row=o.row)
+                await self.sleep(min(delay, self.policy.backoff_cap))
+                continue
+            o.status = FAILED  # 400/403/404 and anything else: final for this row
+            return o
+
+    def _interim(self, o: Outcome) -> None:
+        """A definite 'not created' answer: the row is no longer in flight."""
+        if self.journal is not None and o.key:
+            status = o.status
+            o.status = FAILED
+            self.journal.record(o)
+            o.status = status
+
+
+def _iso(text: str) -> str:
+    when = parse_time(text)
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else ""
