@@ -14,7 +14,8 @@ _ORDER = (SENT, READY, FAILED, UNKNOWN, INVALID, DUPLICATE)
 
 def reason_of(error: str) -> str:
     """Group errors by their shape: quoted values and numbers vary per row."""
-    text = re.sub(r'"[^"]*"', '"…"', error)
+    # Keep the column's name, drop the row's value.
+    text = re.sub(r'(?<!column )"[^"]*"', '"…"', error)
     text = re.sub(r"\brow \d+\b", "row N", text)
     text = re.sub(r"\b[0-9a-zA-Z]{17}\b", "<id>", text)
     return text.strip() or "(no message)"
