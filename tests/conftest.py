@@ -1,0 +1,87 @@
+"""Shared helpers: the real CLI, run as a subprocess, against the real sandbox."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bulksend.sandbox import DEMO_CAMPAIGN_ID, DEMO_ITEM_IDS, Sandbox, SandboxConfig, running_sandbox
+
+KEY = "test-key-0123"
+CONTRACT = ["row", "key", "status", "request_id", "portal_url", "contact_id", "http_status",
+            "attempts", "error", "sent_at"]
+
+MAPPING = f"""\
+campaignId: {{value: {DEMO_CAMPAIGN_ID}}}
+contact:
+  email: Email
+  firstName: First Name
+  lastName: {{column: Last Name, required: false}}
+items: {{column: Documents, split: ";", required: false}}
+sendMessage: true
+"""
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path, key: str | None = KEY, timeout: float = 120,
+            env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+    full_env = {k: v for k, v in os.environ.items() if k != "COLLECT_API_KEY"}
+    if key is not None:
+        full_env["COLLECT_API_KEY"] = key
+    full_env.update(env or {})
+    proc = subprocess.run(
+        [sys.executable, "-m", "bulksend", *args], cwd=cwd, env=full_env, capture_output=True,
+        text=True, timeout=timeout, input=stdin,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def write_contacts(path: Path, rows: list[dict[str, str]]) -> Path:
+    columns = ["Email", "First Name", "Last Name", "Documents"]
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+    return path
+
+
+def people(n: int, start: int = 0) -> list[dict[str, str]]:
+    items = f"{DEMO_ITEM_IDS['ID card']}; {DEMO_ITEM_IDS['Proof of address']}"
+    return [
+        {"Email": f"person{i}@example.com", "First Name": f"Person{i}", "Last Name": "Tester",
+         "Documents": items if i % 3 == 0 else ""}
+        for i in range(start, start + n)
+    ]
+
+
+def read_results(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        rows = list(reader)
+        return list(reader.fieldnames or []), rows
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with running_sandbox(SandboxConfig(api_key=KEY, seed=1)) as sb:
+        yield sb
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    (tmp_path / "mapping.yaml").write_text(MAPPING, encoding="utf-8")
+    return tmp_path
