@@ -1,0 +1,1437 @@
+"""The sandbox: a faithful local stand-in for the Collect API, with injectable faults.
+
+It serves what bulksend uses of collect-api.md §1-7 on loopback: Basic auth (§1),
+POST /request (§4) and POST /requests (§5) validated strictly, the look-ups that
+reconciliation needs (§6) and the read-only catalogue (§7). Where the reference
+says "not documented" (error bodies, batch partial failure, Retry-After), the
+sandbox picks the least convenient plausible behaviour, so a client that works
+here does not lean on luck: error bodies are ``{"message": ...}``, a batch skips
+bad contacts and returns its requests in shuffled order, 429 may or may not carry
+Retry-After.
+
+Faults are drawn from the seed: one uniform draw per authenticated, admitted POST
+decides its fate (500/503, dropped, ambiguous, slow or fine). That stream is kept
+apart from the one that generates ids and shuffles batches, so the n-th POST's fate
+depends only on (seed, n) and not on whether earlier POSTs were valid.
+
+Everything runs on one event loop. ``Sandbox.snapshot()`` (and the ``created`` and
+``stats`` properties built on it) may be called from another thread: the copy is
+then made on the sandbox's loop, so readers never see a half-updated counter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import concurrent.futures
+import contextlib
+import dataclasses
+import email.utils
+import hashlib
+import hmac
+import json
+import math
+import random
+import re
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, NamedTuple, TypeVar
+
+from aiohttp import web
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEMO_CAMPAIGN_ID",
+    "DEMO_ITEM_IDS",
+    "ONBOARDING_CAMPAIGN_ID",
+    "ONBOARDING_ITEM_IDS",
+    "SEEDED_CONTACT_IDS",
+    "SEEDED_REQUEST_ID",
+    "USER_IDS",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxSnapshot",
+    "config_problems",
+    "running_sandbox",
+    "serve",
+]
+
+_T = TypeVar("_T")
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+DEFAULT_API_KEY: Final = "sandbox-key"
+
+# Meteor's "unmistakable" alphabet: Collect ids such as xvr69EYLKXvTkfYuk are
+# Meteor ids, 17 characters from this set (§1).
+_ID_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
+_ID_LENGTH: Final = 17
+_PORTAL: Final = "https://app.usecollect.com/portal"
+
+# --- The seeded world -----------------------------------------------------------
+# Fixed for every seed, so the demo and the tests can name campaigns, elements and
+# contacts; only ids the sandbox generates at run time depend on the seed.
+
+DEMO_CAMPAIGN_ID: Final = "xvr69EYLKXvTkfYuk"  # the campaign id of the §4 example
+DEMO_ITEM_IDS: Final[dict[str, str]] = {  # element name -> element `id` (what `items` takes)
+    "ID card": "pdHfyaXvuoEWnRNnm",
+    "Proof of address": "S7pJyePKjxXimLipA",
+    "Registration certificate": "8oMXrrSvERrsEnBix",
+    "Driving licence": "vJBoynXXMEDXTiSD7",
+    "Vehicle details": "2GMd7Jw8Zi8efHaCn",  # a form
+    "Instructions": "sxcr6nyAZbi47xYwd",  # a text block
+}
+ONBOARDING_CAMPAIGN_ID: Final = "zZCYitJRjp8n7XG5Q"
+ONBOARDING_ITEM_IDS: Final[dict[str, str]] = {
+    "Signed contract": "nWHdn2bYErXrZpbt6",
+    "Bank details": "r7v6Lk7oJKWaTQr3C",
+    "Personal information": "Zu68KzNpYKcWvKxM3",  # a form
+    "Welcome": "LYCAQa7kwtSpHQtaj",  # a page
+}
+SEEDED_CONTACT_IDS: Final[dict[str, str]] = {  # email -> contact `_id`
+    "maincontact@example.com": "xtPWKQqcAk8MJfoz5",  # the contact of the §4 example
+    "jane.smith@example.com": "WmTjsFknzHdmfs3Ra",  # the id used in the §5 example
+    "Grace.Hopper@Example.com": "K9eMhWR7YQRFHSE8A",  # mixed case: §6 email look-up is exact
+}
+# An old request of maincontact in the demo campaign: reconciliation must filter on
+# createdAt (§6) rather than take any request it finds.
+SEEDED_REQUEST_ID: Final = "nw42MmBsJoccgutST"
+USER_IDS: Final[dict[str, str]] = {  # email -> user `_id` (for createdBy / assignedTo)
+    "owner@sandbox.example": "yvsbMv2mRPfSPuRNv",
+    "assistant@sandbox.example": "vsxQAWiyaKs3J49q5",
+}
+_TEAM_ID: Final = "CDFHTHYHLLSaw8Mhi"
+_EXTENSIONS: Final = ["pdf", "jpg", "jpeg", "png"]
+
+
+def _document(id_: str, item_id: str, name: str, order: int) -> dict[str, Any]:
+    # itemId differs from id on purpose: `items` takes the element's `id` (§6), and a
+    # client that sends itemId instead gets a 400 naming it.
+    return {
+        "id": id_,
+        "itemId": item_id,
+        "name": name,
+        "order": order,
+        "visibility": "visible",
+        "mandatory": True,
+        "multipleupload": False,
+        "extensions": list(_EXTENSIONS),
+    }
+
+
+def _element(id_: str, item_id: str, name: str, order: int, **extra: Any) -> dict[str, Any]:
+    return {"id": id_, "itemId": item_id, "name": name, "order": order, "visibility": "visible"} | extra
+
+
+def _catalogue() -> list[dict[str, Any]]:
+    demo = DEMO_ITEM_IDS
+    onb = ONBOARDING_ITEM_IDS
+    return [
+        {
+            "_id": DEMO_CAMPAIGN_ID,
+            "name": "Vehicle documents",
+            "createdAt": "2022-06-01T09:00:00Z",
+            "status": "open",
+            "documents": [
+                _document(demo["ID card"], "TMjehMxdX2LeLW8SN", "ID card", 0),
+                _document(demo["Proof of address"], "wsZN5XcA2C8CXcPDq", "Proof of address", 1),
+                _document(
+                    demo["Registration certificate"],
+                    "3Sa5Dhn7Wi9i9Dtbn",
+                    "Registration certificate",
+                    2,
+                ),
+                _document(demo["Driving licence"], "FZ9W2wEdA9wgrEcdq", "Driving licence", 3),
+            ],
+            "forms": [
+                _element(
+                    demo["Vehicle details"],
+                    "t2J2Di6rkmZePHFD6",
+                    "Vehicle details",
+                    4,
+                    items=[
+                        {"id": "cvKTPGNCtXjR73Qrn", "name": "Brand", "type": "shortText"},
+                        {"id": "93yLdbzqzfh76tY9B", "name": "Model", "type": "shortText"},
+                        {"id": "vj4tjFbSiYpL2SWfk", "name": "Plate", "type": "shortText"},
+                    ],
+                )
+            ],
+            "texts": [_element(demo["Instructions"], "WTz4vrkJJv7kQsrTQ", "Instructions", 5)],
+            "pages": [],
+        },
+        {
+            "_id": ONBOARDING_CAMPAIGN_ID,
+            "name": "Employee onboarding",
+            "createdAt": "2023-01-16T08:30:00Z",
+            "status": "open",
+            "documents": [
+                _document(onb["Signed contract"], "gjS2PzsifPzu2YnYp", "Signed contract", 0),
+                _document(onb["Bank details"], "7PNLxHZyMCFnKKgrP", "Bank details", 1),
+            ],
+            "forms": [
+                _element(
+                    onb["Personal information"],
+                    "8mfMFpFW4tm8xmc9d",
+                    "Personal information",
+                    2,
+                    items=[
+                        {"id": "XDwMdkvxio6B2LdPP", "name": "Date of birth", "type": "date"},
+                        {"id": "jfAawhKLJyfQMSz83", "name": "Address", "type": "longText"},
+                    ],
+                )
+            ],
+            "texts": [],
+            "pages": [_element(onb["Welcome"], "nKC7nYWzBBpvcn2cz", "Welcome", 3)],
+        },
+    ]
+
+
+_TEAM: Final = {
+    "_id": _TEAM_ID,
+    "tz": "Europe/Paris",
+    "name": "Sandbox team",
+    "plan": {"name": "Premium", "end": "2030-12-31T23:59:59Z"},
+}
+_USERS: Final = [
+    {
+        "_id": USER_IDS["owner@sandbox.example"],
+        "role": "admin",
+        "email": "owner@sandbox.example",
+        "status": "active",
+        "firstName": "Olivia",
+        "lastName": "Owner",
+    },
+    {
+        "_id": USER_IDS["assistant@sandbox.example"],
+        "role": "member",
+        "email": "assistant@sandbox.example",
+        "status": "active",
+        "firstName": "Adam",
+        "lastName": "Assistant",
+    },
+]
+_ELEMENT_KINDS: Final = ("documents", "forms", "texts", "pages")
+
+# --- Request bodies (§4, §5) ----------------------------------------------------
+
+_FLAGS: Final = (
+    "sendMessage",
+    "sendCompletionMessage",
+    "sendRejectionMessage",
+    "sendReopenMessage",
+)
+_SINGLE_FIELDS: Final = frozenset(
+    {
+        "campaignId",
+        "contact",
+        "items",
+        "esignDocs",
+        "esignTriggers",
+        "data",
+        "sample",
+        "dueDate",
+        "createdBy",
+        "assignedTo",
+        *_FLAGS,
+    }
+)
+_BATCH_FIELDS: Final = frozenset(
+    {"campaignId", "contacts", "items", "samples", "dueDate", "assignedTo", *_FLAGS}
+)
+# Hints for the fields a client most often puts on the wrong endpoint (§5 lists
+# what POST /requests lacks).
+_WRONG_ENDPOINT_HINTS: Final = {
+    ("/requests", "contact"): "POST /requests takes `contacts` (an array)",
+    ("/requests", "sample"): "POST /requests takes `samples` (an array)",
+    ("/requests", "data"): "POST /requests has no `data`; put it in each contact's `data`",
+    ("/requests", "createdBy"): "POST /requests does not accept `createdBy`",
+    ("/requests", "esignDocs"): "POST /requests does not accept `esignDocs`",
+    ("/requests", "esignTriggers"): "POST /requests does not accept `esignTriggers`",
+    ("/request", "contacts"): "POST /request takes one `contact`",
+    ("/request", "samples"): "POST /request takes one `sample` object",
+}
+_CONTACT_FIELDS: Final = frozenset(
+    {"email", "firstName", "lastName", "company", "data", "tag", "tags", "customFields"}
+)
+_CUSTOM_FIELD_KEYS: Final = frozenset({"_id", "name", "variable", "value"})
+_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_MAX_BATCH: Final = 50  # §3, §5
+_MAX_LIMIT: Final = 100  # §3: list endpoints
+_DEFAULT_LIMIT: Final = 50
+_MAX_EMBEDDED_REQUESTS: Final = 50  # §6: GET /contacts/{id}
+_HIDDEN_BY_DEFAULT: Final = frozenset({"cancelled", "archived", "draft"})  # §6 step 3
+_CONTACT_SORTS: Final[dict[str, tuple[str, bool]]] = {  # §7 GET /contacts `sort`
+    "fnAsc": ("firstName", False),
+    "fnDesc": ("firstName", True),
+    "lnAsc": ("lastName", False),
+    "lnDesc": ("lastName", True),
+    "emAsc": ("email", False),
+    "emDesc": ("email", True),
+    "tagAsc": ("tag", False),
+    "tagDesc": ("tag", True),
+}
+
+# --- Stats ----------------------------------------------------------------------
+
+_POST_KINDS: Final = {"/v1/request": "post_request", "/v1/requests": "post_requests"}
+_OUTCOMES: Final = (
+    "200",
+    "400",
+    "401",
+    "404",
+    "429",
+    "500",
+    "503",
+    "dropped",
+    "ambiguous",
+    "slow",
+)
+_FAULT_FIELDS: Final = frozenset(
+    {
+        "rate_limit",
+        "burst",
+        "retry_after_format",
+        "fail_rate",
+        "drop_rate",
+        "ambiguous_rate",
+        "slow_rate",
+        "slow_delay",
+        "latency",
+    }
+)
+_RETRY_AFTER_FORMATS: Final = ("seconds", "http-date", "none")
+
+
+@dataclass
+class SandboxConfig:
+    """How the sandbox behaves. Every field but api_key and seed can change at run time."""
+
+    api_key: str = DEFAULT_API_KEY
+    seed: int = 0
+    rate_limit: float | None = None  # token-bucket refill, calls per second; None: no limit
+    burst: int = 1  # bucket size: 1 means calls must be spaced 1/rate_limit apart
+    retry_after_format: str = "seconds"  # "seconds" | "http-date" | "none"
+    fail_rate: float = 0.0  # POSTs answered 500 or 503 (half each), nothing created
+    drop_rate: float = 0.0  # POSTs whose connection is closed before processing
+    ambiguous_rate: float = 0.0  # POSTs processed, then the connection closed unanswered
+    slow_rate: float = 0.0  # POSTs processed and answered only after slow_delay
+    slow_delay: float = 5.0
+    latency: float = 0.0  # seconds added to every /v1 call
+
+
+def config_problems(config: SandboxConfig) -> list[str]:
+    """Every problem with a configuration, so they can be reported together."""
+    problems: list[str] = []
+    if not isinstance(config.api_key, str) or not config.api_key:
+        problems.append("api_key must be a non-empty string")
+    if not _is_int(config.seed):
+        problems.append("seed must be an integer")
+    if config.rate_limit is not None and not (_is_number(config.rate_limit) and config.rate_limit > 0):
+        problems.append("rate_limit must be a positive number of calls per second, or None")
+    if not (_is_int(config.burst) and config.burst >= 1):
+        problems.append("burst must be an integer >= 1")
+    if config.retry_after_format not in _RETRY_AFTER_FORMATS:
+        problems.append("retry_after_format must be one of " + ", ".join(_RETRY_AFTER_FORMATS))
+    rates = ("fail_rate", "drop_rate", "ambiguous_rate", "slow_rate")
+    for name in rates:
+        value = getattr(config, name)
+        if not (_is_number(value) and 0.0 <= value <= 1.0):
+            problems.append(f"{name} must be a number between 0 and 1")
+    numbers = [getattr(config, name) for name in rates]
+    if all(_is_number(value) for value in numbers) and sum(numbers) > 1.0 + 1e-9:
+        problems.append("fail_rate + drop_rate + ambiguous_rate + slow_rate must not exceed 1")
+    for name in ("slow_delay", "latency"):
+        value = getattr(config, name)
+        if not (_is_number(value) and value >= 0):
+            problems.append(f"{name} must be a number of seconds >= 0")
+    return problems
+
+
+class SandboxSnapshot(NamedTuple):
+    """A consistent copy of what the sandbox did, safe to read from any thread."""
+
+    created: list[dict[str, Any]]
+    stats: dict[str, Any]
+
+
+# --- Internal records -------------------------------------------------------------
+
+
+@dataclass(slots=True, eq=False)
+class _Contact:
+    id: str
+    email: str
+    first_name: str | None
+    last_name: str | None
+    company: str | None
+    tags: list[str]
+    custom: list[dict[str, Any]]
+    created_at: str
+    nb_request: int = 0
+    last_activity: str | None = None
+    requests: list[_Request] = field(default_factory=list)  # oldest first
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "_id": self.id,
+            "email": self.email,
+            "firstName": self.first_name,
+            "lastName": self.last_name,
+            "company": self.company,
+            "tag": list(self.tags),
+            "custom": [dict(c) for c in self.custom],
+            "nbRequest": self.nb_request,
+            "createdAt": self.created_at,
+            "lastActivity": self.last_activity,
+        }
+
+
+@dataclass(slots=True, eq=False)
+class _Request:
+    id: str
+    campaign_id: str
+    created_at: str
+    portal_url: str
+    due_date: str | None
+    contact: _Contact
+    contact_json: dict[str, Any]  # the contact as it was when the request was created
+    data: dict[str, Any]
+    items: list[str] | None
+    status: str = "pending"
+    privacy: str = "private"
+
+    def to_json(self, contact_json: dict[str, Any] | None = None) -> dict[str, Any]:
+        # The request object of §4.
+        return {
+            "_id": self.id,
+            "campaignId": self.campaign_id,
+            "createdAt": self.created_at,
+            "portalUrl": self.portal_url,
+            "status": self.status,
+            "dueDate": self.due_date,
+            "privacy": self.privacy,
+            "contact": self.contact_json if contact_json is None else contact_json,
+            "contributors": [],
+            "branding": {"useBranding": False},
+        }
+
+
+class _Invalid(Exception):
+    """A request the API refuses: its status and the message of the error body."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    # Error bodies are undocumented (§2); {"message": ...} is the sandbox's choice.
+    return web.json_response({"message": message}, status=status, headers=headers)
+
+
+def _now() -> str:
+    # The §1 ISO form, to the second like every documented example; a client comparing
+    # createdAt with its own clock (§6) must allow for that truncation.
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _derived_id(*parts: str) -> str:
+    """A stable Meteor-style id for things computed on demand (request elements)."""
+    digest = hashlib.blake2b(":".join(parts).encode(), digest_size=_ID_LENGTH).digest()
+    return "".join(_ID_ALPHABET[b % len(_ID_ALPHABET)] for b in digest)
+
+
+def _parse_due_date(value: object) -> str | None:
+    """dueDate (§4): ISO 8601 date or date-time, or null; answered in UTC like createdAt."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Invalid(400, "dueDate must be an ISO 8601 date or date-time string, or null")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise _Invalid(400, f"dueDate {value!r} is not an ISO 8601 date or date-time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _page(query: Any) -> tuple[int, int]:
+    """offset and limit of a list endpoint (§3: limit default 50, at most 100)."""
+    values: dict[str, int] = {}
+    for name, default, low, high in (
+        ("offset", 0, 0, None),
+        ("limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT),
+    ):
+        raw = query.get(name)
+        if raw is None:
+            values[name] = default
+            continue
+        try:
+            number = int(raw)
+        except ValueError:
+            raise _Invalid(400, f"{name} must be an integer, got {raw!r}") from None
+        if number < low or (high is not None and number > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise _Invalid(400, f"{name} must be {bound}, got {number}")
+        values[name] = number
+    return values["offset"], values["limit"]
+
+
+def _inline_contact_problem(entry: dict[str, Any]) -> str | None:
+    """Why an inline contact object (§4) is refused, or None when it is fine."""
+    for key in entry:
+        if key not in _CONTACT_FIELDS:
+            allowed = ", ".join(sorted(_CONTACT_FIELDS))
+            return f"contact has unknown field {key!r} (allowed: {allowed})"
+    address = entry.get("email")
+    if address is None:
+        return "contact.email is required"
+    if not isinstance(address, str) or not _EMAIL.fullmatch(address):
+        return f"contact.email {address!r} is not an email address"
+    for key in ("firstName", "lastName", "company"):
+        if key in entry and not isinstance(entry[key], str):
+            return f"contact.{key} must be a string"
+    if "data" in entry and not isinstance(entry["data"], dict):
+        return "contact.data must be an object"
+    for key in ("tag", "tags"):
+        tags = entry.get(key)
+        if key in entry and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+            return f"contact.{key} must be an array of strings"
+    if "customFields" in entry:
+        fields = entry["customFields"]
+        if not isinstance(fields, list):
+            return "contact.customFields must be an array of objects"
+        for index, custom in enumerate(fields):
+            if not isinstance(custom, dict) or not isinstance(custom.get("variable"), str):
+                return f"contact.customFields[{index}] must be an object with a string `variable`"
+            extra = set(custom) - _CUSTOM_FIELD_KEYS
+            if extra:
+                return f"contact.customFields[{index}] has unknown field {sorted(extra)[0]!r}"
+    return None
+
+
+def _search_text(request: _Request) -> list[str]:
+    contact = request.contact
+    texts = [contact.first_name or "", contact.last_name or "", contact.email]
+    for value in request.data.values():
+        texts.append(value if isinstance(value, str) else json.dumps(value))
+    return texts
+
+
+# --- The server -------------------------------------------------------------------
+
+
+class Sandbox:
+    """The Collect API stand-in. Start it inside a running loop, or use running_sandbox()."""
+
+    def __init__(
+        self,
+        config: SandboxConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        config = dataclasses.replace(config) if config is not None else SandboxConfig()
+        problems = config_problems(config)
+        if problems:
+            raise ValueError("invalid sandbox config: " + "; ".join(problems))
+        self._config = config
+        self._clock = clock  # for the token bucket; tests pass a fake one
+        self._expected_auth = "Basic " + base64.b64encode(f":{config.api_key}".encode()).decode()
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: int | None = None
+        self._reset_world()
+        self._reset_counters()
+        self._refill_bucket()
+
+    # -- state ---------------------------------------------------------------------
+
+    def _reset_world(self) -> None:
+        """The seeded world: catalogue, contacts, one old request, fresh random streams."""
+        seed = self._config.seed
+        self._fault_rng = random.Random(seed)
+        self._data_rng = random.Random(f"bulksend-sandbox-data:{seed}")
+        self._campaigns = {c["_id"]: c for c in _catalogue()}
+        self._elements = {
+            cid: {e["id"]: kind for kind in _ELEMENT_KINDS for e in c[kind]}
+            for cid, c in self._campaigns.items()
+        }
+        self._contacts: dict[str, _Contact] = {}
+        self._contacts_by_email: dict[str, _Contact] = {}
+        self._requests: dict[str, _Request] = {}
+        self._by_campaign: dict[str, list[_Request]] = {cid: [] for cid in self._campaigns}
+        self._created: list[dict[str, Any]] = []
+        names = {
+            "maincontact@example.com": ("John", "Doe", "Acme"),
+            "jane.smith@example.com": ("Jane", "Smith", None),
+            "Grace.Hopper@Example.com": ("Grace", "Hopper", "US Navy"),
+        }
+        for address, contact_id in SEEDED_CONTACT_IDS.items():
+            first, last, company = names[address]
+            contact = _Contact(
+                id=contact_id,
+                email=address,
+                first_name=first,
+                last_name=last,
+                company=company,
+                tags=[],
+                custom=[],
+                created_at="2022-07-03T13:51:27Z",
+            )
+            self._contacts[contact_id] = contact
+            self._contacts_by_email[address] = contact
+        main = self._contacts[SEEDED_CONTACT_IDS["maincontact@example.com"]]
+        main.nb_request = 1
+        main.last_activity = "2022-07-04T07:20:06Z"
+        old = _Request(
+            id=SEEDED_REQUEST_ID,
+            campaign_id=DEMO_CAMPAIGN_ID,
+            created_at="2022-07-04T07:20:06Z",
+            portal_url=f"{_PORTAL}/uGFRDeEL3Ct2uYo2c/{SEEDED_REQUEST_ID}",
+            due_date="2022-07-11T21:59:00Z",
+            contact=main,
+            contact_json=main.to_json(),
+            data={},
+            items=None,
+            status="completed",
+        )
+        main.requests.append(old)
+        self._requests[old.id] = old
+        self._by_campaign[DEMO_CAMPAIGN_ID].append(old)
+
+    def _reset_counters(self) -> None:
+        self._posts: dict[str, Counter[str]] = {kind: Counter() for kind in _POST_KINDS.values()}
+        self._gets: Counter[str] = Counter()
+        self._others: Counter[str] = Counter()
+        self._in_flight = 0
+        self._max_in_flight = 0
+
+    def _refill_bucket(self) -> None:
+        self._tokens = float(self._config.burst)
+        self._bucket_time = self._clock()
+
+    def _new_id(self) -> str:
+        return "".join(self._data_rng.choices(_ID_ALPHABET, k=_ID_LENGTH))
+
+    # -- thread-safe inspection and control ------------------------------------------
+
+    def _on_loop(self, fn: Callable[[], _T]) -> _T:
+        """Run fn on the sandbox's loop when called from another thread; wait for it."""
+        loop = self._loop
+        if loop is None or not loop.is_running() or threading.get_ident() == self._loop_thread:
+            return fn()
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # handed to the waiting thread
+                future.set_exception(exc)
+
+        loop.call_soon_threadsafe(call)
+        return future.result(timeout=10)
+
+    def snapshot(self) -> SandboxSnapshot:
+        """Copies of the created requests and the stats, taken atomically; any thread."""
+        return self._on_loop(lambda: SandboxSnapshot(self._created_copy(), self._stats_copy()))
+
+    @property
+    def created(self) -> list[dict[str, Any]]:
+        """Every request created through the API (seeded ones excluded); a copy."""
+        return self._on_loop(self._created_copy)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Call counts by endpoint and outcome, and the peak concurrency; a copy.
+
+        ``post_request`` / ``post_requests``: outcome -> count, every outcome of
+        ``_OUTCOMES`` present ("200", "400", ..., "dropped", "ambiguous", "slow");
+        each POST counts once. ``get``: status -> count, ``gets`` their total,
+        ``other``: status -> count for other /v1 calls. ``max_in_flight`` counts
+        /v1 calls inside the server at once (latency and slow delays included):
+        with no latency a handler never yields, so it stays near 1 whatever the
+        client's concurrency. Set ``latency`` to measure a client's concurrency.
+        """
+        return self._on_loop(self._stats_copy)
+
+    @property
+    def faults(self) -> dict[str, Any]:
+        """The current fault settings."""
+        return self._on_loop(self._faults_json)
+
+    def set_faults(self, **changes: Any) -> None:
+        """Change fault settings (any SandboxConfig field but api_key and seed); any thread."""
+        self._on_loop(lambda: self._apply_faults(changes))
+
+    def reset(self) -> None:
+        """Back to the seeded world (fault settings kept); any thread."""
+        self._on_loop(self._reset)
+
+    def _created_copy(self) -> list[dict[str, Any]]:
+        return [dict(record) for record in self._created]
+
+    def _stats_copy(self) -> dict[str, Any]:
+        return {
+            "post_request": _with_all_outcomes(self._posts["post_request"]),
+            "post_requests": _with_all_outcomes(self._posts["post_requests"]),
+            "get": dict(self._gets),
+            "gets": sum(self._gets.values()),
+            "other": dict(self._others),
+            "created": len(self._created),
+            "in_flight": self._in_flight,
+            "max_in_flight": self._max_in_flight,
+        }
+
+    def _faults_json(self) -> dict[str, Any]:
+        return {name: getattr(self._config, name) for name in sorted(_FAULT_FIELDS)}
+
+    def _apply_faults(self, changes: dict[str, Any]) -> None:
+        unknown = sorted(set(changes) - _FAULT_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"not a fault setting: {', '.join(unknown)} (settable: {', '.join(sorted(_FAULT_FIELDS))})"
+            )
+        updated = dataclasses.replace(self._config, **changes)
+        problems = config_problems(updated)
+        if problems:
+            raise ValueError("; ".join(problems))
+        bucket_changed = (updated.rate_limit, updated.burst) != (
+            self._config.rate_limit,
+            self._config.burst,
+        )
+        self._config = updated
+        if bucket_changed:
+            self._refill_bucket()
+
+    def _reset(self) -> None:
+        self._reset_world()
+        self._reset_counters()
+        self._refill_bucket()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on host:port (0: any free port); return the base URL ending in /v1."""
+        if self._runner is not None:
+            raise RuntimeError("the sandbox is already running")
+        # Bodies may carry base64 e-sign documents of up to 20 MB (§3).
+        app = web.Application(middlewares=[self._middleware()], client_max_size=32 * 1024**2)
+        self._add_routes(app)
+        # No access log: the benchmark measures the client against this server (§ brief).
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, host, port, backlog=1024)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        bound_port = runner.addresses[0][1]
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{bound_port}/v1"
+        self._refill_bucket()
+        return self.url
+
+    @property
+    def admin_url(self) -> str:
+        """Base URL of the inspection endpoints (/_sandbox), which need no auth."""
+        return self.url.removesuffix("/v1") + "/_sandbox"
+
+    async def stop(self) -> None:
+        """Close the listener and every connection; calls in progress are cancelled."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        self._loop = None
+        self._loop_thread = None
+
+    # -- HTTP --------------------------------------------------------------------------
+
+    def _add_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/request", self._post_request)
+        app.router.add_post("/v1/requests", self._post_requests)
+        app.router.add_get("/v1/requests", self._list_requests)
+        app.router.add_get("/v1/requests/{id}", self._get_request)
+        app.router.add_get("/v1/contacts", self._list_contacts)
+        app.router.add_get("/v1/contacts/{id}", self._get_contact)
+        app.router.add_get("/v1/campaigns", self._list_campaigns)
+        app.router.add_get("/v1/campaigns/{id}", self._get_campaign)
+        app.router.add_get("/v1/team", self._get_team)
+        app.router.add_get("/v1/users", self._get_users)
+        app.router.add_get("/_sandbox/requests", self._admin_requests)
+        app.router.add_get("/_sandbox/stats", self._admin_stats)
+        app.router.add_get("/_sandbox/faults", self._admin_get_faults)
+        app.router.add_post("/_sandbox/faults", self._admin_set_faults)
+        app.router.add_post("/_sandbox/reset", self._admin_reset)
+
+    def _middleware(self) -> Any:
+        @web.middleware
+        async def gate(request: web.Request, handler: _Handler) -> web.StreamResponse:
+            if not request.path.startswith("/v1/"):
+                return await handler(request)  # /_sandbox: no auth, no faults, not counted
+            kind = _POST_KINDS.get(request.path) if request.method == "POST" else None
+            if kind is not None:
+                counts = self._posts[kind]
+            else:
+                counts = self._gets if request.method == "GET" else self._others
+            self._in_flight += 1
+            if self._in_flight > self._max_in_flight:
+                self._max_in_flight = self._in_flight
+            try:
+                return await self._v1_call(request, handler, kind is not None, counts)
+            finally:
+                self._in_flight -= 1
+
+        return gate
+
+    async def _v1_call(
+        self, request: web.Request, handler: _Handler, creates: bool, counts: Counter[str]
+    ) -> web.StreamResponse:
+        """Latency, rate limit, auth, then faults (POST /request(s) only), then the handler.
+
+        The outcome is counted as soon as it is known, so a test that gave up waiting
+        for a slow answer still sees it in the stats.
+        """
+        config = self._config
+        if config.latency > 0:
+            await asyncio.sleep(config.latency)
+        if config.rate_limit is not None:
+            wait = self._take_token(config.rate_limit, config.burst)
+            if wait > 0:
+                counts["429"] += 1
+                return self._too_many(wait, config.retry_after_format)
+        if request.headers.get("Authorization") != self._expected_auth:
+            problem = self._auth_problem(request.headers.get("Authorization"))
+            if problem is not None:
+                counts["401"] += 1
+                return _error(401, problem, {"WWW-Authenticate": 'Basic realm="Collect"'})
+        if not creates:
+            response = await self._call(handler, request)
+            counts[str(response.status)] += 1
+            return response
+        fate = self._draw_fate(config)
+        if fate == "500":
+            counts[fate] += 1
+            return _error(500, "Internal Server Error: try again later (sandbox fault)")
+        if fate == "503":
+            counts[fate] += 1
+            return _error(503, "Service Unavailable: try again later (sandbox fault)")
+        if fate == "dropped":
+            counts[fate] += 1
+            _drop_connection(request)
+            return web.Response(status=500)  # never written: the transport is closed
+        response = await self._call(handler, request)
+        if fate is None or response.status != 200:
+            # Ambiguous and slow faults only apply to successful creations.
+            counts[str(response.status)] += 1
+            return response
+        counts[fate] += 1
+        if fate == "ambiguous":
+            _drop_connection(request)
+        else:
+            await asyncio.sleep(config.slow_delay)
+        return response
+
+    @staticmethod
+    async def _call(handler: _Handler, request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except _Invalid as exc:
+            return _error(exc.status, exc.message)
+        except web.HTTPException as exc:  # aiohttp's own 404/405/413: answer with JSON too
+            if exc.status == 404:
+                return _error(404, f"no such endpoint: {request.method} {request.path}")
+            if exc.status == 405:
+                return _error(405, f"method {request.method} not allowed on {request.path}")
+            return _error(exc.status, exc.text or exc.reason)
+
+    def _take_token(self, rate: float, burst: int) -> float:
+        """0 when a token was taken, else the seconds until one is available."""
+        now = self._clock()
+        tokens = min(float(burst), self._tokens + (now - self._bucket_time) * rate)
+        self._bucket_time = now
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return 0.0
+        self._tokens = tokens
+        return (1.0 - tokens) / rate
+
+    @staticmethod
+    def _too_many(wait: float, retry_after_format: str) -> web.Response:
+        # §3 documents no Retry-After; the sandbox can send either RFC 9110 form or none.
+        seconds = max(1, math.ceil(wait))
+        headers: dict[str, str] = {}
+        if retry_after_format == "seconds":
+            headers["Retry-After"] = str(seconds)
+        elif retry_after_format == "http-date":
+            headers["Retry-After"] = email.utils.formatdate(math.ceil(time.time()) + seconds, usegmt=True)
+        return _error(429, "Too Many Requests: requesting too many objects! Slow down! (§2)", headers)
+
+    def _auth_problem(self, header: str | None) -> str | None:
+        # §1: Basic with an empty user name and the API key as password.
+        if header is None:
+            return (
+                "missing Authorization header: use HTTP Basic with an empty user name "
+                "and the API key as password"
+            )
+        scheme, _, token = header.strip().partition(" ")
+        if scheme.lower() != "basic":
+            return "Authorization must use the Basic scheme (empty user name, API key as password)"
+        try:
+            decoded = base64.b64decode(token.strip(), validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return "Authorization Basic credentials are not valid base64"
+        user, colon, password = decoded.partition(":")
+        if not colon:
+            return "Authorization Basic credentials must be ':' followed by the API key"
+        if user:
+            return "the user name must be empty: send ':' followed by the API key"
+        if not hmac.compare_digest(password.encode(), self._config.api_key.encode()):
+            return "the API key is wrong"
+        return None
+
+    def _draw_fate(self, config: SandboxConfig) -> str | None:
+        # Always one draw, whatever the rates, so changing faults at run time does not
+        # shift the pattern for later POSTs.
+        u = self._fault_rng.random()
+        if u < config.fail_rate:
+            return "500" if u < config.fail_rate / 2 else "503"
+        u -= config.fail_rate
+        if u < config.drop_rate:
+            return "dropped"
+        u -= config.drop_rate
+        if u < config.ambiguous_rate:
+            return "ambiguous"
+        u -= config.ambiguous_rate
+        if u < config.slow_rate:
+            return "slow"
+        return None
+
+    @staticmethod
+    async def _read_json(request: web.Request) -> dict[str, Any]:
+        if request.content_type != "application/json":
+            raise _Invalid(400, f"Content-Type must be application/json, got {request.content_type!r}")
+        raw = await request.read()
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _Invalid(400, f"the body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise _Invalid(400, "the body must be a JSON object")
+        return body
+
+    # -- POST /request and POST /requests (§4, §5) -------------------------------------
+
+    async def _post_request(self, request: web.Request) -> web.Response:
+        body = await self._read_json(request)
+        self._check_fields(body, _SINGLE_FIELDS, "/request")
+        campaign_id = self._check_common(body)
+        if "contact" not in body:
+            raise _Invalid(400, "contact is required: a contact id or a contact object")
+        entry = body["contact"]
+        problem = self._contact_shape_problem(entry)
+        if problem is not None:
+            raise _Invalid(400, problem)
+        if "data" in body and not isinstance(body["data"], dict):
+            raise _Invalid(400, "data must be an object")
+        if "createdBy" in body and not (isinstance(body["createdBy"], str) and body["createdBy"]):
+            raise _Invalid(400, "createdBy must be a non-empty string (a user id)")
+        if "esignDocs" in body and not (
+            isinstance(body["esignDocs"], list) and all(isinstance(doc, dict) for doc in body["esignDocs"])
+        ):
+            raise _Invalid(400, "esignDocs must be an array of objects")
+        if "esignTriggers" in body and not _is_str_list(body["esignTriggers"]):
+            raise _Invalid(400, "esignTriggers must be an array of strings")
+        if "sample" in body:
+            self._check_sample(body["sample"], "sample")
+        due_date = _parse_due_date(body.get("dueDate"))
+        # Shape is fine; now what the ids refer to.
+        self._check_references(body, campaign_id)
+        if "sample" in body:
+            self._check_sample_item(body["sample"], campaign_id, "sample")
+        contact_problem = self._contact_reference_problem(entry)
+        if contact_problem is not None:
+            raise _Invalid(400, contact_problem)
+        created = self._create(body, campaign_id, entry, due_date, "/request")
+        return web.json_response({"request": created.to_json(), "errors": []})
+
+    async def _post_requests(self, request: web.Request) -> web.Response:
+        body = await self._read_json(request)
+        self._check_fields(body, _BATCH_FIELDS, "/requests")
+        campaign_id = self._check_common(body)
+        contacts = body.get("contacts")
+        if "contacts" not in body:
+            raise _Invalid(400, "contacts is required: an array of contact ids or objects")
+        if not isinstance(contacts, list):
+            raise _Invalid(400, "contacts must be an array of contact ids or objects")
+        if not 1 <= len(contacts) <= _MAX_BATCH:
+            raise _Invalid(400, f"contacts must hold 1 to {_MAX_BATCH} entries, got {len(contacts)}")
+        if "samples" in body:
+            samples = body["samples"]
+            # §5: typed "object", described as an array; the sandbox takes the array.
+            if not isinstance(samples, list):
+                raise _Invalid(400, "samples must be an array of {itemId, url} objects")
+            for index, sample in enumerate(samples):
+                self._check_sample(sample, f"samples[{index}]")
+        due_date = _parse_due_date(body.get("dueDate"))
+        self._check_references(body, campaign_id)
+        for index, sample in enumerate(body.get("samples", ())):
+            self._check_sample_item(sample, campaign_id, f"samples[{index}]")
+        # §5 leaves partial failure undocumented: the sandbox skips bad contacts and
+        # reports each in `errors`, echoing the entry so a client can match it.
+        requests: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for entry in contacts:
+            problem = self._contact_shape_problem(entry) or self._contact_reference_problem(entry)
+            if problem is not None:
+                errors.append({"contact": entry, "message": problem})
+                continue
+            created = self._create(body, campaign_id, entry, due_date, "/requests")
+            requests.append(created.to_json())
+        # Nor is the order of `requests` documented (§5): shuffle it so no client can
+        # depend on position; match on contact._id / contact.email instead.
+        self._data_rng.shuffle(requests)
+        return web.json_response({"requests": requests, "errors": errors})
+
+    @staticmethod
+    def _check_fields(body: dict[str, Any], allowed: frozenset[str], endpoint: str) -> None:
+        for key in body:
+            if key not in allowed:
+                hint = _WRONG_ENDPOINT_HINTS.get((endpoint, key))
+                if hint is not None:
+                    raise _Invalid(400, f"unknown field {key!r}: {hint}")
+                raise _Invalid(400, f"unknown field {key!r} in the POST {endpoint} body")
+
+    def _check_common(self, body: dict[str, Any]) -> str:
+        """Fields shared by §4 and §5, checked for shape; returns the campaign id."""
+        if "campaignId" not in body:
+            raise _Invalid(400, "campaignId is required")
+        campaign_id = body["campaignId"]
+        if not isinstance(campaign_id, str) or not campaign_id:
+            raise _Invalid(400, "campaignId must be a non-empty string")
+        if "items" in body:
+            items = body["items"]
+            if not _is_str_list(items):
+                raise _Invalid(400, "items must be an array of element ids (strings)")
+            if not items:
+                raise _Invalid(400, "items must not be empty: omit it to send the whole campaign")
+        for flag in _FLAGS:
+            if flag in body and not isinstance(body[flag], bool):
+                raise _Invalid(400, f"{flag} must be a boolean (true or false)")
+        if "assignedTo" in body and not (isinstance(body["assignedTo"], str) and body["assignedTo"]):
+            raise _Invalid(400, "assignedTo must be a non-empty string (a user id or email)")
+        return campaign_id
+
+    def _check_references(self, body: dict[str, Any], campaign_id: str) -> None:
+        if campaign_id not in self._campaigns:
+            raise _Invalid(404, f"campaign {campaign_id} not found")
+        elements = self._elements[campaign_id]
+        for item in body.get("items", ()):
+            if item not in elements:
+                raise _Invalid(
+                    400,
+                    f"items: {item!r} is not an element id of campaign {campaign_id} "
+                    f"(see GET /campaigns/{campaign_id})",
+                )
+
+    @staticmethod
+    def _check_sample(sample: object, where: str) -> None:
+        if not isinstance(sample, dict):
+            raise _Invalid(400, f"{where} must be an object {{itemId, url}}")
+        for key in sample:
+            if key not in ("itemId", "url"):
+                raise _Invalid(400, f"{where} has unknown field {key!r} (expected itemId, url)")
+        for key in ("itemId", "url"):
+            if not isinstance(sample.get(key), str) or not sample[key]:
+                raise _Invalid(400, f"{where}.{key} is required and must be a string")
+
+    def _check_sample_item(self, sample: dict[str, Any], campaign_id: str, where: str) -> None:
+        if self._elements[campaign_id].get(sample["itemId"]) != "documents":
+            raise _Invalid(
+                400,
+                f"{where}.itemId {sample['itemId']!r} is not a document element of campaign {campaign_id}",
+            )
+
+    @staticmethod
+    def _contact_shape_problem(entry: object) -> str | None:
+        if isinstance(entry, str):
+            return None if entry else "contact id must not be empty"
+        if isinstance(entry, dict):
+            return _inline_contact_problem(entry)
+        return "contact must be a contact id (string) or a contact object"
+
+    def _contact_reference_problem(self, entry: object) -> str | None:
+        if isinstance(entry, str) and entry not in self._contacts:
+            return f"contact {entry} not found"
+        return None
+
+    def _find_or_create_contact(self, entry: str | dict[str, Any], now: str) -> _Contact:
+        if isinstance(entry, str):
+            return self._contacts[entry]
+        address: str = entry["email"]
+        contact = self._contacts_by_email.get(address)  # exact, case-sensitive (§6)
+        if contact is not None:
+            return contact
+        contact = _Contact(
+            id=self._new_id(),
+            email=address,
+            first_name=entry.get("firstName"),
+            last_name=entry.get("lastName"),
+            company=entry.get("company"),
+            tags=list(entry.get("tags", entry.get("tag", []))),
+            custom=[
+                {
+                    "_id": custom.get("_id") or self._new_id(),
+                    "name": custom.get("name", custom["variable"]),
+                    "variable": custom["variable"],
+                    "value": custom.get("value"),
+                }
+                for custom in entry.get("customFields", [])
+            ],
+            created_at=now,
+        )
+        self._contacts[contact.id] = contact
+        self._contacts_by_email[address] = contact
+        return contact
+
+    def _create(
+        self,
+        body: dict[str, Any],
+        campaign_id: str,
+        entry: str | dict[str, Any],
+        due_date: str | None,
+        endpoint: str,
+    ) -> _Request:
+        now = _now()
+        contact = self._find_or_create_contact(entry, now)
+        contact.nb_request += 1  # §3: every send counts, even to the same contact
+        contact.last_activity = now
+        request_id = self._new_id()
+        data: dict[str, Any] = {}
+        if isinstance(entry, dict):
+            data.update(entry.get("data", {}))
+        data.update(body.get("data", {}))
+        created = _Request(
+            id=request_id,
+            campaign_id=campaign_id,
+            created_at=now,
+            portal_url=f"{_PORTAL}/{self._new_id()}/{request_id}",
+            due_date=due_date,
+            contact=contact,
+            contact_json=contact.to_json(),
+            data=data,
+            items=list(body["items"]) if "items" in body else None,
+        )
+        contact.requests.append(created)
+        self._requests[request_id] = created
+        self._by_campaign[campaign_id].append(created)
+        self._created.append(
+            {
+                "_id": request_id,
+                "campaignId": campaign_id,
+                "contactId": contact.id,
+                "email": contact.email,
+                "endpoint": endpoint,
+                "createdAt": now,
+                "contactInput": entry,
+                "received": body,  # the parsed body, exactly as the client sent it
+            }
+        )
+        return created
+
+    # -- look-ups (§6, §7) -------------------------------------------------------------
+
+    async def _list_requests(self, request: web.Request) -> web.Response:
+        query = request.query
+        campaign_id = query.get("campaignId")
+        if not campaign_id:
+            raise _Invalid(400, "campaignId query parameter is required")
+        if campaign_id not in self._campaigns:
+            raise _Invalid(404, f"campaign {campaign_id} not found")
+        offset, limit = _page(query)
+        status = query.get("filter")
+        search = query.get("search", "").casefold()
+        rows: list[dict[str, Any]] = []
+        skipped = 0
+        for found in reversed(self._by_campaign[campaign_id]):  # most recent first
+            if status is not None and status != "" and found.status != status:
+                continue
+            if not status and found.status in _HIDDEN_BY_DEFAULT:
+                continue
+            if search and not any(search in text.casefold() for text in _search_text(found)):
+                continue
+            if skipped < offset:
+                skipped += 1
+                continue
+            rows.append(found.to_json(found.contact.to_json()))
+            if len(rows) == limit:
+                break
+        return web.json_response(rows)
+
+    async def _get_request(self, request: web.Request) -> web.Response:
+        request_id = request.match_info["id"]
+        found = self._requests.get(request_id)
+        if found is None:
+            raise _Invalid(404, f"request {request_id} not found")
+        detail = found.to_json(found.contact.to_json())
+        detail["data"] = dict(found.data)
+        campaign = self._campaigns[found.campaign_id]
+        wanted = None if found.items is None else set(found.items)
+        # §7: each element of a request has its own id and an itemId pointing back to
+        # the campaign element.
+        for kind in _ELEMENT_KINDS:
+            elements = []
+            for element in campaign[kind]:
+                if wanted is not None and element["id"] not in wanted:
+                    continue
+                own = dict(element, id=_derived_id(found.id, element["id"]), itemId=element["id"])
+                own["status"] = "open"
+                if kind == "documents":
+                    own["uploads"] = []
+                elements.append(own)
+            detail[kind] = elements
+        return web.json_response(detail)
+
+    async def _list_contacts(self, request: web.Request) -> web.Response:
+        query = request.query
+        offset, limit = _page(query)
+        found: list[_Contact] = list(self._contacts.values())
+        if "email" in query:  # §6: exact and case-sensitive
+            exact = self._contacts_by_email.get(query["email"])
+            found = [exact] if exact is not None else []
+        for param, attribute in (("firstname", "first_name"), ("lastname", "last_name")):
+            if param in query:  # §7: exact, not case-sensitive
+                wanted = query[param].casefold()
+                found = [c for c in found if (getattr(c, attribute) or "").casefold() == wanted]
+        search = query.get("search", "").casefold()
+        if search:
+            found = [
+                c
+                for c in found
+                if any(
+                    search in text.casefold()
+                    for text in (
+                        c.email,
+                        c.first_name or "",
+                        c.last_name or "",
+                        *(str(custom.get("value")) for custom in c.custom),
+                    )
+                )
+            ]
+        rows = [c.to_json() for c in found]
+        if "sort" in query:
+            if query["sort"] not in _CONTACT_SORTS:
+                raise _Invalid(400, f"sort must be one of {', '.join(_CONTACT_SORTS)}, got {query['sort']!r}")
+            key, descending = _CONTACT_SORTS[query["sort"]]
+            rows.sort(key=lambda row: str(row[key] or "").casefold(), reverse=descending)
+        return web.json_response(rows[offset : offset + limit])
+
+    async def _get_contact(self, request: web.Request) -> web.Response:
+        contact_id = request.match_info["id"]
+        contact = self._contacts.get(contact_id)
+        if contact is None:
+            raise _Invalid(404, f"contact {contact_id} not found")
+        detail = contact.to_json()
+        # §6: at most 50 requests embedded, most recent first.
+        detail["requests"] = [
+            {
+                "_id": r.id,
+                "campaignId": r.campaign_id,
+                "createdAt": r.created_at,
+                "status": r.status,
+                "privacy": r.privacy,
+                "branding": {"useBranding": False},
+            }
+            for r in reversed(contact.requests[-_MAX_EMBEDDED_REQUESTS:])
+        ]
+        return web.json_response(detail)
+
+    async def _list_campaigns(self, request: web.Request) -> web.Response:
+        offset, limit = _page(request.query)
+        rows = []
+        for campaign in list(self._campaigns.values())[offset : offset + limit]:
+            requests = self._by_campaign[campaign["_id"]]
+            pending = sum(1 for r in requests if r.status == "pending")
+            done = sum(1 for r in requests if r.status == "completed")
+            rows.append(
+                {
+                    "_id": campaign["_id"],
+                    "name": campaign["name"],
+                    "createdAt": campaign["createdAt"],
+                    "status": campaign["status"],
+                    "count": {
+                        "request": len(requests),
+                        "open": pending,
+                        "done": done,
+                        "due": 0,
+                        "waiting": 0,
+                        "error": 0,
+                        "message": 0,
+                    },
+                }
+            )
+        return web.json_response(rows)
+
+    async def _get_campaign(self, request: web.Request) -> web.Response:
+        campaign_id = request.match_info["id"]
+        campaign = self._campaigns.get(campaign_id)
+        if campaign is None:
+            raise _Invalid(404, f"campaign {campaign_id} not found")
+        return web.json_response(campaign)
+
+    async def _get_team(self, request: web.Request) -> web.Response:
+        return web.json_response(_TEAM)
+
+    async def _get_users(self, request: web.Request) -> web.Response:
+        return web.json_response(_USERS)
+
+    # -- /_sandbox: inspection and control, no auth --------------------------------------
+
+    async def _admin_requests(self, request: web.Request) -> web.Response:
+        return web.json_response(self._created_copy())
+
+    async def _admin_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self._stats_copy())
+
+    async def _admin_get_faults(self, request: web.Request) -> web.Response:
+        return web.json_response(self._faults_json())
+
+    async def _admin_set_faults(self, request: web.Request) -> web.Response:
+        try:
+            body = await self._read_json(request)
+            self._apply_faults(body)
+        except _Invalid as exc:
+            return _error(exc.status, exc.message)
+        except (ValueError, TypeError) as exc:
+            return _error(400, str(exc))
+        return web.json_response(self._faults_json())
+
+    async def _admin_reset(self, request: web.Request) -> web.Response:
+        self._reset()
+        return web.json_response({"reset": True})
+
+
+def _is_str_list(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _with_all_outcomes(counts: Counter[str]) -> dict[str, int]:
+    # Every documented outcome present (0 when it never happened), then any other status.
+    return {outcome: counts.get(outcome, 0) for outcome in _OUTCOMES} | dict(counts)
+
+
+def _drop_connection(request: web.Request) -> None:
+    # Close the socket without writing anything: the client sees a disconnection
+    # and cannot tell whether the request was processed. aiohttp then fails to write
+    # the handler's response and treats it as a client disconnection (no log).
+    transport = request.transport
+    if transport is not None:
+        transport.close()
+
+
+# --- Running it -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def running_sandbox(config: SandboxConfig | None = None) -> Iterator[Sandbox]:
+    """Run a sandbox on its own loop in a daemon thread on 127.0.0.1, any free port.
+
+    Yields the started sandbox (``url`` set) and stops it on exit. For synchronous
+    tests and for tests that run the CLI as a subprocess. ``snapshot()``,
+    ``created``, ``stats``, ``set_faults()`` and ``reset()`` are safe to call from
+    the caller's thread.
+    """
+    sandbox = Sandbox(config)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                loop.run_until_complete(sandbox.start())
+            except BaseException as exc:  # handed to the caller's thread
+                failure.append(exc)
+                return
+            finally:
+                ready.set()
+            loop.run_forever()
+        finally:
+            _close_loop(loop)
+
+    thread = threading.Thread(target=run, name="bulksend-sandbox", daemon=True)
+    thread.start()
+    if not ready.wait(timeout=10):
+        raise RuntimeError("the sandbox did not start within 10 s")
+    if failure:
+        thread.join(timeout=10)
+        raise failure[0]
+    try:
+        yield sandbox
+    finally:
+        stopping = asyncio.run_coroutine_threadsafe(sandbox.stop(), loop)
+        try:
+            stopping.result(timeout=10)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
+
+
+def serve(config: SandboxConfig, host: str, port: int, on_ready: Callable[[str], None]) -> None:
+    """Run a sandbox until Ctrl-C or SIGTERM, calling on_ready(url) once it listens.
+
+    Blocking; returns normally on either signal. ``bulksend sandbox`` calls this.
+    """
+
+    async def main() -> None:
+        sandbox = Sandbox(config)
+        url = await sandbox.start(host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, stop.set)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue  # not the main thread, or a platform without it: Ctrl-C still ends it
+            installed.append(signum)
+        try:
+            on_ready(url)
+            await stop.wait()
+        finally:
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+            await sandbox.stop()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(main())
