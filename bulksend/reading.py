@@ -1,8 +1,66 @@
-"""Reading: a spreadsheet or CSV export, row by row, every cell as text."""
+"""Reading: a spreadsheet or CSV export, row by row, every cell as text.
+
+The contract is "exactly what a person sees in a spreadsheet": every cell is
+text (``007`` stays ``007``, ``NA`` stays ``NA``, no ``nan``, no ``12.0``), rows
+carry the number a spreadsheet shows (header row 1, blank rows counted, a
+quoted cell spanning several lines still one row), and anything that would make
+the read partial or ambiguous is an ``InputError`` naming the file and the row,
+never a silently shortened table.
+
+Delimited text (CSV, TSV, ...) is read with the standard ``csv`` module, not
+pandas, because:
+
+* it streams: one record at a time through a ``TextIOWrapper``, constant memory
+  whatever the file's size (million-row exports), and a second pass (check,
+  then send) simply reopens the file;
+* it returns the exact text of every cell, with no type or missing-value
+  inference to switch off (pandas turns ``NA``/``null``/``""`` into NaN and
+  ``007`` into 7 unless told otherwise, column by column);
+* it knows where each record starts, so row numbers are per record (a quoted
+  cell with embedded newlines is one row) and rows with more cells than the
+  header are seen and reported instead of shifted or dropped;
+* ``bulksend validate`` and ``--help`` must not pay for importing pandas.
+
+Spreadsheets (``.xlsx``, ``.xlsm``, ``.xlsb``, ``.xls``, ``.ods``) are read with
+python-calamine directly rather than ``pandas.read_excel(engine="calamine")``.
+pandas would add nothing but layers to undo: its calamine engine calls the same
+library, then by default turns the *text* cells ``NA``, ``null``, ``nan`` and
+``""`` into NaN, widens dates into datetimes, and copies the sheet into a
+DataFrame. Calamine's ``iter_rows()`` hands over one row of native values at a
+time (str, int, float, bool, date, datetime, time, timedelta), including the
+sheet's leading blank rows, so real row numbers survive, and it reads the
+workbook's content whatever its extension (an ``.xls`` that is really ``.xlsx``
+opens, as in Excel). pandas is therefore not imported at all. A spreadsheet's
+sheet is held in memory by calamine (the formats are zipped XML or binary
+records, and a sheet tops out at 1,048,576 rows); only text is truly streamed.
+
+Cells become text as a person sees them: empty -> "", booleans -> TRUE/FALSE,
+whole numbers without ".0", other numbers rounded to Excel's 15 significant
+digits and written in their shortest form, dates YYYY-MM-DD, date-times
+YYYY-MM-DD HH:MM:SS (midnight ones as a date), times HH:MM:SS.
+"""
 
 from __future__ import annotations
 
+import codecs
+import contextlib
+import csv
+import datetime as dt
+import io
+import itertools
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import weakref
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from bulksend.errors import InputError
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,3 +70,666 @@ class Row:
     number: int  # spreadsheet row number: header is 1, first data row 2; blank rows count
     values: dict[str, str]  # header name -> cell text ("" when empty or missing)
     extra: tuple[str, ...] = ()  # non-empty cells beyond the header's width: row is invalid
+
+
+# (row number, cells) of each record that is not wholly blank, header included
+Records = Generator[tuple[int, list[str]], None, None]
+
+SPREADSHEET_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
+TAB_EXTENSIONS = frozenset({".tsv", ".tab"})
+DELIMITERS = (",", ";", "\t", "|")  # detection order; the first wins a tie
+DELIMITER_NAMES = {
+    "tab": "\t",
+    "\\t": "\t",
+    "comma": ",",
+    "semicolon": ";",
+    "pipe": "|",
+    "space": " ",
+}
+
+SAMPLE_BYTES = 64 * 1024  # encoding and delimiter are decided on this much
+SNIFF_RECORDS = 50  # records compared when detecting the delimiter
+
+# Encodings charset_normalizer may answer for Western text that Excel on
+# Windows writes as Windows-1252 ("ANSI"): a superset of each, so always safe.
+_CP1252_LIKE = frozenset({"ascii", "latin_1", "iso8859_1", "iso8859_15", "cp1252"})
+
+_ZIP_MAGIC = b"PK\x03\x04"  # .xlsx / .xlsm / .xlsb / .ods
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls (and password-protected .xlsx)
+
+# Undecodable bytes become lone surrogates U+DC00+byte (surrogateescape, extended
+# to bytes below 0x80 so it also works for UTF-16). No codec produces these from
+# valid input, so finding one in a record names the exact row with a bad byte,
+# where a strict decoder would fail a whole 8 KiB chunk ahead of the csv reader.
+_ESCAPE_HANDLER = "bulksend.escape"
+_ESCAPED = re.compile("[\udc00-\udcff]+")
+
+
+def _escape_bytes(error: UnicodeError) -> tuple[str, int]:
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    bad = error.object[error.start : error.end]
+    return "".join(chr(0xDC00 + b) for b in bad), error.end
+
+
+codecs.register_error(_ESCAPE_HANDLER, _escape_bytes)
+
+_SEP_LINE = re.compile(r"sep=([^\r\n])(?:\r\n|\n|\r)", re.IGNORECASE)
+
+# Fed to the csv reader after the file's last line. If a quote was left open,
+# the reader swallows it into the last cell instead of returning it alone: that
+# is how an unclosed quote (which would silently eat the rest of the file) is
+# told apart from a complete read. Control characters no delimiter can be.
+_END = "\x00\x01\x00"
+_END_LINE = _END + "\n"
+
+
+class Table:
+    """A header and its data rows, from a CSV/TSV file, stdin or a spreadsheet sheet.
+
+    ``rows()`` may be called any number of times (a check pass, then the send
+    pass); each call reads the source again from the start.
+    """
+
+    name: str  # display name for messages: the path as given, or "<stdin>"
+    columns: list[str]  # trimmed header names
+    header_row: int  # the header's row number (1 unless blank rows precede it)
+    encoding: str | None  # text: the codec used (detected or given); None for spreadsheets
+    delimiter: str | None  # text: the delimiter used; None for spreadsheets
+    sheet: str | None  # spreadsheets: the sheet read; None for text
+
+    def __init__(
+        self,
+        name: str,
+        records: Callable[[], Records],
+        column_label: Callable[[int], str],
+        *,
+        encoding: str | None = None,
+        delimiter: str | None = None,
+        sheet: str | None = None,
+    ) -> None:
+        self.name = name
+        self._records = records
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.sheet = sheet
+        self._closed = False
+        self._finalizers: list[weakref.finalize[Any, Any]] = []
+        gen = records()
+        try:
+            first = next(gen, None)
+        finally:
+            gen.close()
+        if first is None:
+            raise InputError(
+                f"{name}: the file is empty" if sheet is None else f'{name}: sheet "{sheet}" is empty',
+                hint="the first non-blank row must be the header row (column names)",
+            )
+        self.header_row, header = first
+        self.columns = _header_names(name, self.header_row, header, column_label)
+
+    def rows(self) -> Iterator[Row]:
+        """Stream the data rows in order; wholly blank rows are skipped (but counted)."""
+        if self._closed:
+            raise ValueError(f"{self.name}: table is closed")
+        columns = self.columns
+        width = len(columns)
+        gen = self._records()
+        try:
+            for number, cells in gen:
+                if number <= self.header_row:
+                    continue
+                if len(cells) < width:
+                    cells = cells + [""] * (width - len(cells))
+                extra = tuple(c for c in cells[width:] if c.strip()) if len(cells) > width else ()
+                yield Row(number, dict(zip(columns, cells, strict=False)), extra)
+        finally:
+            gen.close()
+
+    def _on_close(self, func: Callable[..., object], *args: object) -> None:
+        # weakref.finalize: runs on close(), on garbage collection or at exit,
+        # whichever comes first, and only once (the stdin spool never lingers).
+        self._finalizers.append(weakref.finalize(self, func, *args))
+
+    def close(self) -> None:
+        self._closed = True
+        for finalizer in reversed(self._finalizers):
+            finalizer()
+
+    def __enter__(self) -> Table:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Table {self.name!r} columns={self.columns!r}>"
+
+
+def open_table(
+    source: str,
+    *,
+    sheet: str | int | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    stdin: BinaryIO | None = None,
+) -> Table:
+    """Open a contacts table; raises ``InputError`` for anything that cannot be read whole.
+
+    ``source`` is a path, or ``"-"`` for CSV on ``stdin`` (default
+    ``sys.stdin.buffer``), which is spooled to a temporary file so that rows()
+    can run twice; the file is deleted on close. ``sheet`` (spreadsheets only)
+    is a name or a 1-based number. ``encoding`` and ``delimiter`` (text only)
+    override detection; spreadsheets ignore them, having neither.
+    """
+    if source == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        return _open_stdin(stream, sheet, encoding, delimiter)
+    extension = os.path.splitext(source)[1].lower()
+    if extension in SPREADSHEET_EXTENSIONS:
+        return _open_spreadsheet(source, source, sheet)
+    if sheet is not None:
+        raise InputError(
+            f'{source}: is a text file and has no sheets (sheet "{sheet}" was asked for)',
+            hint="--sheet applies to .xlsx, .xls and .ods files only",
+        )
+    if delimiter is None and extension in TAB_EXTENSIONS:
+        delimiter = "\t"
+    return _open_text(source, source, encoding, delimiter)
+
+
+# --- delimited text ---------------------------------------------------------
+
+
+def _open_stdin(
+    stream: BinaryIO, sheet: str | int | None, encoding: str | None, delimiter: str | None
+) -> Table:
+    name = "<stdin>"
+    if sheet is not None:
+        raise InputError(
+            f"{name}: standard input is read as CSV, it has no sheets",
+            hint="give the spreadsheet's path instead of -",
+        )
+    fd, spool = tempfile.mkstemp(prefix="bulksend-stdin-", suffix=".csv")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(stream, out, 1024 * 1024)
+        table = _open_text(name, spool, encoding, delimiter)
+    except BaseException:
+        _remove(spool)
+        raise
+    table._on_close(_remove, spool)
+    return table
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _open_text(name: str, path: str, encoding: str | None, delimiter: str | None) -> Table:
+    with _open_binary(name, path) as raw:
+        sample = raw.read(SAMPLE_BYTES)
+        complete = len(sample) < SAMPLE_BYTES or not raw.read(1)
+    if not sample:
+        raise InputError(
+            f"{name}: the file is empty",
+            hint="the first row must be the header row (column names)",
+        )
+    codec = _choose_encoding(name, sample, complete, encoding)
+    text = codecs.getincrementaldecoder(codec)(_ESCAPE_HANDLER).decode(sample, final=complete)
+    if not complete:  # drop the last, probably cut, line
+        cut = max(text.rfind("\n"), text.rfind("\r"))
+        text = text[: cut + 1] if cut > 0 else text
+    # Excel's "sep=;" first line names the delimiter and is not shown as a row.
+    directive = _SEP_LINE.match(text.lstrip("\ufeff"))
+    if delimiter is not None:
+        delimiter = _parse_delimiter(name, delimiter)
+    elif directive is not None:
+        delimiter = _parse_delimiter(name, directive.group(1))
+    else:
+        delimiter = _sniff_delimiter(text, truncated=not complete)
+    skip_first = directive is not None
+
+    def records() -> Records:
+        return _text_records(name, path, codec, delimiter, skip_first=skip_first)
+
+    return Table(name, records, _text_column_label, encoding=codec, delimiter=delimiter)
+
+
+def _open_binary(name: str, path: str) -> BinaryIO:
+    if os.path.isdir(path):
+        raise InputError(
+            f"{name}: is a directory, not a file",
+            hint="give the path of the CSV or spreadsheet file itself",
+        )
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(
+            f"{name}: no such file",
+            hint="check the path (relative paths start from the current directory)",
+        ) from None
+    except PermissionError:
+        raise InputError(
+            f"{name}: permission denied",
+            hint="check the file's permissions; if it is open in Excel, close it and retry",
+        ) from None
+    except OSError as error:
+        raise InputError(f"{name}: cannot open: {error.strerror or error}") from None
+
+
+def _choose_encoding(name: str, sample: bytes, complete: bool, given: str | None) -> str:
+    """The codec: as given, else by BOM, else UTF-8 if the sample is, else a guess."""
+    bom = _bom_codec(sample)
+    if given is not None:
+        try:
+            codec = codecs.lookup(given).name
+        except LookupError:
+            raise InputError(
+                f"{name}: unknown encoding {given!r}",
+                hint="common ones: utf-8, cp1252 (Windows Western), latin-1, utf-16",
+            ) from None
+        if codec == "utf-8" and bom == "utf-8-sig":
+            codec = "utf-8-sig"
+        if not codec.startswith(("utf-16", "utf-32")):
+            _refuse_binary(name, sample)
+        return codec
+    if bom is not None:
+        return bom
+    _refuse_binary(name, sample)
+    try:
+        sample.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as error:
+        # The sample may end in the middle of a multi-byte character.
+        if not complete and error.reason == "unexpected end of data":
+            return "utf-8"
+    return _guess_single_byte(sample)
+
+
+def _guess_single_byte(sample: bytes) -> str:
+    """Windows-1252 unless the sample is clearly something else (Cyrillic, Greek, Japanese...).
+
+    charset_normalizer alone answers oddly on short Western samples ("René"
+    came back as cp1006, Urdu; "5 €" as cp1125, Ukrainian DOS), because many
+    code pages decode a few accented bytes equally cleanly. So Windows-1252,
+    the encoding of Excel's "CSV" on Western Windows and the one PRODUCT.md
+    promises, is taken whenever a candidate as clean and as coherent as the
+    best one decodes the sample the same way; a real Polish cp1250 or Russian
+    cp1251 export, with enough text to tell, keeps its own code page.
+    """
+    from charset_normalizer import from_bytes  # only for files that are not UTF-8
+
+    matches = from_bytes(sample)
+    best = matches.best()
+    if best is None:
+        return "cp1252"
+    for match in matches:
+        plausible = match.chaos <= best.chaos + 0.01 and match.coherence >= best.coherence - 0.05
+        if plausible and "cp1252" in {match.encoding, *match.could_be_from_charset}:
+            return "cp1252"
+    guess = codecs.lookup(best.encoding).name
+    return "cp1252" if guess in _CP1252_LIKE else guess
+
+
+def _bom_codec(sample: bytes) -> str | None:
+    if sample.startswith(codecs.BOM_UTF8):
+        return "utf-8-sig"
+    # UTF-32 LE's BOM begins with UTF-16 LE's: test it first.
+    if sample.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "utf-32"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    return None
+
+
+def _refuse_binary(name: str, sample: bytes) -> None:
+    if b"\x00" not in sample:
+        return
+    if sample.startswith((_ZIP_MAGIC, _OLE_MAGIC)):
+        hint = "it looks like a spreadsheet: give it its .xlsx, .xls or .ods extension"
+    elif sample[1:200:2].count(b"\x00") > 50 or sample[0:200:2].count(b"\x00") > 50:
+        hint = "if it is UTF-16 text without a byte-order mark, try --encoding utf-16-le"
+    else:
+        hint = "export the contacts as CSV or as an .xlsx spreadsheet"
+    raise InputError(f"{name}: looks like a binary file, not CSV", hint=hint)
+
+
+def _parse_delimiter(name: str, given: str) -> str:
+    delimiter = DELIMITER_NAMES.get(given.lower(), given)
+    if len(delimiter) != 1 or delimiter in '"\r\n\x00\x01':
+        raise InputError(
+            f"{name}: cannot use {given!r} as the delimiter",
+            hint='give one character, e.g. ";" or "|", or "tab"',
+        )
+    return delimiter
+
+
+def _sniff_delimiter(text: str, *, truncated: bool) -> str:
+    """The candidate whose header splits into >1 columns and data rows agree with it most."""
+    best, best_score = ",", (-1.0, 0)
+    for candidate in DELIMITERS:
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=candidate, strict=False)
+        try:
+            widths = [
+                len(cells) for cells in itertools.islice(reader, SNIFF_RECORDS * 2) if not _is_blank(cells)
+            ][:SNIFF_RECORDS]
+        except csv.Error:  # e.g. an "unclosed quote" for this reading
+            continue
+        if truncated and len(widths) > 1:
+            widths.pop()  # a quoted cell may have been cut with the sample
+        if not widths or widths[0] < 2:
+            continue
+        header, data = widths[0], widths[1:]
+        agreeing = sum(w == header for w in data) / len(data) if data else 1.0
+        score = (agreeing, header)
+        if score > best_score:
+            best, best_score = candidate, score
+    return best
+
+
+def _text_records(name: str, path: str, codec: str, delimiter: str, *, skip_first: bool = False) -> Records:
+    """(row number, cells) of every record that is not wholly blank, header included."""
+    with _open_binary(name, path) as raw:
+        text = io.TextIOWrapper(raw, encoding=codec, errors=_ESCAPE_HANDLER, newline="")
+        reader = csv.reader(
+            itertools.chain(text, (_END_LINE,)),
+            delimiter=delimiter,
+            quotechar='"',
+            doublequote=True,
+            skipinitialspace=False,
+            strict=False,  # `"a"b` reads as `ab`, as Excel does
+        )
+        number = 0
+        while True:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                raise _csv_error(name, number + 1, error) from None
+            except OSError as error:
+                raise InputError(
+                    f"{name}: row {number + 1}: read failed: {error.strerror or error}"
+                ) from None
+            if skip_first:  # the "sep=" line
+                skip_first = False
+                continue
+            number += 1
+            if not cells:
+                continue
+            last = cells[-1]
+            if last.endswith(_END_LINE):
+                raise InputError(
+                    f'{name}: row {number}: a quote (") opened on this row is never closed, '
+                    "so the rest of the file would be read as one cell",
+                    hint='close the quote, or double it ("") where it is part of the text',
+                )
+            if last == _END and len(cells) == 1:
+                return
+            joined = "".join(cells)
+            if _ESCAPED.search(joined):
+                raise _decode_error(name, number, codec, cells)
+            if joined.strip():  # wholly blank rows are skipped, but counted
+                yield number, cells
+
+
+def _csv_error(name: str, number: int, error: csv.Error) -> InputError:
+    detail = str(error)
+    if "field larger than field limit" in detail:
+        return InputError(
+            f"{name}: row {number}: a cell is longer than {csv.field_size_limit()} characters, "
+            'most likely because a quote (") on this row is never closed',
+            hint='close the quote, or double it ("") where it is part of the text',
+        )
+    return InputError(f"{name}: row {number}: cannot parse the row: {detail}")
+
+
+def _decode_error(name: str, number: int, codec: str, cells: list[str]) -> InputError:
+    match = _ESCAPED.search("".join(cells))
+    assert match is not None
+    shown = " ".join(f"0x{ord(c) - 0xDC00:02X}" for c in match.group()[:4])
+    noun = "bytes" if len(match.group()) > 1 else "byte"
+    display = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1252": "Windows-1252"}.get(codec, codec)
+    if codec.startswith("utf-8"):
+        hint = "the file is not all UTF-8; if Excel on Windows saved it, try --encoding cp1252"
+    elif codec.startswith(("utf-16", "utf-32")):
+        hint = "the file may be damaged; export it again"
+    else:
+        hint = "give the encoding the file was saved in, e.g. --encoding utf-8 or latin-1"
+    return InputError(
+        f"{name}: row {number}: {noun} {shown} cannot be read as {display} text",
+        hint=hint,
+    )
+
+
+def _text_column_label(index: int) -> str:
+    return str(index + 1)
+
+
+def _is_blank(cells: list[str]) -> bool:
+    return not "".join(cells).strip()
+
+
+# --- header -----------------------------------------------------------------
+
+
+def _header_names(name: str, number: int, cells: list[str], column_label: Callable[[int], str]) -> list[str]:
+    """Trimmed header names; empty trailing ones dropped, other empty or repeated ones refused."""
+    names = [cell.strip().lstrip("\ufeff").strip() for cell in cells]
+    while names and not names[-1]:
+        names.pop()
+    problems: list[str] = []
+    unnamed = [column_label(i) for i, n in enumerate(names) if not n]
+    if unnamed:
+        problems.append(
+            f"column {unnamed[0]} has no name"
+            if len(unnamed) == 1
+            else f"columns {_and(unnamed)} have no name"
+        )
+    seen: dict[str, list[int]] = {}
+    for i, n in enumerate(names):
+        if n:
+            seen.setdefault(n, []).append(i)
+    repeated = [
+        f'"{n}" (columns {_and([column_label(i) for i in where])})'
+        for n, where in seen.items()
+        if len(where) > 1
+    ]
+    if repeated:
+        problems.append(f"duplicate column names {', '.join(repeated)}")
+    if problems:
+        raise InputError(
+            f"{name}: row {number}: {'; '.join(problems)}",
+            hint="every column needs its own name in the header row",
+        )
+    return names
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+# --- spreadsheets -----------------------------------------------------------
+
+
+def _open_spreadsheet(name: str, path: str, sheet: str | int | None) -> Table:
+    extension = os.path.splitext(path)[1].lower()
+    handle = _open_binary(name, path)
+    try:
+        head = handle.read(512)
+        handle.seek(0)
+        if not head:
+            raise InputError(
+                f"{name}: the file is empty",
+                hint="save the spreadsheet again, or export it as CSV",
+            )
+        if not head.startswith((_ZIP_MAGIC, _OLE_MAGIC)):
+            raise _not_a_spreadsheet(name, extension, head)
+        from python_calamine import CalamineError, CalamineWorkbook, PasswordError
+
+        try:
+            book = CalamineWorkbook.from_filelike(handle)
+        except PasswordError:
+            raise InputError(
+                f"{name}: is password-protected",
+                hint="save an unprotected copy, or export the sheet as CSV",
+            ) from None
+        except (CalamineError, ValueError, OSError) as error:
+            raise _corrupt(name, extension, error) from None
+    except BaseException:
+        handle.close()
+        raise
+    try:
+        chosen = _choose_sheet(name, book, sheet)
+        try:
+            data = book.get_sheet_by_name(chosen)
+        except CalamineError as error:
+            raise _corrupt(name, extension, error) from None
+        start = data.start
+        offset = start[1] if start is not None else 0  # iter_rows() skips empty leading columns
+
+        def records() -> Records:
+            try:
+                # Rows are numbered from the sheet's row 1: calamine yields the
+                # leading blank rows too (checked for .xlsx, .xls and .ods).
+                for number, values in enumerate(data.iter_rows(), start=1):
+                    cells = [_cell_text(v) for v in values]
+                    if not _is_blank(cells):
+                        yield number, cells
+            except CalamineError as error:
+                raise _corrupt(name, extension, error) from None
+
+        def column_label(index: int) -> str:
+            return _column_letter(offset + index)
+
+        table = Table(name, records, column_label, sheet=chosen)
+    except BaseException:
+        book.close()
+        handle.close()
+        raise
+    table._on_close(handle.close)
+    table._on_close(_close_book, book)
+    return table
+
+
+def _close_book(book: Any) -> None:
+    with contextlib.suppress(Exception):  # already closed
+        book.close()
+
+
+def _choose_sheet(name: str, book: Any, wanted: str | int | None) -> str:
+    from python_calamine import SheetTypeEnum, SheetVisibleEnum
+
+    sheets = [m for m in book.sheets_metadata if m.typ == SheetTypeEnum.WorkSheet]
+    names: list[str] = [m.name for m in sheets]
+    if not names:
+        raise InputError(f"{name}: has no worksheets", hint="export the contacts sheet as CSV")
+    if wanted is None:
+        # What opens on screen: the first sheet that is not hidden.
+        visible = [m.name for m in sheets if m.visible == SheetVisibleEnum.Visible]
+        return visible[0] if visible else names[0]
+    if isinstance(wanted, str) and wanted in names:
+        return wanted
+    if isinstance(wanted, str) and wanted.strip().isdigit():
+        wanted = int(wanted.strip())
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and 1 <= wanted <= len(names):
+        return names[wanted - 1]
+    listed = ", ".join(f'"{n}"' for n in names)
+    asked = f"no sheet {wanted}" if isinstance(wanted, int) else f'no sheet "{wanted}"'
+    raise InputError(
+        f"{name}: {asked}; its sheets are {listed}",
+        hint="--sheet takes a sheet's name or its number (1 = first)",
+    )
+
+
+def _not_a_spreadsheet(name: str, extension: str, head: bytes) -> InputError:
+    stripped = head.lstrip(b"\xef\xbb\xbf\xff\xfe \t\r\n").lower()
+    if stripped.startswith((b"<html", b"<!doctype", b"<table", b"<?xml")):
+        return InputError(
+            f"{name}: is not a spreadsheet ({extension}): it is an HTML or XML page",
+            hint="open it in Excel and save it as .xlsx, or export the contacts as CSV",
+        )
+    if b"\x00" not in head or head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return InputError(
+            f"{name}: is not a spreadsheet ({extension}): it looks like a text file",
+            hint="if it is CSV, rename it to .csv",
+        )
+    return InputError(
+        f"{name}: is not a spreadsheet ({extension}): unknown content",
+        hint="open it in Excel or LibreOffice and save it again, or export it as CSV",
+    )
+
+
+def _corrupt(name: str, extension: str, error: BaseException) -> InputError:
+    detail = " ".join(str(error).split())[:160]
+    return InputError(
+        f"{name}: cannot be read as a spreadsheet ({extension}): {detail}",
+        hint="open it in Excel or LibreOffice and save it again, or export it as CSV",
+    )
+
+
+def _column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
+
+
+def _cell_text(value: object) -> str:
+    """The text a spreadsheet shows for a cell value from calamine."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return _number_text(value)
+    if isinstance(value, dt.datetime):
+        moment = _round_to_second(value)
+        if moment.time() == dt.time(0):
+            return moment.date().isoformat()
+        return moment.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, dt.time):
+        return _round_to_second(dt.datetime.combine(dt.date(2000, 1, 1), value)).strftime("%H:%M:%S")
+    if isinstance(value, dt.timedelta):
+        # A duration (e.g. [h]:mm:ss in Excel) may exceed 24 hours.
+        seconds = round(value.total_seconds())
+        sign = "-" if seconds < 0 else ""
+        hours, rest = divmod(abs(seconds), 3600)
+        return f"{sign}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    return str(value)
+
+
+def _number_text(value: float) -> str:
+    if math.isnan(value):
+        return ""
+    if math.isinf(value):
+        return "-inf" if value < 0 else "inf"
+    # Excel keeps and shows 15 significant digits: 0.1+0.2 is 0.3 on screen,
+    # and a day fraction or a sum never shows binary noise.
+    shown = float(f"{value:.15g}")
+    if shown.is_integer() and abs(shown) < 1e15:
+        return str(int(shown))
+    return repr(shown)
+
+
+def _round_to_second(moment: dt.datetime) -> dt.datetime:
+    # Spreadsheets store times as fractions of a day; 09:30 may come back
+    # as 09:29:59.999999.
+    if moment.microsecond >= 500_000:
+        moment += dt.timedelta(seconds=1)
+    return moment.replace(microsecond=0)
