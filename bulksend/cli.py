@@ -118,6 +118,7 @@ def cli() -> None:
       bulksend validate contacts.csv -m mapping.yaml  # check everything, send nothing
       bulksend send contacts.csv -m mapping.yaml      # send; rerun the same to resume
       bulksend report contacts-results.csv            # what happened, what to rerun
+      bulksend reconcile contacts-results.csv         # settle unknown rows, send nothing
 
     The API key is read from COLLECT_API_KEY or --api-key-file, never from the
     command line. Exit status: 0 all sent, 1 some rows not sent, 2 usage or input
@@ -339,6 +340,44 @@ def report(results: str, examples: int) -> None:
         click.echo(report_text(Path(results), examples=examples))
     except BulksendError as exc:
         fail(exc)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("results", metavar="RESULTS.csv")
+@click.option("--api-url", envvar="COLLECT_API_URL", default=DEFAULT_API_URL, show_default=True,
+              help="API base URL (env COLLECT_API_URL).")
+@click.option("--api-key-file", metavar="FILE", help="Read the API key from FILE instead of COLLECT_API_KEY.")
+@click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
+              help="Seconds to wait for one answer.")
+def reconcile(results: str, api_url: str, api_key_file: str | None, timeout: float) -> None:
+    """Settle the unknown rows of RESULTS.csv by looking them up; sends nothing.
+
+    An unknown row's POST may have reached the server but its answer was lost.
+    Found: it becomes sent, with the server's request id. Not found: it becomes
+    failed, and the next send sends it. (send does this by itself on a rerun.)
+
+    \b
+    Example:
+      bulksend reconcile contacts-results.csv
+    """
+    from bulksend.progress import NullProgress
+    from bulksend.reconciling import reconcile_file
+
+    try:
+        counts = reconcile_file(Path(results), api_url=check_api_url(api_url),
+                                api_key=read_api_key(api_key_file), timeout=timeout,
+                                progress=NullProgress())
+    except BulksendError as exc:
+        fail(exc)
+    total = sum(counts.values())
+    if not total:
+        click.echo(f"{results}: no unknown rows: nothing to settle")
+        sys.exit(0)
+    click.echo(f"{results}: {total} unknown rows looked up: {counts['sent']} found (sent), "
+               f"{counts['failed']} not created (failed: the next send sends them), "
+               f"{counts['unknown']} still unknown")
+    sys.exit(0 if not counts["unknown"] else 1)
 
 
 @cli.command(context_settings=CONTEXT)

@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS rows (
     error TEXT NOT NULL DEFAULT '',
     sent_at TEXT NOT NULL DEFAULT '',
     first_attempt_at TEXT NOT NULL DEFAULT '',
-    run_id INTEGER NOT NULL DEFAULT 0
+    run_id INTEGER NOT NULL DEFAULT 0,
+    target TEXT NOT NULL DEFAULT ''  -- JSON {campaignId, contact}: what a look-up needs
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lines (row INTEGER PRIMARY KEY, line TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
@@ -109,6 +110,7 @@ class Record:
     sent_at: str
     first_attempt_at: str
     run_id: int
+    target: str = ""
 
 
 def journal_path(results: Path) -> Path:
@@ -190,7 +192,7 @@ class Journal:
     def get(self, key: str) -> Record | None:
         row = self.db.execute(
             "SELECT key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
-            "error,sent_at,first_attempt_at,run_id FROM rows WHERE key=?",
+            "error,sent_at,first_attempt_at,run_id,target FROM rows WHERE key=?",
             (key,),
         ).fetchone()
         return None if row is None else Record(*row)
@@ -199,19 +201,30 @@ class Journal:
         return int(self.db.execute("SELECT count(*) FROM rows").fetchone()[0])
 
     # -- writing ------------------------------------------------------------
-    def claim(self, key: str, row: int) -> Record | None:
+    def unsettled(self) -> list[Record]:
+        """Keys whose last attempt's outcome is not known."""
+        return [
+            Record(*r)
+            for r in self.db.execute(
+                "SELECT key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
+                "error,sent_at,first_attempt_at,run_id,target FROM rows WHERE status IN (?, ?)",
+                (INFLIGHT, UNKNOWN),
+            )
+        ]
+
+    def claim(self, key: str, row: int, target: str = "") -> Record | None:
         """Mark ``key`` as met in this run at ``row``. Returns its previous record,
         or None when the key is new. A key met twice in one run is a duplicate:
         the caller sees ``record.run_id == self.run_id``."""
         record = self.get(key)
         if record is None:
             self.db.execute(
-                "INSERT INTO rows (key,row,status,run_id) VALUES (?,?,?,?)",
-                (key, row, PENDING, self.run_id),
+                "INSERT INTO rows (key,row,status,run_id,target) VALUES (?,?,?,?,?)",
+                (key, row, PENDING, self.run_id, target),
             )
         elif record.run_id != self.run_id:
             self.db.execute(
-                "UPDATE rows SET row=?, run_id=? WHERE key=?", (row, self.run_id, key)
+                "UPDATE rows SET row=?, run_id=?, target=? WHERE key=?", (row, self.run_id, target, key)
             )
         return record
 
@@ -249,7 +262,7 @@ class Journal:
 
     def import_record(self, record: Record) -> None:
         self.db.execute(
-            "INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 record.key,
                 record.row,
@@ -263,6 +276,7 @@ class Journal:
                 record.sent_at,
                 record.first_attempt_at,
                 0,
+                record.target,
             ),
         )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import signal
 import tempfile
 import time
@@ -19,7 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bulksend.errors import AbortError, AuthError, BulksendError, ExitStatus, ResultsError, UsageError
+from bulksend.errors import (
+    AbortError,
+    AuthError,
+    BulksendError,
+    ExitStatus,
+    InputError,
+    ResultsError,
+    UsageError,
+)
 from bulksend.mapping import Mapping, load_mapping
 from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN, Outcome
 from bulksend.progress import Progress
@@ -34,6 +43,10 @@ from bulksend.results import (
     journal_path,
     seed_journal_from_csv,
 )
+
+
+class PreflightError(InputError):
+    """A campaign or item the rows use does not exist: input error, nothing sent."""
 
 
 @dataclass(frozen=True)
@@ -115,13 +128,44 @@ def open_input(config: RunConfig) -> tuple[Table, Mapping]:
     return table, mapping
 
 
-def count_rows(table: Table) -> int:
-    """The check pass: read the whole input before anything is sent, so a sheet
-    that cannot be read to its end (bad bytes at row 40,000) sends nothing."""
+def lookup_target(payload: dict[str, Any]) -> str:
+    """What reconciliation needs to find a row's request: campaign and contact."""
+    contact = payload.get("contact")
+    who = contact if isinstance(contact, str) else (contact or {}).get("email", "")
+    return json.dumps({"campaignId": payload.get("campaignId", ""), "contact": who})
+
+
+@dataclass
+class Uses:
+    """Campaigns and items the valid rows refer to, with example rows for messages."""
+
+    campaigns: dict[str, list[int]] = field(default_factory=dict)
+    items: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+
+    def add(self, payload: dict[str, Any], row: int) -> None:
+        campaign = str(payload.get("campaignId", ""))
+        rows = self.campaigns.setdefault(campaign, [])
+        if len(rows) < 5:
+            rows.append(row)
+        for item in payload.get("items") or []:
+            kept = self.items.setdefault((campaign, str(item)), [])
+            if len(kept) < 5:
+                kept.append(row)
+
+
+def check_pass(table: Table, mapping: Mapping) -> tuple[int, Uses]:
+    """Read (and map) the whole input before anything is sent, so a sheet that
+    cannot be read to its end (bad bytes at row 40,000) sends nothing, and the
+    preflight knows every campaign and item the rows use."""
     n = 0
-    for _ in table.rows():
+    uses = Uses()
+    for row in table.rows():
         n += 1
-    return n
+        if len(uses.campaigns) < 1000 and len(uses.items) < 10000:
+            mapped = mapping.apply(row)
+            if mapped.payload is not None:
+                uses.add(mapped.payload, row.number)
+    return n, uses
 
 
 # ---------------------------------------------------------------------------
@@ -215,7 +259,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
     summary = Summary(results=config.results, dry_run=config.dry_run)
     table, mapping = open_input(config)
     with table:
-        summary.total = count_rows(table)
+        summary.total, uses = check_pass(table, mapping)
         if config.dry_run:
             # A throwaway journal gives the dry run the same duplicate check.
             with tempfile.TemporaryDirectory(prefix="bulksend-") as tmp:
@@ -227,6 +271,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
         with _locked_journal(config, mapping, summary) as journal:
             for warning in summary.warnings:
                 progress.event("warning", warning)
+            asyncio.run(preflight(config, uses, progress))
             return _run(config, table, mapping, journal, summary, progress)
 
 
@@ -328,7 +373,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                         continue
                     outcome.key = mapped.key
                     outcome.payload = mapped.payload
-                    record = journal.claim(mapped.key, row.number)
+                    record = journal.claim(mapped.key, row.number, lookup_target(mapped.payload))
                     if record is not None and record.run_id == journal.run_id:
                         outcome.status = DUPLICATE
                         outcome.error = f"same key as row {record.row} ({mapped.key}); not sent"
@@ -430,6 +475,66 @@ async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None
         raise feeder.exception()  # type: ignore[misc]
     if failure is not None:
         raise failure
+
+
+def _rows_text(rows: list[int]) -> str:
+    return ", ".join(str(r) for r in rows[:3]) + (", …" if len(rows) > 3 else "")
+
+
+async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> None:
+    """Before the first POST: GET /team proves the key; GET /campaigns/{id}
+    proves each campaign and the item ids the rows ask for (collect-api.md §6)."""
+    from bulksend.sending import Ambiguous, Client, NotSent, error_text
+
+    problems: list[str] = []
+    async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=2) as client:
+        try:
+            for attempt in range(5):
+                team = await client.call("GET", "/team")
+                if team.status not in (429, 500, 502, 503, 504):
+                    break
+                await asyncio.sleep(min(team.retry_after or 2.0**attempt, config.max_pause))
+            if team.status == 401:
+                raise AuthError(
+                    "the API key was refused (HTTP 401 on GET /team); nothing was sent",
+                    hint="check COLLECT_API_KEY or --api-key-file",
+                )
+            if team.status != 200:
+                raise AbortError(f"GET /team failed: {error_text(team)}; nothing was sent",
+                                 hint="the API may be down: rerun the same command later")
+            for campaign, rows in sorted(uses.campaigns.items()):
+                for attempt in range(5):
+                    answer = await client.call("GET", f"/campaigns/{campaign}")
+                    if answer.status not in (429, 500, 502, 503, 504):
+                        break
+                    await asyncio.sleep(min(answer.retry_after or 2.0**attempt, config.max_pause))
+                if answer.status in (404, 400, 403):
+                    problems.append(f"campaign {campaign!r} does not exist ({error_text(answer)}); "
+                                    f"rows {_rows_text(rows)}")
+                    continue
+                if answer.status != 200 or not isinstance(answer.body, dict):
+                    raise AbortError(f"GET /campaigns/{campaign} failed: {error_text(answer)}; "
+                                     "nothing was sent", hint="rerun the same command later")
+                known = {
+                    str(element.get("id"))
+                    for part in ("documents", "forms", "texts", "pages")
+                    for element in answer.body.get(part) or []
+                    if isinstance(element, dict)
+                }
+                for (item_campaign, item), item_rows in sorted(uses.items.items()):
+                    if item_campaign == campaign and item not in known:
+                        problems.append(f"item {item!r} is not an element of campaign {campaign}; "
+                                        f"rows {_rows_text(item_rows)}")
+        except (NotSent, Ambiguous) as exc:
+            raise AbortError(f"cannot reach {config.api_url}: {exc}; nothing was sent",
+                             hint="check --api-url and the network, then rerun") from None
+    if problems:
+        raise PreflightError(
+            f"{config.contacts}: " + "; ".join(problems[:5])
+            + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "") + " — nothing was sent",
+            hint=f"GET /campaigns/{{id}} lists a campaign's element ids; fix the file or {config.mapping}",
+        )
+    progress.event("preflight", f"key accepted; {len(uses.campaigns)} campaign(s) checked")
 
 
 def resolve_results(contacts: str, results: str | None, dry_run: bool) -> Path:

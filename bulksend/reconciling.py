@@ -1,0 +1,128 @@
+"""``bulksend reconcile RESULTS.csv``: settle ``unknown`` rows without sending.
+
+A row is unknown when its POST may have reached the server but the answer was
+lost. Each one is looked up (collect-api.md §6): found → ``sent`` with the
+server's id and URL; not found → ``failed`` ("not created"), which the next
+``send`` retries. A look-up that cannot be made leaves the row unknown. Nothing
+is ever POSTed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bulksend.errors import ResultsError
+from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
+from bulksend.progress import Progress
+from bulksend.results import (
+    COLUMNS,
+    Journal,
+    Record,
+    RunLock,
+    journal_path,
+    neutralise,
+    seed_journal_from_csv,
+)
+
+NOT_CREATED = "looked up: no such request on the server, so it was not created; the next send sends it"
+
+
+def _payload_of(record: Record) -> dict[str, Any] | None:
+    """The look-up needs the campaign and the contact (email or id)."""
+    if record.target:
+        target = json.loads(record.target)
+        who = str(target.get("contact", ""))
+        contact: Any = {"email": who} if "@" in who else who
+        return {"campaignId": target.get("campaignId", ""), "contact": contact}
+    parts = record.key.split("|")  # the default key: campaignId|email or campaignId|contact id
+    if len(parts) == 2 and parts[0] and parts[1]:
+        contact = {"email": parts[1]} if "@" in parts[1] else parts[1]
+        return {"campaignId": parts[0], "contact": contact}
+    return None
+
+
+def reconcile_file(results: Path, *, api_url: str, api_key: str, timeout: float,
+                   progress: Progress) -> Counter[str]:
+    if not results.exists():
+        raise ResultsError(f"{results}: no such results file")
+    lock = RunLock(results)
+    lock.acquire()
+    try:
+        path = journal_path(results)
+        fresh = not path.exists()
+        journal = Journal(path)
+        try:
+            if fresh:
+                seed_journal_from_csv(journal, results)
+            settled = asyncio.run(_settle_all(journal, api_url, api_key, timeout, progress))
+        finally:
+            journal.close()
+        _rewrite(results, settled)
+    finally:
+        lock.release()
+    return Counter(o.status for o in settled.values())
+
+
+async def _settle_all(journal: Journal, api_url: str, api_key: str, request_timeout: float,
+                      progress: Progress) -> dict[str, Outcome]:
+    from bulksend.sending import Ambiguous, Client, NotSent, RateGate, look_up
+
+    records = journal.unsettled()
+    progress.start(len(records), to_send=0)
+    gate = RateGate(10.0, progress=progress)
+    settled: dict[str, Outcome] = {}
+    async with Client(api_url, api_key, timeout=request_timeout, concurrency=4) as client:
+        for record in records:
+            outcome = Outcome(row=record.row, key=record.key, status=UNKNOWN,
+                              attempts=record.attempts, http_status=record.http_status)
+            payload = _payload_of(record)
+            if payload is None:
+                outcome.error = "cannot tell which contact this key names; rerun send with the input file"
+            else:
+                try:
+                    found = await look_up(client, gate, payload, record.first_attempt_at)
+                except (Ambiguous, NotSent) as exc:
+                    outcome.error = f"could not check whether it was created: {exc}"
+                else:
+                    if found is None:
+                        outcome.status, outcome.error = FAILED, NOT_CREATED
+                    else:
+                        outcome.status = SENT
+                        outcome.request_id = found.request_id
+                        outcome.portal_url = found.portal_url
+                        outcome.contact_id = found.contact_id
+                        outcome.sent_at = found.created_at
+                    journal.record(outcome)
+            settled[record.key] = outcome
+            progress.outcome(outcome)
+    journal.commit()
+    return settled
+
+
+def _rewrite(results: Path, settled: dict[str, Outcome]) -> None:
+    """Update the settled rows' lines in the results CSV, in place (atomically)."""
+    if not settled:
+        return
+    tmp = results.with_name(results.name + ".tmp")
+    with open(results, encoding="utf-8-sig", newline="") as src, \
+            open(tmp, "w", encoding="utf-8-sig", newline="") as dst:
+        reader = csv.reader(src)
+        writer = csv.writer(dst, lineterminator="\r\n")
+        header = next(reader, None)
+        if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
+            raise ResultsError(f"{results}: not a bulksend results file")
+        writer.writerow(header)
+        at = {name: i for i, name in enumerate(COLUMNS)}
+        for cells in reader:
+            outcome = settled.get(cells[at["key"]]) if len(cells) > at["key"] else None
+            if outcome is not None and outcome.status != UNKNOWN:
+                for name in ("status", "request_id", "portal_url", "contact_id", "error", "sent_at"):
+                    cells[at[name]] = neutralise(str(getattr(outcome, name)))
+            writer.writerow(cells)
+    os.replace(tmp, results)
