@@ -301,7 +301,17 @@ def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
 async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
                       writer: ResultsWriter, summary: Summary, progress: Progress) -> None:
     # aiohttp is imported here, not at module level: validate and --help never need it.
-    from bulksend.sending import Client, Job, Policy, RateGate, Sender
+    from bulksend.sending import (
+        BATCH_SIZE,
+        BatchSender,
+        Client,
+        Job,
+        Policy,
+        RateGate,
+        Sender,
+        batch_group,
+        contact_identity,
+    )
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -334,8 +344,8 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
         summary.note(outcome)
         progress.outcome(outcome)
 
-    queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=max(16, config.concurrency * 4))
-    in_flight: dict[int, Job] = {}
+    queue: asyncio.Queue[Job | list[Job] | None] = asyncio.Queue(maxsize=max(16, config.concurrency * 4))
+    in_flight: dict[int, Job | list[Job]] = {}
     progress.start(summary.total, to_send=summary.total)
     gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
     policy = Policy(max_attempts=config.max_attempts)
@@ -344,21 +354,54 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
         async with Client(config.api_url, config.api_key, timeout=config.timeout,
                           concurrency=config.concurrency) as client:
             sender = Sender(client, gate, journal, policy, progress)
+            batcher = BatchSender(sender)
 
             async def worker(n: int) -> None:
                 while True:
-                    job = await queue.get()
-                    if job is None:
+                    item = await queue.get()
+                    if item is None:
                         return
+                    jobs = item if isinstance(item, list) else [item]
                     if stopping.is_set():
-                        finish(job.outcome)  # not attempted: its earlier status stands
+                        for job in jobs:
+                            finish(job.outcome)  # not attempted: its earlier status stands
                         continue
-                    in_flight[n] = job
+                    in_flight[n] = item
                     try:
-                        outcome = await sender.run(job)
+                        if isinstance(item, list) and len(item) > 1:
+                            outcomes = await batcher.run(item)
+                        else:
+                            outcomes = [await sender.run(jobs[0])]
                     finally:
                         in_flight.pop(n, None)
-                    finish(outcome)
+                    for outcome in outcomes:
+                        finish(outcome)
+
+            # Batch mode: rows gather by their request-level fields; a group
+            # leaves when it holds 50 contacts, and at the end of the input. A
+            # group never holds the same contact twice, so the answer can be
+            # matched by contact without doubt.
+            groups: dict[str, list[Job]] = {}
+            members: dict[str, set[str]] = {}
+
+            async def enqueue(job: Job) -> None:
+                group = batch_group(job.payload) if config.batch and job.reconcile_since is None else None
+                if group is None:
+                    await queue.put(job)
+                    return
+                who = contact_identity(job.payload.get("contact"))
+                if who in members.get(group, set()):
+                    await queue.put(groups.pop(group))
+                    members.pop(group)
+                groups.setdefault(group, []).append(job)
+                members.setdefault(group, set()).add(who)
+                if len(groups[group]) >= BATCH_SIZE:
+                    members.pop(group)
+                    await queue.put(groups.pop(group))
+                elif len(groups) > 256:  # many distinct groups: send the oldest
+                    oldest = next(iter(groups))
+                    members.pop(oldest)
+                    await queue.put(groups.pop(oldest))
 
             async def feed() -> None:
                 queued = 0
@@ -398,7 +441,10 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                     if previous in (INFLIGHT, UNKNOWN):
                         since = record.first_attempt_at if record is not None else ""
                     queued += 1
-                    await queue.put(Job(outcome, mapped.payload, since))
+                    await enqueue(Job(outcome, mapped.payload, since))
+                for group in list(groups):
+                    members.pop(group, None)
+                    await queue.put(groups.pop(group))
 
             workers = [asyncio.create_task(worker(n)) for n in range(config.concurrency)]
             feeder = asyncio.create_task(feed())
@@ -451,10 +497,11 @@ async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None
     for task in workers:
         task.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
-    for job in list(in_flight.values()):
-        job.outcome.status = UNKNOWN
-        job.outcome.error = "stopped while in flight; it is looked up before any resend"
-        finish(job.outcome)
+    for item in list(in_flight.values()):
+        for job in item if isinstance(item, list) else [item]:
+            job.outcome.status = UNKNOWN
+            job.outcome.error = "stopped while in flight; it is looked up before any resend"
+            finish(job.outcome)
     in_flight.clear()
     # The feeder carries on without queuing (stopping is set): every remaining
     # row gets its line from the journal, and nothing more is sent.
@@ -462,19 +509,20 @@ async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None
         getter = asyncio.ensure_future(queue.get())
         await asyncio.wait({getter, feeder}, return_when=asyncio.FIRST_COMPLETED)
         if getter.done():
-            job = getter.result()
-            if job is not None:
-                finish(job.outcome)
+            _finish_all(getter.result(), finish)
         else:
             getter.cancel()
     while not queue.empty():
-        job = queue.get_nowait()
-        if job is not None:
-            finish(job.outcome)
+        _finish_all(queue.get_nowait(), finish)
     if feeder.exception() is not None:
         raise feeder.exception()  # type: ignore[misc]
     if failure is not None:
         raise failure
+
+
+def _finish_all(item: Any, finish: Any) -> None:
+    for job in item if isinstance(item, list) else [item] if item is not None else []:
+        finish(job.outcome)
 
 
 def _rows_text(rows: list[int]) -> str:

@@ -529,3 +529,152 @@ class Sender:
 def _iso(text: str) -> str:
     when = parse_time(text)
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else ""
+
+
+# ---------------------------------------------------------------------------
+# Batch mode: POST /requests, up to 50 contacts a call (collect-api.md §5)
+# ---------------------------------------------------------------------------
+
+BATCH_SIZE = 50
+# Body fields POST /requests does not take (§5): rows using them go one by one.
+NOT_BATCHABLE = frozenset({"createdBy", "data", "esignDocs", "esignTriggers"})
+
+
+def batch_group(payload: dict[str, Any]) -> str | None:
+    """Rows with the same request-level fields can share a POST /requests call;
+    None when the row must be sent alone."""
+    if NOT_BATCHABLE & payload.keys():
+        return None
+    common = {k: v for k, v in payload.items() if k != "contact"}
+    return json.dumps(common, sort_keys=True, ensure_ascii=False)
+
+
+def contact_identity(contact: Any) -> str:
+    """How a batch answer names a contact: its id, or its lower-cased email."""
+    if isinstance(contact, str):
+        return "id:" + contact
+    if isinstance(contact, dict):
+        return "email:" + str(contact.get("email", "")).lower()
+    return ""
+
+
+def batch_body(jobs: list[Job]) -> dict[str, Any]:
+    first = jobs[0].payload
+    body = {k: v for k, v in first.items() if k not in ("contact", "sample")}
+    if "sample" in first:
+        body["samples"] = [first["sample"]]  # §5 "samples": an array of {itemId, url} (inferred)
+    body["contacts"] = [job.payload["contact"] for job in jobs]
+    return body
+
+
+class BatchSender:
+    """Sends a group of rows through POST /requests and matches each answer to its
+    row by contact id or email, never by position (§5: order is not documented).
+    A row the answer does not mention is unknown: looked up, and sent alone only
+    if no request exists."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    async def run(self, jobs: list[Job]) -> list[Outcome]:
+        s = self.sender
+        journal = s.journal
+        failures = throttled = 0
+        body = batch_body(jobs)
+        while True:
+            if failures >= s.policy.max_attempts or throttled >= MAX_THROTTLED:
+                # The group could not be sent together: each row goes its own way.
+                return [await s.run(job) for job in jobs]
+            sent = await s.gate.acquire()
+            first_attempt = utc_now()
+            if journal is not None:
+                for job in jobs:
+                    if job.outcome.key:
+                        journal.begin_attempt(job.outcome.key)
+                await journal.barrier()
+            for job in jobs:
+                job.outcome.attempts += 1
+            s.posts += 1
+            try:
+                answer = await s.client.call("POST", "/requests", body)
+            except NotSent as exc:
+                failures += 1
+                for job in jobs:
+                    job.outcome.error = str(exc)
+                    s._interim(job.outcome)
+                await s.sleep(s.backoff(failures))
+                continue
+            except Ambiguous as exc:
+                s.progress.event("unknown", f"batch of {len(jobs)}: {exc}; checking each row")
+                return await self._settle_each(jobs, first_attempt)
+            if answer.status == 429:
+                throttled += 1
+                s.gate.throttled(sent, answer.retry_after)
+                continue
+            if answer.status == 401:
+                raise AuthError(
+                    "the API key was refused (HTTP 401); nothing more is sent",
+                    hint="check COLLECT_API_KEY or --api-key-file, then rerun the same command",
+                )
+            if answer.status in RETRYABLE:
+                failures += 1
+                if answer.status == 503:
+                    s.gate.unavailable(sent)
+                for job in jobs:
+                    job.outcome.error = error_text(answer)
+                    job.outcome.http_status = answer.status
+                    s._interim(job.outcome)
+                await s.sleep(min(answer.retry_after or s.backoff(failures), s.policy.backoff_cap))
+                continue
+            if not 200 <= answer.status < 300:
+                # The whole call was refused (e.g. one field of the group is bad):
+                # send each row alone so that each gets its own, exact error.
+                for job in jobs:
+                    s._interim(job.outcome)
+                return [await s.run(job) for job in jobs]
+            s.gate.success(sent)
+            return await self._match(jobs, answer, first_attempt)
+
+    async def _match(self, jobs: list[Job], answer: Answer, first_attempt: str) -> list[Outcome]:
+        s = self.sender
+        body = answer.body if isinstance(answer.body, dict) else {}
+        by_identity: dict[str, Job] = {contact_identity(j.payload["contact"]): j for j in jobs}
+        done: set[int] = set()
+        for request in body.get("requests") or []:
+            if not isinstance(request, dict):
+                continue
+            contact = request.get("contact") or {}
+            job = by_identity.get("id:" + str(contact.get("_id", ""))) or by_identity.get(
+                "email:" + str(contact.get("email", "")).lower()
+            )
+            if job is None or id(job) in done:
+                continue
+            done.add(id(job))
+            s._sent(job, Answer(answer.status, {"request": request}, None))
+        for error in body.get("errors") or []:
+            if not isinstance(error, dict):
+                continue
+            job = by_identity.get(contact_identity(error.get("contact")))
+            if job is None or id(job) in done:
+                continue
+            done.add(id(job))
+            o = job.outcome
+            o.status = FAILED
+            o.http_status = answer.status
+            message = error.get("message") or error.get("error") or json.dumps(error)
+            o.error = " ".join(f"refused in batch: {message}".split())[:300]
+        missing = [job for job in jobs if id(job) not in done]
+        outcomes = [job.outcome for job in jobs if id(job) in done]
+        if missing:
+            s.progress.event("unknown", f"{len(missing)} contact(s) missing from a batch answer; checking")
+            outcomes.extend(await self._settle_each(missing, first_attempt))
+        return outcomes
+
+    async def _settle_each(self, jobs: list[Job], since: str) -> list[Outcome]:
+        """Look each row up; send alone (through the single-row path) only if absent."""
+        outcomes = []
+        for job in jobs:
+            job.reconcile_since = since
+            job.outcome.status = UNKNOWN
+            outcomes.append(await self.sender.run(job))
+        return outcomes

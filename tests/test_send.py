@@ -151,3 +151,37 @@ def test_no_key_is_a_usage_error(workdir: Path, sandbox: Sandbox) -> None:
     assert err.startswith("bulksend: error: no API key")
     r = run_cli("send", "contacts.csv", "-m", "mapping.yaml", "--api-key", "abc", cwd=workdir)
     assert r.code == 2 and "--api-key is refused" in r.stderr and sandbox.stats["gets"] == 0
+
+
+def test_batch_mode_sends_each_row_once_matched_by_contact(workdir: Path, sandbox: Sandbox) -> None:
+    rows = people(120)
+    rows[7]["Documents"] = "no-such-item"  # preflight refuses the run: nothing is sent
+    write_contacts(workdir / "contacts.csv", rows)
+    code, _, err = send(workdir, sandbox, "--batch")
+    assert code == 2 and "no-such-item" in err and "rows 9" in err
+    assert sandbox.created == [] and sandbox.stats["post_requests"]["200"] == 0
+
+    rows[7]["Documents"] = ""
+    write_contacts(workdir / "contacts.csv", rows)
+    code, out, err = send(workdir, sandbox, "--batch")
+
+    assert code == 0, err
+    stats = sandbox.stats
+    assert stats["post_requests"]["200"] >= 3  # groups of at most 50, by shared fields
+    assert stats["post_requests"]["200"] + stats["post_request"]["200"] < 20
+    created = sandbox.created
+    assert Counter(c["email"] for c in created) == Counter(r["Email"] for r in rows)
+    _, results = read_results(workdir / "results.csv")
+    server = {c["email"]: c["_id"] for c in created}
+    # The sandbox shuffles a batch's answer: each id must follow its contact.
+    assert all(r["status"] == "sent" and r["request_id"] == server[r["Email"]] for r in results)
+
+
+def test_preflight_fails_before_any_post(workdir: Path, sandbox: Sandbox) -> None:
+    (workdir / "mapping.yaml").write_text(
+        "campaignId: {value: AAAAAAAAAAAAAAAAA}\ncontact: {email: Email}\n", encoding="utf-8")
+    write_contacts(workdir / "contacts.csv", people(5))
+    code, _, err = send(workdir, sandbox)
+    assert code == 2
+    assert "campaign 'AAAAAAAAAAAAAAAAA' does not exist" in err and "rows 2, 3, 4, …" in err
+    assert sandbox.stats["post_request"]["200"] == 0 and sandbox.stats["post_request"]["404"] == 0
