@@ -25,6 +25,7 @@ import csv
 import datetime as dt
 import fcntl
 import io
+import json
 import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
@@ -55,6 +56,7 @@ PENDING = "pending"
 INFLIGHT = "inflight"
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(_FORMULA_START)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -212,7 +214,7 @@ class Journal:
             )
         ]
 
-    def claim(self, key: str, row: int, target: str = "") -> Record | None:
+    def claim(self, key: str, row: int, target: Callable[[], str] | None = None) -> Record | None:
         """Mark ``key`` as met in this run at ``row``. Returns its previous record,
         or None when the key is new. A key met twice in one run is a duplicate:
         the caller sees ``record.run_id == self.run_id``."""
@@ -220,12 +222,12 @@ class Journal:
         if record is None:
             self.db.execute(
                 "INSERT INTO rows (key,row,status,run_id,target) VALUES (?,?,?,?,?)",
-                (key, row, PENDING, self.run_id, target),
+                (key, row, PENDING, self.run_id, target() if target else ""),
             )
         elif record.run_id != self.run_id:
-            self.db.execute(
-                "UPDATE rows SET row=?, run_id=?, target=? WHERE key=?", (row, self.run_id, target, key)
-            )
+            if not record.target and target is not None:
+                self.db.execute("UPDATE rows SET target=? WHERE key=?", (target(), key))
+            self.db.execute("UPDATE rows SET row=?, run_id=? WHERE key=?", (row, self.run_id, key))
         return record
 
     def begin_attempt(self, key: str) -> None:
@@ -327,10 +329,21 @@ class Journal:
         self.db.close()
 
 
-def _line(cells: Sequence[str]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerow(cells)
-    return buf.getvalue()
+class _LineFormatter:
+    """One CSV line as text, reusing one writer and buffer (hot path)."""
+
+    def __init__(self) -> None:
+        self.buf = io.StringIO()
+        self.writer = csv.writer(self.buf, lineterminator="\r\n")
+
+    def __call__(self, cells: Sequence[str]) -> str:
+        self.buf.seek(0)
+        self.buf.truncate()
+        self.writer.writerow(cells)
+        return self.buf.getvalue()
+
+
+_line = _LineFormatter()
 
 
 class ResultsWriter:
@@ -367,8 +380,6 @@ class ResultsWriter:
             self.journal.after_commit.append(self.flush)
 
     def format(self, outcome: Outcome) -> str:
-        import json
-
         cells = [
             str(outcome.row),
             outcome.key,
@@ -388,7 +399,10 @@ class ResultsWriter:
             )
         values = outcome.values
         cells.extend(values.get(c, "") for c in self.input_columns)
-        return _line([neutralise(c) for c in cells])
+        for i, cell in enumerate(cells):
+            if cell and cell[0] in _FORMULA_FIRST:
+                cells[i] = "'" + cell
+        return _line(cells)
 
     def write(self, outcome: Outcome) -> None:
         line = self.format(outcome)

@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -153,15 +154,23 @@ class Uses:
                 kept.append(row)
 
 
+# With one campaign for every row, the preflight learns the item ids from the
+# first rows only: mapping a million rows twice would delay the first POST by
+# seconds. Rows further down with an unknown item get the API's 400 as a
+# per-row failure instead.
+ITEM_SAMPLE_ROWS = 20_000
+
+
 def check_pass(table: Table, mapping: Mapping) -> tuple[int, Uses]:
-    """Read (and map) the whole input before anything is sent, so a sheet that
-    cannot be read to its end (bad bytes at row 40,000) sends nothing, and the
-    preflight knows every campaign and item the rows use."""
+    """Read the whole input before anything is sent, so a sheet that cannot be
+    read to its end (bad bytes at row 40,000) sends nothing; map enough of it
+    for the preflight to know the campaigns and items the rows use."""
     n = 0
     uses = Uses()
+    map_all = mapping.campaign_id is None
     for row in table.rows():
         n += 1
-        if len(uses.campaigns) < 1000 and len(uses.items) < 10000:
+        if (map_all or n <= ITEM_SAMPLE_ROWS) and len(uses.campaigns) < 1000 and len(uses.items) < 10000:
             mapped = mapping.apply(row)
             if mapped.payload is not None:
                 uses.add(mapped.payload, row.number)
@@ -337,8 +346,8 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
             loop.add_signal_handler(sig, on_signal, name)
             installed.append(sig)
 
-    def finish(outcome: Outcome) -> None:
-        if outcome.key and outcome.status in (SENT, FAILED, UNKNOWN) and not config.dry_run:
+    def finish(outcome: Outcome, *, carried: bool = False) -> None:
+        if outcome.key and outcome.status in (SENT, FAILED, UNKNOWN) and not (carried or config.dry_run):
             journal.record(outcome)
         writer.write(outcome)
         summary.note(outcome)
@@ -416,7 +425,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                         continue
                     outcome.key = mapped.key
                     outcome.payload = mapped.payload
-                    record = journal.claim(mapped.key, row.number, lookup_target(mapped.payload))
+                    record = journal.claim(mapped.key, row.number, partial(lookup_target, mapped.payload))
                     if record is not None and record.run_id == journal.run_id:
                         outcome.status = DUPLICATE
                         outcome.error = f"same key as row {record.row} ({mapped.key}); not sent"
@@ -429,13 +438,13 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                         continue
                     previous = PENDING if record is None else record.status
                     if previous == SENT or stopping.is_set():
-                        finish(outcome)  # already sent (or stopping): no API call at all
+                        finish(outcome, carried=True)  # already sent (or stopping): no API call
                         continue
                     if config.only_failed and previous != FAILED:
-                        finish(outcome)
+                        finish(outcome, carried=True)
                         continue
                     if config.limit is not None and queued >= config.limit:
-                        finish(outcome)
+                        finish(outcome, carried=True)
                         continue
                     since = None
                     if previous in (INFLIGHT, UNKNOWN):
