@@ -182,6 +182,7 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     from bulksend.display import make_progress
     from bulksend.run import RunConfig, resolve_results, send_file
 
+    results_for_summary = results or str(resolve_results(contacts, None, dry_run))
     try:
         config = RunConfig(
             contacts=contacts,
@@ -208,7 +209,12 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
             progress.close()
     except BulksendError as exc:
         if summary_json:
-            _write_json(summary_json, {"error": exc.message, "exit_code": int(exc.exit_status)})
+            # The same keys as a finished run's summary, so a monitor reads one shape.
+            _write_json(summary_json, {
+                "results": results_for_summary, "rows": 0, "counts": {}, "posts": 0,
+                "elapsed_seconds": 0.0, "interrupted": False, "aborted": exc.message,
+                "dry_run": dry_run, "error": exc.message, "exit_code": int(exc.exit_status),
+            })
         fail(exc)
     if summary_json:
         _write_json(summary_json, summary.as_dict())

@@ -29,6 +29,7 @@ class _Base:
         self.started = time.monotonic()
         self.current_rate = 0.0
         self.retrying = 0
+        self.started_run = False  # nothing to close before start(): no line on an input error
 
     def _rate_eta(self) -> tuple[float, float | None]:
         elapsed = max(time.monotonic() - self.started, 1e-6)
@@ -39,6 +40,7 @@ class _Base:
     def start(self, total: int, *, to_send: int) -> None:
         self.total = total
         self.started = time.monotonic()
+        self.started_run = True
 
     def outcome(self, outcome: Outcome) -> None:
         self.counts[outcome.status] += 1
@@ -87,7 +89,8 @@ class LineProgress(_Base):
         self._line(f"{kind} {message}")
 
     def close(self) -> None:
-        self._tick(force=True)
+        if self.started_run:
+            self._tick(force=True)
 
 
 class JsonProgress(_Base):
@@ -129,7 +132,8 @@ class JsonProgress(_Base):
         self._emit(kind, message=message, **fields)
 
     def close(self) -> None:
-        self._progress()
+        if self.started_run:
+            self._progress()
 
 
 class BarProgress(_Base):

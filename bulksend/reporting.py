@@ -14,8 +14,9 @@ _ORDER = (SENT, READY, FAILED, UNKNOWN, INVALID, DUPLICATE)
 
 def reason_of(error: str) -> str:
     """Group errors by their shape: quoted values and numbers vary per row."""
-    # Keep the column's name, drop the row's value.
-    text = re.sub(r'(?<!column )"[^"]*"', '"…"', error)
+    # Keep the column's name, drop the row's value and key.
+    text = re.sub(r'(column )?"[^"]*"', lambda m: m.group(0) if m.group(1) else '"…"', error)
+    text = re.sub(r"\([^()]*\); not sent$", "(…); not sent", text)
     text = re.sub(r"\brow \d+\b", "row N", text)
     text = re.sub(r"\b[0-9a-zA-Z]{17}\b", "<id>", text)
     return text.strip() or "(no message)"

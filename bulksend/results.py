@@ -440,6 +440,13 @@ class ResultsWriter:
             self._live = None
 
 
+def _not_results(path: Path) -> ResultsError:
+    return ResultsError(
+        f"{path}: not a bulksend results file (its first columns are not {', '.join(COLUMNS[:3])}, …)",
+        hint="pass the results CSV a send wrote, or another --results file name",
+    )
+
+
 def read_results(path: Path) -> Iterator[dict[str, str]]:
     """Rows of a results CSV as dicts (the contract's columns plus the input's)."""
     try:
@@ -448,14 +455,47 @@ def read_results(path: Path) -> Iterator[dict[str, str]]:
         raise ResultsError(f"{path}: cannot read the results file: {exc.strerror}") from exc
     with handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
-            raise ResultsError(
-                f"{path}: not a bulksend results file (its first columns are not "
-                f"{', '.join(COLUMNS)})"
-            )
-        for cells in reader:
-            yield {h: unneutralise(c) for h, c in zip(header, cells, strict=False)}
+        try:
+            header = next(reader, None)
+            if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
+                raise _not_results(path)
+            for cells in reader:
+                yield {h: unneutralise(c) for h, c in zip(header, cells, strict=False)}
+        except (UnicodeDecodeError, csv.Error):
+            raise _not_results(path) from None
+
+
+def check_results_target(results: Path, contacts: str) -> None:
+    """Refuse a --results path whose file is not ours to overwrite: the input
+    itself, or any existing file that is not a bulksend results CSV."""
+    parent = results.parent
+    if not parent.is_dir():
+        raise ResultsError(f"{results}: the folder {parent} does not exist",
+                           hint="create it, or pass another --results path")
+    if results.is_dir():
+        raise ResultsError(f"{results}: is a directory", hint="--results takes a file name")
+    if not results.exists():
+        return
+    if contacts != "-":
+        try:
+            same = os.path.samefile(results, contacts)
+        except OSError:
+            same = False
+        if same:
+            raise ResultsError(f"{results}: is the contacts file itself; refusing to overwrite it",
+                               hint="pass another --results file name")
+    if results.stat().st_size == 0:
+        return
+    try:
+        with open(results, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        header = None
+    if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
+        raise ResultsError(
+            f"{results}: exists and is not a bulksend results file; refusing to overwrite it",
+            hint="pass another --results file name",
+        )
 
 
 def seed_journal_from_csv(journal: Journal, results: Path) -> int:

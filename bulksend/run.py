@@ -27,7 +27,6 @@ from bulksend.errors import (
     BulksendError,
     ExitStatus,
     InputError,
-    ResultsError,
     UsageError,
 )
 from bulksend.mapping import Mapping, load_mapping
@@ -41,6 +40,7 @@ from bulksend.results import (
     Record,
     ResultsWriter,
     RunLock,
+    check_results_target,
     journal_path,
     seed_journal_from_csv,
 )
@@ -239,7 +239,13 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
         journal = Journal(path)
         try:
             if fresh and config.results.exists():
-                seeded = seed_journal_from_csv(journal, config.results)
+                try:
+                    seeded = seed_journal_from_csv(journal, config.results)
+                except BaseException:
+                    journal.close()
+                    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                        leftover.unlink(missing_ok=True)
+                    raise
                 if seeded:
                     summary.warnings.append(
                         f"{path.name} was missing: rebuilt it from {config.results.name} ({seeded} rows)"
@@ -267,6 +273,11 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
         )
     summary = Summary(results=config.results, dry_run=config.dry_run)
     table, mapping = open_input(config)
+    try:
+        check_results_target(config.results, config.contacts)
+    except BaseException:
+        table.close()
+        raise
     with table:
         summary.total, uses = check_pass(table, mapping)
         if config.dry_run:
@@ -600,6 +611,4 @@ def resolve_results(contacts: str, results: str | None, dry_run: bool) -> Path:
     else:
         stem = "stdin" if contacts == "-" else Path(contacts).stem
         path = Path(f"{stem}-dry-run.csv" if dry_run else f"{stem}-results.csv")
-    if path.is_dir():
-        raise ResultsError(f"{path}: is a directory", hint="--results takes a file name")
-    return path
+    return path  # check_results_target() decides whether it may be written

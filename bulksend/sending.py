@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dt
 import email.utils
 import json
+import math
 import random
 import time
 from collections import deque
@@ -45,15 +47,23 @@ class RateGate:
     """One gate for every request of the run: an aiolimiter leaky bucket whose
     rate adapts, plus a pause that a 429 imposes on every worker.
 
-    Rate control: ``ceiling`` (``--rate``) is never exceeded. A 429 pauses all
-    workers for Retry-After (capped) and cuts the rate: to just under the success
-    rate measured since the last cut when that window is long enough to trust,
-    else by half. Good answers raise it additively (a fixed step per success,
-    which is a few percent a second at any rate), slowly near a rate that was
-    already refused, so the run settles under the server's limit instead of
-    oscillating into repeated 429 storms. Only answers to requests sent *after*
-    the last cut count, so the burst of 429s a cut leaves in flight cuts once.
+    ``ceiling`` (``--rate``; None for none) is never exceeded. Each 429 costs a
+    whole Retry-After pause for every worker, so the gate hunts for the server's
+    limit in as few storms as it can, by bisection between two rates:
+
+    * ``hi``, the lowest rate the server refused (a 429 to a request sent at it);
+    * ``lo``, the highest rate held for ``HOLD`` seconds without a 429.
+
+    A 429 sets ``hi`` and drops to the middle of (lo, hi) — to half of hi while
+    no rate has held yet. A rate that holds becomes ``lo`` and the gate moves up
+    to the middle again; once hi is within 5 % of lo it stays at lo, creeping up
+    by ``PROBE`` so that over a long run it finds a raised limit. Only answers to
+    requests sent *after* the last change count, so the burst of 429s in flight
+    when the gate cuts cuts it once. Without any 429 the gate runs at the ceiling.
     """
+
+    HOLD = 2.0  # seconds a rate must hold to count as safe
+    PROBE = 0.0002  # req/s added per success at the settled rate: +0.02 %/s
 
     def __init__(
         self,
@@ -64,20 +74,22 @@ class RateGate:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        self.ceiling = ceiling if ceiling and ceiling > 0 else None
-        self.rate = self.ceiling or 0.0
+        self.ceiling = ceiling if ceiling and ceiling > 0 else math.inf
+        self.rate = self.ceiling
         self.progress = progress
         self.max_pause = max_pause
         self.clock = clock
         self.sleep = sleep
         self.paused_until = 0.0
-        self.last_cut = clock()
-        self.refused_at: float | None = None  # rate at which the server said 429
-        self._successes: deque[float] = deque()
+        self.last_cut = clock()  # when the current rate took effect
+        self.lo: float | None = None
+        self.hi: float | None = None
+        self._successes: deque[float] = deque()  # times of recent successes
+        self._reported = self.rate
         self.limiter: AsyncLimiter | None = None
-        if self.ceiling:
-            capacity = self._capacity(self.ceiling)
-            self.limiter = AsyncLimiter(capacity, capacity / self.ceiling)
+        if math.isfinite(self.rate):
+            capacity = self._capacity(self.rate)
+            self.limiter = AsyncLimiter(capacity, capacity / self.rate)
 
     @staticmethod
     def _capacity(rate: float) -> float:
@@ -86,18 +98,24 @@ class RateGate:
         return max(1.0, rate * 0.02)
 
     def _apply(self, rate: float) -> None:
-        assert self.ceiling is not None
         rate = max(0.05, min(self.ceiling, rate))
-        if abs(rate - self.rate) / max(self.rate, 1e-9) > 0.001:
-            self.rate = rate
-            if self.limiter is not None:
-                # aiolimiter reads these on every acquire; changing them in place
-                # keeps the bucket's level (and its waiters) intact.
-                cap = self._capacity(rate)
+        self.rate = rate
+        if math.isinf(rate):
+            self.limiter = None
+            return
+        capacity = self._capacity(rate)
+        if self.limiter is None:
+            self.limiter = AsyncLimiter(capacity, capacity / rate)
+        else:
+            # aiolimiter reads these on every acquire; changing them in place
+            # keeps the bucket's level (and its waiters) intact.
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to leak yet
                 self.limiter._leak()
-                self.limiter.max_rate = cap
-                self.limiter.time_period = cap / rate
-                self.limiter._rate_per_sec = rate
+            self.limiter.max_rate = capacity
+            self.limiter.time_period = capacity / rate
+            self.limiter._rate_per_sec = rate
+        if abs(rate - self._reported) > 0.01 * self._reported:
+            self._reported = rate
             self.progress.rate(rate)
 
     async def acquire(self) -> float:
@@ -113,13 +131,29 @@ class RateGate:
             if now >= self.paused_until:
                 return now
 
+    def _pace(self, now: float) -> float:
+        """Successes per second over the last HOLD seconds."""
+        while self._successes and self._successes[0] < now - self.HOLD:
+            self._successes.popleft()
+        return len(self._successes) / self.HOLD
+
     def success(self, sent: float) -> None:
         now = self.clock()
         self._successes.append(now)
-        if self.ceiling is None or self.rate >= self.ceiling:
+        if self.hi is None or self.rate >= self.ceiling:
+            return  # never refused: stay at the ceiling
+        if now - self.last_cut < self.HOLD:
             return
-        near_refused = self.refused_at is not None and self.rate >= 0.97 * self.refused_at
-        self._apply(self.rate + (0.003 if near_refused else 0.03))
+        # This rate held: it is safe. Bisect upwards, or settle and creep.
+        if self.lo is None or self.rate > self.lo:
+            self.lo = self.rate
+        if self.hi <= self.lo * 1.05:
+            self._apply(self.rate + self.PROBE)
+            if self.rate > self.hi:
+                self.hi = self.rate  # crept past the old refusal without one: it moved
+            return
+        self._apply((self.lo + self.hi) / 2)
+        self.last_cut = now
 
     def throttled(self, sent: float, retry_after: float | None) -> float:
         """A 429: pause every worker, and cut the rate once per storm. Returns the pause."""
@@ -129,27 +163,27 @@ class RateGate:
         first = now + pause > self.paused_until
         if first:
             self.paused_until = now + pause
-        if self.ceiling is not None and sent >= self.last_cut:
-            window = now - self.last_cut
-            while self._successes and self._successes[0] < self.last_cut:
-                self._successes.popleft()
-            measured = len(self._successes) / window if window > 0 else 0.0
-            self.refused_at = self.rate if self.refused_at is None else min(self.refused_at, self.rate)
-            # A window under 1.5 s is dominated by the server's burst allowance.
-            new = 0.97 * measured if window >= 1.5 and measured > 0 else self.rate * 0.5
-            self._apply(min(new, self.rate * 0.9))
+        if sent >= self.last_cut:
+            refused = self.rate if math.isfinite(self.rate) else max(1.0, self._pace(now))
+            self.hi = refused if self.hi is None else min(self.hi, refused)
+            if self.lo is not None and self.lo >= self.hi:
+                self.lo = None  # the limit went down: search again below
+            new = (self.lo + self.hi) / 2 if self.lo is not None else self.hi / 2
+            if self.lo is not None and self.hi <= self.lo * 1.05:
+                new = self.lo * 0.97  # settled: back under, a little below the last safe rate
+                self.lo = new
+            self._apply(new)
             self.last_cut = now + pause
-            self._successes.clear()
         if first:
             self.progress.event(
                 "pause", f"server said 429: pausing all workers {pause:.1f}s", seconds=pause,
-                rate=self.rate,
+                rate=round(self.rate, 2),
             )
         return pause
 
     def unavailable(self, sent: float) -> None:
         """503s mean the server is struggling: slow down a little, once per burst."""
-        if self.ceiling is not None and sent >= self.last_cut:
+        if math.isfinite(self.rate) and sent >= self.last_cut:
             self._apply(self.rate * 0.8)
             self.last_cut = self.clock()
 
@@ -453,7 +487,7 @@ class Sender:
         while True:
             if failures >= self.policy.max_attempts or self.clock() - started > self.policy.max_row_time:
                 o.status = FAILED
-                o.error = f"gave up after {failures} attempts: {o.error}" if o.error else "gave up"
+                o.error = f"{o.error} (gave up after {failures} attempts)" if o.error else "gave up"
                 return o
             if throttled >= MAX_THROTTLED:
                 o.status = FAILED

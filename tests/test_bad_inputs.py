@@ -343,7 +343,7 @@ CASES: dict[str, Case] = {
         make_dir("out"), ("is a directory",), "out", send_args=("--results", "out"), validate=False,
         hint="--results"),
     "results in a folder that does not exist": Case(
-        nothing, ("No such file or directory",), ("nodir/out.csv", "nodir/out.csv.lock", "nodir"),
+        nothing, ("the folder nodir does not exist",), "nodir/out.csv",
         send_args=("--results", "nodir/out.csv"), validate=False),
     "results is a CSV that is not a results file": Case(
         contacts_text("Name,Amount\r\nkeep me,42\r\n", "ledger.csv"),

@@ -1,0 +1,159 @@
+"""The rate gate's mechanics, on a fake clock (issue 5): a 429 pauses every
+worker, Retry-After in both forms is honoured and capped, one storm cuts the
+rate once, and the rate recovers while answers are good."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from pathlib import Path
+
+from conftest import KEY, people, read_results, run_cli, write_contacts
+
+from bulksend.progress import RecordingProgress
+from bulksend.sandbox import SandboxConfig, running_sandbox
+from bulksend.sending import RateGate, parse_retry_after
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now = max(self.now, self.now + seconds)
+        await asyncio.sleep(0)
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(" 2.5 ") == 2.5
+    now = time.time()
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert 28 <= (parse_retry_after(date, now=now) or 0) <= 31
+    past = email.utils.formatdate(now - 30, usegmt=True)
+    assert parse_retry_after(past, now=now) == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+
+
+def test_a_429_pauses_every_worker_for_retry_after() -> None:
+    fake = FakeTime()
+    progress = RecordingProgress()
+    gate = RateGate(1000.0, progress=progress, clock=fake.clock, sleep=fake.sleep)
+    start = fake.now
+    gate.throttled(sent=start, retry_after=3.0)
+
+    async def worker() -> float:
+        return await gate.acquire()
+
+    async def main() -> list[float]:
+        return list(await asyncio.gather(*(worker() for _ in range(6))))
+
+    times = asyncio.run(main())
+    assert all(t >= start + 3.0 for t in times)
+    assert [e[0] for e in progress.events] == ["pause"]
+
+
+def test_retry_after_is_capped() -> None:
+    fake = FakeTime()
+    gate = RateGate(100.0, progress=RecordingProgress(), max_pause=20.0, clock=fake.clock,
+                    sleep=fake.sleep)
+    pause = gate.throttled(sent=fake.now, retry_after=3600.0)
+    assert pause == 20.0
+    assert gate.paused_until == fake.now + 20.0
+    # No Retry-After header: a one-second pause.
+    fake.now += 30
+    assert gate.throttled(sent=fake.now, retry_after=None) == 1.0
+
+
+def test_a_storm_cuts_the_rate_once_and_it_recovers() -> None:
+    fake = FakeTime()
+    gate = RateGate(100.0, progress=RecordingProgress(), clock=fake.clock, sleep=fake.sleep)
+    sent_before = fake.now
+    fake.now += 0.1
+    gate.throttled(sent=sent_before, retry_after=1.0)
+    cut = gate.rate
+    assert cut == 50.0  # refused at 100 with nothing known to hold: half
+    # The rest of the storm: answers to requests sent before the cut.
+    for _ in range(20):
+        gate.throttled(sent=sent_before, retry_after=1.0)
+    assert gate.rate == cut
+    # Good answers after the pause raise it again: each rate that holds for
+    # HOLD seconds is safe, and the gate moves halfway to the refused rate.
+    fake.now = gate.paused_until
+    rates = []
+    for _ in range(3000):
+        fake.now += 0.01
+        gate.success(sent=fake.now)
+        rates.append(gate.rate)
+    assert rates == sorted(rates)
+    assert rates[-1] > 95.0  # back near the rate that was refused (100)...
+    assert rates[-1] <= 100.0  # ...and never above the ceiling
+
+
+def simulate(limit: float, ceiling: float, seconds: int) -> tuple[RateGate, int, float]:
+    """A server that takes ``limit`` requests a second (with a burst of a tenth
+    of that) and answers 429 beyond; returns the gate, the 429 storms, and the
+    requests that got through."""
+    fake = FakeTime()
+    gate = RateGate(ceiling, progress=RecordingProgress(), clock=fake.clock, sleep=fake.sleep)
+    bucket = burst = limit / 10
+    storms = 0
+    through = 0.0
+    step = 0.01
+    end = fake.now + seconds
+    while fake.now < end:
+        bucket = min(burst, bucket + limit * step)
+        if fake.now < gate.paused_until:
+            fake.now += step
+            continue
+        wanted = gate.rate * step
+        if wanted <= bucket:
+            bucket -= wanted
+            through += wanted
+            gate.success(sent=fake.now)
+        else:
+            storms += 1
+            gate.throttled(sent=fake.now, retry_after=1.0)
+        fake.now += step
+        assert gate.rate <= ceiling
+    return gate, storms, through
+
+
+def test_the_gate_settles_just_under_an_unknown_limit() -> None:
+    gate, storms, through = simulate(limit=40.0, ceiling=200.0, seconds=120)
+    assert 37.0 <= gate.rate <= 40.5
+    assert storms <= 8  # each storm costs a pause: few of them
+    assert through >= 0.85 * 40.0 * 120
+
+
+def test_with_the_limit_as_ceiling_there_is_no_storm() -> None:
+    gate, storms, _ = simulate(limit=40.0, ceiling=40.0, seconds=60)
+    assert storms == 0 and gate.rate == 40.0
+
+
+def test_sandbox_http_date_retry_after_is_honoured(tmp_path: Path) -> None:
+    (tmp_path / "mapping.yaml").write_text(
+        "campaignId: {value: xvr69EYLKXvTkfYuk}\ncontact: {email: Email}\n", encoding="utf-8")
+    write_contacts(tmp_path / "contacts.csv", people(8))
+    config = SandboxConfig(api_key=KEY, rate_limit=4.0, burst=1, retry_after_format="http-date")
+    with running_sandbox(config) as sandbox:
+        started = time.monotonic()
+        r = run_cli("send", "contacts.csv", "-m", "mapping.yaml", "-o", "r.csv", "--api-url",
+                    sandbox.url, "--rate", "none", "--log-format", "json", cwd=tmp_path)
+        elapsed = time.monotonic() - started
+        stats = sandbox.stats
+    assert r.code == 0, r.stderr
+    assert stats["post_request"]["429"] >= 1
+    assert '"event": "pause"' in r.stderr
+    assert stats["created"] == 8
+    # 8 POSTs plus the preflight's 2 GETs at 4 per second: at least ~1.5 s.
+    assert elapsed >= 1.5
+    _, rows = read_results(tmp_path / "r.csv")
+    assert {row["status"] for row in rows} == {"sent"}
