@@ -1,0 +1,801 @@
+#!/usr/bin/env python3
+"""bulksend benchmark (issue 5, item 4): one command, every figure as a ratio
+measured in the same run, printed beside its target.
+
+    python bench/bench.py            # full run, ~10 minutes on 2 cores
+    python bench/bench.py --quick    # fewer repetitions, smaller N, ~2 minutes
+    python bench/bench.py --only noload,help --reps 3
+
+The sandbox (`bulksend sandbox`) always runs in its own process, so server and
+client never share a GIL; bulksend and the bare aiohttp loop run as child
+processes too. Everything is on 127.0.0.1. Every child is started in its own
+process group and killed when the script ends, whatever the reason (error,
+Ctrl-C, SIGTERM). Every wait has a deadline. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import csv
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+KEY = "bench-key"
+CAMPAIGN = "xvr69EYLKXvTkfYuk"  # bulksend.sandbox.DEMO_CAMPAIGN_ID
+MAPPING = f"campaignId: {{value: {CAMPAIGN}}}\ncontact: {{email: Email, firstName: First Name}}\n"
+MB = 1024 * 1024
+
+
+# ---------------------------------------------------------------------------
+# Children: started in their own process group, always killed on exit
+# ---------------------------------------------------------------------------
+
+_children: dict[int, subprocess.Popen[Any]] = {}
+_children_lock = threading.Lock()
+
+
+def _kill_group(proc: subprocess.Popen[Any], grace: float = 3.0) -> None:
+    """SIGTERM the child's process group, SIGKILL it after ``grace`` seconds."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return
+        time.sleep(0.02)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired, ChildProcessError):
+        proc.wait(timeout=5)
+
+
+def kill_all_children() -> None:
+    with _children_lock:
+        procs = list(_children.values())
+        _children.clear()
+    for proc in procs:
+        _kill_group(proc)
+
+
+def spawn(cmd: list[str], **kw: Any) -> subprocess.Popen[Any]:
+    proc = subprocess.Popen(cmd, start_new_session=True, **kw)
+    with _children_lock:
+        _children[proc.pid] = proc
+    return proc
+
+
+def forget(proc: subprocess.Popen[Any]) -> None:
+    with _children_lock:
+        _children.pop(proc.pid, None)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+@dataclass
+class Done:
+    rc: int | None  # None: killed on timeout
+    wall: float  # seconds, spawn to exit
+    maxrss_mb: float  # peak resident set of the child (and its waited-for children)
+    cpu: float  # user + sys seconds of the child
+    out: str
+    err: str
+    timed_out: bool = False
+
+
+def run_child(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None,
+              cwd: Path | None = None, on_start: Any = None) -> Done:
+    """Run ``cmd`` to its end (killed at ``timeout``), with its own rusage via wait4."""
+    with tempfile.TemporaryFile() as fo, tempfile.TemporaryFile() as fe:
+        started = time.perf_counter()
+        proc = spawn(cmd, stdout=fo, stderr=fe, stdin=subprocess.DEVNULL, env=env, cwd=cwd)
+        result: list[Any] = []
+
+        def reap() -> None:
+            with contextlib.suppress(ChildProcessError):
+                result.append(os.wait4(proc.pid, 0))
+            result.append(time.perf_counter())
+
+        reaper = threading.Thread(target=reap, daemon=True)
+        reaper.start()
+        if on_start is not None:
+            on_start(proc, started)
+        reaper.join(timeout)
+        timed_out = reaper.is_alive()
+        if timed_out:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            reaper.join(10)
+        forget(proc)
+        rc: int | None = None
+        maxrss = cpu = 0.0
+        ended = time.perf_counter()
+        if result and isinstance(result[0], tuple):
+            _, status, ru = result[0]
+            rc = None if timed_out else os.waitstatus_to_exitcode(status)
+            proc.returncode = rc if rc is not None else -9
+            maxrss = ru.ru_maxrss / 1024  # KiB on Linux
+            cpu = ru.ru_utime + ru.ru_stime
+            ended = result[-1]
+        fo.seek(0)
+        fe.seek(0)
+        return Done(rc, ended - started, maxrss, cpu,
+                    fo.read().decode("utf-8", "replace"), fe.read().decode("utf-8", "replace"),
+                    timed_out)
+
+
+# ---------------------------------------------------------------------------
+# The sandbox, in its own process
+# ---------------------------------------------------------------------------
+
+
+class Sandbox:
+    def __init__(self, bulksend: list[str], *, rate_limit: float | None = None, burst: int = 1,
+                 log: Path) -> None:
+        cmd = [*bulksend, "sandbox", "--host", "127.0.0.1", "--port", "0", "--api-key", KEY]
+        if rate_limit is not None:
+            cmd += ["--rate-limit", f"{rate_limit:g}", "--burst", str(burst)]
+        self.cmd = cmd
+        self.log = log
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self._logf = open(log, "wb")  # noqa: SIM115
+        self.proc = spawn(cmd, stdout=self._logf, stderr=subprocess.STDOUT,
+                          stdin=subprocess.DEVNULL, env=env)
+        self.url = self._wait_url(timeout=20)
+        m = re.match(r"http://127\.0\.0\.1:(\d+)/v1$", self.url)
+        if not m:
+            raise RuntimeError(f"sandbox URL is not loopback: {self.url}")
+        self.port = int(m.group(1))
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _wait_url(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+            m = re.search(r"listening on (http://\S+/v1)", text)
+            if m:
+                return m.group(1)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sandbox exited ({self.proc.returncode}): {text.strip()[-500:]}")
+            time.sleep(0.05)
+        raise RuntimeError(f"sandbox did not start within {timeout:g}s: {' '.join(self.cmd)}")
+
+    def _request(self, method: str, path: str) -> Any:
+        for attempt in range(2):  # one reconnect if the kept-alive connection was closed
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+            try:
+                self._conn.request(method, path, body=b"" if method == "POST" else None)
+                resp = self._conn.getresponse()
+                data = resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"sandbox {method} {path}: HTTP {resp.status}")
+                return json.loads(data)
+            except (OSError, http.client.HTTPException):
+                self._conn.close()
+                self._conn = None
+                if attempt:
+                    raise
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return self._request("GET", "/_sandbox/stats")
+
+    def reset(self) -> None:
+        self._request("POST", "/_sandbox/reset")
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        _kill_group(self.proc)
+        forget(self.proc)
+        self._logf.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def posts_total(stats: dict[str, Any], kind: str = "post_request") -> int:
+    return sum(int(v) for v in stats.get(kind, {}).values())
+
+
+# ---------------------------------------------------------------------------
+# Inputs
+# ---------------------------------------------------------------------------
+
+
+def write_contacts(path: Path, n: int, tag: str, *, payloads: Path | None = None,
+                   extra: list[tuple[str, str]] = ()) -> None:  # type: ignore[assignment]
+    """N rows (Email, First Name, Last Name, Company), distinct emails per tag."""
+    pf = open(payloads, "w", encoding="utf-8") if payloads else None  # noqa: SIM115
+    try:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["Email", "First Name", "Last Name", "Company"])
+            for i in range(n):
+                email = f"{tag}-{i}@example.com"
+                first = f"First{i}"
+                w.writerow([email, first, f"Last{i}", f"Company {i % 997}"])
+                if pf is not None:
+                    pf.write(json.dumps({"campaignId": CAMPAIGN,
+                                         "contact": {"email": email, "firstName": first}}) + "\n")
+            for email, first in extra:
+                w.writerow([email, first, "Extra", "Extra Co"])
+    finally:
+        if pf is not None:
+            pf.close()
+
+
+# ---------------------------------------------------------------------------
+# Figures
+# ---------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+@dataclass
+class Figure:
+    name: str
+    target: str  # e.g. ">= 0.8"
+    unit: str = ""
+    values: list[float] = field(default_factory=list)
+    note: str = ""
+    unavailable: str = ""  # set: "not available (...)"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def value(self) -> float | None:
+        return median(self.values)
+
+    def verdict(self) -> str:
+        if self.unavailable:
+            return "n/a"
+        v = self.value
+        if v is None:
+            return "no data"
+        m = re.fullmatch(r"(<=|>=)\s*([0-9.]+)", self.target)
+        if not m:
+            return ""
+        limit = float(m.group(2))
+        ok = v <= limit + 1e-12 if m.group(1) == "<=" else v >= limit - 1e-12
+        return "ok" if ok else "MISSED"
+
+
+def fmt(v: float | None, digits: int = 3) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 100:
+        return f"{v:.0f}"
+    if abs(v) >= 10:
+        return f"{v:.1f}"
+    return f"{v:.{digits}f}"
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.bulksend = args.bulksend_cmd
+        self.tmp = Path(tempfile.mkdtemp(prefix="bulksend-bench-"))
+        self.figures: list[Figure] = []
+        self.runs = 0
+        self.env = dict(os.environ, COLLECT_API_KEY=KEY)
+        self.env.pop("COLLECT_API_URL", None)
+        (self.tmp / "mapping.yaml").write_text(MAPPING, encoding="utf-8")
+        self.mapping = self.tmp / "mapping.yaml"
+
+    def say(self, text: str) -> None:
+        print(text, flush=True)
+
+    def add(self, fig: Figure) -> Figure:
+        self.figures.append(fig)
+        return fig
+
+    def fresh(self, stem: str) -> Path:
+        self.runs += 1
+        d = self.tmp / f"run{self.runs:03d}-{stem}"
+        d.mkdir()
+        return d
+
+    def send(self, sandbox: Sandbox | None, contacts: Path, *options: str, timeout: float,
+             results: Path | None = None, on_start: Any = None) -> tuple[Done, dict[str, Any], Path]:
+        """One `bulksend send`; returns the child's figures and its --summary-json."""
+        d = self.fresh(contacts.stem)
+        results = results or d / "results.csv"
+        summary = d / "summary.json"
+        cmd = [*self.bulksend, "send", str(contacts), "-m", str(self.mapping), "-o", str(results),
+               "--no-progress", "--summary-json", str(summary), *options]
+        if sandbox is not None:
+            cmd += ["--api-url", sandbox.url]
+        done = run_child(cmd, timeout=timeout, env=self.env, cwd=d, on_start=on_start)
+        try:
+            data = json.loads(summary.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            data = {}
+        return done, data, results
+
+    @staticmethod
+    def problem(done: Done, summary: dict[str, Any]) -> str:
+        if done.timed_out:
+            return "timed out"
+        if done.rc != 0:
+            tail = (done.err.strip() or done.out.strip()).splitlines()[-3:]
+            return f"exit {done.rc}: {' | '.join(tail)}"
+        return ""
+
+    # -- 1. no limit: bulksend vs a bare aiohttp loop ------------------------
+    def fig_noload(self) -> None:
+        a = self.args
+        n, c = a.n, a.concurrency
+        self.say(f"\n[1] no limit: {n} rows, concurrency {c}, {a.reps} repetitions "
+                 "(bulksend --rate none vs bare aiohttp loop, same sandbox, reset between runs)")
+        fig = self.add(Figure("no limit: bulksend rows/s ÷ bare loop rows/s", ">= 0.8"))
+        wall_fig = self.add(Figure("  same, bulksend timed by wall clock of the whole command",
+                                   "(info)"))
+        cpu_fig = self.add(Figure("  client CPU per row: bulksend ÷ bare loop", "(info)"))
+        contacts = self.tmp / "noload.csv"
+        payloads = self.tmp / "noload.jsonl"
+        write_contacts(contacts, n, "noload", payloads=payloads)
+        raw_b, raw_l, raw_bw = [], [], []
+        cpu_b, cpu_l = [], []
+        timeout = max(60.0, n / 100)
+        with Sandbox(self.bulksend, log=self.tmp / "sandbox-noload.log") as sb:
+            for rep in range(a.reps):
+                order = ["bare", "bulksend"] if rep % 2 == 0 else ["bulksend", "bare"]
+                got: dict[str, Any] = {}
+                for who in order:
+                    sb.reset()
+                    if who == "bare":
+                        d = self.fresh("bare")
+                        done = run_child(
+                            [sys.executable, str(HERE / "bare_loop.py"), "--url", sb.url, "--key", KEY,
+                             "--payloads", str(payloads), "--concurrency", str(c),
+                             "--out", str(d / "bare.json")],
+                            timeout=timeout, cwd=d)
+                        try:
+                            res = json.loads((d / "bare.json").read_text())
+                        except (OSError, ValueError):
+                            res = {}
+                        created = sb.stats()["created"]
+                        if done.rc != 0 or created != n or not res.get("elapsed_seconds"):
+                            raise RuntimeError(f"bare loop failed: rc={done.rc} created={created} "
+                                               f"{res} {done.err[-300:]}")
+                        got["bare"] = (n / res["elapsed_seconds"], done.cpu)
+                    else:
+                        done, summary, _ = self.send(sb, contacts, "--rate", "none",
+                                                  "--concurrency", str(c), timeout=timeout)
+                        created = sb.stats()["created"]
+                        bad = self.problem(done, summary)
+                        if bad or created != n or not summary.get("elapsed_seconds"):
+                            raise RuntimeError(f"bulksend failed: {bad} created={created}/{n}")
+                        got["bulksend"] = (n / summary["elapsed_seconds"], done.cpu, n / done.wall)
+                b_rps, b_cpu, b_wall_rps = got["bulksend"]
+                l_rps, l_cpu = got["bare"]
+                raw_b.append(b_rps)
+                raw_l.append(l_rps)
+                raw_bw.append(b_wall_rps)
+                cpu_b.append(b_cpu / n * 1e6)
+                cpu_l.append(l_cpu / n * 1e6)
+                fig.values.append(b_rps / l_rps)
+                wall_fig.values.append(b_wall_rps / l_rps)
+                cpu_fig.values.append(b_cpu / l_cpu if l_cpu else float("nan"))
+                self.say(f"  rep {rep + 1}: bulksend {b_rps:.0f} rows/s (wall {b_wall_rps:.0f}), "
+                         f"bare {l_rps:.0f} rows/s -> {b_rps / l_rps:.3f}; "
+                         f"client CPU {b_cpu:.2f}s vs {l_cpu:.2f}s")
+        fig.note = (f"N={n}, C={c}; bulksend median {fmt(median(raw_b))} rows/s "
+                    f"(summary elapsed_seconds), bare median {fmt(median(raw_l))} rows/s")
+        fig.extra = {"bulksend_rows_per_s": raw_b, "bare_rows_per_s": raw_l,
+                     "bulksend_wall_rows_per_s": raw_bw}
+        wall_fig.note = "spawn to exit: interpreter start, imports, count pass, final CSV rewrite"
+        cpu_fig.note = (f"user+sys CPU of the client process: bulksend median {fmt(median(cpu_b))} µs/row "
+                        f"(whole command), bare loop {fmt(median(cpu_l))} µs/row")
+
+    # -- 2/3. the sandbox limits to R/s ------------------------------------
+    def fig_limited(self, rate_option: str, label: str, target: str, key: str) -> None:
+        a = self.args
+        r, n, c = a.rate_limit, a.limited_n, a.concurrency
+        burst = a.burst or max(1, int(r // 10))
+        ideal = n / r
+        self.say(f"\n[{key}] sandbox --rate-limit {r:g} --burst {burst}; bulksend --rate {rate_option} "
+                 f"-c {c}; {n} rows (ideal {ideal:.1f}s), {a.limited_reps} repetitions")
+        fig = self.add(Figure(f"{label}: elapsed ÷ (N/R)", target))
+        f429 = self.add(Figure(f"{label}: 429 answers ÷ N", "<= 0.05"))
+        contacts = self.tmp / f"limited-{key}.csv"
+        write_contacts(contacts, n, f"limited-{key}")
+        failed: list[str] = []
+        with Sandbox(self.bulksend, rate_limit=r, burst=burst,
+                     log=self.tmp / f"sandbox-limited-{key}.log") as sb:
+            for rep in range(a.limited_reps):
+                sb.reset()
+                done, summary, _ = self.send(sb, contacts, "--rate", rate_option, "--concurrency", str(c),
+                                          timeout=ideal * 3 + 60)
+                st = sb.stats()
+                bad = self.problem(done, summary)
+                created = st["created"]
+                n429 = int(st["post_request"].get("429", 0))
+                if bad or created != n:
+                    self.say(f"  rep {rep + 1}: FAILED: {bad} created={created}/{n}")
+                    failed.append(f"rep {rep + 1}: {bad or f'created {created} of {n}'}")
+                    continue
+                el = summary["elapsed_seconds"]
+                fig.values.append(el / ideal)
+                f429.values.append(n429 / n)
+                fig.extra.setdefault("elapsed", []).append(el)
+                self.say(f"  rep {rep + 1}: elapsed {el:.2f}s (wall {done.wall:.2f}s) -> {el / ideal:.3f}; "
+                         f"429s {n429} -> {n429 / n:.4f}; created {created}/{n}; POSTs {posts_total(st)}")
+        fig.note = (f"R={r:g}/s burst {burst}, N={n}, C={c}, --rate {rate_option}; elapsed "
+                    f"{fig.extra.get('elapsed')} s; sandbox created == N in every counted rep"
+                    + (f"; FAILED {'; '.join(failed)}" if failed else ""))
+        f429.note = "from /_sandbox/stats post_request[429]"
+
+    # -- 4. --batch -----------------------------------------------------------
+    def fig_batch(self) -> None:
+        a = self.args
+        r, n = a.batch_rate, a.batch_n
+        ideal = n / r
+        fig = self.add(Figure(f"--batch under a per-call limit of {r:g}/s: elapsed ÷ (N/R)", "<= 0.05"))
+        self.say(f"\n[4] --batch: probe first (120 rows, no limit), then {n} rows under "
+                 f"--rate-limit {r:g} --burst 1, bulksend --batch --rate {r:g}")
+        probe_n = 120
+        contacts = self.tmp / "batch-probe.csv"
+        write_contacts(contacts, probe_n, "batch-probe")
+        with Sandbox(self.bulksend, log=self.tmp / "sandbox-batch-probe.log") as sb:
+            done, summary, _ = self.send(sb, contacts, "--batch", "--rate", "none", timeout=60)
+            st = sb.stats()
+        bad = self.problem(done, summary)
+        singles, batches = posts_total(st, "post_request"), posts_total(st, "post_requests")
+        if "no such option" in done.err.lower():
+            fig.unavailable = "not available: send has no --batch option"
+        elif bad:
+            fig.unavailable = f"not available: --batch run failed ({bad})"
+        elif batches == 0:
+            fig.unavailable = (f"not available: --batch is accepted but sent {singles} POST /request "
+                               f"and 0 POST /requests for {probe_n} rows (one by one)")
+        elif st["created"] != probe_n:
+            fig.unavailable = f"not available: --batch created {st['created']} of {probe_n}"
+        if fig.unavailable:
+            self.say(f"  {fig.unavailable}")
+            return
+        self.say(f"  probe: {batches} POST /requests + {singles} POST /request for {probe_n} rows: available")
+        contacts = self.tmp / "batch.csv"
+        write_contacts(contacts, n, "batch")
+        with Sandbox(self.bulksend, rate_limit=r, burst=1, log=self.tmp / "sandbox-batch.log") as sb:
+            for rep in range(a.limited_reps):
+                sb.reset()
+                # Bounded: a run slower than a quarter of the one-by-one time has failed anyway.
+                done, summary, _ = self.send(sb, contacts, "--batch", "--rate", f"{r:g}",
+                                          timeout=max(60.0, ideal / 4))
+                st = sb.stats()
+                bad = self.problem(done, summary)
+                if bad or st["created"] != n:
+                    self.say(f"  rep {rep + 1}: FAILED: {bad} created={st['created']}/{n}")
+                    fig.note += f" rep {rep + 1} failed ({bad or 'created != N'});"
+                    continue
+                el = summary["elapsed_seconds"]
+                fig.values.append(el / ideal)
+                self.say(f"  rep {rep + 1}: elapsed {el:.2f}s -> {el / ideal:.4f}; calls "
+                         f"{posts_total(st, 'post_requests')} batch + {posts_total(st)} single; "
+                         f"429s {st['post_requests'].get('429', 0) + st['post_request'].get('429', 0)}")
+        fig.note = f"R={r:g} calls/s burst 1, N={n}" + (f";{fig.note}" if fig.note else "")
+
+    # -- 5. memory: --dry-run over 100k and 1M rows --------------------------
+    def fig_memory(self) -> None:
+        a = self.args
+        sizes = a.rss_sizes
+        self.say(f"\n[5] peak RSS of `send --dry-run` for {', '.join(f'{s:,}' for s in sizes)} rows, "
+                 f"{a.rss_reps} repetitions (wait4 ru_maxrss of the bulksend process)")
+        peaks: dict[int, list[float]] = {}
+        self.dry_outputs: dict[int, Path] = {}
+        for size in sizes:
+            contacts = self.tmp / f"mem-{size}.csv"
+            t0 = time.perf_counter()
+            write_contacts(contacts, size, f"mem{size}")
+            mb = contacts.stat().st_size / MB
+            self.say(f"  generated {contacts.name}: {mb:.1f} MB in {time.perf_counter() - t0:.1f}s")
+            fig = self.add(Figure(f"peak RSS, send --dry-run, {size:,} rows", "<= 200", unit="MB"))
+            for rep in range(a.rss_reps):
+                done, summary, out = self.send(None, contacts, "--dry-run", timeout=max(120.0, size / 1000))
+                bad = self.problem(done, summary)
+                if bad:
+                    self.say(f"  {size:,} rep {rep + 1}: FAILED: {bad}")
+                    fig.note += f" rep {rep + 1} failed ({bad});"
+                    continue
+                fig.values.append(done.maxrss_mb)
+                rps = size / done.wall
+                fig.extra.setdefault("wall_seconds", []).append(round(done.wall, 2))
+                self.say(f"  {size:,} rep {rep + 1}: peak RSS {done.maxrss_mb:.1f} MB, wall "
+                         f"{done.wall:.1f}s ({rps:,.0f} rows/s), elapsed_seconds "
+                         f"{summary.get('elapsed_seconds')}")
+                self.dry_outputs[size] = out
+            walls = fig.extra.get("wall_seconds", [])
+            fig.note = (f"CSV {mb:.0f} MB; dry-run wall median {fmt(median(walls))}s "
+                        f"({fmt(size / median(walls)) if walls else '-'} rows/s)" + fig.note)
+            if fig.values:
+                peaks[size] = fig.values
+        if len(sizes) >= 2 and sizes[0] in peaks and sizes[-1] in peaks:
+            growth = self.add(Figure(f"peak RSS {sizes[-1]:,} rows ÷ peak RSS {sizes[0]:,} rows", "<= 1.3"))
+            growth.values = [median(peaks[sizes[-1]]) / median(peaks[sizes[0]])]  # type: ignore[operator]
+            growth.note = "ratio of the medians"
+
+    # -- 6. resume: time to the first POST over a journal of N sent rows -----
+    def fig_resume(self) -> None:
+        a = self.args
+        sizes = [s for s in a.resume_sizes if s in getattr(self, "dry_outputs", {})]
+        if not sizes:
+            self.say("\n[6] resume: skipped (needs the dry-run outputs of [5] at the same sizes)")
+            return
+        self.say(f"\n[6] resume: journal holds N sent rows, the file has 1 new row at its end; "
+                 f"time from spawn to the sandbox's first POST; {a.resume_reps} repetitions")
+        for size in sizes:
+            dry = self.dry_outputs[size]
+            contacts = self.tmp / f"mem-{size}.csv"
+            d = self.fresh(f"resume-{size}")
+            results = d / "results.csv"
+            # A results CSV saying every row was sent: built from the dry run's own keys.
+            t0 = time.perf_counter()
+            fabricate_sent_results(dry, results)
+            fig_seed = self.add(Figure(f"resume {size:,}: first rerun, journal rebuilt from the CSV, "
+                                       "0 POSTs expected", "(info)", unit="s"))
+            fig = self.add(Figure(f"resume {size:,} sent rows + 1 new: spawn to first POST", "(info)",
+                                  unit="s"))
+            with Sandbox(self.bulksend, log=self.tmp / f"sandbox-resume-{size}.log") as sb:
+                done, summary, _ = self.send(sb, contacts, "--rate", "none", results=results,
+                                          timeout=max(120.0, size / 1000))
+                st = sb.stats()
+                bad = self.problem(done, summary)
+                self.say(f"  {size:,}: seeded run: wall {done.wall:.1f}s, POSTs {posts_total(st)}, "
+                         f"peak RSS {done.maxrss_mb:.0f} MB, counts {summary.get('counts')} {bad}")
+                if bad or posts_total(st) != 0:
+                    fig_seed.note = f"failed: {bad or 'it POSTed'}"
+                    continue
+                fig_seed.values.append(done.wall)
+                fig_seed.note = f"fabricated CSV in {time.perf_counter() - t0 - done.wall:.1f}s"
+                for rep in range(a.resume_reps):
+                    sb.reset()
+                    plus = self.tmp / f"resume-{size}-plus{rep}.csv"
+                    shutil.copyfile(contacts, plus)
+                    with open(plus, "a", encoding="utf-8", newline="") as f:
+                        f.write(f"new{rep}-{size}@example.com,New{rep},Extra,Extra Co\n")
+                    first: list[float] = []
+
+                    def watch(proc: subprocess.Popen[Any], started: float,
+                              first: list[float] = first, limit: float = max(120.0, size / 1000)) -> None:
+                        def poll() -> None:
+                            deadline = time.monotonic() + limit
+                            while time.monotonic() < deadline and proc.poll() is None:
+                                if posts_total(sb.stats()) >= 1:
+                                    first.append(time.perf_counter() - started)
+                                    return
+                                time.sleep(0.01)
+                            if posts_total(sb.stats()) >= 1:
+                                first.append(time.perf_counter() - started)
+
+                        threading.Thread(target=poll, daemon=True).start()
+
+                    done, summary, _ = self.send(sb, plus, "--rate", "none", results=results,
+                                              timeout=max(120.0, size / 1000), on_start=watch)
+                    time.sleep(0.05)
+                    st = sb.stats()
+                    bad = self.problem(done, summary)
+                    if bad or posts_total(st) != 1 or not first:
+                        self.say(f"  {size:,} rep {rep + 1}: FAILED: {bad} POSTs {posts_total(st)}")
+                        continue
+                    fig.values.append(first[0])
+                    fig.extra.setdefault("wall", []).append(round(done.wall, 2))
+                    self.say(f"  {size:,} rep {rep + 1}: first POST after {first[0]:.2f}s, whole "
+                             f"command {done.wall:.2f}s, peak RSS {done.maxrss_mb:.0f} MB")
+                fig.note = f"whole command wall {fig.extra.get('wall')} s"
+
+    # -- 7. --help -------------------------------------------------------------
+    def fig_help(self) -> None:
+        a = self.args
+        self.say(f"\n[7] `bulksend --help` wall time, {a.help_reps} runs after 1 warm-up")
+        fig = self.add(Figure("bulksend --help wall time", "<= 0.3", unit="s"))
+        floor = self.add(Figure("  for scale: python -c pass", "(info)", unit="s"))
+        run_child([*self.bulksend, "--help"], timeout=30)
+        for _ in range(a.help_reps):
+            done = run_child([*self.bulksend, "--help"], timeout=30)
+            if done.rc == 0:
+                fig.values.append(done.wall)
+            done = run_child([sys.executable, "-c", "pass"], timeout=30)
+            floor.values.append(done.wall)
+        self.say(f"  --help: {', '.join(f'{v:.3f}' for v in fig.values)}")
+        self.say(f"  python -c pass: {', '.join(f'{v:.3f}' for v in floor.values)}")
+        fig.note = " ".join(self.bulksend) + " --help"
+
+
+def fabricate_sent_results(dry: Path, out: Path) -> None:
+    """Turn a dry run's results (status ready, payload column) into a results CSV
+    whose every row is `sent`, as a real run would have left it."""
+    with open(dry, encoding="utf-8-sig", newline="") as f, \
+            open(out, "w", encoding="utf-8-sig", newline="") as g:
+        r = csv.reader(f)
+        w = csv.writer(g, lineterminator="\r\n")
+        header = next(r)
+        drop = header.index("payload") if "payload" in header else -1
+        st = header.index("status")
+        cols = {name: header.index(name) for name in ("request_id", "portal_url", "contact_id",
+                                                       "http_status", "attempts", "sent_at")}
+        w.writerow([h for i, h in enumerate(header) if i != drop])
+        for n, cells in enumerate(r):
+            cells[st] = "sent"
+            cells[cols["request_id"]] = f"req{n:012d}"
+            cells[cols["portal_url"]] = f"https://app.usecollect.com/portal/x/req{n:012d}"
+            cells[cols["contact_id"]] = f"con{n:012d}"
+            cells[cols["http_status"]] = "200"
+            cells[cols["attempts"]] = "1"
+            cells[cols["sent_at"]] = "2026-01-01T00:00:00Z"
+            w.writerow([c for i, c in enumerate(cells) if i != drop])
+
+
+# ---------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------
+
+
+def machine() -> list[str]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count() or 0
+    try:
+        import aiohttp
+
+        aio = aiohttp.__version__
+    except ImportError:
+        aio = "?"
+    commit = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%h %s"],
+                            capture_output=True, text=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "bulksend"],
+                           capture_output=True, text=True, timeout=10).stdout.strip()
+    return [
+        f"machine: nproc {usable} (cpu_count {os.cpu_count()}), CPU {model or platform.processor() or '?'}",
+        f"python {platform.python_version()} ({sys.executable}), aiohttp {aio}, {platform.platform()}",
+        f"bulksend: {commit}" + ("  (+ uncommitted changes in bulksend/)" if dirty else ""),
+        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
+    ]
+
+
+def report(bench: Bench, started: float) -> str:
+    rows = []
+    for f in bench.figures:
+        raw = ", ".join(fmt(v) for v in f.values)
+        value = f.unavailable or (fmt(f.value) + (f" {f.unit}" if f.unit else ""))
+        rows.append((f.name, value, f.target, f.verdict(), raw, f.note))
+    lines = ["", "=" * 100, "RESULTS (median of the repetitions; raw values in brackets)", "=" * 100]
+    width = max(len(r[0]) for r in rows) if rows else 10
+    for name, value, target, verdict, raw, note in rows:
+        lines.append(f"{name:<{width}}  {value:>12}  target {target:<8} {verdict:<7} [{raw}]")
+        if note:
+            lines.append(f"{'':<{width}}    {note}")
+    lines.append(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; "
+                 f"bench took {time.perf_counter() - started:.0f}s")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller N (~2 minutes)")
+    ap.add_argument("--only", help="comma list of figures: noload,limited,rate,batch,memory,resume,help")
+    ap.add_argument("--reps", type=int, help="repetitions of the no-limit figure (full 5, quick 3)")
+    ap.add_argument("--n", type=int, help="rows for the no-limit figure (full 20000, quick 4000)")
+    ap.add_argument("--concurrency", "-c", type=int, default=16, help="for bulksend and the bare loop")
+    ap.add_argument("--rate-limit", type=float, default=100.0, help="sandbox limit R, requests/s")
+    ap.add_argument("--burst", type=int, help="sandbox bucket size (default max(1, R/10))")
+    ap.add_argument("--limited-n", type=int, help="rows for the limited figures (full 2000, quick 1000)")
+    ap.add_argument("--limited-reps", type=int, help="repetitions of the limited figures (full 3, quick 2)")
+    ap.add_argument("--batch-rate", type=float, default=10.0, help="per-call limit for --batch")
+    ap.add_argument("--batch-n", type=int, help="rows for --batch (full 2000, quick 1000)")
+    ap.add_argument("--rss-sizes", help="comma list of row counts (full 100000,1000000; quick 10000,100000)")
+    ap.add_argument("--rss-reps", type=int, help="repetitions per size (full 2, quick 1)")
+    ap.add_argument("--resume-sizes", help="sizes for the resume figure (subset of --rss-sizes; "
+                    "full 100000,1000000, quick 100000; 'none' to skip)")
+    ap.add_argument("--resume-reps", type=int, help="repetitions (full 3, quick 2)")
+    ap.add_argument("--help-reps", type=int, help="runs of bulksend --help (full 11, quick 5)")
+    ap.add_argument("--bulksend", help="command that runs bulksend (default: the bulksend script "
+                    "next to this python, else python -m bulksend)")
+    ap.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (inputs, results, logs)")
+    a = ap.parse_args()
+    q = a.quick
+    a.reps = a.reps or (3 if q else 5)
+    a.n = a.n or (4000 if q else 20000)
+    a.limited_n = a.limited_n or (1000 if q else 2000)
+    a.limited_reps = a.limited_reps or (2 if q else 3)
+    a.batch_n = a.batch_n or (1000 if q else 2000)
+    a.rss_sizes = [int(s) for s in (a.rss_sizes or ("10000,100000" if q else "100000,1000000")).split(",")]
+    a.rss_reps = a.rss_reps or (1 if q else 2)
+    rs = a.resume_sizes or ("100000" if q else "100000,1000000")
+    a.resume_sizes = [] if rs == "none" else [int(s) for s in rs.split(",")]
+    a.resume_reps = a.resume_reps or (2 if q else 3)
+    a.help_reps = a.help_reps or (5 if q else 11)
+    if a.bulksend:
+        a.bulksend_cmd = a.bulksend.split()
+    else:
+        script = Path(sys.executable).parent / "bulksend"
+        a.bulksend_cmd = [str(script)] if script.exists() else [sys.executable, "-m", "bulksend"]
+    only = set((a.only or "noload,limited,rate,batch,memory,resume,help").split(","))
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
+    atexit.register(kill_all_children)
+    started = time.perf_counter()
+    bench = Bench(a)
+    print("\n".join(machine()))
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"bulksend command: {' '.join(a.bulksend_cmd)}; temp dir {bench.tmp}")
+    failures = 0
+    steps = [
+        ("noload", bench.fig_noload),
+        ("limited", lambda: bench.fig_limited(f"{5 * a.rate_limit:g}", f"sandbox {a.rate_limit:g}/s, "
+                                              f"--rate {5 * a.rate_limit:g}", "<= 1.10", "2")),
+        ("rate", lambda: bench.fig_limited(f"{a.rate_limit:g}", f"sandbox {a.rate_limit:g}/s, "
+                                           f"--rate {a.rate_limit:g}", "<= 1.03", "3")),
+        ("batch", bench.fig_batch),
+        ("memory", bench.fig_memory),
+        ("resume", bench.fig_resume),
+        ("help", bench.fig_help),
+    ]
+    try:
+        for name, step in steps:
+            if name not in only:
+                continue
+            try:
+                step()
+            except (RuntimeError, OSError, ValueError, KeyError) as exc:
+                failures += 1
+                print(f"  {name}: ERROR: {exc}", flush=True)
+                bench.add(Figure(f"{name}", "", unavailable=f"error: {str(exc)[:80]}"))
+    except KeyboardInterrupt:
+        print("\ninterrupted: stopping every child process; figures so far:", flush=True)
+        failures = 130
+    finally:
+        kill_all_children()
+        text = report(bench, started)
+        print(text, flush=True)
+        if a.json:
+            Path(a.json).write_text(json.dumps(
+                {"machine": machine(), "argv": sys.argv,
+                 "figures": [{"name": f.name, "median": f.value, "values": f.values, "target": f.target,
+                              "verdict": f.verdict(), "unavailable": f.unavailable, "note": f.note,
+                              "extra": f.extra} for f in bench.figures]}, indent=2) + "\n")
+        if a.keep:
+            print(f"kept {bench.tmp}")
+        else:
+            shutil.rmtree(bench.tmp, ignore_errors=True)
+    return 130 if failures == 130 else (1 if failures else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
