@@ -991,6 +991,49 @@ class _Compiler:
             shape[name] = None if compiled is None else compiled[1]
         return _object_getter(fields), shape
 
+    def constant_object(
+        self, node: MappingNode, path: str, known: dict[str, str], what: str
+    ) -> dict[str, Any] | None:
+        """A constant object of fixed fields ({value: {…}} for contact or sample),
+        each field checked as the same field written inline would be; None
+        when a problem was reported."""
+        try:
+            value = self.plain(node)  # also applies merge keys to node
+        except _Problem as problem:
+            self.problem(problem.node or node, path, problem.message)
+            return None
+        # The later of repeated keys wins, as in plain().
+        nodes = {str(k.value): (k, v) for k, v in node.value if isinstance(k, ScalarNode)}
+        checked: dict[str, Any] = {}
+        good = True
+        for name, field_value in value.items():
+            key_node, field_node = nodes.get(name, (node, node))
+            field_path = _join(path, name)
+            kind = known.get(name)
+            if kind is None:
+                self.problem(
+                    key_node,
+                    field_path,
+                    f"not a {what} field{_suggest(name, list(known))}; {what} fields are {', '.join(known)}",
+                )
+                good = False
+                continue
+            try:
+                if kind == "object":
+                    if not isinstance(field_value, dict):
+                        raise _Problem(
+                            f"expected a mapping of data fields, found {json.dumps(field_value)}",
+                            field_node,
+                        )
+                    checked[name] = field_value
+                else:
+                    convert = _converter("", kind, _DEFAULT_SPLIT, None, None)
+                    checked[name] = self.typed_constant(field_value, kind, field_node, convert)
+            except _Problem as problem:
+                self.problem(problem.node or field_node, field_path, problem.message)
+                good = False
+        return checked if good else None
+
     def contact(self, node: Node) -> tuple[Getter, Shape, bool] | None:
         """The inline contact (→ True) or a contact id (→ False)."""
         if isinstance(node, MappingNode) and not any(
@@ -1016,20 +1059,30 @@ class _Compiler:
                 None,
             )
             if isinstance(value_node, MappingNode):
-                # A constant inline contact: {value: {email: …}}.
-                try:
-                    value = self.plain(value_node)
-                    if isinstance(value.get("email"), str):
-                        email = value["email"].strip().lower()
-                        if _EMAIL.fullmatch(email) is None:
-                            raise _Problem(f"{_quote(email)} is not an email address", value_node)
-                        value["email"] = email
-                except _Problem as problem:
-                    self.problem(problem.node or value_node, "contact", problem.message)
+                # A constant inline contact: {value: {email: …}}, held to the
+                # inline form's rules (known fields, email required).
+                value = self.constant_object(value_node, "contact", CONTACT_FIELDS, "contact")
+                if value is None:
+                    return None
+                if "email" not in value:
+                    self.problem(value_node, "contact", "an inline contact needs email")
                     return None
                 return _constant_getter(value), _shape_of(value), True
         compiled = self.value_spec(node, "contact", "string")
         return None if compiled is None else (*compiled, False)
+
+    def constant_sample(self, node: Node, path: str) -> tuple[Getter, Shape] | None:
+        """`sample: {value: {itemId: …, url: …}}`: both fields, and nothing else."""
+        if not isinstance(node, MappingNode):
+            self.problem(node, path, f"expected a mapping {{itemId: …, url: …}}, found {_describe(node)}")
+            return None
+        value = self.constant_object(node, path, SAMPLE_FIELDS, "sample")
+        if value is None:
+            return None
+        missing = [field for field in SAMPLE_FIELDS if field not in value]
+        for field in missing:
+            self.problem(node, path, f"needs {field} as well")
+        return None if missing else (_constant_getter(value), _shape_of(value))
 
     def esign_docs(self, node: Node) -> tuple[Getter, Shape] | None:
         # collect-api.md §4: an array of objects (likely elementId, url or data, name).
@@ -1107,7 +1160,7 @@ class _Compiler:
                     if compiled is not None:
                         compiled = _sample_getter(compiled[0]), compiled[1]
                 elif isinstance(value_node, MappingNode):
-                    compiled = self.constant(value_node.value[0][1], name, "any")
+                    compiled = self.constant_sample(value_node.value[0][1], name)
                 else:
                     self.problem(
                         value_node,

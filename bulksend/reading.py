@@ -94,6 +94,16 @@ SNIFF_RECORDS = 50  # records compared when detecting the delimiter
 # Windows writes as Windows-1252 ("ANSI"): a superset of each, so always safe.
 _CP1252_LIKE = frozenset({"ascii", "latin_1", "iso8859_1", "iso8859_15", "cp1252"})
 
+_ENCODING_HINT = "common ones: utf-8, cp1252 (Windows Western), latin-1, utf-16, utf-16-le"
+# Codecs that are text encodings to Python but cannot decode a file (idna and
+# punycode refuse any error handler but "strict"; "undefined" refuses all input).
+_NOT_FOR_FILES = frozenset({"idna", "punycode", "undefined"})
+# The byte-order marks the plain utf-16/utf-32 decoders must start with.
+_CODEC_BOMS = {
+    "utf-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE),
+    "utf-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE),
+}
+
 _ZIP_MAGIC = b"PK\x03\x04"  # .xlsx / .xlsm / .xlsb / .ods
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # .xls (and password-protected .xlsx)
 
@@ -282,7 +292,12 @@ def _open_text(name: str, path: str, encoding: str | None, delimiter: str | None
             hint="the first row must be the header row (column names)",
         )
     codec = _choose_encoding(name, sample, complete, encoding)
-    text = codecs.getincrementaldecoder(codec)(_ESCAPE_HANDLER).decode(sample, final=complete)
+    try:
+        text = codecs.getincrementaldecoder(codec)(_ESCAPE_HANDLER).decode(sample, final=complete)
+    except UnicodeError as error:  # bad bytes are escaped: this is the codec refusing the file
+        raise InputError(
+            f"{name}: cannot be read as {_display(codec)} text: {error}", hint=_CODEC_ERROR_HINT
+        ) from None
     if not complete:  # drop the last, probably cut, line
         cut = max(text.rfind("\n"), text.rfind("\r"))
         text = text[: cut + 1] if cut > 0 else text
@@ -329,12 +344,26 @@ def _choose_encoding(name: str, sample: bytes, complete: bool, given: str | None
     bom = _bom_codec(sample)
     if given is not None:
         try:
-            codec = codecs.lookup(given).name
+            info = codecs.lookup(given)
         except LookupError:
+            raise InputError(f"{name}: unknown encoding {given!r}", hint=_ENCODING_HINT) from None
+        codec = info.name
+        # hex, base64, zlib, rot13... are bytes-to-bytes or str-to-str codecs, and
+        # idna/punycode (domain names) and "undefined" cannot decode a text file.
+        if not getattr(info, "_is_text_encoding", True) or codec in _NOT_FOR_FILES:
             raise InputError(
-                f"{name}: unknown encoding {given!r}",
-                hint="common ones: utf-8, cp1252 (Windows Western), latin-1, utf-16",
-            ) from None
+                f"{name}: unknown encoding {given!r}: it is not an encoding of text files",
+                hint=_ENCODING_HINT,
+            )
+        # Plain utf-16/utf-32 take the byte order from a byte-order mark and
+        # cannot start without one; the -le/-be variants need none.
+        boms = _CODEC_BOMS.get(codec)
+        if boms is not None and not sample.startswith(boms):
+            family = codec.upper()
+            raise InputError(
+                f"{name}: does not start with a {family} byte-order mark, which --encoding {given} needs",
+                hint=f"try --encoding {codec}-le or {codec}-be",
+            )
         if codec == "utf-8" and bom == "utf-8-sig":
             codec = "utf-8-sig"
         if not codec.startswith(("utf-16", "utf-32")):
@@ -454,6 +483,11 @@ def _text_records(name: str, path: str, codec: str, delimiter: str, *, skip_firs
                 return
             except csv.Error as error:
                 raise _csv_error(name, number + 1, error) from None
+            except UnicodeError as error:  # the codec refusing, not a bad byte (those are escaped)
+                raise InputError(
+                    f"{name}: row {number + 1}: cannot be read as {_display(codec)} text: {error}",
+                    hint=_CODEC_ERROR_HINT,
+                ) from None
             except OSError as error:
                 raise InputError(
                     f"{name}: row {number + 1}: read failed: {error.strerror or error}"
@@ -496,7 +530,7 @@ def _decode_error(name: str, number: int, codec: str, cells: list[str]) -> Input
     assert match is not None
     shown = " ".join(f"0x{ord(c) - 0xDC00:02X}" for c in match.group()[:4])
     noun = "bytes" if len(match.group()) > 1 else "byte"
-    display = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1252": "Windows-1252"}.get(codec, codec)
+    display = _display(codec)
     if codec.startswith("utf-8"):
         hint = "the file is not all UTF-8; if Excel on Windows saved it, try --encoding cp1252"
     elif codec.startswith(("utf-16", "utf-32")):
@@ -507,6 +541,13 @@ def _decode_error(name: str, number: int, codec: str, cells: list[str]) -> Input
         f"{name}: row {number}: {noun} {shown} cannot be read as {display} text",
         hint=hint,
     )
+
+
+_CODEC_ERROR_HINT = "give the encoding the file was saved in, e.g. --encoding utf-8 or cp1252"
+
+
+def _display(codec: str) -> str:
+    return {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1252": "Windows-1252"}.get(codec, codec)
 
 
 def _text_column_label(index: int) -> str:

@@ -625,6 +625,71 @@ def test_inline_contact_needs_email() -> None:
     ]
 
 
+def test_constant_contact_needs_email() -> None:
+    # The inline form's rule holds for a constant contact too (bad-input corpus).
+    assert problems("campaignId: {value: c1}\ncontact: {value: {firstName: Ann}}\n") == [
+        "line 2, contact: an inline contact needs email"
+    ]
+    assert problems("campaignId: {value: c1}\ncontact: {value: {}}\n") == [
+        "line 2, contact: an inline contact needs email"
+    ]
+    # A constant contact id (text) is not an inline contact and needs no email.
+    loaded = mapping("campaignId: {value: c1}\ncontact: {value: ct_123}\n")
+    assert loaded.key_paths == ["campaignId", "contact"]
+    assert payload_of("campaignId: {value: c1}\ncontact: {value: ct_123}\n", row()) == {
+        "campaignId": "c1",
+        "contact": "ct_123",
+    }
+
+
+def test_constant_contact_fields_are_checked_as_inline_ones() -> None:
+    assert problems("campaignId: {value: c1}\ncontact: {value: {email: a@b.co, phone: '1'}}\n") == [
+        "line 2, contact.phone: not a contact field;"
+        " contact fields are email, firstName, lastName, company, data"
+    ]
+    block = (
+        "campaignId: {value: c1}\ncontact:\n  value:\n    email: a@b.co\n    firstname: Ann\n    data: 3\n"
+    )
+    assert problems(block) == [
+        'line 5, contact.firstname: not a contact field (closest: "firstName");'
+        " contact fields are email, firstName, lastName, company, data",
+        "line 6, contact.data: expected a mapping of data fields, found 3",
+    ]
+    assert problems("campaignId: {value: c1}\ncontact: {value: {email: nope}}\n") == [
+        'line 2, contact.email: "nope" is not an email address'
+    ]
+    text = "campaignId: {value: c1}\ncontact: {value: {email: ' A@B.co ', firstName: 7, data: {x: 1}}}\n"
+    assert mapping(text).key_paths == ["campaignId", "contact.email"]
+    assert payload_of(text, row())["contact"] == {"email": "a@b.co", "firstName": "7", "data": {"x": 1}}
+
+
+@pytest.mark.parametrize(
+    ("sample", "expected"),
+    [
+        ("{value: 3}", 'line 2, sample: expected a mapping {itemId: …, url: …}, found "3"'),
+        ("{value: [a, b]}", "line 2, sample: expected a mapping {itemId: …, url: …}, found a list"),
+        ("{value: {itemId: i1}}", "line 2, sample: needs url as well"),
+        (
+            "{value: {itemId: i1, url: ''}}",
+            "line 2, sample.url: is empty: give a value, or leave the field out",
+        ),
+        (
+            "{value: {itemId: i1, url: u, x: 1}}",
+            "line 2, sample.x: not a sample field; sample fields are itemId, url",
+        ),
+        ("{value: {itemId: [i1], url: u}}", 'line 2, sample.itemId: ["i1"] is not text'),
+    ],
+)
+def test_constant_sample_must_be_itemid_and_url(sample: str, expected: str) -> None:
+    text = f"campaignId: {{value: c1}}\nsample: {sample}\ncontact:\n  email: Email\n"
+    assert problems(text) == [expected]
+
+
+def test_constant_sample() -> None:
+    text = minimal("sample: {value: {itemId: 7, url: 'https://x/y.pdf'}}\n")
+    assert payload_of(text, row(Email="a@b.co"))["sample"] == {"itemId": "7", "url": "https://x/y.pdf"}
+
+
 def test_constant_type_problems() -> None:
     text = minimal(
         "sendMessage: {value: maybe}\n"

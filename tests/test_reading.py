@@ -7,6 +7,7 @@ the same table (contacts.json), into tmp_path.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
 import io
 import json
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -438,6 +440,92 @@ def test_utf16_without_bom_gets_a_hint(tmp_path: Path) -> None:
     assert error.hint is not None and "utf-16-le" in error.hint
     with open_table(str(path), encoding="utf-16-le") as table:
         assert [row.values for row in table.rows()] == EXPECTED
+
+
+@pytest.mark.parametrize(
+    "given", ["hex", "base64", "zlib", "bz2", "rot13", "quopri", "uu", "idna", "punycode", "undefined"]
+)
+def test_codec_that_cannot_decode_a_file_is_an_unknown_encoding(tmp_path: Path, given: str) -> None:
+    # Bytes-to-bytes codecs (hex, zlib, ...) crashed with AssertionError/TypeError,
+    # idna/punycode refuse the escape error handler: all are refused up front.
+    path = write_csv(tmp_path / "contacts.csv", [HEADER, *ROWS])
+    error = read_error(path, encoding=given)
+    assert_one_line(error, str(path))
+    assert error.message.startswith(f"{path}: unknown encoding {given!r}")
+    assert error.hint is not None and "utf-8" in error.hint and "cp1252" in error.hint
+
+
+@pytest.mark.parametrize("family", ["utf-16", "utf-32"])
+@pytest.mark.parametrize("written", ["utf-8", "utf-16-le", "utf-32-be"])
+def test_utf16_and_utf32_without_bom_are_refused(tmp_path: Path, family: str, written: str) -> None:
+    # Python's plain utf-16/utf-32 decoders raise UnicodeError without a BOM.
+    path = write_csv(tmp_path / "contacts.csv", [HEADER, *ROWS], encoding=written)
+    error = read_error(path, encoding=family.upper().replace("-", "_"))
+    assert_one_line(error, str(path))
+    assert f"{family.upper()} byte-order mark" in error.message
+    assert error.hint == f"try --encoding {family}-le or {family}-be"
+
+
+@pytest.mark.parametrize("family", ["utf-16", "utf-32"])
+def test_utf16_and_utf32_with_bom_read_with_the_plain_name(tmp_path: Path, family: str) -> None:
+    path = write_csv(tmp_path / "contacts.csv", [HEADER, *ROWS], encoding=family)  # writes a BOM
+    with open_table(str(path), encoding=family) as table:
+        assert [row.values for row in table.rows()] == EXPECTED
+
+
+class _FussyDecoder(codecs.IncrementalDecoder):
+    """ASCII that fails, whatever the error handler, at the first "!"."""
+
+    def decode(self, input: bytes, final: bool = False) -> str:  # type: ignore[override]
+        if b"!" in input:
+            raise UnicodeError("fussy codec saw a !")
+        return bytes(input).decode("ascii")
+
+
+def _fussy_search(name: str) -> codecs.CodecInfo | None:
+    if name != "fussytest":
+        return None
+    ascii_info = codecs.lookup("ascii")
+    return codecs.CodecInfo(
+        ascii_info.encode,
+        ascii_info.decode,
+        incrementalencoder=ascii_info.incrementalencoder,
+        incrementaldecoder=_FussyDecoder,
+        name="fussytest",
+    )
+
+
+@pytest.fixture
+def fussy_codec() -> Iterator[str]:
+    codecs.register(_fussy_search)
+    try:
+        yield "fussytest"
+    finally:
+        codecs.unregister(_fussy_search)
+
+
+def test_codec_error_in_the_sample_is_an_input_error(tmp_path: Path, fussy_codec: str) -> None:
+    path = tmp_path / "contacts.csv"
+    path.write_bytes(b"Email,Name\r\na@b.co,Hi!\r\n")
+    error = read_error(path, encoding=fussy_codec)
+    assert_one_line(error, str(path))
+    assert error.message == f"{path}: cannot be read as fussytest text: fussy codec saw a !"
+    assert error.hint is not None and "--encoding" in error.hint
+
+
+def test_codec_error_past_the_sample_names_the_row(tmp_path: Path, fussy_codec: str) -> None:
+    # The backstop around the streaming read: a codec's UnicodeError (not a bad
+    # byte, which is escaped and reported exactly) is an InputError with a row.
+    path = tmp_path / "contacts.csv"
+    body = "".join(f"user{i}@example.com,Name {i}\r\n" for i in range(5000))
+    path.write_bytes(b"Email,Name\r\n" + body.encode() + b"x@example.com,Hi!\r\n")
+    assert path.stat().st_size > reading.SAMPLE_BYTES
+    error = read_error(path, encoding=fussy_codec)
+    assert_one_line(error, str(path))
+    assert error.message.startswith(f"{path}: row ")
+    number = int(error.message.split(": row ", 1)[1].split(":", 1)[0])
+    assert 2 < number <= 5002  # decoding runs a chunk ahead of the rows
+    assert error.message.endswith(": cannot be read as fussytest text: fussy codec saw a !")
 
 
 def test_text_file_named_xlsx(tmp_path: Path) -> None:
