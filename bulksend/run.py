@@ -303,7 +303,7 @@ def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
     hard_stop = False
     try:
         asyncio.run(_send_async(config, table, mapping, journal, writer, summary, progress))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         # Second Ctrl-C: stop at once. The journal holds every attempt; rows in
         # flight read back as unknown and are looked up before any resend.
         hard_stop = True
@@ -493,6 +493,14 @@ async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None
     pending: set[asyncio.Task[None]] = {feeder, *workers}
     stop_wait = asyncio.create_task(stopping.wait())
     failure: BaseException | None = None
+
+    async def close_queue() -> None:
+        for _ in workers:
+            await queue.put(None)
+
+    # The end-of-queue markers go in from a task of their own: awaited here, a
+    # full queue would hold the supervisor past a stop's grace period.
+    closer: asyncio.Task[None] | None = None
     try:
         while pending:
             done, _ = await asyncio.wait(pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -501,23 +509,26 @@ async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None
                 if task.exception() is not None:
                     failure = task.exception()
                 elif task is feeder:
-                    for _ in workers:
-                        await queue.put(None)
+                    closer = asyncio.create_task(close_queue())
+                    pending.add(closer)
             if failure is not None or stopping.is_set():
                 break
         else:
             return
     finally:
         stop_wait.cancel()
+        if closer is not None:
+            closer.cancel()
     stopping.set()
     if failure is None:
         deadline = time.monotonic() + grace
         while in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a dict, bounded
             await asyncio.sleep(0.05)
+    stuck = list(in_flight.values())  # taken first: a cancelled worker forgets its job
     for task in workers:
         task.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
-    for item in list(in_flight.values()):
+    for item in stuck:
         for job in item if isinstance(item, list) else [item]:
             job.outcome.status = UNKNOWN
             job.outcome.error = "stopped while in flight; it is looked up before any resend"
