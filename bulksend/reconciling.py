@@ -119,10 +119,23 @@ def _rewrite(results: Path, settled: dict[str, Outcome]) -> None:
             raise ResultsError(f"{results}: not a bulksend results file")
         writer.writerow(header)
         at = {name: i for i, name in enumerate(COLUMNS)}
+        seen: set[str] = set()
         for cells in reader:
-            outcome = settled.get(cells[at["key"]]) if len(cells) > at["key"] else None
-            if outcome is not None and outcome.status != UNKNOWN:
-                for name in ("status", "request_id", "portal_url", "contact_id", "error", "sent_at"):
-                    cells[at[name]] = neutralise(str(getattr(outcome, name)))
+            key = cells[at["key"]] if len(cells) > at["key"] else ""
+            outcome = settled.get(key)
+            if outcome is not None:
+                seen.add(key)
+                if outcome.status != UNKNOWN:
+                    for name in ("status", "request_id", "portal_url", "contact_id", "error", "sent_at"):
+                        cells[at[name]] = neutralise(str(getattr(outcome, name)))
             writer.writerow(cells)
+        # Rows that were in flight when a run was killed have no line yet: add
+        # one (the input's cells are not in the journal; the next send fills them).
+        for key, outcome in sorted(settled.items(), key=lambda kv: kv[1].row):
+            if key in seen:
+                continue
+            cells = [str(outcome.row), key, outcome.status, outcome.request_id, outcome.portal_url,
+                     outcome.contact_id, "" if outcome.http_status is None else str(outcome.http_status),
+                     str(outcome.attempts), outcome.error, outcome.sent_at]
+            writer.writerow([neutralise(c) for c in cells] + [""] * (len(header) - len(COLUMNS)))
     os.replace(tmp, results)
