@@ -22,12 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import datetime as dt
 import fcntl
 import io
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,15 +72,24 @@ CREATE TABLE IF NOT EXISTS rows (
     sent_at TEXT NOT NULL DEFAULT '',
     first_attempt_at TEXT NOT NULL DEFAULT '',
     run_id INTEGER NOT NULL DEFAULT 0,
-    target TEXT NOT NULL DEFAULT ''  -- JSON {campaignId, contact}: what a look-up needs
+    target TEXT NOT NULL DEFAULT '',  -- JSON {campaignId, contact}: what a look-up needs
+    prev_run INTEGER NOT NULL DEFAULT -1  -- run_id before this run claimed the key
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lines (row INTEGER PRIMARY KEY, line TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
+_now_cache: tuple[int, str] = (0, "")
+
+
 def utc_now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC now as ISO 8601 to the second; formatted once per second (hot path)."""
+    global _now_cache
+    second = int(time.time())
+    if _now_cache[0] != second:
+        _now_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _now_cache[1]
 
 
 def neutralise(cell: str) -> str:
@@ -169,12 +178,22 @@ class Journal:
             # process (not a power cut, which is not what we guard against here).
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(SCHEMA)
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(rows)")}
+            for column, ddl in (("target", "TEXT NOT NULL DEFAULT ''"),
+                                ("prev_run", "INTEGER NOT NULL DEFAULT -1")):
+                if column not in have:  # a journal written by an earlier version
+                    self.db.execute(f"ALTER TABLE rows ADD COLUMN {column} {ddl}")
         except sqlite3.DatabaseError as exc:
             raise ResultsError(
                 f"{path}: not a bulksend journal ({exc})",
                 hint="move it away or pick another --results file",
             ) from exc
         self.db.execute("BEGIN")
+        # Writes wait here for the next grouped commit, which applies each list
+        # with one executemany (far cheaper per row than an execute each).
+        self._attempts: list[tuple[str, str, str]] = []
+        self._records: list[tuple[object, ...]] = []
+        self._lines: list[tuple[int, str]] = []
         self._commit_scheduled = False
         self._waiters: list[asyncio.Future[None]] = []
         self.after_commit: list[Callable[[], None]] = []
@@ -192,6 +211,7 @@ class Journal:
 
     # -- reading ------------------------------------------------------------
     def get(self, key: str) -> Record | None:
+        self._apply_pending()
         row = self.db.execute(
             "SELECT key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
             "error,sent_at,first_attempt_at,run_id,target FROM rows WHERE key=?",
@@ -205,6 +225,7 @@ class Journal:
     # -- writing ------------------------------------------------------------
     def unsettled(self) -> list[Record]:
         """Keys whose last attempt's outcome is not known."""
+        self._apply_pending()
         return [
             Record(*r)
             for r in self.db.execute(
@@ -214,57 +235,78 @@ class Journal:
             )
         ]
 
-    def claim(self, key: str, row: int, target: Callable[[], str] | None = None) -> Record | None:
-        """Mark ``key`` as met in this run at ``row``. Returns its previous record,
-        or None when the key is new. A key met twice in one run is a duplicate:
-        the caller sees ``record.run_id == self.run_id``."""
-        record = self.get(key)
-        if record is None:
-            self.db.execute(
-                "INSERT INTO rows (key,row,status,run_id,target) VALUES (?,?,?,?,?)",
-                (key, row, PENDING, self.run_id, target() if target else ""),
-            )
-        elif record.run_id != self.run_id:
-            if not record.target and target is not None:
-                self.db.execute("UPDATE rows SET target=? WHERE key=?", (target(), key))
-            self.db.execute("UPDATE rows SET row=?, run_id=? WHERE key=?", (row, self.run_id, key))
-        return record
+    def claim(self, key: str, row: int, target: str = "") -> Record | None:
+        """Mark ``key`` as met in this run at ``row``. Returns its record as it was
+        before this run met it (``run_id`` is the run that met it last), or None
+        when the key is new. A key met twice in one run is a duplicate: the caller
+        sees ``record.run_id == self.run_id``. One statement: SQLite's SET
+        expressions read the old values, so ``prev_run=run_id`` keeps the old run."""
+        got = self.db.execute(
+            "INSERT INTO rows (key,row,status,run_id,target) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(key) DO UPDATE SET prev_run=run_id, "
+            "row=CASE WHEN run_id=excluded.run_id THEN row ELSE excluded.row END, "
+            "run_id=excluded.run_id, "
+            "target=CASE WHEN target='' THEN excluded.target ELSE target END "
+            "RETURNING key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
+            "error,sent_at,first_attempt_at,prev_run,target",
+            (key, row, PENDING, self.run_id, target),
+        ).fetchone()
+        if got is None or got[11] == -1:
+            return None
+        return Record(*got)
 
     def begin_attempt(self, key: str) -> None:
         """Write-ahead: the POST for ``key`` is about to leave. Await ``barrier()``
-        before sending."""
-        self.db.execute(
-            "UPDATE rows SET status=?, attempts=attempts+1, first_attempt_at="
-            "CASE WHEN first_attempt_at='' THEN ? ELSE first_attempt_at END WHERE key=?",
-            (INFLIGHT, utc_now(), key),
-        )
+        before sending: it returns once this is committed."""
+        if self._records:  # keep the order: an earlier outcome, then this attempt
+            self._apply_pending()
+        self._attempts.append((INFLIGHT, utc_now(), key))
         self._schedule_commit()
 
     def record(self, outcome: Outcome) -> None:
         """The outcome of a keyed row (sent/failed/unknown) is known."""
-        self.db.execute(
-            "UPDATE rows SET status=?, request_id=?, portal_url=?, contact_id=?, "
-            "http_status=?, error=?, sent_at=? WHERE key=?",
-            (
-                outcome.status,
-                outcome.request_id,
-                outcome.portal_url,
-                outcome.contact_id,
-                outcome.http_status,
-                outcome.error,
-                outcome.sent_at,
-                outcome.key,
-            ),
-        )
+        self._records.append((
+            outcome.status,
+            outcome.request_id,
+            outcome.portal_url,
+            outcome.contact_id,
+            outcome.http_status,
+            outcome.error,
+            outcome.sent_at,
+            outcome.key,
+        ))
         self._schedule_commit()
 
+    def _apply_pending(self) -> None:
+        # Order matters: an attempt and its outcome may wait in the same group.
+        if self._attempts:
+            self.db.executemany(
+                "UPDATE rows SET status=?, attempts=attempts+1, first_attempt_at="
+                "CASE WHEN first_attempt_at='' THEN ? ELSE first_attempt_at END WHERE key=?",
+                self._attempts,
+            )
+            self._attempts.clear()
+        if self._records:
+            self.db.executemany(
+                "UPDATE rows SET status=?, request_id=?, portal_url=?, contact_id=?, "
+                "http_status=?, error=?, sent_at=? WHERE key=?",
+                self._records,
+            )
+            self._records.clear()
+        if self._lines:
+            self.db.executemany("INSERT OR REPLACE INTO lines VALUES (?, ?)", self._lines)
+            self._lines.clear()
+
     def attempts(self, key: str) -> int:
+        self._apply_pending()
         row = self.db.execute("SELECT attempts FROM rows WHERE key=?", (key,)).fetchone()
         return 0 if row is None else int(row[0])
 
     def import_record(self, record: Record) -> None:
         self.db.execute(
-            "INSERT OR IGNORE INTO rows VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            "INSERT OR IGNORE INTO rows (key,row,status,request_id,portal_url,contact_id,"
+            "http_status,attempts,error,sent_at,first_attempt_at,run_id,target) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 record.key,
                 record.row,
@@ -283,17 +325,22 @@ class Journal:
         )
 
     def put_line(self, row: int, line: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO lines VALUES (?, ?)", (row, line))
+        self._lines.append((row, line))
+        if len(self._lines) >= 4096:  # a long stretch of carried rows: keep memory flat
+            self._apply_pending()
 
     def clear_lines(self) -> None:
+        self._lines.clear()
         self.db.execute("DELETE FROM lines")
 
     def iter_lines(self) -> Iterator[str]:
+        self._apply_pending()
         for (line,) in self.db.execute("SELECT line FROM lines ORDER BY row"):
             yield line
 
     # -- committing ---------------------------------------------------------
     def commit(self) -> None:
+        self._apply_pending()
         self.db.execute("COMMIT")
         self.db.execute("BEGIN")
 
@@ -324,6 +371,8 @@ class Journal:
         await fut
 
     def close(self) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            self._apply_pending()
         with contextlib.suppress(sqlite3.OperationalError):
             self.db.execute("COMMIT")
         self.db.close()

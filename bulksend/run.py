@@ -17,7 +17,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +157,7 @@ class Uses:
 # first rows only: mapping a million rows twice would delay the first POST by
 # seconds. Rows further down with an unknown item get the API's 400 as a
 # per-row failure instead.
-ITEM_SAMPLE_ROWS = 20_000
+ITEM_SAMPLE_ROWS = 2_000
 
 
 def check_pass(table: Table, mapping: Mapping) -> tuple[int, Uses]:
@@ -436,7 +435,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                         continue
                     outcome.key = mapped.key
                     outcome.payload = mapped.payload
-                    record = journal.claim(mapped.key, row.number, partial(lookup_target, mapped.payload))
+                    record = journal.claim(mapped.key, row.number, lookup_target(mapped.payload))
                     if record is not None and record.run_id == journal.run_id:
                         outcome.status = DUPLICATE
                         outcome.error = f"same key as row {record.row} ({mapped.key}); not sent"
