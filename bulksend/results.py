@@ -263,10 +263,18 @@ class Journal:
         self._attempts.append((INFLIGHT, utc_now(), key))
         self._schedule_commit()
 
+    def restore(self, key: str, status: str) -> None:
+        """A row marked in flight was never sent after all (the run stopped
+        first): give it back its earlier status, so no look-up is needed."""
+        self._apply_pending()
+        self.db.execute("UPDATE rows SET status=? WHERE key=? AND status=?", (status, key, INFLIGHT))
+        self._schedule_commit()
+
     def record(self, outcome: Outcome) -> None:
         """The outcome of a keyed row (sent/failed/unknown) is known."""
         self._records.append((
             outcome.status,
+            outcome.attempts,
             outcome.request_id,
             outcome.portal_url,
             outcome.contact_id,
@@ -281,14 +289,14 @@ class Journal:
         # Order matters: an attempt and its outcome may wait in the same group.
         if self._attempts:
             self.db.executemany(
-                "UPDATE rows SET status=?, attempts=attempts+1, first_attempt_at="
+                "UPDATE rows SET status=?, first_attempt_at="
                 "CASE WHEN first_attempt_at='' THEN ? ELSE first_attempt_at END WHERE key=?",
                 self._attempts,
             )
             self._attempts.clear()
         if self._records:
             self.db.executemany(
-                "UPDATE rows SET status=?, request_id=?, portal_url=?, contact_id=?, "
+                "UPDATE rows SET status=?, attempts=?, request_id=?, portal_url=?, contact_id=?, "
                 "http_status=?, error=?, sent_at=? WHERE key=?",
                 self._records,
             )

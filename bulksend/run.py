@@ -356,6 +356,13 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
             loop.add_signal_handler(sig, on_signal, name)
             installed.append(sig)
 
+    def unattempted(job: Any) -> None:
+        """A queued row the run stopped before sending: its earlier status stands."""
+        if job.marked and job.outcome.key:
+            journal.restore(job.outcome.key, job.previous)
+            job.marked = False
+        finish(job.outcome, carried=True)
+
     def finish(outcome: Outcome, *, carried: bool = False) -> None:
         if outcome.key and outcome.status in (SENT, FAILED, UNKNOWN) and not (carried or config.dry_run):
             journal.record(outcome)
@@ -380,10 +387,12 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                     item = await queue.get()
                     if item is None:
                         return
+                    if queue.qsize() <= queue.maxsize // 2:
+                        room.set()
                     jobs = item if isinstance(item, list) else [item]
                     if stopping.is_set():
                         for job in jobs:
-                            finish(job.outcome)  # not attempted: its earlier status stands
+                            unattempted(job)
                         continue
                     in_flight[n] = item
                     try:
@@ -403,24 +412,40 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
             groups: dict[str, list[Job]] = {}
             members: dict[str, set[str]] = {}
 
+            # The feeder writes each row's write-ahead mark as it queues it, and
+            # refills the queue by halves, so one commit covers many rows and a
+            # worker rarely waits for one. A kill leaves at most a queue's worth
+            # of rows marked but never sent: the next run looks them up first.
+            room = asyncio.Event()
+
+            async def put(item: Job | list[Job]) -> None:
+                if queue.full():
+                    room.clear()
+                    await room.wait()
+                for job in item if isinstance(item, list) else [item]:
+                    if job.outcome.key:
+                        journal.begin_attempt(job.outcome.key)
+                        job.marked = True
+                await queue.put(item)
+
             async def enqueue(job: Job) -> None:
                 group = batch_group(job.payload) if config.batch and job.reconcile_since is None else None
                 if group is None:
-                    await queue.put(job)
+                    await put(job)
                     return
                 who = contact_identity(job.payload.get("contact"))
                 if who in members.get(group, set()):
-                    await queue.put(groups.pop(group))
+                    await put(groups.pop(group))
                     members.pop(group)
                 groups.setdefault(group, []).append(job)
                 members.setdefault(group, set()).add(who)
                 if len(groups[group]) >= BATCH_SIZE:
                     members.pop(group)
-                    await queue.put(groups.pop(group))
+                    await put(groups.pop(group))
                 elif len(groups) > 256:  # many distinct groups: send the oldest
                     oldest = next(iter(groups))
                     members.pop(oldest)
-                    await queue.put(groups.pop(oldest))
+                    await put(groups.pop(oldest))
 
             async def feed() -> None:
                 queued = 0
@@ -460,15 +485,16 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                     if previous in (INFLIGHT, UNKNOWN):
                         since = record.first_attempt_at if record is not None else ""
                     queued += 1
-                    await enqueue(Job(outcome, mapped.payload, since))
+                    await enqueue(Job(outcome, mapped.payload, since, previous=previous))
                 for group in list(groups):
                     members.pop(group, None)
-                    await queue.put(groups.pop(group))
+                    await put(groups.pop(group))
 
             workers = [asyncio.create_task(worker(n)) for n in range(config.concurrency)]
             feeder = asyncio.create_task(feed())
             try:
-                await _supervise(feeder, workers, queue, stopping, config.stop_grace, in_flight, finish)
+                await _supervise(feeder, workers, queue, stopping, config.stop_grace, in_flight, finish,
+                                 unattempted, room)
             finally:
                 summary.posts = sender.posts
                 for task in [feeder, *workers]:
@@ -485,7 +511,8 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
 
 async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None]],
                      queue: asyncio.Queue[Any], stopping: asyncio.Event, grace: float,
-                     in_flight: dict[int, Any], finish: Any) -> None:
+                     in_flight: dict[int, Any], finish: Any, unattempted: Any,
+                     room: asyncio.Event) -> None:
     """Wait for the feeder, then the workers. On a stop (signal) or an abort (a
     worker raised, e.g. on 401): no new request leaves, requests in flight get
     a bounded wait (none on abort), and every row still gets a line."""
@@ -536,23 +563,24 @@ async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None
     # The feeder carries on without queuing (stopping is set): every remaining
     # row gets its line from the journal, and nothing more is sent.
     while not feeder.done():
+        room.set()  # the workers are gone: this loop makes the room now
         getter = asyncio.ensure_future(queue.get())
         await asyncio.wait({getter, feeder}, return_when=asyncio.FIRST_COMPLETED)
         if getter.done():
-            _finish_all(getter.result(), finish)
+            _finish_all(getter.result(), unattempted)
         else:
             getter.cancel()
     while not queue.empty():
-        _finish_all(queue.get_nowait(), finish)
+        _finish_all(queue.get_nowait(), unattempted)
     if feeder.exception() is not None:
         raise feeder.exception()  # type: ignore[misc]
     if failure is not None:
         raise failure
 
 
-def _finish_all(item: Any, finish: Any) -> None:
+def _finish_all(item: Any, unattempted: Any) -> None:
     for job in item if isinstance(item, list) else [item] if item is not None else []:
-        finish(job.outcome)
+        unattempted(job)
 
 
 def _rows_text(rows: list[int]) -> str:

@@ -418,6 +418,11 @@ class Job:
     outcome: Outcome  # row, key and values set; filled in as the row goes
     payload: dict[str, Any]
     reconcile_since: str | None = None  # set: the row may already exist on the server
+    previous: str = "pending"  # its journal status before this run queued it
+    # The feeder already wrote the first attempt's write-ahead mark (when it
+    # queued the row, in one commit with its neighbours): the first POST needs
+    # no mark of its own, only the commit.
+    marked: bool = False
 
 
 class Sender:
@@ -496,7 +501,9 @@ class Sender:
             sent = await self.gate.acquire()
             first_attempt = utc_now()
             if journal is not None and o.key:
-                journal.begin_attempt(o.key)
+                if not job.marked:
+                    journal.begin_attempt(o.key)
+                job.marked = False
                 await journal.barrier()  # write-ahead: on disk before the POST leaves
             o.attempts += 1
             self.posts += 1
@@ -623,8 +630,9 @@ class BatchSender:
             first_attempt = utc_now()
             if journal is not None:
                 for job in jobs:
-                    if job.outcome.key:
+                    if job.outcome.key and not job.marked:
                         journal.begin_attempt(job.outcome.key)
+                    job.marked = False
                 await journal.barrier()
             for job in jobs:
                 job.outcome.attempts += 1
