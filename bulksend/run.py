@@ -370,7 +370,9 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
         summary.note(outcome)
         progress.outcome(outcome)
 
-    queue: asyncio.Queue[Job | list[Job] | None] = asyncio.Queue(maxsize=max(16, config.concurrency * 4))
+    # Deep enough that refilling it by halves makes few, large commits; shallow
+    # enough that a kill leaves few rows marked but unsent (each costs a look-up).
+    queue: asyncio.Queue[Job | list[Job] | None] = asyncio.Queue(maxsize=max(64, config.concurrency * 8))
     in_flight: dict[int, Job | list[Job]] = {}
     progress.start(summary.total, to_send=summary.total)
     gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
