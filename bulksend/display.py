@@ -28,7 +28,7 @@ class _Base:
         self.done = 0
         self.started = time.monotonic()
         self.current_rate = 0.0
-        self.retrying = 0
+        self.retrying_rows: set[object] = set()  # rows between a retryable error and their outcome
         self.started_run = False  # nothing to close before start(): no line on an input error
 
     def _rate_eta(self) -> tuple[float, float | None]:
@@ -153,22 +153,23 @@ class BarProgress(_Base):
     def _postfix(self) -> None:
         if self.bar is None:
             return
-        parts = {"sent": self.counts[SENT], "failed": self.counts[FAILED]}
-        if self.retrying:
-            parts["retrying"] = self.retrying
+        parts: dict[str, object] = {"sent": self.counts[SENT], "failed": self.counts[FAILED]}
+        if self.retrying_rows:
+            parts["retrying"] = len(self.retrying_rows)
         if self.current_rate:
             parts["gate"] = f"{self.current_rate:.1f}/s"
         self.bar.set_postfix(parts, refresh=False)
 
     def outcome(self, outcome: Outcome) -> None:
         super().outcome(outcome)
+        self.retrying_rows.discard(outcome.row)
         if self.bar is not None:
             self._postfix()
             self.bar.update(1)
 
     def event(self, kind: str, message: str, **fields: Any) -> None:
         if kind == "retry":
-            self.retrying += 1
+            self.retrying_rows.add(fields.get("row", -1))
             if not self.verbose:
                 self._postfix()
                 return
