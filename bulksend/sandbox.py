@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, NamedTuple, TypeVar
 
+import aiohttp
 from aiohttp import web
 
 __all__ = [
@@ -930,7 +931,12 @@ class Sandbox:
     async def _read_json(request: web.Request) -> dict[str, Any]:
         if request.content_type != "application/json":
             raise _Invalid(400, f"Content-Type must be application/json, got {request.content_type!r}")
-        raw = await request.read()
+        try:
+            raw = await request.read()
+        except (ConnectionResetError, aiohttp.ClientConnectionResetError):
+            # The client went away before its body arrived (killed, timed out):
+            # nothing was received, so nothing is created; no traceback in the log.
+            raise _Invalid(400, "the connection was lost before the body arrived") from None
         try:
             body = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
