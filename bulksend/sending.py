@@ -168,10 +168,18 @@ class RateGate:
             self.hi = refused if self.hi is None else min(self.hi, refused)
             if self.lo is not None and self.lo >= self.hi:
                 self.lo = None  # the limit went down: search again below
-            new = (self.lo + self.hi) / 2 if self.lo is not None else self.hi / 2
-            if self.lo is not None and self.hi <= self.lo * 1.05:
-                new = self.lo * 0.97  # settled: back under, a little below the last safe rate
-                self.lo = new
+            if self.lo is None:
+                # Nothing has held yet. Refused at once: far above the limit, so
+                # a quarter; refused after a while: the burst hid it, so a half.
+                new = self.hi / 4 if now - self.last_cut < 0.25 else self.hi / 2
+            elif self.hi <= self.lo * 1.05:
+                # Settled, and even the last safe rate was refused (its "hold"
+                # was the server's burst): that rate becomes the bound, and the
+                # gate stays a little under it.
+                self.hi = self.lo
+                self.lo = new = self.lo * 0.97
+            else:
+                new = (self.lo + self.hi) / 2
             self._apply(new)
             self.last_cut = now + pause
         if first:

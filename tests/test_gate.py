@@ -79,7 +79,7 @@ def test_a_storm_cuts_the_rate_once_and_it_recovers() -> None:
     fake.now += 0.1
     gate.throttled(sent=sent_before, retry_after=1.0)
     cut = gate.rate
-    assert cut == 50.0  # refused at 100 with nothing known to hold: half
+    assert cut == 25.0  # refused at once at 100, nothing known to hold: a quarter
     # The rest of the storm: answers to requests sent before the cut.
     for _ in range(20):
         gate.throttled(sent=sent_before, retry_after=1.0)
