@@ -300,13 +300,24 @@ def _column_getter(
     default: Any,
     required: bool,
 ) -> Getter:
-    empty = f"column {_quote(column)} is empty (required)"
-    copy_default = isinstance(default, list | dict)
+    finish = _finisher(f"column {_quote(column)} is empty (required)", lower=lower,
+                       convert=convert, default=default, required=required)
 
     def get(values: Values) -> Any:
         text = values.get(column, "")
-        if strip:
-            text = text.strip()
+        return finish(text.strip() if strip else text)
+
+    return get
+
+
+def _finisher(
+    empty: str, *, lower: bool, convert: Converter | None, default: Any, required: bool
+) -> Callable[[str], Any]:
+    """What a cell's (or a template's) text becomes: converted when present, else
+    the default, else a row error when required, else omitted."""
+    copy_default = isinstance(default, list | dict)
+
+    def finish(text: str) -> Any:
         if text:
             if lower:
                 text = text.lower()
@@ -321,7 +332,7 @@ def _column_getter(
             raise _RowError(empty)
         return _OMIT
 
-    return get
+    return finish
 
 
 def _template_getter(
@@ -339,27 +350,14 @@ def _template_getter(
     empty = f"template {_quote(template)} is empty (required)" + (
         f"; columns {named} are empty" if columns else ""
     )
-    copy_default = isinstance(default, list | dict)
+    finish = _finisher(empty, lower=lower, convert=convert, default=default, required=required)
 
     def get(values: Values) -> Any:
         if strip:
             cells = [values.get(column, "").strip() for column in columns]
         else:
             cells = [values.get(column, "") for column in columns]
-        text = fmt.format(*cells).strip()
-        if text:
-            if lower:
-                text = text.lower()
-            if convert is None:
-                return text
-            value = convert(text)
-            if value is not None:
-                return value
-        if default is not _OMIT:
-            return copy.deepcopy(default) if copy_default else default
-        if required:
-            raise _RowError(empty)
-        return _OMIT
+        return finish(fmt.format(*cells).strip())
 
     return get
 

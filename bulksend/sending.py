@@ -241,6 +241,14 @@ def auth_header(api_key: str) -> str:
     return "Basic " + base64.b64encode(b":" + api_key.encode()).decode("ascii")
 
 
+def key_refused() -> AuthError:
+    """A 401 ends the run at once (collect-api.md §2: the API key is wrong)."""
+    return AuthError(
+        "the API key was refused (HTTP 401); nothing more is sent",
+        hint="check COLLECT_API_KEY or --api-key-file, then rerun the same command",
+    )
+
+
 def error_text(answer: Answer) -> str:
     """One line a person can act on, from an error answer (its body is undocumented)."""
     body = answer.body
@@ -370,7 +378,7 @@ async def look_up(client: Client, gate: RateGate, payload: dict[str, Any], since
             gate.throttled(gate.clock(), answer.retry_after)
             continue
         if answer.status == 401:
-            raise AuthError("the API key was refused (HTTP 401)", hint="check COLLECT_API_KEY")
+            raise key_refused()
         if answer.status == 404:
             return None
         if answer.status != 200:
@@ -550,10 +558,7 @@ class Sender:
             if answer.status == 401:
                 o.status = FAILED
                 self._interim(o)
-                raise AuthError(
-                    "the API key was refused (HTTP 401); nothing more is sent",
-                    hint="check COLLECT_API_KEY or --api-key-file, then rerun the same command",
-                )
+                raise key_refused()
             if answer.status in RETRYABLE:
                 failures += 1
                 if answer.status == 503:
@@ -662,10 +667,7 @@ class BatchSender:
                 s.gate.throttled(sent, answer.retry_after)
                 continue
             if answer.status == 401:
-                raise AuthError(
-                    "the API key was refused (HTTP 401); nothing more is sent",
-                    hint="check COLLECT_API_KEY or --api-key-file, then rerun the same command",
-                )
+                raise key_refused()
             if answer.status in RETRYABLE:
                 failures += 1
                 if answer.status == 503:
