@@ -2,7 +2,7 @@
 """bulksend benchmark (issue 5, item 4): one command, every figure as a ratio
 measured in the same run, printed beside its target.
 
-    python bench/bench.py            # full run, ~10 minutes on 2 cores
+    python bench/bench.py            # full run, ~15 minutes on 2 cores
     python bench/bench.py --quick    # fewer repetitions, smaller N, ~2 minutes
     python bench/bench.py --only noload,help --reps 3
 
@@ -713,7 +713,9 @@ def main() -> int:
     ap.add_argument("--concurrency", "-c", type=int, default=16, help="for bulksend and the bare loop")
     ap.add_argument("--rate-limit", type=float, default=100.0, help="sandbox limit R, requests/s")
     ap.add_argument("--burst", type=int, help="sandbox bucket size (default max(1, R/10))")
-    ap.add_argument("--limited-n", type=int, help="rows for the limited figures (full 2000, quick 1000)")
+    ap.add_argument("--limited-n", type=int,
+                    help="rows for the limited figures (full 6000 = 60 s at R=100, quick 1000). The gate "
+                         "spends a fixed few seconds finding the limit, so the ratio depends on N/R")
     ap.add_argument("--limited-reps", type=int, help="repetitions of the limited figures (full 3, quick 2)")
     ap.add_argument("--batch-rate", type=float, default=10.0, help="per-call limit for --batch")
     ap.add_argument("--batch-n", type=int, help="rows for --batch (full 2000, quick 1000)")
@@ -731,7 +733,7 @@ def main() -> int:
     q = a.quick
     a.reps = a.reps or (3 if q else 5)
     a.n = a.n or (4000 if q else 20000)
-    a.limited_n = a.limited_n or (1000 if q else 2000)
+    a.limited_n = a.limited_n or (1000 if q else 6000)
     a.limited_reps = a.limited_reps or (2 if q else 3)
     a.batch_n = a.batch_n or (1000 if q else 2000)
     a.rss_sizes = [int(s) for s in (a.rss_sizes or ("10000,100000" if q else "100000,1000000")).split(",")]
