@@ -973,11 +973,7 @@ class _Compiler:
             field_path = _join(path, name)
             kind = known.get(name)
             if kind is None:
-                self.problem(
-                    key_node,
-                    field_path,
-                    f"not a {what} field{_suggest(name, list(known))}; {what} fields are {', '.join(known)}",
-                )
+                self.unknown_field(key_node, field_path, name, known, what)
                 continue
             compiled = (
                 self.free_object(value_node, field_path)
@@ -988,6 +984,10 @@ class _Compiler:
                 fields.append((name, compiled[0]))
             shape[name] = None if compiled is None else compiled[1]
         return _object_getter(fields), shape
+
+    def unknown_field(self, node: Node, path: str, name: str, known: dict[str, str], what: str) -> None:
+        hint = _suggest(name, list(known))
+        self.problem(node, path, f"not a {what} field{hint}; {what} fields are {', '.join(known)}")
 
     def constant_object(
         self, node: MappingNode, path: str, known: dict[str, str], what: str
@@ -1009,11 +1009,7 @@ class _Compiler:
             field_path = _join(path, name)
             kind = known.get(name)
             if kind is None:
-                self.problem(
-                    key_node,
-                    field_path,
-                    f"not a {what} field{_suggest(name, list(known))}; {what} fields are {', '.join(known)}",
-                )
+                self.unknown_field(key_node, field_path, name, known, what)
                 good = False
                 continue
             try:
