@@ -56,7 +56,7 @@ PENDING = "pending"
 INFLIGHT = "inflight"
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_FORMULA_FIRST = frozenset(_FORMULA_START)
+_FORMULA_FIRST = frozenset(_FORMULA_START) | {"'"}  # quick pre-check; see neutralise()
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rows (
@@ -93,14 +93,16 @@ def utc_now() -> str:
 
 
 def neutralise(cell: str) -> str:
-    """Keep a spreadsheet from running a cell as a formula (PRODUCT.md, CSV contract)."""
-    if cell and cell.startswith(_FORMULA_START):
+    """Keep a spreadsheet from running a cell as a formula (PRODUCT.md, CSV
+    contract): prefix ``'``. A cell that already reads ``'=…`` gets one more, so
+    that ``unneutralise`` gives back exactly what was written."""
+    if cell and cell.lstrip("'").startswith(_FORMULA_START):
         return "'" + cell
     return cell
 
 
 def unneutralise(cell: str) -> str:
-    if len(cell) > 1 and cell[0] == "'" and cell[1] in "=+-@\t\r":
+    if cell[:1] == "'" and cell.lstrip("'").startswith(_FORMULA_START):
         return cell[1:]
     return cell
 
@@ -479,7 +481,7 @@ class ResultsWriter:
         cells.extend(values.get(c, "") for c in self.input_columns)
         for i, cell in enumerate(cells):
             if cell and cell[0] in _FORMULA_FIRST:
-                cells[i] = "'" + cell
+                cells[i] = neutralise(cell)
         return _line(cells)
 
     def write(self, outcome: Outcome) -> None:

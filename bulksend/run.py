@@ -249,6 +249,20 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
                     summary.warnings.append(
                         f"{path.name} was missing: rebuilt it from {config.results.name} ({seeded} rows)"
                     )
+            elif fresh:
+                # A new record beside other records: likely a dated export run
+                # without a fixed --results, which would send everyone again.
+                others = sorted(
+                    p.name.removesuffix(".journal")
+                    for p in config.results.parent.glob("*.journal")
+                    if p != path
+                )
+                if others:
+                    summary.warnings.append(
+                        f"{config.results} is a new record, so nothing in it counts as sent yet; this "
+                        f"folder also holds {', '.join(others[:3])}{', …' if len(others) > 3 else ''}. "
+                        "To resume one of those, pass it as --results"
+                    )
             previous = journal.get_meta("mapping_digest")
             if previous is not None and previous != mapping.digest:
                 summary.warnings.append(

@@ -185,3 +185,17 @@ def test_preflight_fails_before_any_post(workdir: Path, sandbox: Sandbox) -> Non
     assert code == 2
     assert "campaign 'AAAAAAAAAAAAAAAAA' does not exist" in err and "rows 2, 3, 4, …" in err
     assert sandbox.stats["post_request"]["200"] == 0 and sandbox.stats["post_request"]["404"] == 0
+
+
+def test_a_new_record_beside_another_warns(workdir: Path, sandbox: Sandbox) -> None:
+    # Last night's export went to contacts-results.csv; tonight's dated export
+    # would start a new record without --results: say so.
+    write_contacts(workdir / "contacts.csv", people(2))
+    r = run_cli("send", "contacts.csv", "-m", "mapping.yaml", "--api-url", sandbox.url, cwd=workdir)
+    assert r.code == 0, r.stderr
+    write_contacts(workdir / "contacts-2026-11-27.csv", people(3))
+    r = run_cli("send", "contacts-2026-11-27.csv", "-m", "mapping.yaml", "--api-url", sandbox.url,
+                cwd=workdir)
+    assert r.code == 0
+    assert "contacts-2026-11-27-results.csv is a new record" in r.stderr
+    assert "contacts-results.csv" in r.stderr and "--results" in r.stderr
