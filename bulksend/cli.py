@@ -210,11 +210,10 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     except BulksendError as exc:
         if summary_json:
             # The same keys as a finished run's summary, so a monitor reads one shape.
-            _write_json(summary_json, {
-                "results": results_for_summary, "rows": 0, "counts": {}, "posts": 0,
-                "elapsed_seconds": 0.0, "interrupted": False, "aborted": exc.message,
-                "dry_run": dry_run, "error": exc.message, "exit_code": int(exc.exit_status),
-            })
+            from bulksend.run import Summary
+
+            stopped = Summary(results=Path(results_for_summary), dry_run=dry_run, aborted=exc)
+            _write_json(summary_json, {**stopped.as_dict(), "error": exc.message})
         fail(exc)
     if summary_json:
         _write_json(summary_json, summary.as_dict())

@@ -108,12 +108,18 @@ class Summary:
             "rows": self.total,
             "counts": dict(self.counts),
             "posts": self.posts,
+            "started_at": _iso_utc(self.started),
+            "finished_at": _iso_utc(time.time()),
             "elapsed_seconds": round(self.elapsed, 3),
             "interrupted": self.interrupted,
             "aborted": None if self.aborted is None else str(self.aborted),
             "dry_run": self.dry_run,
             "exit_code": int(self.exit_status),
         }
+
+
+def _iso_utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 def open_input(config: RunConfig) -> tuple[Table, Mapping]:
