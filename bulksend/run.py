@@ -654,7 +654,7 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> None:
                         problems.append(f"item {item!r} is not an element of campaign {campaign}; "
                                         f"rows {_rows_text(item_rows)}")
         except (NotSent, Ambiguous) as exc:
-            raise AbortError(f"cannot reach {config.api_url}: {exc}; nothing was sent",
+            raise AbortError(f"{exc}; nothing was sent",
                              hint="check --api-url and the network, then rerun") from None
     if problems:
         raise PreflightError(
