@@ -238,6 +238,9 @@ def _list_converter(separator: str) -> Converter:
     return convert
 
 
+_SHEET_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}:\d{2})?")
+
+
 def _date_converter(where: str, kind: str, fmt: str | None, zone: tzinfo | None) -> Converter:
     """Parse with `fmt` (strptime) or as ISO 8601; render a date or a datetime."""
 
@@ -246,7 +249,14 @@ def _date_converter(where: str, kind: str, fmt: str | None, zone: tzinfo | None)
             try:
                 parsed = datetime.strptime(text, fmt)
             except ValueError:
-                raise _RowError(f"{where}{_quote(text)} is not a date in format {fmt}") from None
+                # A real date cell of a spreadsheet reads as ISO text (see
+                # reading.py): the same mapping then serves its CSV export too.
+                if _SHEET_DATE.fullmatch(text) is None:
+                    raise _RowError(f"{where}{_quote(text)} is not a date in format {fmt}") from None
+                try:
+                    parsed = datetime.fromisoformat(text)
+                except ValueError:
+                    raise _RowError(f"{where}{_quote(text)} is not a valid date") from None
         else:
             if _ISO_DATE.fullmatch(text) is None:
                 raise _RowError(

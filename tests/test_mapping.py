@@ -335,6 +335,17 @@ def test_date_iso_input(cell: str, expected: str) -> None:
     assert payload_of(text, row(Email="a@b.co", Due=cell))["dueDate"] == expected
 
 
+def test_a_spreadsheet_date_cell_passes_a_format_written_for_the_csv() -> None:
+    # reading.py gives a real date cell as ISO text; the format is for the CSV export.
+    text = minimal('dueDate: {column: Due, format: "%d/%m/%Y"}\n')
+    assert payload_of(text, row(Email="a@b.co", Due="31/03/2026"))["dueDate"] == "2026-03-31"
+    assert payload_of(text, row(Email="a@b.co", Due="2026-03-31"))["dueDate"] == "2026-03-31"
+    assert payload_of(text, row(Email="a@b.co", Due="2026-03-31 00:00:00"))["dueDate"] == "2026-03-31"
+    # Anything else still has to match the format.
+    assert error_of(text, row(Email="a@b.co", Due="03/31/2026")).endswith("not a date in format %d/%m/%Y")
+    assert error_of(text, row(Email="a@b.co", Due="2026-02-31")).endswith("is not a valid date")
+
+
 def test_date_without_format_hints_at_format() -> None:
     error = error_of(minimal("dueDate: Due\n"), row(Email="a@b.co", Due="31/03/2026"))
     assert error.startswith('column "Due": "31/03/2026" is not an ISO 8601 date')
