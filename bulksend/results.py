@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from bulksend.errors import LockedError, ResultsError
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
@@ -260,6 +260,54 @@ class Journal:
         if got is None or got[11] == -1:
             return None
         return Record(*got)
+
+    CLAIM_CHUNK = 64  # keys claimed per statement pair by claim_many()
+
+    def claim_many(
+        self, items: Sequence[tuple[str, int, Any]], target_of: Callable[[Any], str]
+    ) -> list[Record | None]:
+        """``claim`` for many keys, in order, with one SELECT and at most one
+        INSERT and one UPDATE batch: the same answers as calling ``claim`` for
+        each (key, row, payload) in turn. ``target_of(payload)`` is computed
+        only for keys whose look-up target is not stored yet."""
+        self._apply_pending()
+        keys = list({key for key, _, _ in items})
+        found: dict[str, Record] = {}
+        marks = ",".join("?" * len(keys))
+        for got in self.db.execute(
+            "SELECT key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
+            f"error,sent_at,first_attempt_at,run_id,target FROM rows WHERE key IN ({marks})",
+            keys,
+        ):
+            found[got[0]] = Record(*got)
+        results: list[Record | None] = []
+        inserts: list[tuple[str, int, str, int, str]] = []
+        updates: list[tuple[int, int, str, str]] = []
+        first_row: dict[str, int] = {}  # keys met earlier in this batch
+        for key, row, payload in items:
+            if key in first_row:  # a duplicate within the batch
+                record = found.get(key)
+                results.append(Record(key, first_row[key], PENDING if record is None else record.status,
+                                      "", "", "", None, 0, "", "", "", self.run_id, ""))
+                continue
+            record = found.get(key)
+            results.append(record)
+            if record is None:
+                inserts.append((key, row, PENDING, self.run_id, target_of(payload)))
+                first_row[key] = row
+            elif record.run_id != self.run_id:
+                target = record.target or target_of(payload)
+                updates.append((row, self.run_id, target, key))
+                first_row[key] = row
+                record.row = row  # as claim() reports it: the row that now holds the key
+            # else: met in an earlier batch of this run; the caller sees a duplicate
+        if inserts:
+            self.db.executemany(
+                "INSERT INTO rows (key,row,status,run_id,target) VALUES (?,?,?,?,?)", inserts
+            )
+        if updates:
+            self.db.executemany("UPDATE rows SET row=?, run_id=?, target=? WHERE key=?", updates)
+        return results
 
     def begin_attempt(self, key: str) -> None:
         """Write-ahead: the POST for ``key`` is about to leave. Await ``barrier()``

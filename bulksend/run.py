@@ -471,6 +471,44 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
 
             async def feed() -> None:
                 queued = 0
+                # Valid rows are claimed in the journal a chunk at a time (one
+                # SELECT, one INSERT batch): a row's fate is then decided in
+                # file order, exactly as if each were claimed alone.
+                chunk: list[tuple[Outcome, Any]] = []
+
+                async def decide() -> None:
+                    nonlocal queued
+                    records = journal.claim_many(
+                        [(o.key, o.row, payload) for o, payload in chunk], lookup_target
+                    )
+                    for (outcome, payload), record in zip(chunk, records, strict=True):
+                        if record is not None and record.run_id == journal.run_id:
+                            outcome.status = DUPLICATE
+                            outcome.error = f"same key as row {record.row} ({outcome.key}); not sent"
+                            finish(outcome)
+                            continue
+                        _carry(outcome, record)
+                        if config.dry_run:
+                            outcome.status = READY
+                            finish(outcome)
+                            continue
+                        previous = PENDING if record is None else record.status
+                        if previous == SENT or stopping.is_set():
+                            finish(outcome, carried=True)  # already sent (or stopping): no API call
+                            continue
+                        if config.only_failed and previous != FAILED:
+                            finish(outcome, carried=True)
+                            continue
+                        if config.limit is not None and queued >= config.limit:
+                            finish(outcome, carried=True)
+                            continue
+                        since = None
+                        if previous in (INFLIGHT, UNKNOWN):
+                            since = record.first_attempt_at if record is not None else ""
+                        queued += 1
+                        await enqueue(Job(outcome, payload, since, previous=previous))
+                    chunk.clear()
+
                 for i, row in enumerate(table.rows()):
                     if i % 256 == 255:
                         await asyncio.sleep(0)  # let workers and the commit run
@@ -482,32 +520,11 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                         continue
                     outcome.key = mapped.key
                     outcome.payload = mapped.payload
-                    record = journal.claim(mapped.key, row.number, lookup_target(mapped.payload))
-                    if record is not None and record.run_id == journal.run_id:
-                        outcome.status = DUPLICATE
-                        outcome.error = f"same key as row {record.row} ({mapped.key}); not sent"
-                        finish(outcome)
-                        continue
-                    _carry(outcome, record)
-                    if config.dry_run:
-                        outcome.status = READY
-                        finish(outcome)
-                        continue
-                    previous = PENDING if record is None else record.status
-                    if previous == SENT or stopping.is_set():
-                        finish(outcome, carried=True)  # already sent (or stopping): no API call
-                        continue
-                    if config.only_failed and previous != FAILED:
-                        finish(outcome, carried=True)
-                        continue
-                    if config.limit is not None and queued >= config.limit:
-                        finish(outcome, carried=True)
-                        continue
-                    since = None
-                    if previous in (INFLIGHT, UNKNOWN):
-                        since = record.first_attempt_at if record is not None else ""
-                    queued += 1
-                    await enqueue(Job(outcome, mapped.payload, since, previous=previous))
+                    chunk.append((outcome, mapped.payload))
+                    if len(chunk) >= journal.CLAIM_CHUNK:
+                        await decide()
+                if chunk:
+                    await decide()
                 for group in list(groups):
                     members.pop(group, None)
                     await put(groups.pop(group))
