@@ -134,6 +134,10 @@ def open_input(config: RunConfig) -> tuple[Table, Mapping]:
     return table, mapping
 
 
+def _no_target(payload: dict[str, Any]) -> str:
+    return ""
+
+
 def lookup_target(payload: dict[str, Any]) -> str:
     """What reconciliation needs to find a row's request: campaign and contact."""
     contact = payload.get("contact")
@@ -469,6 +473,12 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                     members.pop(oldest)
                     await put(groups.pop(oldest))
 
+            # `bulksend reconcile` needs each key's campaign and contact; the
+            # default keys (campaignId|email, campaignId|contact id) say it
+            # themselves, so the target is stored only for custom keys.
+            default_key = mapping.key_paths in (["campaignId", "contact.email"], ["campaignId", "contact"])
+            target_of = _no_target if default_key else lookup_target
+
             async def feed() -> None:
                 queued = 0
                 # Valid rows are claimed in the journal a chunk at a time (one
@@ -479,7 +489,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                 async def decide() -> None:
                     nonlocal queued
                     records = journal.claim_many(
-                        [(o.key, o.row, payload) for o, payload in chunk], lookup_target
+                        [(o.key, o.row, payload) for o, payload in chunk], target_of
                     )
                     for (outcome, payload), record in zip(chunk, records, strict=True):
                         if record is not None and record.run_id == journal.run_id:
