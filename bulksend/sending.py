@@ -85,7 +85,9 @@ class RateGate:
         self.last_cut = clock()  # when the current rate took effect
         self.lo: float | None = None
         self.hi: float | None = None
-        self._successes: deque[float] = deque()  # times of recent successes
+        # Times of recent successes; bounded, or a run with no 429 would keep
+        # one float per row (the pace only ever looks at the last HOLD seconds).
+        self._successes: deque[float] = deque(maxlen=65536)
         self._reported = self.rate
         self.limiter: AsyncLimiter | None = None
         if math.isfinite(self.rate):
@@ -314,8 +316,10 @@ class Client:
                 url = cached or url
             async with self.session.request(method, url, data=data, params=params) as resp:
                 raw = await resp.read()
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 status = resp.status
+                retry_after = (
+                    parse_retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
+                )
         except aiohttp.ClientConnectorError as exc:
             raise NotSent(f"cannot connect to {self.base}: {exc.os_error.strerror or exc}") from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
