@@ -10,16 +10,20 @@ Two files sit side by side:
   million-row run (no dict of every key in RAM).
 * ``RESULTS.csv`` — what a person opens. Each outcome is appended as it
   happens; when the run ends (or is interrupted cleanly) the file is rewritten
-  in input order, one line per input row, from the journal's ``lines`` table.
+  in input order, one line per input row, reading each row's line back from
+  where it was appended.
 
-Commits are grouped: every attempt or outcome recorded during one turn of the
-event loop shares one commit (``barrier``), so the write-ahead rule costs one
-``write()`` per loop turn, not one per row.
+Commits are grouped. The feeder writes the write-ahead marks of the rows it
+queues in one commit per refill, and a worker's POST waits for that commit
+(``barrier``); outcomes ride a commit at most ``OUTCOME_DELAY`` later. A row
+whose mark was committed but whose outcome was not is looked up on the next
+run before anything is resent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import csv
 import fcntl
@@ -28,6 +32,7 @@ import json
 import os
 import sqlite3
 import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,7 +80,6 @@ CREATE TABLE IF NOT EXISTS rows (
     target TEXT NOT NULL DEFAULT '',  -- JSON {campaignId, contact}: what a look-up needs
     prev_run INTEGER NOT NULL DEFAULT -1  -- run_id before this run claimed the key
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS lines (row INTEGER PRIMARY KEY, line TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
@@ -198,7 +202,6 @@ class Journal:
         # with one executemany (far cheaper per row than an execute each).
         self._attempts: list[tuple[str, str, str]] = []
         self._records: list[tuple[object, ...]] = []
-        self._lines: list[tuple[int, str]] = []
         self._commit_scheduled = False  # an urgent commit is on its way
         self._lazy: asyncio.TimerHandle | None = None  # a delayed one is
         self._waiters: list[asyncio.Future[None]] = []
@@ -355,9 +358,6 @@ class Journal:
                 self._records,
             )
             self._records.clear()
-        if self._lines:
-            self.db.executemany("INSERT OR REPLACE INTO lines VALUES (?, ?)", self._lines)
-            self._lines.clear()
 
     def attempts(self, key: str) -> int:
         self._apply_pending()
@@ -386,21 +386,6 @@ class Journal:
             ),
         )
 
-    def put_line(self, row: int, line: str) -> None:
-        self._lines.append((row, line))
-        if len(self._lines) >= 4096:  # a long stretch of carried rows: keep memory flat
-            self._apply_pending()
-
-    def clear_lines(self) -> None:
-        self._lines.clear()
-        self.db.execute("DELETE FROM lines")
-
-    def iter_lines(self) -> Iterator[str]:
-        self._apply_pending()
-        for (line,) in self.db.execute("SELECT line FROM lines ORDER BY row"):
-            yield line
-
-    # -- committing ---------------------------------------------------------
     def commit(self) -> None:
         self._apply_pending()
         self.db.execute("COMMIT")
@@ -492,7 +477,12 @@ class ResultsWriter:
         self.with_payload = with_payload
         self.header = [*COLUMNS, *(["payload"] if with_payload else []), *self.input_columns]
         self._live: IO[str] | None = None
-        self._lines_by_row: dict[int, str] = {}  # dry run without a journal
+        # Where each row's line sits in the live file (byte offset and size),
+        # indexed by row number: the in-order rewrite at the end reads the
+        # lines back from the live file itself. 16 bytes a row, no database.
+        self._offsets = array("q")
+        self._sizes = array("q")
+        self._pos = 0
 
     def open(self) -> None:
         try:
@@ -502,9 +492,10 @@ class ResultsWriter:
             raise ResultsError(
                 f"{self.path}: cannot write the results file: {exc.strerror}"
             ) from exc
-        self._live.write(_line(self.header))
+        header = _line(self.header)
+        self._live.write(header)
+        self._pos = len(codecs.BOM_UTF8) + len(header.encode("utf-8"))
         if self.journal is not None:
-            self.journal.clear_lines()
             self.journal.after_commit.append(self.flush)
 
     def format(self, outcome: Outcome) -> str:
@@ -536,10 +527,15 @@ class ResultsWriter:
         line = self.format(outcome)
         assert self._live is not None
         self._live.write(line)
-        if self.journal is not None:
-            self.journal.put_line(outcome.row, line)
-        else:
-            self._lines_by_row[outcome.row] = line
+        row = outcome.row
+        if row >= len(self._offsets):
+            grow = row + 1 - len(self._offsets) + 4096
+            self._offsets.extend(array("q", [-1]) * grow)
+            self._sizes.extend(array("q", [0]) * grow)
+        size = len(line.encode("utf-8"))
+        self._offsets[row] = self._pos  # a row written twice: the later line wins
+        self._sizes[row] = size
+        self._pos += size
 
     def flush(self) -> None:
         if self._live is not None:
@@ -552,14 +548,13 @@ class ResultsWriter:
             self._live = None
         if self.journal is not None:
             self.journal.commit()
-            lines: Iterator[str] = self.journal.iter_lines()
-        else:
-            lines = (self._lines_by_row[r] for r in sorted(self._lines_by_row))
         tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8-sig", newline="") as out:
-            out.write(_line(self.header))
-            for line in lines:
-                out.write(line)
+        with open(self.path, "rb") as live, open(tmp, "wb") as out:
+            out.write(codecs.BOM_UTF8 + _line(self.header).encode("utf-8"))
+            for offset, size in zip(self._offsets, self._sizes, strict=True):
+                if offset >= 0:
+                    live.seek(offset)
+                    out.write(live.read(size))
         os.replace(tmp, self.path)
 
     def abandon(self) -> None:
