@@ -80,6 +80,9 @@ CREATE TABLE IF NOT EXISTS rows (
     target TEXT NOT NULL DEFAULT '',  -- JSON {campaignId, contact}: what a look-up needs
     prev_run INTEGER NOT NULL DEFAULT -1  -- run_id before this run claimed the key
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS line_index (
+    row INTEGER PRIMARY KEY, offset INTEGER NOT NULL, size INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
@@ -202,6 +205,7 @@ class Journal:
         # with one executemany (far cheaper per row than an execute each).
         self._attempts: list[tuple[str, str, str]] = []
         self._records: list[tuple[object, ...]] = []
+        self._index: list[tuple[int, int, int]] = []  # (row, offset, size) of results lines
         self._commit_scheduled = False  # an urgent commit is on its way
         self._lazy: asyncio.TimerHandle | None = None  # a delayed one is
         self._waiters: list[asyncio.Future[None]] = []
@@ -358,6 +362,9 @@ class Journal:
                 self._records,
             )
             self._records.clear()
+        if self._index:
+            self.db.executemany("INSERT OR REPLACE INTO line_index VALUES (?, ?, ?)", self._index)
+            self._index.clear()
 
     def attempts(self, key: str) -> int:
         self._apply_pending()
@@ -386,6 +393,21 @@ class Journal:
             ),
         )
 
+    # -- where each results line sits in the live results file -------------
+    def index_line(self, row: int, offset: int, size: int) -> None:
+        self._index.append((row, offset, size))
+        if len(self._index) >= 4096:  # a long stretch of carried rows: keep memory flat
+            self._apply_pending()
+
+    def clear_index(self) -> None:
+        self._index.clear()
+        self.db.execute("DELETE FROM line_index")
+
+    def iter_index(self) -> Iterator[tuple[int, int]]:
+        self._apply_pending()
+        yield from self.db.execute("SELECT offset, size FROM line_index ORDER BY row")
+
+    # -- committing ---------------------------------------------------------
     def commit(self) -> None:
         self._apply_pending()
         self.db.execute("COMMIT")
@@ -477,9 +499,10 @@ class ResultsWriter:
         self.with_payload = with_payload
         self.header = [*COLUMNS, *(["payload"] if with_payload else []), *self.input_columns]
         self._live: IO[str] | None = None
-        # Where each row's line sits in the live file (byte offset and size),
-        # indexed by row number: the in-order rewrite at the end reads the
-        # lines back from the live file itself. 16 bytes a row, no database.
+        # Where each row's line sits in the live file (byte offset and size):
+        # the in-order rewrite at the end reads the lines back from the live
+        # file itself. Kept in the journal (memory stays flat on a million
+        # rows), or in these two arrays when there is no journal.
         self._offsets = array("q")
         self._sizes = array("q")
         self._pos = 0
@@ -496,6 +519,7 @@ class ResultsWriter:
         self._live.write(header)
         self._pos = len(codecs.BOM_UTF8) + len(header.encode("utf-8"))
         if self.journal is not None:
+            self.journal.clear_index()
             self.journal.after_commit.append(self.flush)
 
     def format(self, outcome: Outcome) -> str:
@@ -528,13 +552,16 @@ class ResultsWriter:
         assert self._live is not None
         self._live.write(line)
         row = outcome.row
-        if row >= len(self._offsets):
-            grow = row + 1 - len(self._offsets) + 4096
-            self._offsets.extend(array("q", [-1]) * grow)
-            self._sizes.extend(array("q", [0]) * grow)
         size = len(line.encode("utf-8"))
-        self._offsets[row] = self._pos  # a row written twice: the later line wins
-        self._sizes[row] = size
+        if self.journal is not None:
+            self.journal.index_line(row, self._pos, size)  # a row written twice: the later wins
+        else:
+            if row >= len(self._offsets):
+                grow = row + 1 - len(self._offsets) + 4096
+                self._offsets.extend(array("q", [-1]) * grow)
+                self._sizes.extend(array("q", [0]) * grow)
+            self._offsets[row] = self._pos
+            self._sizes[row] = size
         self._pos += size
 
     def flush(self) -> None:
@@ -551,7 +578,11 @@ class ResultsWriter:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(self.path, "rb") as live, open(tmp, "wb") as out:
             out.write(codecs.BOM_UTF8 + _line(self.header).encode("utf-8"))
-            for offset, size in zip(self._offsets, self._sizes, strict=True):
+            index: Iterator[tuple[int, int]] = (
+                self.journal.iter_index() if self.journal is not None
+                else zip(self._offsets, self._sizes, strict=True)
+            )
+            for offset, size in index:
                 if offset >= 0:
                     live.seek(offset)
                     out.write(live.read(size))
