@@ -26,6 +26,7 @@ import asyncio
 import codecs
 import contextlib
 import csv
+import dataclasses
 import fcntl
 import io
 import json
@@ -77,8 +78,7 @@ CREATE TABLE IF NOT EXISTS rows (
     sent_at TEXT NOT NULL DEFAULT '',
     first_attempt_at TEXT NOT NULL DEFAULT '',
     run_id INTEGER NOT NULL DEFAULT 0,
-    target TEXT NOT NULL DEFAULT '',  -- JSON {campaignId, contact}: what a look-up needs
-    prev_run INTEGER NOT NULL DEFAULT -1  -- run_id before this run claimed the key
+    target TEXT NOT NULL DEFAULT ''  -- JSON {campaignId, contact}: what a look-up needs
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS line_index (
     row INTEGER PRIMARY KEY, offset INTEGER NOT NULL, size INTEGER NOT NULL
@@ -131,6 +131,10 @@ class Record:
     first_attempt_at: str
     run_id: int
     target: str = ""
+
+
+# The journal columns a Record holds, in its field order.
+RECORD_COLUMNS = ",".join(f.name for f in dataclasses.fields(Record))
 
 
 def journal_path(results: Path) -> Path:
@@ -190,11 +194,6 @@ class Journal:
             # rather than every 4 MB: they were a visible share of a fast run.
             self.db.execute("PRAGMA wal_autocheckpoint=10000")
             self.db.executescript(SCHEMA)
-            have = {r[1] for r in self.db.execute("PRAGMA table_info(rows)")}
-            for column, ddl in (("target", "TEXT NOT NULL DEFAULT ''"),
-                                ("prev_run", "INTEGER NOT NULL DEFAULT -1")):
-                if column not in have:  # a journal written by an earlier version
-                    self.db.execute(f"ALTER TABLE rows ADD COLUMN {column} {ddl}")
         except sqlite3.DatabaseError as exc:
             raise ResultsError(
                 f"{path}: not a bulksend journal ({exc})",
@@ -226,14 +225,10 @@ class Journal:
     def get(self, key: str) -> Record | None:
         self._apply_pending()
         row = self.db.execute(
-            "SELECT key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
-            "error,sent_at,first_attempt_at,run_id,target FROM rows WHERE key=?",
+            f"SELECT {RECORD_COLUMNS} FROM rows WHERE key=?",
             (key,),
         ).fetchone()
         return None if row is None else Record(*row)
-
-    def count(self) -> int:
-        return int(self.db.execute("SELECT count(*) FROM rows").fetchone()[0])
 
     # -- writing ------------------------------------------------------------
     def unsettled(self) -> list[Record]:
@@ -242,48 +237,29 @@ class Journal:
         return [
             Record(*r)
             for r in self.db.execute(
-                "SELECT key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
-                "error,sent_at,first_attempt_at,run_id,target FROM rows WHERE status IN (?, ?)",
+                f"SELECT {RECORD_COLUMNS} FROM rows WHERE status IN (?, ?)",
                 (INFLIGHT, UNKNOWN),
             )
         ]
 
-    def claim(self, key: str, row: int, target: str = "") -> Record | None:
-        """Mark ``key`` as met in this run at ``row``. Returns its record as it was
-        before this run met it (``run_id`` is the run that met it last), or None
-        when the key is new. A key met twice in one run is a duplicate: the caller
-        sees ``record.run_id == self.run_id``. One statement: SQLite's SET
-        expressions read the old values, so ``prev_run=run_id`` keeps the old run."""
-        got = self.db.execute(
-            "INSERT INTO rows (key,row,status,run_id,target) VALUES (?,?,?,?,?) "
-            "ON CONFLICT(key) DO UPDATE SET prev_run=run_id, "
-            "row=CASE WHEN run_id=excluded.run_id THEN row ELSE excluded.row END, "
-            "run_id=excluded.run_id, "
-            "target=CASE WHEN target='' THEN excluded.target ELSE target END "
-            "RETURNING key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
-            "error,sent_at,first_attempt_at,prev_run,target",
-            (key, row, PENDING, self.run_id, target),
-        ).fetchone()
-        if got is None or got[11] == -1:
-            return None
-        return Record(*got)
-
-    CLAIM_CHUNK = 64  # keys claimed per statement pair by claim_many()
+    CLAIM_CHUNK = 64  # keys the feeder claims per claim_many() call
 
     def claim_many(
         self, items: Sequence[tuple[str, int, Any]], target_of: Callable[[Any], str]
     ) -> list[Record | None]:
-        """``claim`` for many keys, in order, with one SELECT and at most one
-        INSERT and one UPDATE batch: the same answers as calling ``claim`` for
-        each (key, row, payload) in turn. ``target_of(payload)`` is computed
-        only for keys whose look-up target is not stored yet."""
+        """Mark each key as met in this run at its row, in order, with one
+        SELECT and at most one INSERT and one UPDATE batch. For each item:
+        None when the key is new; else its record as it was before this run met
+        it (``row`` being the row that now holds the key). A key met earlier in
+        this run is a duplicate: its record has ``run_id == self.run_id`` and
+        the first row that met it. ``target_of(payload)`` is computed only for
+        keys whose look-up target is not stored yet."""
         self._apply_pending()
         keys = list({key for key, _, _ in items})
         found: dict[str, Record] = {}
         marks = ",".join("?" * len(keys))
         for got in self.db.execute(
-            "SELECT key,row,status,request_id,portal_url,contact_id,http_status,attempts,"
-            f"error,sent_at,first_attempt_at,run_id,target FROM rows WHERE key IN ({marks})",
+            f"SELECT {RECORD_COLUMNS} FROM rows WHERE key IN ({marks})",
             keys,
         ):
             found[got[0]] = Record(*got)
@@ -306,7 +282,7 @@ class Journal:
                 target = record.target or target_of(payload)
                 updates.append((row, self.run_id, target, key))
                 first_row[key] = row
-                record.row = row  # as claim() reports it: the row that now holds the key
+                record.row = row  # the row that now holds the key
             # else: met in an earlier batch of this run; the caller sees a duplicate
         if inserts:
             self.db.executemany(
@@ -366,31 +342,11 @@ class Journal:
             self.db.executemany("INSERT OR REPLACE INTO line_index VALUES (?, ?, ?)", self._index)
             self._index.clear()
 
-    def attempts(self, key: str) -> int:
-        self._apply_pending()
-        row = self.db.execute("SELECT attempts FROM rows WHERE key=?", (key,)).fetchone()
-        return 0 if row is None else int(row[0])
-
     def import_record(self, record: Record) -> None:
+        """A record rebuilt from a results CSV; as met by no run (run_id 0)."""
+        values = dataclasses.astuple(dataclasses.replace(record, run_id=0))
         self.db.execute(
-            "INSERT OR IGNORE INTO rows (key,row,status,request_id,portal_url,contact_id,"
-            "http_status,attempts,error,sent_at,first_attempt_at,run_id,target) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                record.key,
-                record.row,
-                record.status,
-                record.request_id,
-                record.portal_url,
-                record.contact_id,
-                record.http_status,
-                record.attempts,
-                record.error,
-                record.sent_at,
-                record.first_attempt_at,
-                0,
-                record.target,
-            ),
+            f"INSERT OR IGNORE INTO rows ({RECORD_COLUMNS}) VALUES ({','.join('?' * len(values))})", values
         )
 
     # -- where each results line sits in the live results file -------------

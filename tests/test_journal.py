@@ -1,6 +1,7 @@
-"""The journal's batched claim answers exactly as one claim per key would
-(a duplicate is a duplicate, a known key shows its earlier record), whatever
-the batch boundaries and the keys met in earlier runs."""
+"""The journal's claims, batch by batch, answer as the plain rule says: a key
+met earlier in this run is a duplicate of the first row that met it; a key
+from an earlier run shows its earlier record; a new key has none. Whatever the
+batch boundaries and the keys met in earlier runs."""
 
 from __future__ import annotations
 
@@ -15,35 +16,47 @@ from bulksend.results import Journal
 keys = st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=30)
 
 
-def summary(record: object) -> tuple[object, ...] | None:
-    if record is None:
-        return None
-    return (record.key, record.row, record.status, record.run_id)  # type: ignore[attr-defined]
+def claim_all(journal: Journal, keys: list[str], chunk: int) -> list[tuple[object, ...] | None]:
+    items = [(key, n, None) for n, key in enumerate(keys, start=2)]
+    out: list[tuple[object, ...] | None] = []
+    for i in range(0, len(items), chunk):
+        for r in journal.claim_many(items[i:i + chunk], lambda _: "{}"):
+            out.append(None if r is None else (r.key, r.row, r.run_id))
+    return out
 
 
 @settings(max_examples=100, deadline=None)
-@given(earlier=keys, now=keys, chunk=st.integers(1, 7))
-def test_claim_many_equals_one_claim_per_key(earlier: list[str], now: list[str], chunk: int) -> None:
+@given(earlier=keys, now=keys, chunk=st.integers(1, 7), earlier_chunk=st.integers(1, 7))
+def test_claim_many_follows_the_rule(earlier: list[str], now: list[str], chunk: int,
+                                     earlier_chunk: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        one = Journal(Path(tmp) / "one.journal")
-        many = Journal(Path(tmp) / "many.journal")
-        for journal in (one, many):  # an earlier run met some keys
-            for n, key in enumerate(earlier, start=2):
-                journal.claim(key, n, "{}")
-            journal.commit()
-        one.close()
-        many.close()
-        one = Journal(Path(tmp) / "one.journal")
-        many = Journal(Path(tmp) / "many.journal")
+        path = Path(tmp) / "results.csv.journal"
+        first = Journal(path)
+        claim_all(first, earlier, earlier_chunk)
+        first.commit()
+        first.close()
+        journal = Journal(path)
 
-        single = [summary(one.claim(key, n, "{}")) for n, key in enumerate(now, start=2)]
-        batched: list[tuple[object, ...] | None] = []
-        items = [(key, n, None) for n, key in enumerate(now, start=2)]
-        for i in range(0, len(items), chunk):
-            batched += [summary(r) for r in many.claim_many(items[i:i + chunk], lambda _: "{}")]
+        got = claim_all(journal, now, chunk)
 
-        assert batched == single
-        for key in set(now):
-            assert summary(one.get(key)) == summary(many.get(key))
-        one.close()
-        many.close()
+        # The rule, written out plainly.
+        first_row: dict[str, int] = {}
+        for n, key in enumerate(earlier, start=2):
+            first_row.setdefault(key, n)
+        expected: list[tuple[object, ...] | None] = []
+        met_now: dict[str, int] = {}
+        for n, key in enumerate(now, start=2):
+            if key in met_now:
+                expected.append((key, met_now[key], journal.run_id))
+            elif key in first_row:
+                expected.append((key, n, journal.run_id - 1))
+                met_now[key] = n
+            else:
+                expected.append(None)
+                met_now[key] = n
+        assert got == expected
+        # And the journal now says which row holds each key, in this run.
+        for key, row in met_now.items():
+            record = journal.get(key)
+            assert record is not None and (record.row, record.run_id) == (row, journal.run_id)
+        journal.close()
