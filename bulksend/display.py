@@ -37,7 +37,7 @@ class _Base:
         left = self.total - self.done
         return rate, (left / rate if rate > 0 and left > 0 else None)
 
-    def start(self, total: int, *, to_send: int) -> None:
+    def start(self, total: int) -> None:
         self.total = total
         self.started = time.monotonic()
         self.started_run = True
@@ -75,8 +75,8 @@ class LineProgress(_Base):
                 f"rate={rate:.1f}/s{eta_text}".replace("  ", " ")
             )
 
-    def start(self, total: int, *, to_send: int) -> None:
-        super().start(total, to_send=to_send)
+    def start(self, total: int) -> None:
+        super().start(total)
         self._line(f"start rows={total}")
 
     def outcome(self, outcome: Outcome) -> None:
@@ -113,8 +113,8 @@ class JsonProgress(_Base):
         self._emit("progress", done=self.done, total=self.total, counts=dict(self.counts),
                    rate=round(rate, 2), eta_seconds=None if eta is None else round(eta, 1))
 
-    def start(self, total: int, *, to_send: int) -> None:
-        super().start(total, to_send=to_send)
+    def start(self, total: int) -> None:
+        super().start(total)
         self._emit("start", rows=total)
 
     def outcome(self, outcome: Outcome) -> None:
@@ -143,10 +143,10 @@ class BarProgress(_Base):
         super().__init__(stream, verbose=verbose)
         self.bar: Any = None
 
-    def start(self, total: int, *, to_send: int) -> None:
+    def start(self, total: int) -> None:
         from tqdm import tqdm
 
-        super().start(total, to_send=to_send)
+        super().start(total)
         self.bar = tqdm(total=total, unit="row", file=self.stream, dynamic_ncols=True,
                         smoothing=0.1, mininterval=0.2)
 

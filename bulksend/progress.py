@@ -12,8 +12,8 @@ from bulksend.outcome import Outcome
 
 
 class Progress(Protocol):
-    def start(self, total: int, *, to_send: int) -> None:
-        """The run begins: ``total`` input rows, ``to_send`` of them need the API."""
+    def start(self, total: int) -> None:
+        """The run begins: ``total`` input rows."""
 
     def outcome(self, outcome: Outcome) -> None:
         """A row's outcome is known (and recorded)."""
@@ -29,7 +29,7 @@ class Progress(Protocol):
 
 
 class NullProgress:
-    def start(self, total: int, *, to_send: int) -> None:
+    def start(self, total: int) -> None:
         pass
 
     def outcome(self, outcome: Outcome) -> None:
@@ -54,7 +54,7 @@ class RecordingProgress(NullProgress):
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.rates: list[float] = []
 
-    def start(self, total: int, *, to_send: int) -> None:
+    def start(self, total: int) -> None:
         self.total = total
 
     def outcome(self, outcome: Outcome) -> None:

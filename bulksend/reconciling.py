@@ -74,7 +74,7 @@ async def _settle_all(journal: Journal, api_url: str, api_key: str, request_time
     from bulksend.sending import Ambiguous, Client, NotSent, RateGate, look_up
 
     records = journal.unsettled()
-    progress.start(len(records), to_send=0)
+    progress.start(len(records))
     gate = RateGate(10.0, progress=progress)
     settled: dict[str, Outcome] = {}
     async with Client(api_url, api_key, timeout=request_timeout, concurrency=4) as client:

@@ -307,10 +307,11 @@ class Journal:
         self.db.execute("UPDATE rows SET status=? WHERE key=? AND status=?", (status, key, INFLIGHT))
         self._schedule_commit(urgent=True)
 
-    def record(self, outcome: Outcome) -> None:
-        """The outcome of a keyed row (sent/failed/unknown) is known."""
+    def record(self, outcome: Outcome, *, status: str | None = None) -> None:
+        """The outcome of a keyed row (sent/failed/unknown) is known; ``status``
+        overrides the outcome's own (a retryable failure recorded as failed)."""
         self._records.append((
-            outcome.status,
+            status or outcome.status,
             outcome.attempts,
             outcome.request_id,
             outcome.portal_url,

@@ -296,12 +296,8 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
         )
     summary = Summary(results=config.results, dry_run=config.dry_run)
     table, mapping = open_input(config)
-    try:
-        check_results_target(config.results, config.contacts)
-    except BaseException:
-        table.close()
-        raise
     with table:
+        check_results_target(config.results, config.contacts)
         summary.total, uses = check_pass(table, mapping)
         if config.dry_run:
             # A throwaway journal gives the dry run the same duplicate check.
@@ -380,7 +376,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
             loop.add_signal_handler(sig, on_signal, name)
             installed.append(sig)
 
-    def unattempted(job: Any) -> None:
+    def unattempted(job: Job) -> None:
         """A queued row the run stopped before sending: its earlier status stands."""
         if job.marked and job.outcome.key:
             journal.restore(job.outcome.key, job.previous)
@@ -398,7 +394,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
     # enough that a kill leaves few rows marked but unsent (each costs a look-up).
     queue: asyncio.Queue[Job | list[Job] | None] = asyncio.Queue(maxsize=max(64, config.concurrency * 8))
     in_flight: dict[int, Job | list[Job]] = {}
-    progress.start(summary.total, to_send=summary.total)
+    progress.start(summary.total)
     gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
     policy = Policy(max_attempts=config.max_attempts)
 
@@ -433,10 +429,9 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
 
             # Batch mode: rows gather by their request-level fields; a group
             # leaves when it holds 50 contacts, and at the end of the input. A
-            # group never holds the same contact twice, so the answer can be
-            # matched by contact without doubt.
-            groups: dict[str, list[Job]] = {}
-            members: dict[str, set[str]] = {}
+            # group never holds the same contact twice (a second one sends the
+            # group first), so the answer can be matched by contact without doubt.
+            groups: dict[str, dict[str, Job]] = {}  # group -> contact identity -> job
 
             # The feeder writes each row's write-ahead mark as it queues it, and
             # refills the queue by halves, so one commit covers many rows and a
@@ -460,18 +455,14 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                     await put(job)
                     return
                 who = contact_identity(job.payload.get("contact"))
-                if who in members.get(group, set()):
-                    await put(groups.pop(group))
-                    members.pop(group)
-                groups.setdefault(group, []).append(job)
-                members.setdefault(group, set()).add(who)
-                if len(groups[group]) >= BATCH_SIZE:
-                    members.pop(group)
-                    await put(groups.pop(group))
+                if who in groups.get(group, {}):
+                    await put(list(groups.pop(group).values()))
+                members = groups.setdefault(group, {})
+                members[who] = job
+                if len(members) >= BATCH_SIZE:
+                    await put(list(groups.pop(group).values()))
                 elif len(groups) > 256:  # many distinct groups: send the oldest
-                    oldest = next(iter(groups))
-                    members.pop(oldest)
-                    await put(groups.pop(oldest))
+                    await put(list(groups.pop(next(iter(groups))).values()))
 
             # `bulksend reconcile` needs each key's campaign and contact; the
             # default keys (campaignId|email, campaignId|contact id) say it
@@ -536,8 +527,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                 if chunk:
                     await decide()
                 for group in list(groups):
-                    members.pop(group, None)
-                    await put(groups.pop(group))
+                    await put(list(groups.pop(group).values()))
 
             workers = [asyncio.create_task(worker(n)) for n in range(config.concurrency)]
             feeder = asyncio.create_task(feed())

@@ -532,11 +532,7 @@ class Sender:
                 return o
             sent = await self.gate.acquire()
             first_attempt = utc_now()
-            if journal is not None and o.key:
-                if not job.marked:
-                    journal.begin_attempt(o.key)
-                job.marked = False
-                await journal.barrier()  # write-ahead: on disk before the POST leaves
+            await self.write_ahead([job])
             o.attempts += 1
             self.posts += 1
             try:
@@ -590,10 +586,18 @@ class Sender:
     def _interim(self, o: Outcome) -> None:
         """A definite 'not created' answer: the row is no longer in flight."""
         if self.journal is not None and o.key:
-            status = o.status
-            o.status = FAILED
-            self.journal.record(o)
-            o.status = status
+            self.journal.record(o, status=FAILED)
+
+    async def write_ahead(self, jobs: list[Job]) -> None:
+        """Return once the attempt about to be made for each job is committed.
+        The feeder already marked a job's first attempt when it queued it."""
+        if self.journal is None:
+            return
+        for job in jobs:
+            if job.outcome.key and not job.marked:
+                self.journal.begin_attempt(job.outcome.key)
+            job.marked = False
+        await self.journal.barrier()
 
 
 def _iso(text: str) -> str:
@@ -648,7 +652,6 @@ class BatchSender:
 
     async def run(self, jobs: list[Job]) -> list[Outcome]:
         s = self.sender
-        journal = s.journal
         failures = throttled = 0
         body = batch_body(jobs)
         while True:
@@ -657,12 +660,7 @@ class BatchSender:
                 return [await s.run(job) for job in jobs]
             sent = await s.gate.acquire()
             first_attempt = utc_now()
-            if journal is not None:
-                for job in jobs:
-                    if job.outcome.key and not job.marked:
-                        journal.begin_attempt(job.outcome.key)
-                    job.marked = False
-                await journal.barrier()
+            await s.write_ahead(jobs)
             for job in jobs:
                 job.outcome.attempts += 1
             s.posts += 1

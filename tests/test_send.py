@@ -25,7 +25,7 @@ def test_every_valid_row_created_exactly_once_with_contract_columns(workdir: Pat
     rows[20]["Email"] = rows[2]["Email"].upper()  # duplicate of row 4 (emails are normalised)
     write_contacts(workdir / "contacts.csv", rows)
 
-    code, out, err = send(workdir, sandbox)
+    code, _out, err = send(workdir, sandbox)
 
     assert code == 1, err  # some rows invalid/duplicate
     created = sandbox.created
@@ -68,7 +68,7 @@ def test_rerun_makes_no_post(workdir: Path, sandbox: Sandbox) -> None:
     assert code == 0, err
     before = sandbox.stats["post_request"]
 
-    code, out, err = send(workdir, sandbox)
+    code, _out, err = send(workdir, sandbox)
 
     assert code == 0, err
     assert sandbox.stats["post_request"] == before
@@ -163,7 +163,7 @@ def test_batch_mode_sends_each_row_once_matched_by_contact(workdir: Path, sandbo
 
     rows[7]["Documents"] = ""
     write_contacts(workdir / "contacts.csv", rows)
-    code, out, err = send(workdir, sandbox, "--batch")
+    code, _out, err = send(workdir, sandbox, "--batch")
 
     assert code == 0, err
     stats = sandbox.stats
