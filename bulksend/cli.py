@@ -107,6 +107,16 @@ def input_options(f: Any) -> Any:
     return f
 
 
+def api_options(f: Any) -> Any:
+    """Where the API is and how the key is given (send and reconcile)."""
+    f = click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)(f)
+    f = click.option("--api-key-file", metavar="FILE",
+                     help="Read the API key from FILE instead of COLLECT_API_KEY.")(f)
+    f = click.option("--api-url", envvar="COLLECT_API_URL", default=DEFAULT_API_URL, show_default=True,
+                     help="API base URL (env COLLECT_API_URL).")(f)
+    return f
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, prog_name="bulksend")
 def cli() -> None:
@@ -132,10 +142,7 @@ def cli() -> None:
 @click.option("--results", "-o", metavar="RESULTS.csv",
               help="Results CSV; also the resume point. Default: CONTACTS-results.csv in the "
               "current folder. Pass a fixed name for nightly runs over dated exports.")
-@click.option("--api-url", envvar="COLLECT_API_URL", default=DEFAULT_API_URL, show_default=True,
-              help="API base URL (env COLLECT_API_URL).")
-@click.option("--api-key-file", metavar="FILE", help="Read the API key from FILE instead of COLLECT_API_KEY.")
-@click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)
+@api_options
 @click.option("--rate", default="10/s", show_default=True,
               help="Ceiling on requests per second (10/s, 600/min, none); the rate adapts "
               "down on 429 and recovers.")
@@ -349,10 +356,7 @@ def report(results: str, examples: int) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("results", metavar="RESULTS.csv")
-@click.option("--api-url", envvar="COLLECT_API_URL", default=DEFAULT_API_URL, show_default=True,
-              help="API base URL (env COLLECT_API_URL).")
-@click.option("--api-key-file", metavar="FILE", help="Read the API key from FILE instead of COLLECT_API_KEY.")
-@click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)
+@api_options
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
               help="Seconds to wait for one answer.")
 def reconcile(results: str, api_url: str, api_key_file: str | None, timeout: float) -> None:
