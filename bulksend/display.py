@@ -50,65 +50,66 @@ class _Base:
         self.current_rate = per_second
 
 
-class LineProgress(_Base):
-    """Headless: one line every ``every`` seconds, plus notable events."""
+class _Periodic(_Base):
+    """A progress report every ``every`` seconds of rows, and one at the end."""
 
     def __init__(self, stream: IO[str] | None = None, *, every: float = 5.0,
                  verbose: bool = False) -> None:
         super().__init__(stream, verbose=verbose)
         self.every = every
         self._last = time.monotonic()
+
+    def _report(self) -> None:
+        raise NotImplementedError
+
+    def outcome(self, outcome: Outcome) -> None:
+        super().outcome(outcome)
+        now = time.monotonic()
+        if now - self._last >= self.every:
+            self._last = now
+            self._report()
+
+    def close(self) -> None:
+        if self.started_run:
+            self._report()
+
+
+class LineProgress(_Periodic):
+    """Headless: one line every ``every`` seconds, plus notable events."""
 
     def _line(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         self.stream.write(f"{stamp} {text}\n")
         self.stream.flush()
 
-    def _tick(self, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last >= self.every:
-            self._last = now
-            rate, eta = self._rate_eta()
-            eta_text = f" eta={eta:.0f}s" if eta is not None else ""
-            self._line(
-                f"progress {self.done}/{self.total} {_counts_text(self.counts)} "
-                f"rate={rate:.1f}/s{eta_text}".replace("  ", " ")
-            )
+    def _report(self) -> None:
+        rate, eta = self._rate_eta()
+        eta_text = f" eta={eta:.0f}s" if eta is not None else ""
+        self._line(
+            f"progress {self.done}/{self.total} {_counts_text(self.counts)} "
+            f"rate={rate:.1f}/s{eta_text}".replace("  ", " ")
+        )
 
     def start(self, total: int) -> None:
         super().start(total)
         self._line(f"start rows={total}")
-
-    def outcome(self, outcome: Outcome) -> None:
-        super().outcome(outcome)
-        self._tick()
 
     def event(self, kind: str, message: str, **fields: Any) -> None:
         if kind in ("retry", "reconciled") and not self.verbose:
             return
         self._line(f"{kind} {message}")
 
-    def close(self) -> None:
-        if self.started_run:
-            self._tick(force=True)
 
-
-class JsonProgress(_Base):
+class JsonProgress(_Periodic):
     """``--log-format json``: one JSON object per line, per event and per
     progress tick (and per row with --verbose)."""
-
-    def __init__(self, stream: IO[str] | None = None, *, every: float = 5.0,
-                 verbose: bool = False) -> None:
-        super().__init__(stream, verbose=verbose)
-        self.every = every
-        self._last = time.monotonic()
 
     def _emit(self, event: str, **fields: Any) -> None:
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
         self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
         self.stream.flush()
 
-    def _progress(self) -> None:
+    def _report(self) -> None:
         rate, eta = self._rate_eta()
         self._emit("progress", done=self.done, total=self.total, counts=dict(self.counts),
                    rate=round(rate, 2), eta_seconds=None if eta is None else round(eta, 1))
@@ -118,22 +119,14 @@ class JsonProgress(_Base):
         self._emit("start", rows=total)
 
     def outcome(self, outcome: Outcome) -> None:
-        super().outcome(outcome)
         if self.verbose:
             self._emit("row", row=outcome.row, key=outcome.key, status=outcome.status,
                        request_id=outcome.request_id, http_status=outcome.http_status,
                        error=outcome.error)
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
-            self._progress()
+        super().outcome(outcome)
 
     def event(self, kind: str, message: str, **fields: Any) -> None:
         self._emit(kind, message=message, **fields)
-
-    def close(self) -> None:
-        if self.started_run:
-            self._progress()
 
 
 class BarProgress(_Base):
