@@ -24,9 +24,11 @@ from bulksend.results import (
     COLUMNS,
     Journal,
     Record,
+    ResultsWriter,
     RunLock,
     journal_path,
     neutralise,
+    not_results_file,
     seed_journal_from_csv,
 )
 
@@ -116,8 +118,10 @@ def _rewrite(results: Path, settled: dict[str, Outcome]) -> None:
         writer = csv.writer(dst, lineterminator="\r\n")
         header = next(reader, None)
         if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
-            raise ResultsError(f"{results}: not a bulksend results file")
+            raise not_results_file(results)
         writer.writerow(header)
+        # Formats a line exactly as a send does; the input's cells stay empty.
+        lines = ResultsWriter(results, None, header[len(COLUMNS):])
         at = {name: i for i, name in enumerate(COLUMNS)}
         seen: set[str] = set()
         for cells in reader:
@@ -134,8 +138,5 @@ def _rewrite(results: Path, settled: dict[str, Outcome]) -> None:
         for key, outcome in sorted(settled.items(), key=lambda kv: kv[1].row):
             if key in seen:
                 continue
-            cells = [str(outcome.row), key, outcome.status, outcome.request_id, outcome.portal_url,
-                     outcome.contact_id, "" if outcome.http_status is None else str(outcome.http_status),
-                     str(outcome.attempts), outcome.error, outcome.sent_at]
-            writer.writerow([neutralise(c) for c in cells] + [""] * (len(header) - len(COLUMNS)))
+            dst.write(lines.format(outcome))
     os.replace(tmp, results)

@@ -551,7 +551,7 @@ class ResultsWriter:
             self._live = None
 
 
-def _not_results(path: Path) -> ResultsError:
+def not_results_file(path: Path) -> ResultsError:
     return ResultsError(
         f"{path}: not a bulksend results file (its first columns are not {', '.join(COLUMNS[:3])}, …)",
         hint="pass the results CSV a send wrote, or another --results file name",
@@ -569,11 +569,11 @@ def read_results(path: Path) -> Iterator[dict[str, str]]:
         try:
             header = next(reader, None)
             if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
-                raise _not_results(path)
+                raise not_results_file(path)
             for cells in reader:
                 yield {h: unneutralise(c) for h, c in zip(header, cells, strict=False)}
         except (UnicodeDecodeError, csv.Error):
-            raise _not_results(path) from None
+            raise not_results_file(path) from None
 
 
 def check_results_target(results: Path, contacts: str) -> None:
