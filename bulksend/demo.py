@@ -30,16 +30,15 @@ def find_samples() -> tuple[Path, Path]:
 
 def run_demo(results: Path) -> ExitStatus:
     from bulksend.display import make_progress
-    from bulksend.results import journal_path, lock_path
+    from bulksend.results import lock_path, remove_journal
     from bulksend.run import RunConfig, send_file
     from bulksend.sandbox import SandboxConfig, running_sandbox
 
     contacts, mapping = find_samples()
     # A demo always starts afresh: its results are not a record of real sends.
-    for stale in (results, journal_path(results), lock_path(results)):
-        stale.unlink(missing_ok=True)
-    for suffix in ("-wal", "-shm"):
-        Path(str(journal_path(results)) + suffix).unlink(missing_ok=True)
+    results.unlink(missing_ok=True)
+    lock_path(results).unlink(missing_ok=True)
+    remove_journal(results)
 
     faults = SandboxConfig(api_key=DEMO_KEY, seed=7, rate_limit=15.0, burst=3,
                            fail_rate=0.1, ambiguous_rate=0.05, latency=0.02)

@@ -141,6 +141,13 @@ def journal_path(results: Path) -> Path:
     return results.with_name(results.name + ".journal")
 
 
+def remove_journal(results: Path) -> None:
+    """Delete a results file's journal, with SQLite's WAL and shared-memory files."""
+    journal = journal_path(results)
+    for path in (journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")):
+        path.unlink(missing_ok=True)
+
+
 def lock_path(results: Path) -> Path:
     return results.with_name(results.name + ".lock")
 

@@ -41,6 +41,7 @@ from bulksend.results import (
     RunLock,
     check_results_target,
     journal_path,
+    remove_journal,
     seed_journal_from_csv,
 )
 
@@ -252,8 +253,7 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
                     seeded = seed_journal_from_csv(journal, config.results)
                 except BaseException:
                     journal.close()
-                    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
-                        leftover.unlink(missing_ok=True)
+                    remove_journal(config.results)
                     raise
                 if seeded:
                     summary.warnings.append(
