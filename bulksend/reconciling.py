@@ -26,6 +26,7 @@ from bulksend.results import (
     Record,
     ResultsWriter,
     RunLock,
+    is_results_header,
     journal_path,
     neutralise,
     not_results_file,
@@ -117,7 +118,7 @@ def _rewrite(results: Path, settled: dict[str, Outcome]) -> None:
         reader = csv.reader(src)
         writer = csv.writer(dst, lineterminator="\r\n")
         header = next(reader, None)
-        if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
+        if not is_results_header(header):
             raise not_results_file(results)
         writer.writerow(header)
         # Formats a line exactly as a send does; the input's cells stay empty.

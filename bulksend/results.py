@@ -37,7 +37,7 @@ from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeGuard
 
 from bulksend.errors import LockedError, ResultsError
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
@@ -558,6 +558,10 @@ class ResultsWriter:
             self._live = None
 
 
+def is_results_header(header: Sequence[str] | None) -> TypeGuard[Sequence[str]]:
+    return header is not None and tuple(header[: len(COLUMNS)]) == COLUMNS
+
+
 def not_results_file(path: Path) -> ResultsError:
     return ResultsError(
         f"{path}: not a bulksend results file (its first columns are not {', '.join(COLUMNS[:3])}, …)",
@@ -575,7 +579,7 @@ def read_results(path: Path) -> Iterator[dict[str, str]]:
         reader = csv.reader(handle)
         try:
             header = next(reader, None)
-            if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
+            if not is_results_header(header):
                 raise not_results_file(path)
             for cells in reader:
                 yield {h: unneutralise(c) for h, c in zip(header, cells, strict=False)}
@@ -609,7 +613,7 @@ def check_results_target(results: Path, contacts: str) -> None:
             header = next(csv.reader(handle), None)
     except (OSError, UnicodeDecodeError, csv.Error):
         header = None
-    if header is None or tuple(header[: len(COLUMNS)]) != COLUMNS:
+    if not is_results_header(header):
         raise ResultsError(
             f"{results}: exists and is not a bulksend results file; refusing to overwrite it",
             hint="pass another --results file name",
