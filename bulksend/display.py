@@ -26,6 +26,7 @@ class _Base:
         self.total = 0
         self.counts: Counter[str] = Counter()
         self.done = 0
+        self.skipped = 0  # rows carried unread from earlier runs: not in the rate
         self.started = time.monotonic()
         self.current_rate = 0.0
         self.retrying_rows: set[object] = set()  # rows between a retryable error and their outcome
@@ -33,7 +34,7 @@ class _Base:
 
     def _rate_eta(self) -> tuple[float, float | None]:
         elapsed = max(time.monotonic() - self.started, 1e-6)
-        rate = self.done / elapsed
+        rate = (self.done - self.skipped) / elapsed
         left = self.total - self.done
         return rate, (left / rate if rate > 0 and left > 0 else None)
 
@@ -45,6 +46,11 @@ class _Base:
     def outcome(self, outcome: Outcome) -> None:
         self.counts[outcome.status] += 1
         self.done += 1
+
+    def carried(self, counts: dict[str, int]) -> None:
+        self.counts.update(counts)
+        self.done += sum(counts.values())
+        self.skipped += sum(counts.values())
 
     def rate(self, per_second: float) -> None:
         self.current_rate = per_second
@@ -159,6 +165,14 @@ class BarProgress(_Base):
         if self.bar is not None:
             self._postfix()
             self.bar.update(1)
+
+    def carried(self, counts: dict[str, int]) -> None:
+        super().carried(counts)
+        if self.bar is not None:
+            # As tqdm's `initial`: its rate and ETA then count this run's rows only.
+            self.bar.initial = self.bar.n = self.bar.last_print_n = self.done
+            self._postfix()
+            self.bar.refresh()
 
     def event(self, kind: str, message: str, **fields: Any) -> None:
         if kind == "retry":

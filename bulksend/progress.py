@@ -18,6 +18,9 @@ class Progress(Protocol):
     def outcome(self, outcome: Outcome) -> None:
         """A row's outcome is known (and recorded)."""
 
+    def carried(self, counts: dict[str, int]) -> None:
+        """Rows settled by earlier runs and skipped unread (see checkpoints.py), by status."""
+
     def event(self, kind: str, message: str, **fields: Any) -> None:
         """Something a person may want to know: a retry, a pause, a warning."""
 
@@ -33,6 +36,9 @@ class NullProgress:
         pass
 
     def outcome(self, outcome: Outcome) -> None:
+        pass
+
+    def carried(self, counts: dict[str, int]) -> None:
         pass
 
     def event(self, kind: str, message: str, **fields: Any) -> None:
@@ -51,6 +57,7 @@ class RecordingProgress(NullProgress):
     def __init__(self) -> None:
         self.total = 0
         self.outcomes: list[Outcome] = []
+        self.carried_counts: dict[str, int] = {}
         self.events: list[tuple[str, str, dict[str, Any]]] = []
         self.rates: list[float] = []
 
@@ -59,6 +66,9 @@ class RecordingProgress(NullProgress):
 
     def outcome(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
+
+    def carried(self, counts: dict[str, int]) -> None:
+        self.carried_counts = dict(counts)
 
     def event(self, kind: str, message: str, **fields: Any) -> None:
         self.events.append((kind, message, fields))

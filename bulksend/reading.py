@@ -75,6 +75,15 @@ class Row:
 # (row number, cells) of each record that is not wholly blank, header included
 Records = Generator[tuple[int, list[str]], None, None]
 
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A record boundary in a text file: its first ``offset`` bytes hold records
+    1 to ``number`` (header and blank records included), and nothing more."""
+
+    number: int
+    offset: int
+
 SPREADSHEET_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
 TAB_EXTENSIONS = frozenset({".tsv", ".tab"})
 DELIMITERS = (",", ";", "\t", "|")  # detection order; the first wins a tie
@@ -151,15 +160,19 @@ class Table:
     def __init__(
         self,
         name: str,
-        records: Callable[[], Records],
+        records: Callable[..., Records],
         column_label: Callable[[int], str],
         *,
         encoding: str | None = None,
         delimiter: str | None = None,
         sheet: str | None = None,
+        path: str | None = None,
+        marks: Callable[[Mark | None, list[int]], list[Mark]] | None = None,
     ) -> None:
         self.name = name
         self._records = records
+        self._marks = marks
+        self.path = path  # text: the file read (a spool for stdin); None for spreadsheets
         self.encoding = encoding
         self.delimiter = delimiter
         self.sheet = sheet
@@ -178,13 +191,28 @@ class Table:
         self.header_row, header = first
         self.columns = _header_names(name, self.header_row, header, column_label)
 
-    def rows(self) -> Iterator[Row]:
-        """Stream the data rows in order; wholly blank rows are skipped (but counted)."""
+    @property
+    def seekable(self) -> bool:
+        """Whether rows() can start at a ``Mark`` (text in UTF-8 or a one-byte code page)."""
+        return self._marks is not None
+
+    def marks(self, start: Mark | None, numbers: list[int]) -> list[Mark]:
+        """The boundary after each record in ``numbers`` (ascending, all after
+        ``start``), reading from ``start``; fewer when the file ends first."""
+        if self._marks is None:
+            raise ValueError(f"{self.name}: cannot be read from the middle")
+        return self._marks(start, numbers)
+
+    def rows(self, start: Mark | None = None) -> Generator[Row, None, None]:
+        """Stream the data rows in order; wholly blank rows are skipped (but
+        counted). From ``start`` (a seekable table only): the rows after it."""
         if self._closed:
             raise ValueError(f"{self.name}: table is closed")
+        if start is not None and self._marks is None:
+            raise ValueError(f"{self.name}: cannot be read from the middle")
         columns = self.columns
         width = len(columns)
-        gen = self._records()
+        gen = self._records() if start is None else self._records(start)
         try:
             for number, cells in gen:
                 if number <= self.header_row:
@@ -311,10 +339,92 @@ def _open_text(name: str, path: str, encoding: str | None, delimiter: str | None
         delimiter = _sniff_delimiter(text, truncated=not complete)
     skip_first = directive is not None
 
-    def records() -> Records:
-        return _text_records(name, path, codec, delimiter, skip_first=skip_first)
+    def records(start: Mark | None = None) -> Records:
+        return _text_records(name, path, codec, delimiter, skip_first=skip_first, start=start)
 
-    return Table(name, records, _text_column_label, encoding=codec, delimiter=delimiter)
+    def marks(start: Mark | None, numbers: list[int]) -> list[Mark]:
+        return _text_marks(name, path, codec, delimiter, skip_first=skip_first, start=start,
+                           numbers=numbers)
+
+    return Table(name, records, _text_column_label, encoding=codec, delimiter=delimiter, path=path,
+                 marks=marks if _stateless(codec) else None)
+
+
+def _stateless(codec: str) -> bool:
+    """A codec whose decoding can start at any line: UTF-8, or one byte per
+    character with CR and LF as themselves (Windows-1252, Latin-1, ...)."""
+    if codec in ("utf-8", "utf-8-sig"):
+        return True
+    try:
+        decoded = bytes(range(256)).decode(codec, _ESCAPE_HANDLER)
+    except (UnicodeError, LookupError):
+        return False
+    return len(decoded) == 256 and decoded[10] == "\n" and decoded[13] == "\r"
+
+
+def _csv_reader(lines: Iterator[str], delimiter: str) -> Iterator[list[str]]:
+    return csv.reader(
+        itertools.chain(lines, (_END_LINE,)),
+        delimiter=delimiter,
+        quotechar='"',
+        doublequote=True,
+        skipinitialspace=False,
+        strict=False,  # `"a"b` reads as `ab`, as Excel does
+    )
+
+
+def _text_from(raw: BinaryIO, codec: str, start: Mark | None) -> io.TextIOWrapper:
+    if start is not None:
+        raw.seek(start.offset)
+        codec = "utf-8" if codec == "utf-8-sig" else codec  # the mark is past the BOM
+    return io.TextIOWrapper(raw, encoding=codec, errors=_ESCAPE_HANDLER, newline="")
+
+
+def _text_marks(name: str, path: str, codec: str, delimiter: str, *, skip_first: bool,
+                start: Mark | None, numbers: list[int]) -> list[Mark]:
+    """Where each of the records ``numbers`` ends, in bytes: when the csv reader
+    returns a record, the lines it has taken are exactly those up to its end.
+    Only a record ended by LF gets a mark: text appended after a last line
+    without one would continue that record, and a CR alone could become CRLF."""
+    found: list[Mark] = []
+    wanted = iter(numbers)
+    target = next(wanted, None)
+    if target is None:
+        return found
+    offset = 0 if start is None else start.offset
+    number = 0 if start is None else start.number
+    if start is not None:
+        skip_first = False
+    one_byte = codec not in ("utf-8", "utf-8-sig")
+    with _open_binary(name, path) as raw:
+        if start is None and codec == "utf-8-sig" and raw.read(3) == codecs.BOM_UTF8:
+            offset = 3  # the decoder drops the mark: no line holds it
+        raw.seek(0)
+        text = _text_from(raw, codec, start)  # held here: the reader drops it at its end
+        taken = 0
+        ended = False  # the last line taken ends with LF
+
+        def counted() -> Iterator[str]:
+            nonlocal taken, ended
+            for line in text:
+                taken += len(line) if one_byte or line.isascii() else len(line.encode("utf-8"))
+                ended = line.endswith("\n")
+                yield line
+
+        for cells in _csv_reader(counted(), delimiter):
+            if skip_first:
+                skip_first = False
+                continue
+            if cells and (cells[-1].endswith(_END_LINE) or (cells[-1] == _END and len(cells) == 1)):
+                break  # the end (or an unclosed quote, which the reading pass reports)
+            number += 1
+            while target is not None and number >= target:
+                if number == target and ended:
+                    found.append(Mark(number, offset + taken))
+                target = next(wanted, None)
+            if target is None:
+                break
+    return found
 
 
 def _open_binary(name: str, path: str) -> BinaryIO:
@@ -463,19 +573,16 @@ def _sniff_delimiter(text: str, *, truncated: bool) -> str:
     return best
 
 
-def _text_records(name: str, path: str, codec: str, delimiter: str, *, skip_first: bool = False) -> Records:
-    """(row number, cells) of every record that is not wholly blank, header included."""
+def _text_records(name: str, path: str, codec: str, delimiter: str, *, skip_first: bool = False,
+                  start: Mark | None = None) -> Records:
+    """(row number, cells) of every record that is not wholly blank, header
+    included; from ``start``, the records after it."""
     with _open_binary(name, path) as raw:
-        text = io.TextIOWrapper(raw, encoding=codec, errors=_ESCAPE_HANDLER, newline="")
-        reader = csv.reader(
-            itertools.chain(text, (_END_LINE,)),
-            delimiter=delimiter,
-            quotechar='"',
-            doublequote=True,
-            skipinitialspace=False,
-            strict=False,  # `"a"b` reads as `ab`, as Excel does
-        )
+        text = _text_from(raw, codec, start)  # held here: the reader drops it at its end
+        reader = _csv_reader(text, delimiter)
         number = 0
+        if start is not None:
+            number, skip_first = start.number, False
         while True:
             try:
                 cells = next(reader)

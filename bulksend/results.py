@@ -31,10 +31,11 @@ import fcntl
 import io
 import json
 import os
+import shutil
 import sqlite3
 import time
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, TypeGuard
@@ -228,6 +229,9 @@ class Journal:
     def set_meta(self, name: str, value: str) -> None:
         self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
 
+    def delete_meta(self, name: str) -> None:
+        self.db.execute("DELETE FROM meta WHERE name=?", (name,))
+
     # -- reading ------------------------------------------------------------
     def get(self, key: str) -> Record | None:
         self._apply_pending()
@@ -252,7 +256,8 @@ class Journal:
     CLAIM_CHUNK = 64  # keys the feeder claims per claim_many() call
 
     def claim_many(
-        self, items: Sequence[tuple[str, int, Any]], target_of: Callable[[Any], str]
+        self, items: Sequence[tuple[str, int, Any]], target_of: Callable[[Any], str],
+        skipped: tuple[int, int] | None = None,
     ) -> list[Record | None]:
         """Mark each key as met in this run at its row, in order, with one
         SELECT and at most one INSERT and one UPDATE batch. For each item:
@@ -260,7 +265,11 @@ class Journal:
         it (``row`` being the row that now holds the key). A key met earlier in
         this run is a duplicate: its record has ``run_id == self.run_id`` and
         the first row that met it. ``target_of(payload)`` is computed only for
-        keys whose look-up target is not stored yet."""
+        keys whose look-up target is not stored yet.
+
+        ``skipped`` = (number, base run): this run skipped rows up to ``number``
+        (see checkpoints.py). A key claimed at one of those rows by a run since
+        ``base run`` is still held by that row, so it counts as met in this run."""
         self._apply_pending()
         keys = list({key for key, _, _ in items})
         found: dict[str, Record] = {}
@@ -281,6 +290,10 @@ class Journal:
                                       "", "", "", None, 0, "", "", "", self.run_id, ""))
                 continue
             record = found.get(key)
+            if (record is not None and skipped is not None and record.row <= skipped[0]
+                    and skipped[1] <= record.run_id < self.run_id):
+                record = dataclasses.replace(record, run_id=self.run_id)  # held by a skipped row
+                first_row[key] = record.row
             results.append(record)
             if record is None:
                 inserts.append((key, row, PENDING, self.run_id, target_of(payload)))
@@ -363,13 +376,22 @@ class Journal:
         if len(self._index) >= 4096:  # a long stretch of carried rows: keep memory flat
             self._apply_pending()
 
+    def forget_stale(self, base_run: int, after: int) -> None:
+        """End of a run that skipped rows up to ``after``: a key claimed since
+        ``base_run`` at a later row that this run did not meet is no longer held
+        by that row (it was edited): drop the claim, so no later run takes it
+        for a skipped row's."""
+        self._apply_pending()
+        self.db.execute("UPDATE rows SET run_id=0 WHERE run_id>=? AND run_id<? AND row>?",
+                        (base_run, self.run_id, after))
+
     def clear_index(self) -> None:
         self._index.clear()
         self.db.execute("DELETE FROM line_index")
 
-    def iter_index(self) -> Iterator[tuple[int, int]]:
+    def iter_index(self) -> Iterator[tuple[int, int, int]]:
         self._apply_pending()
-        yield from self.db.execute("SELECT offset, size FROM line_index ORDER BY row")
+        yield from self.db.execute("SELECT row, offset, size FROM line_index ORDER BY row")
 
     # -- committing ---------------------------------------------------------
     def commit(self) -> None:
@@ -445,6 +467,19 @@ class _LineFormatter:
 _line = _LineFormatter()
 
 
+class _Limited:
+    """The first ``size`` bytes of a binary file, for shutil.copyfileobj."""
+
+    def __init__(self, f: IO[bytes], size: int) -> None:
+        self.f, self.left = f, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n < 0 else min(n, self.left)
+        data = self.f.read(n)
+        self.left -= len(data)
+        return data
+
+
 class ResultsWriter:
     """Owns the results CSV: appends each outcome as it happens, then rewrites
     the file in input order at the end of the run."""
@@ -470,18 +505,29 @@ class ResultsWriter:
         self._offsets = array("q")
         self._sizes = array("q")
         self._pos = 0
+        self._keep = 0  # bytes of the existing file kept at its start
 
-    def open(self) -> None:
+    def open(self, keep: int = 0) -> None:
+        """Start the live file; ``keep`` > 0: keep the existing file's first
+        ``keep`` bytes (header and the lines of rows skipped, see checkpoints.py)."""
         try:
-            # utf-8-sig: Excel opens a BOM-marked CSV with accents intact.
-            self._live = open(self.path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
+            if keep:
+                os.truncate(self.path, keep)
+                self._live = open(self.path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+            else:
+                # utf-8-sig: Excel opens a BOM-marked CSV with accents intact.
+                self._live = open(self.path, "w", encoding="utf-8-sig", newline="")  # noqa: SIM115
         except OSError as exc:
             raise ResultsError(
                 f"{self.path}: cannot write the results file: {exc.strerror}"
             ) from exc
-        header = _line(self.header)
-        self._live.write(header)
-        self._pos = len(codecs.BOM_UTF8) + len(header.encode("utf-8"))
+        self._keep = keep
+        if keep:
+            self._pos = keep
+        else:
+            header = _line(self.header)
+            self._live.write(header)
+            self._pos = len(codecs.BOM_UTF8) + len(header.encode("utf-8"))
         if self.journal is not None:
             self.journal.clear_index()
             self.journal.after_commit.append(self.flush)
@@ -532,25 +578,37 @@ class ResultsWriter:
         if self._live is not None:
             self._live.flush()
 
-    def finish(self) -> None:
-        """Rewrite the file in input order: one line per input row."""
+    def finish(self, after: Sequence[int] = ()) -> dict[int, int]:
+        """Rewrite the file in input order: one line per input row. Returns, for
+        each row number in ``after`` (ascending), the size of the file's part
+        that holds the header and the lines of rows up to that one."""
         if self._live is not None:
             self._live.close()
             self._live = None
         if self.journal is not None:
             self.journal.commit()
         tmp = self.path.with_name(self.path.name + ".tmp")
+        ends: dict[int, int] = {}
+        wanted = list(after)
         with open(self.path, "rb") as live, open(tmp, "wb") as out:
-            out.write(codecs.BOM_UTF8 + _line(self.header).encode("utf-8"))
-            index: Iterator[tuple[int, int]] = (
+            if self._keep:
+                shutil.copyfileobj(_Limited(live, self._keep), out, 1 << 20)
+            else:
+                out.write(codecs.BOM_UTF8 + _line(self.header).encode("utf-8"))
+            index: Iterable[tuple[int, int, int]] = (
                 self.journal.iter_index() if self.journal is not None
-                else zip(self._offsets, self._sizes, strict=True)
+                else ((row, o, s) for row, (o, s) in enumerate(zip(self._offsets, self._sizes, strict=True)))
             )
-            for offset, size in index:
+            for row, offset, size in index:
+                while wanted and wanted[0] < row:
+                    ends[wanted.pop(0)] = out.tell()
                 if offset >= 0:
                     live.seek(offset)
                     out.write(live.read(size))
+            for number in wanted:
+                ends[number] = out.tell()
         os.replace(tmp, self.path)
+        return ends
 
     def abandon(self) -> None:
         if self._live is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
 import signal
 import tempfile
@@ -20,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bulksend import checkpoints
+from bulksend.checkpoints import Chain, Tracker
 from bulksend.errors import (
     AbortError,
     AuthError,
@@ -31,7 +34,7 @@ from bulksend.errors import (
 from bulksend.mapping import Mapping, load_mapping
 from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN, Outcome
 from bulksend.progress import Progress
-from bulksend.reading import Table, open_table
+from bulksend.reading import Mark, Row, Table, open_table
 from bulksend.results import (
     INFLIGHT,
     PENDING,
@@ -171,19 +174,33 @@ class Uses:
 ITEM_SAMPLE_ROWS = 2_000
 
 
-def check_pass(table: Table, mapping: Mapping) -> tuple[int, Uses]:
-    """Read the whole input before anything is sent, so a sheet that cannot be
-    read to its end (bad bytes at row 40,000) sends nothing; map enough of it
-    for the preflight to know the campaigns and items the rows use."""
+def check_pass(table: Table, mapping: Mapping, start: Mark | None = None) -> tuple[int, Uses]:
+    """Read the whole input (from ``start``: the rest of it) before anything is
+    sent, so a sheet that cannot be read to its end (bad bytes at row 40,000)
+    sends nothing; map enough of it for the preflight to know the campaigns and
+    items the rows use."""
     n = 0
     uses = Uses()
     map_all = mapping.campaign_id is None
-    for row in table.rows():
-        n += 1
-        if (map_all or n <= ITEM_SAMPLE_ROWS) and len(uses.campaigns) < 1000 and len(uses.items) < 10000:
+
+    def use(row: Row) -> None:
+        if len(uses.campaigns) < 1000 and len(uses.items) < 10000:
             mapped = mapping.apply(row)
             if mapped.payload is not None:
                 uses.add(mapped.payload, row.number)
+
+    if start is not None and not map_all:
+        # The same sample as a full read: the file's first rows, skipped or not.
+        first = table.rows()
+        try:
+            for row in itertools.islice(first, ITEM_SAMPLE_ROWS):
+                use(row)
+        finally:
+            first.close()
+    for row in table.rows(start):
+        n += 1
+        if map_all or (start is None and n <= ITEM_SAMPLE_ROWS):
+            use(row)
     return n, uses
 
 
@@ -298,7 +315,13 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
     table, mapping = open_input(config)
     with table:
         check_results_target(config.results, config.contacts)
-        summary.total, uses = check_pass(table, mapping)
+        # Rows settled by earlier runs up to a checkpoint both files still
+        # match are skipped unread (checkpoints.py): peeked before the lock,
+        # confirmed under it.
+        stored = None if config.dry_run else checkpoints.peek(journal_path(config.results))
+        resume = checkpoints.usable(stored, table, mapping.digest, config.results)
+        input_stat = _file_stat(table.path)
+        summary.total, uses = check_pass(table, mapping, resume.last.mark if resume else None)
         if config.dry_run:
             # A throwaway journal gives the dry run the same duplicate check.
             with tempfile.TemporaryDirectory(prefix="bulksend-") as tmp:
@@ -308,20 +331,44 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
                 finally:
                     journal.close()
         with _locked_journal(config, mapping, summary) as journal:
+            if journal.get_meta(checkpoints.META) != stored:  # another run ended in between
+                resume = None
+                summary.total, uses = check_pass(table, mapping)
+            # Written again only at the end of a complete run: after a kill,
+            # the next run reads everything.
+            journal.delete_meta(checkpoints.META)
+            journal.commit()
+            if resume is not None:
+                summary.total += sum(resume.last.counts.values())
+                summary.counts.update(resume.last.counts)
+                summary.examples = resume.examples_upto(resume.last.number)
             for warning in summary.warnings:
                 progress.event("warning", warning)
             asyncio.run(preflight(config, uses, progress))
-            return _run(config, table, mapping, journal, summary, progress)
+            return _run(config, table, mapping, journal, summary, progress, resume, input_stat)
+
+
+def _file_stat(path: str | None) -> tuple[int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
-         summary: Summary, progress: Progress) -> Summary:
+         summary: Summary, progress: Progress, resume: Chain | None = None,
+         input_stat: tuple[int, int, int] | None = None) -> Summary:
     writer = ResultsWriter(config.results, journal, table.columns, with_payload=config.dry_run)
-    writer.open()
+    writer.open(keep=resume.last.results_offset if resume else 0)
+    tracker = Tracker()
     started = time.monotonic()
-    hard_stop = False
+    hard_stop = completed = False
     try:
-        asyncio.run(_send_async(config, table, mapping, journal, writer, summary, progress))
+        asyncio.run(_send_async(config, table, mapping, journal, writer, summary, progress, resume, tracker))
+        completed = True
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Second Ctrl-C: stop at once. The journal holds every attempt; rows in
         # flight read back as unknown and are looked up before any resend.
@@ -333,12 +380,36 @@ def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
             journal.commit()
             writer.abandon()
         else:
-            writer.finish()
+            skipped = resume.last.number if resume else 0
+            ends = writer.finish(tracker.candidates(skipped, table.header_row))
+            unchanged = input_stat is not None and _file_stat(table.path) == input_stat
+            if completed and unchanged and not config.dry_run:
+                _lay_checkpoints(config, table, mapping, journal, summary, resume, tracker, ends)
     return summary
 
 
+def _lay_checkpoints(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
+                     summary: Summary, resume: Chain | None, tracker: Tracker,
+                     ends: dict[int, int]) -> None:
+    """After a complete run: checkpoints for the next one (checkpoints.py).
+    Best effort: without them the next run reads every row, as it always could."""
+    try:
+        chain = checkpoints.extend(resume, table=table, results=config.results, mapping_digest=mapping.digest,
+                                   run_id=journal.run_id, tracker=tracker, results_offsets=ends,
+                                   examples=summary.examples)
+    except (OSError, BulksendError, ValueError):
+        return
+    if chain is None:
+        return
+    if resume is not None:
+        journal.forget_stale(resume.base_run, resume.last.number)
+    journal.set_meta(checkpoints.META, chain.to_json())
+    journal.commit()
+
+
 async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
-                      writer: ResultsWriter, summary: Summary, progress: Progress) -> None:
+                      writer: ResultsWriter, summary: Summary, progress: Progress,
+                      resume: Chain | None, tracker: Tracker) -> None:
     # aiohttp is imported here, not at module level: validate and --help never need it.
     from bulksend.sending import (
         BATCH_SIZE,
@@ -388,6 +459,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
             journal.record(outcome)
         writer.write(outcome)
         summary.note(outcome)
+        tracker.note(outcome)
         progress.outcome(outcome)
 
     # Deep enough that refilling it by halves makes few, large commits; shallow
@@ -395,6 +467,13 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
     queue: asyncio.Queue[Job | list[Job] | None] = asyncio.Queue(maxsize=max(64, config.concurrency * 8))
     in_flight: dict[int, Job | list[Job]] = {}
     progress.start(summary.total)
+    if resume is not None:
+        progress.carried(resume.last.counts)
+        carried = sum(resume.last.counts.values())
+        progress.event("resume", f"{carried:,} rows up to row {resume.last.number} were settled by "
+                                 "earlier runs and are unchanged: not read again")
+    start = resume.last.mark if resume is not None else None
+    skipped = (resume.last.number, resume.base_run) if resume is not None else None
     gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
     policy = Policy(max_attempts=config.max_attempts)
 
@@ -480,7 +559,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                 async def decide() -> None:
                     nonlocal queued
                     records = journal.claim_many(
-                        [(o.key, o.row, payload) for o, payload in chunk], target_of
+                        [(o.key, o.row, payload) for o, payload in chunk], target_of, skipped
                     )
                     for (outcome, payload), record in zip(chunk, records, strict=True):
                         if record is not None and record.run_id == journal.run_id:
@@ -510,7 +589,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                         await enqueue(Job(outcome, payload, since, previous=previous))
                     chunk.clear()
 
-                for i, row in enumerate(table.rows()):
+                for i, row in enumerate(table.rows(start)):
                     if i % 256 == 255:
                         await asyncio.sleep(0)  # let workers and the commit run
                     outcome = Outcome(row=row.number, values=row.values)

@@ -638,3 +638,41 @@ def test_reading_text_does_not_import_pandas(tmp_path: Path) -> None:
     root = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+# --- reading from a mark (resume: bulksend/checkpoints.py) ------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "unmarked"),
+    [
+        ("plain.csv", b"Email,Name\na@x.com,A\nb@x.com,B\n\nc@x.com,C\n", set()),
+        ("crlf.csv", 'Email,Name\r\na@x.com,"two\r\nlines"\r\n\r\nb@x.com,Bé\r\n'.encode(), set()),
+        ("bom.csv", b"\xef\xbb\xbf" + "Email,Name\na@x.com,Ä\nb@x.com,€uro\n".encode(), set()),
+        ("cp1252.csv", "Email;Name\na@x.com;Ré\nb@x.com;Bö\n".encode("cp1252"), set()),
+        ("sep.csv", b"sep=;\nEmail;Name\na@x.com;A\nb@x.com;B", {3}),  # last line: no LF
+        ("leading-blank.csv", b'\n\nEmail,Name\na@x.com,A\nb@x.com,"q""x"\n', set()),
+        ("cr-only.csv", b"Email,Name\ra@x.com,A\rb@x.com,B\r", {1, 2, 3}),  # CR may become CRLF
+    ],
+)
+def test_rows_from_a_mark_are_the_rows_after_it(tmp_path: Path, name: str, data: bytes,
+                                                unmarked: set[int]) -> None:
+    path = tmp_path / name
+    path.write_bytes(data)
+    table = open_table(str(path))
+    full = [(r.number, r.values) for r in table.rows()]
+    last = max(n for n, _ in full)
+    marks = table.marks(None, list(range(1, last + 3)))
+    assert table.seekable
+    assert {m.number for m in marks} == set(range(1, last + 1)) - unmarked
+    for mark in marks:
+        assert data[: mark.offset].endswith(b"\n")
+        assert [(r.number, r.values) for r in table.rows(mark)] == [x for x in full if x[0] > mark.number]
+        later = [m for m in marks if m.number > mark.number]
+        assert table.marks(mark, [m.number for m in later]) == later  # marks from a mark agree
+
+
+def test_utf16_and_spreadsheets_are_not_read_from_the_middle(tmp_path: Path) -> None:
+    path = tmp_path / "u16.csv"
+    path.write_bytes("Email,Name\na@x.com,A\n".encode("utf-16"))
+    assert not open_table(str(path)).seekable
