@@ -561,7 +561,8 @@ class Bench:
             fabricate_sent_results(dry, results)
             fig_seed = self.add(Figure(f"resume {size:,}: first rerun, journal rebuilt from the CSV, "
                                        "0 POSTs expected", "(info)", unit="s"))
-            fig = self.add(Figure(f"resume {size:,} sent rows + 1 new: spawn to first POST", "(info)",
+            # "Starts sending within seconds" (issue 5), read as: at most 3 s.
+            fig = self.add(Figure(f"resume {size:,} sent rows + 1 new: spawn to first POST", "<= 3",
                                   unit="s"))
             with Sandbox(self.bulksend, log=self.tmp / f"sandbox-resume-{size}.log") as sb:
                 done, summary, _ = self.send(sb, contacts, "--rate", "none", results=results,
