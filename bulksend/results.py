@@ -383,8 +383,8 @@ class Journal:
     OUTCOME_DELAY = 0.05
 
     def _schedule_commit(self, *, urgent: bool) -> None:
-        if self._commit_scheduled:
-            return
+        if self._commit_scheduled or (self._lazy is not None and not urgent):
+            return  # already on its way (and finding the loop costs a getpid() system call)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop: commit now
