@@ -453,6 +453,16 @@ class _LineFormatter:
         self.writer = csv.writer(self.buf, lineterminator="\r\n")
 
     def __call__(self, cells: Sequence[str]) -> str:
+        # Most lines need no quoting: no cell holds a comma, a quote or a line
+        # break (the joined text then has exactly one comma per boundary). For
+        # those, the csv module's line is the plain join: 0.3 µs instead of 2.
+        try:
+            text = ",".join(cells)
+        except TypeError:  # a cell that is not text: the csv module writes str() of it
+            text = '"'
+        if (len(cells) > 1 and text.count(",") == len(cells) - 1
+                and '"' not in text and "\n" not in text and "\r" not in text):
+            return text + "\r\n"
         self.buf.seek(0)
         self.buf.truncate()
         self.writer.writerow(cells)
