@@ -213,6 +213,14 @@ class Journal:
         self._attempts: list[tuple[str, str, str]] = []
         self._records: list[tuple[object, ...]] = []
         self._index: list[tuple[int, int, int]] = []  # (row, offset, size) of results lines
+        # New keys met by claim_many, not written yet. A new key whose attempt
+        # begins before they are is written once, already in flight (one INSERT
+        # instead of an INSERT and an UPDATE), so grouped commits leave them
+        # waiting: an unwritten claim reads as a new key, as a pending one
+        # would. Every other write-out (the next claim_many included) writes
+        # what is left as pending.
+        self._claims: dict[str, tuple[str, int, str, str, int, str]] = {}
+        self._marked: list[tuple[str, int, str, str, int, str]] = []  # claims whose attempt began
         self._commit_scheduled = False  # an urgent commit is on its way
         self._lazy: asyncio.TimerHandle | None = None  # a delayed one is
         self._waiters: list[asyncio.Future[None]] = []
@@ -260,7 +268,8 @@ class Journal:
         skipped: tuple[int, int] | None = None,
     ) -> list[Record | None]:
         """Mark each key as met in this run at its row, in order, with one
-        SELECT and at most one INSERT and one UPDATE batch. For each item:
+        SELECT and at most one UPDATE batch (new keys are written out later, see
+        ``_claims``). For each item:
         None when the key is new; else its record as it was before this run met
         it (``row`` being the row that now holds the key). A key met earlier in
         this run is a duplicate: its record has ``run_id == self.run_id`` and
@@ -280,7 +289,6 @@ class Journal:
         ):
             found[got[0]] = Record(*got)
         results: list[Record | None] = []
-        inserts: list[tuple[str, int, str, int, str]] = []
         updates: list[tuple[int, int, str, str]] = []
         first_row: dict[str, int] = {}  # keys met earlier in this batch
         for key, row, payload in items:
@@ -296,7 +304,7 @@ class Journal:
                 first_row[key] = record.row
             results.append(record)
             if record is None:
-                inserts.append((key, row, PENDING, self.run_id, target_of(payload)))
+                self._claims[key] = (key, row, PENDING, "", self.run_id, target_of(payload))
                 first_row[key] = row
             elif record.run_id != self.run_id:
                 target = record.target or target_of(payload)
@@ -304,10 +312,6 @@ class Journal:
                 first_row[key] = row
                 record.row = row  # the row that now holds the key
             # else: met in an earlier batch of this run; the caller sees a duplicate
-        if inserts:
-            self.db.executemany(
-                "INSERT INTO rows (key,row,status,run_id,target) VALUES (?,?,?,?,?)", inserts
-            )
         if updates:
             self.db.executemany("UPDATE rows SET row=?, run_id=?, target=? WHERE key=?", updates)
         return results
@@ -315,9 +319,13 @@ class Journal:
     def begin_attempt(self, key: str) -> None:
         """Write-ahead: the POST for ``key`` is about to leave. Await ``barrier()``
         before sending: it returns once this is committed."""
-        if self._records:  # keep the order: an earlier outcome, then this attempt
-            self._apply_pending()
-        self._attempts.append((INFLIGHT, utc_now(), key))
+        claim = self._claims.pop(key, None)
+        if claim is not None:  # new, not written yet: written once, in flight
+            self._marked.append((key, claim[1], INFLIGHT, utc_now(), claim[4], claim[5]))
+        else:
+            if self._records:  # keep the order: an earlier outcome, then this attempt
+                self._apply_pending(keep_claims=True)
+            self._attempts.append((INFLIGHT, utc_now(), key))
         self._schedule_commit(urgent=True)
 
     def restore(self, key: str, status: str) -> None:
@@ -343,8 +351,17 @@ class Journal:
         ))
         self._schedule_commit(urgent=False)
 
-    def _apply_pending(self) -> None:
-        # Order matters: an attempt and its outcome may wait in the same group.
+    _INSERT = "INSERT INTO rows (key,row,status,first_attempt_at,run_id,target) VALUES (?,?,?,?,?,?)"
+
+    def _apply_pending(self, *, keep_claims: bool = False) -> None:
+        # Order matters: a key's row, then an attempt, then its outcome may
+        # wait in the same group.
+        if self._marked:
+            self.db.executemany(self._INSERT, self._marked)
+            self._marked.clear()
+        if self._claims and not keep_claims:
+            self.db.executemany(self._INSERT, self._claims.values())
+            self._claims.clear()
         if self._attempts:
             self.db.executemany(
                 "UPDATE rows SET status=?, first_attempt_at="
@@ -394,8 +411,8 @@ class Journal:
         yield from self.db.execute("SELECT row, offset, size FROM line_index ORDER BY row")
 
     # -- committing ---------------------------------------------------------
-    def commit(self) -> None:
-        self._apply_pending()
+    def commit(self, *, keep_claims: bool = False) -> None:
+        self._apply_pending(keep_claims=keep_claims)
         self.db.execute("COMMIT")
         self.db.execute("BEGIN")
 
@@ -405,8 +422,8 @@ class Journal:
     OUTCOME_DELAY = 0.05
 
     def _schedule_commit(self, *, urgent: bool) -> None:
-        if self._commit_scheduled:
-            return
+        if self._commit_scheduled or (self._lazy is not None and not urgent):
+            return  # already on its way (and finding the loop costs a getpid() system call)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop: commit now
@@ -426,7 +443,7 @@ class Journal:
         if self._lazy is not None:
             self._lazy.cancel()
             self._lazy = None
-        self.commit()
+        self.commit(keep_claims=True)
         for hook in self.after_commit:
             hook()
         waiters, self._waiters = self._waiters, []
@@ -458,6 +475,16 @@ class _LineFormatter:
         self.writer = csv.writer(self.buf, lineterminator="\r\n")
 
     def __call__(self, cells: Sequence[str]) -> str:
+        # Most lines need no quoting: no cell holds a comma, a quote or a line
+        # break (the joined text then has exactly one comma per boundary). For
+        # those, the csv module's line is the plain join: 0.3 µs instead of 2.
+        try:
+            text = ",".join(cells)
+        except TypeError:  # a cell that is not text: the csv module writes str() of it
+            text = '"'
+        if (len(cells) > 1 and text.count(",") == len(cells) - 1
+                and '"' not in text and "\n" not in text and "\r" not in text):
+            return text + "\r\n"
         self.buf.seek(0)
         self.buf.truncate()
         self.writer.writerow(cells)

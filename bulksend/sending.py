@@ -15,6 +15,7 @@ import email.utils
 import json
 import math
 import random
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -267,6 +268,37 @@ def error_text(answer: Answer) -> str:
     return f"HTTP {answer.status}: {message}" if message else f"HTTP {answer.status}"
 
 
+# json.dumps(body, ensure_ascii=False) builds a new JSONEncoder on every call;
+# one made once gives the same text ~25 % faster (2.0 -> 1.5 µs for a bench body).
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
+
+_malloc_tuned = False
+
+
+def tune_malloc() -> None:
+    """Keep each answer's read buffer off mmap (glibc; elsewhere nothing changes).
+
+    asyncio reads a socket with ``recv(256 KiB)`` (over TLS, ``read(256 KiB)``):
+    a 256 KiB buffer per answer, then shrunk to the answer's size. Above glibc's
+    mmap threshold (128 KiB until a larger mapped block happens to be freed),
+    that is an mmap, an mremap, a munmap and a page fault for every answer:
+    ~15 µs of system time per row, about a tenth of the client's CPU. From the
+    heap it is a few pointer updates. These are the values glibc's own dynamic
+    threshold settles on after freeing a 1 MiB block."""
+    global _malloc_tuned
+    if _malloc_tuned or not sys.platform.startswith("linux"):
+        return
+    _malloc_tuned = True
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(-1, 2 << 20)  # M_TRIM_THRESHOLD: give memory back above 2 MiB of free heap top
+    mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: blocks under 1 MiB come from the heap
+
+
 class Client:
     """A thin aiohttp client for the Collect API. The key lives in one header and
     nowhere else: it is never part of a message, an exception or a repr."""
@@ -290,6 +322,7 @@ class Client:
         return f"Client({self.base!r})"
 
     async def __aenter__(self) -> Client:
+        tune_malloc()
         connector = aiohttp.TCPConnector(limit=self.concurrency + 4, ttl_dns_cache=300)
         self.session = aiohttp.ClientSession(
             connector=connector, headers=self._headers, timeout=self.timeout,
@@ -306,7 +339,7 @@ class Client:
     async def call(self, method: str, path: str, body: Any = None,
                    params: dict[str, str] | None = None) -> Answer:
         assert self.session is not None
-        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+        data = None if body is None else _encode_json(body).encode()
         try:
             url = self._post_urls.get(path) or yarl.URL(self.base + path)
             async with self.session.request(method, url, data=data, params=params) as resp:
