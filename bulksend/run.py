@@ -318,9 +318,9 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
         # Rows settled by earlier runs up to a checkpoint both files still
         # match are skipped unread (checkpoints.py): peeked before the lock,
         # confirmed under it.
+        input_stat = _file_stat(table.path)  # before any read: a change after it voids new checkpoints
         stored = None if config.dry_run else checkpoints.peek(journal_path(config.results))
         resume = checkpoints.usable(stored, table, mapping.digest, config.results)
-        input_stat = _file_stat(table.path)
         summary.total, uses = check_pass(table, mapping, resume.last.mark if resume else None)
         if config.dry_run:
             # A throwaway journal gives the dry run the same duplicate check.
