@@ -232,7 +232,7 @@ class Ambiguous(Exception):
     """The request may have reached the server but its answer was lost."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x (one per answer)
 class Answer:
     status: int
     body: Any
@@ -271,6 +271,18 @@ def error_text(answer: Answer) -> str:
 # json.dumps(body, ensure_ascii=False) builds a new JSONEncoder on every call;
 # one made once gives the same text ~25 % faster (2.0 -> 1.5 µs for a bench body).
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
+
+_decode_json = json.JSONDecoder().decode
+
+
+def _parse_json(raw: bytes) -> Any:
+    """``json.loads(raw)``. A body opening with ``{`` or ``[`` and no NUL after
+    it is UTF-8 by json.loads' own detection (no BOM, not UTF-16/32), so it is
+    decoded as such directly: 2.5 instead of 3.1 µs for a POST answer."""
+    if raw[:1] in (b"{", b"[") and raw[1:2] != b"\x00":
+        return _decode_json(raw.decode("utf-8"))
+    return json.loads(raw)
+
 
 _malloc_tuned = False
 
@@ -357,8 +369,8 @@ class Client:
             # the body may have been written and processed.
             raise Ambiguous(f"connection lost: {type(exc).__name__}") from None
         try:
-            parsed: Any = json.loads(raw) if raw else None
-        except ValueError:
+            parsed: Any = _parse_json(raw) if raw else None
+        except ValueError:  # UnicodeDecodeError included
             parsed = raw.decode("utf-8", "replace")
         return Answer(status, parsed, retry_after)
 
