@@ -122,6 +122,16 @@ class RateGate:
             self._reported = rate
             self.progress.rate(rate)
 
+    def open_now(self) -> float | None:
+        """The time, when a request may leave at once with nothing to wait for
+        (no rate limit, no pause): what ``acquire`` would return without
+        suspending, for no coroutine. Else None: await ``acquire``."""
+        if self.limiter is None:
+            now = self.clock()
+            if now >= self.paused_until:
+                return now
+        return None
+
     async def acquire(self) -> float:
         """Wait for a slot; returns the time the request may leave."""
         while True:
@@ -570,9 +580,16 @@ class Sender:
                 o.status = FAILED
                 o.error = f"still rate limited (HTTP 429) after {throttled} tries"
                 return o
-            sent = await self.gate.acquire()
+            sent = self.gate.open_now()
+            if sent is None:
+                sent = await self.gate.acquire()
             first_attempt = utc_now()
-            await self.write_ahead([job])
+            if journal is not None:  # write_ahead([job]), without its coroutine and list
+                if o.key and not job.marked:
+                    journal.begin_attempt(o.key)
+                job.marked = False
+                if journal.commit_due:
+                    await journal.barrier()
             o.attempts += 1
             self.posts += 1
             try:
