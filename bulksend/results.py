@@ -451,6 +451,11 @@ class Journal:
             if not fut.done():
                 fut.set_result(None)
 
+    @property
+    def commit_due(self) -> bool:
+        """An urgent commit is on its way: ``barrier()`` would wait for it."""
+        return self._commit_scheduled
+
     async def barrier(self) -> None:
         """Return once everything recorded so far is committed."""
         if not self._commit_scheduled:

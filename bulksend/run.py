@@ -485,22 +485,29 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
 
             async def worker(n: int) -> None:
                 while True:
-                    item = await queue.get()
+                    # get_nowait, then get: what `await queue.get()` does, without
+                    # its coroutine when a row is waiting (the usual case).
+                    try:
+                        item = queue.get_nowait()
+                    except asyncio.QueueEmpty:
+                        item = await queue.get()
                     if item is None:
                         return
                     if queue.qsize() <= queue.maxsize // 2:
                         room.set()
-                    jobs = item if isinstance(item, list) else [item]
                     if stopping.is_set():
-                        for job in jobs:
+                        for job in item if isinstance(item, list) else [item]:
                             unattempted(job)
                         continue
                     in_flight[n] = item
                     try:
-                        if isinstance(item, list) and len(item) > 1:
+                        if not isinstance(item, list):
+                            finish(await sender.run(item))
+                            continue
+                        if len(item) > 1:
                             outcomes = await batcher.run(item)
                         else:
-                            outcomes = [await sender.run(jobs[0])]
+                            outcomes = [await sender.run(item[0])]
                     finally:
                         in_flight.pop(n, None)
                     for outcome in outcomes:
@@ -526,7 +533,10 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                     if job.outcome.key:
                         journal.begin_attempt(job.outcome.key)
                         job.marked = True
-                await queue.put(item)
+                if queue.full():  # not expected: only this task puts while it runs
+                    await queue.put(item)
+                else:
+                    queue.put_nowait(item)  # what `await queue.put` does then, without a coroutine
 
             async def enqueue(job: Job) -> None:
                 group = batch_group(job.payload) if config.batch and job.reconcile_since is None else None

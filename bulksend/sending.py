@@ -122,6 +122,16 @@ class RateGate:
             self._reported = rate
             self.progress.rate(rate)
 
+    def open_now(self) -> float | None:
+        """The time, when a request may leave at once with nothing to wait for
+        (no rate limit, no pause): what ``acquire`` would return without
+        suspending, for no coroutine. Else None: await ``acquire``."""
+        if self.limiter is None:
+            now = self.clock()
+            if now >= self.paused_until:
+                return now
+        return None
+
     async def acquire(self) -> float:
         """Wait for a slot; returns the time the request may leave."""
         while True:
@@ -232,7 +242,7 @@ class Ambiguous(Exception):
     """The request may have reached the server but its answer was lost."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x (one per answer)
 class Answer:
     status: int
     body: Any
@@ -271,6 +281,18 @@ def error_text(answer: Answer) -> str:
 # json.dumps(body, ensure_ascii=False) builds a new JSONEncoder on every call;
 # one made once gives the same text ~25 % faster (2.0 -> 1.5 µs for a bench body).
 _encode_json = json.JSONEncoder(ensure_ascii=False).encode
+
+_decode_json = json.JSONDecoder().decode
+
+
+def _parse_json(raw: bytes) -> Any:
+    """``json.loads(raw)``. A body opening with ``{`` or ``[`` and no NUL after
+    it is UTF-8 by json.loads' own detection (no BOM, not UTF-16/32), so it is
+    decoded as such directly: 2.5 instead of 3.1 µs for a POST answer."""
+    if raw[:1] in (b"{", b"[") and raw[1:2] != b"\x00":
+        return _decode_json(raw.decode("utf-8"))
+    return json.loads(raw)
+
 
 _malloc_tuned = False
 
@@ -357,8 +379,8 @@ class Client:
             # the body may have been written and processed.
             raise Ambiguous(f"connection lost: {type(exc).__name__}") from None
         try:
-            parsed: Any = json.loads(raw) if raw else None
-        except ValueError:
+            parsed: Any = _parse_json(raw) if raw else None
+        except ValueError:  # UnicodeDecodeError included
             parsed = raw.decode("utf-8", "replace")
         return Answer(status, parsed, retry_after)
 
@@ -558,9 +580,16 @@ class Sender:
                 o.status = FAILED
                 o.error = f"still rate limited (HTTP 429) after {throttled} tries"
                 return o
-            sent = await self.gate.acquire()
+            sent = self.gate.open_now()
+            if sent is None:
+                sent = await self.gate.acquire()
             first_attempt = utc_now()
-            await self.write_ahead([job])
+            if journal is not None:  # write_ahead([job]), without its coroutine and list
+                if o.key and not job.marked:
+                    journal.begin_attempt(o.key)
+                job.marked = False
+                if journal.commit_due:
+                    await journal.barrier()
             o.attempts += 1
             self.posts += 1
             try:
