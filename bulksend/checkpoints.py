@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import sqlite3
 from collections import Counter
 from collections.abc import Iterator
@@ -37,7 +38,10 @@ from pathlib import Path
 from bulksend.outcome import DUPLICATE, INVALID, SENT, Outcome
 from bulksend.reading import Mark, Table
 
-INTERVAL = 4096  # records between checkpoints: at most this many known rows are read again
+# Records between checkpoints: at most this many known rows are read again. The
+# variable is for tests, which need checkpoints inside small files.
+_every = os.environ.get("BULKSEND_CHECKPOINT_EVERY", "")
+INTERVAL = int(_every) if _every.isdigit() and int(_every) > 0 else 4096
 SETTLED = frozenset({SENT, INVALID, DUPLICATE})  # final: a rerun would do nothing else with them
 META = "checkpoints"
 VERSION = 1
