@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import csv
 import hashlib
 import itertools
 import json
@@ -397,7 +398,7 @@ def _lay_checkpoints(config: RunConfig, table: Table, mapping: Mapping, journal:
         chain = checkpoints.extend(resume, table=table, results=config.results, mapping_digest=mapping.digest,
                                    run_id=journal.run_id, tracker=tracker, results_offsets=ends,
                                    examples=summary.examples)
-    except (OSError, BulksendError, ValueError):
+    except (OSError, BulksendError, ValueError, csv.Error):
         return
     if chain is None:
         return
