@@ -18,7 +18,7 @@ import random
 import sys
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -584,12 +584,9 @@ class Sender:
             if sent is None:
                 sent = await self.gate.acquire()
             first_attempt = utc_now()
-            if journal is not None:  # write_ahead([job]), without its coroutine and list
-                if o.key and not job.marked:
-                    journal.begin_attempt(o.key)
-                job.marked = False
-                if journal.commit_due:
-                    await journal.barrier()
+            # write_ahead([job]), without its coroutine when no commit is on its way
+            if journal is not None and self._mark_attempts((job,)):
+                await journal.barrier()
             o.attempts += 1
             self.posts += 1
             try:
@@ -645,16 +642,23 @@ class Sender:
         if self.journal is not None and o.key:
             self.journal.record(o, status=FAILED)
 
-    async def write_ahead(self, jobs: list[Job]) -> None:
-        """Return once the attempt about to be made for each job is committed.
-        The feeder already marked a job's first attempt when it queued it."""
+    def _mark_attempts(self, jobs: Iterable[Job]) -> bool:
+        """Mark the attempt about to be made for each job (the feeder already
+        marked a job's first attempt when it queued it). True when a commit is
+        on its way that must land before the request leaves."""
         if self.journal is None:
-            return
+            return False
         for job in jobs:
             if job.outcome.key and not job.marked:
                 self.journal.begin_attempt(job.outcome.key)
             job.marked = False
-        await self.journal.barrier()
+        return self.journal.commit_due
+
+    async def write_ahead(self, jobs: list[Job]) -> None:
+        """Return once the attempt about to be made for each job is committed."""
+        journal = self.journal
+        if journal is not None and self._mark_attempts(jobs):
+            await journal.barrier()
 
 
 def _iso(text: str) -> str:
