@@ -61,6 +61,11 @@ class Checkpoint:
     def mark(self) -> Mark:
         return Mark(self.number, self.offset)
 
+    @property
+    def rows(self) -> int:
+        """Data rows among records 1..number."""
+        return sum(self.counts.values())
+
 
 @dataclass
 class Chain:
@@ -216,14 +221,14 @@ def extend(
     examples: dict[str, list[Outcome]],
 ) -> Chain | None:
     """The chain after a complete run: the checkpoints it started from, then
-    new ones over the rows it settled. None when the input cannot be read from
-    the middle."""
+    new ones over the rows it settled. ``results_offsets``: for each number of
+    ``tracker.candidates()``, where the results file's lines up to that row end
+    (``ResultsWriter.finish``). None when the input cannot be read from the middle."""
     if not table.seekable or table.path is None or table.encoding is None or table.delimiter is None:
         return None
     kept = previous.points if previous is not None else []
     start = kept[-1] if kept else None
-    numbers = [n for n in tracker.candidates(start.number if start else 0, table.header_row)
-               if n in results_offsets]
+    numbers = sorted(results_offsets)
     marks = table.marks(start.mark if start else None, numbers)
     chain = Chain(
         codec=table.encoding,

@@ -340,7 +340,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
             journal.delete_meta(checkpoints.META)
             journal.commit()
             if resume is not None:
-                summary.total += sum(resume.last.counts.values())
+                summary.total += resume.last.rows
                 summary.counts.update(resume.last.counts)
                 summary.examples = resume.examples_upto(resume.last.number)
             for warning in summary.warnings:
@@ -470,8 +470,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
     progress.start(summary.total)
     if resume is not None:
         progress.carried(resume.last.counts)
-        carried = sum(resume.last.counts.values())
-        progress.event("resume", f"{carried:,} rows up to row {resume.last.number} were settled by "
+        progress.event("resume", f"{resume.last.rows:,} rows up to row {resume.last.number} were settled by "
                                  "earlier runs and are unchanged: not read again")
     start = resume.last.mark if resume is not None else None
     skipped = (resume.last.number, resume.base_run) if resume is not None else None
