@@ -153,6 +153,16 @@ def cli() -> None:
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
               help="Seconds to wait for one answer; a lost answer makes the row unknown "
               "(looked up, never blindly resent).")
+@click.option("--max-pause", type=click.FloatRange(0.1, 7 * 86400), default=60.0, show_default=True,
+              metavar="SECONDS",
+              help="Longest pause a 429's Retry-After may impose; a longer one (a quota) stops the run "
+              "with exit 3 and the time to rerun. A nightly job may pass e.g. 3600 to wait instead.")
+@click.option("--skip-existing", "existing", flag_value="skip",
+              help="Rows new to the results file whose contact already has a request in the campaign "
+              "(sent from the app, or by a run with another results file) are recorded sent with "
+              "that request, not sent again. Default: such rows stop the run before sending (exit 2).")
+@click.option("--send-anyway", "existing", flag_value="send",
+              help="Send without checking the campaign's existing requests first.")
 @click.option("--dry-run", is_flag=True,
               help="Map and validate every row, write each payload in the results, send nothing.")
 @click.option("--limit", type=click.IntRange(0), metavar="N",
@@ -168,6 +178,7 @@ def cli() -> None:
 def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
          delimiter: str | None, results: str | None, api_url: str, api_key_file: str | None,
          rate: str, concurrency: int, max_attempts: int, timeout: float, dry_run: bool,
+         max_pause: float, existing: str | None,
          limit: int | None, only_failed: bool, batch: bool, no_progress: bool, log_format: str,
          summary_json: str | None, verbose: bool) -> None:
     """Send one Collect request per valid row of CONTACTS.
@@ -185,6 +196,11 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
       bulksend send contacts.csv -m mapping.yaml --rate 600/min
       bulksend send export.xlsx --sheet Clients -m mapping.yaml -o clients-results.csv
       bulksend send contacts.csv -m mapping.yaml --only-failed
+      bulksend send contacts.csv -m mapping.yaml --skip-existing   # some were sent from the app
+
+    Before the first POST, rows this results file has never sent are checked
+    against their campaign's requests: a contact that already has one stops the
+    run (exit 2) unless --skip-existing or --send-anyway says what to do.
     """
     from bulksend.display import make_progress
     from bulksend.run import RunConfig, resolve_results, send_file
@@ -201,6 +217,8 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
             concurrency=concurrency,
             max_attempts=max_attempts,
             timeout=timeout,
+            max_pause=max_pause,
+            existing=existing or "stop",
             dry_run=dry_run,
             limit=limit,
             only_failed=only_failed,

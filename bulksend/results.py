@@ -249,6 +249,38 @@ class Journal:
         ).fetchone()
         return None if row is None else Record(*row)
 
+    def holder_of(self, request_id: str) -> str | None:
+        """The key whose row holds ``request_id``, if any. A full scan (no index:
+        it would cost every write): called only when a look-up finds a request."""
+        self._apply_pending()
+        row = self.db.execute("SELECT key FROM rows WHERE request_id=? LIMIT 1", (request_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def known(self, keys: Sequence[str]) -> set[str]:
+        """Those of ``keys`` this journal has seen attempted or settled: any
+        status but a bare claim (pending, never attempted)."""
+        self._apply_pending()
+        found: set[str] = set()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(k for (k,) in self.db.execute(
+                f"SELECT key FROM rows WHERE key IN ({marks}) AND NOT (status=? AND attempts=0)",
+                [*chunk, PENDING]))
+        return found
+
+    def adopt(self, key: str, row: int, found: Any, note: str) -> None:
+        """Record ``key`` as sent with a request that existed before this run
+        (``found``: a lookup.Found), as ``--skip-existing`` asks."""
+        self._apply_pending()
+        self.db.execute(
+            "INSERT INTO rows (key,row,status,request_id,portal_url,contact_id,error,sent_at,run_id) "
+            "VALUES (?,?,?,?,?,?,?,?,0) ON CONFLICT(key) DO UPDATE SET status=excluded.status, "
+            "request_id=excluded.request_id, portal_url=excluded.portal_url, "
+            "contact_id=excluded.contact_id, error=excluded.error, sent_at=excluded.sent_at",
+            (key, row, SENT, found.request_id, found.portal_url, found.contact_id, note, found.created_at),
+        )
+
     # -- writing ------------------------------------------------------------
     def unsettled(self) -> list[Record]:
         """Keys whose last attempt's outcome is not known."""

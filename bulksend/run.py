@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -74,6 +75,10 @@ class RunConfig:
     delimiter: str | None = None
     batch: bool = False
     stop_grace: float = 10.0
+    # Rows new to the journal whose contact already has a request in the
+    # campaign: "stop" the run (exit 2), "skip" them (recorded sent with that
+    # request) or "send" anyway (no check). See existing.py.
+    existing: str = "stop"
 
 
 @dataclass
@@ -346,7 +351,39 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
             for warning in summary.warnings:
                 progress.event("warning", warning)
             asyncio.run(preflight(config, uses, progress))
-            return _run(config, table, mapping, journal, summary, progress, resume, input_stat)
+            excluded = asyncio.run(_existing(config, table, mapping, journal,
+                                             resume.last.mark if resume else None, progress))
+            return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded)
+
+
+async def _existing(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
+                    start: Mark | None, progress: Progress) -> set[str]:
+    """The pre-send check (existing.py): stop, or record the rows that already
+    have a request as sent. Returns the request ids that existed before the run."""
+    if config.existing == "send" or config.only_failed:
+        return set()
+    from bulksend.existing import SKIPPED_NOTE, ExistingError, check_existing, describe
+    from bulksend.sending import Client, RateGate, _iso
+
+    gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
+    async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=2) as client:
+        found = await check_existing(client, gate, table, mapping, journal, start, progress)
+    if not found.found:
+        return set()
+    if config.existing != "skip":
+        raise ExistingError(
+            describe(found, config.contacts),
+            hint="--skip-existing records them as sent with that request; --send-anyway sends them "
+                 "a new one (docs/operations.md, 'Requests sent outside this results file')",
+        )
+    for new, request in found.found:
+        note = SKIPPED_NOTE.format(id=request.request_id, status=request.status or "status unknown")
+        when = _iso(request.created_at)
+        journal.adopt(new.key, new.row, dataclasses.replace(request, created_at=when), note)
+    journal.commit()
+    progress.event("existing", f"{len(found.found)} row(s) recorded sent with the request their contact "
+                               "already had (--skip-existing)")
+    return found.request_ids
 
 
 def _file_stat(path: str | None) -> tuple[int, int, int] | None:
@@ -361,14 +398,15 @@ def _file_stat(path: str | None) -> tuple[int, int, int] | None:
 
 def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
          summary: Summary, progress: Progress, resume: Chain | None = None,
-         input_stat: tuple[int, int, int] | None = None) -> Summary:
+         input_stat: tuple[int, int, int] | None = None, excluded: set[str] | None = None) -> Summary:
     writer = ResultsWriter(config.results, journal, table.columns, with_payload=config.dry_run)
     writer.open(keep=resume.last.results_offset if resume else 0)
     tracker = Tracker()
     started = time.monotonic()
     hard_stop = completed = False
     try:
-        asyncio.run(_send_async(config, table, mapping, journal, writer, summary, progress, resume, tracker))
+        asyncio.run(_send_async(config, table, mapping, journal, writer, summary, progress, resume, tracker,
+                                excluded or set()))
         completed = True
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Second Ctrl-C: stop at once. The journal holds every attempt; rows in
@@ -410,7 +448,7 @@ def _lay_checkpoints(config: RunConfig, table: Table, mapping: Mapping, journal:
 
 async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
                       writer: ResultsWriter, summary: Summary, progress: Progress,
-                      resume: Chain | None, tracker: Tracker) -> None:
+                      resume: Chain | None, tracker: Tracker, excluded: set[str]) -> None:
     # aiohttp is imported here, not at module level: validate and --help never need it.
     from bulksend.sending import (
         BATCH_SIZE,
@@ -455,6 +493,20 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
             job.marked = False
         finish(job.outcome, carried=True)
 
+    def stopped(job: Job) -> None:
+        """A row the run stopped with while it was taken up: unknown if its POST
+        was on the wire; what its answers said if it had any; else untouched."""
+        o = job.outcome
+        if job.posting:
+            o.status = UNKNOWN
+            o.error = "stopped while in flight; it is looked up before any resend"
+        elif job.attempts_before < 0 or (o.attempts == job.attempts_before and o.status != UNKNOWN):
+            unattempted(job)
+            return
+        elif o.status not in (SENT, FAILED, UNKNOWN):
+            o.status = FAILED
+        finish(o)
+
     def finish(outcome: Outcome, *, carried: bool = False) -> None:
         if outcome.key and outcome.status in (SENT, FAILED, UNKNOWN) and not (carried or config.dry_run):
             journal.record(outcome)
@@ -475,12 +527,13 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
     start = resume.last.mark if resume is not None else None
     skipped = (resume.last.number, resume.base_run) if resume is not None else None
     gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
-    policy = Policy(max_attempts=config.max_attempts)
+    policy = Policy(max_attempts=config.max_attempts, max_pause=config.max_pause)
 
     try:
         async with Client(config.api_url, config.api_key, timeout=config.timeout,
                           concurrency=config.concurrency) as client:
-            sender = Sender(client, gate, journal, policy, progress)
+            sender = Sender(client, gate, journal, policy, progress, key_paths=mapping.key_paths,
+                            excluded=excluded)
             batcher = BatchSender(sender)
 
             async def worker(n: int) -> None:
@@ -508,6 +561,12 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                             outcomes = await batcher.run(item)
                         else:
                             outcomes = [await sender.run(item[0])]
+                    except BulksendError:
+                        # The run stops (401, a quota): this worker's rows get
+                        # their lines now, as far as they are known.
+                        for job in item if isinstance(item, list) else [item]:
+                            stopped(job)
+                        raise
                     finally:
                         in_flight.pop(n, None)
                     for outcome in outcomes:
@@ -621,7 +680,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
             workers = [asyncio.create_task(worker(n)) for n in range(config.concurrency)]
             feeder = asyncio.create_task(feed())
             try:
-                await _supervise(feeder, workers, queue, stopping, config.stop_grace, in_flight, finish,
+                await _supervise(feeder, workers, queue, stopping, config.stop_grace, in_flight, stopped,
                                  unattempted, room)
             finally:
                 summary.posts = sender.posts
@@ -639,7 +698,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
 
 async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None]],
                      queue: asyncio.Queue[Any], stopping: asyncio.Event, grace: float,
-                     in_flight: dict[int, Any], finish: Any, unattempted: Any,
+                     in_flight: dict[int, Any], stopped: Any, unattempted: Any,
                      room: asyncio.Event) -> None:
     """Wait for the feeder, then the workers. On a stop (signal) or an abort (a
     worker raised, e.g. on 401): no new request leaves, requests in flight get
@@ -678,15 +737,16 @@ async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None
         deadline = time.monotonic() + grace
         while in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a dict, bounded
             await asyncio.sleep(0.05)
-    stuck = list(in_flight.values())  # taken first: a cancelled worker forgets its job
+    # Taken first: a cancelled worker forgets its job. Whether each job's POST
+    # is on the wire is read before the cancellation clears the flag.
+    stuck = [job for item in in_flight.values() for job in (item if isinstance(item, list) else [item])]
+    on_wire = [job.posting for job in stuck]
     for task in workers:
         task.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
-    for item in stuck:
-        for job in item if isinstance(item, list) else [item]:
-            job.outcome.status = UNKNOWN
-            job.outcome.error = "stopped while in flight; it is looked up before any resend"
-            finish(job.outcome)
+    for job, posting in zip(stuck, on_wire, strict=True):
+        job.posting = posting
+        stopped(job)
     in_flight.clear()
     # The feeder carries on without queuing (stopping is set): every remaining
     # row gets its line from the journal, and nothing more is sent.

@@ -8,26 +8,35 @@ queue fed by the reader, so memory does not grow with the file.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
-import email.utils
 import json
 import math
 import random
-import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import yarl
 from aiolimiter import AsyncLimiter
 
-from bulksend import __version__
-from bulksend.errors import AuthError
+from bulksend.client import (  # noqa: F401 - re-exported: the HTTP client's names were here first
+    CREATED,
+    REFUSED,
+    Ambiguous,
+    Answer,
+    Client,
+    NotSent,
+    auth_header,
+    error_text,
+    key_refused,
+    parse_retry_after,
+    read_created,
+    tune_malloc,
+)
+from bulksend.errors import AbortError
+from bulksend.lookup import Found, Unmatchable, look_up, parse_time
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
 from bulksend.progress import Progress
 from bulksend.results import Journal, utc_now
@@ -35,8 +44,6 @@ from bulksend.results import Journal, utc_now
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-RETRYABLE = frozenset({500, 502, 503, 504})
-FINAL = frozenset({400, 403, 404, 405, 409, 410, 413, 415, 422})
 MAX_THROTTLED = 200  # 429s one row may meet before it is given up as failed
 
 
@@ -210,278 +217,6 @@ class RateGate:
             self.last_cut = self.clock()
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Retry-After as seconds (``120``) or an HTTP-date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-# ---------------------------------------------------------------------------
-# The HTTP client
-# ---------------------------------------------------------------------------
-
-
-class NotSent(Exception):
-    """The request never reached the server (connection refused, DNS...): safe to retry."""
-
-
-class Ambiguous(Exception):
-    """The request may have reached the server but its answer was lost."""
-
-
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs 3x (one per answer)
-class Answer:
-    status: int
-    body: Any
-    retry_after: float | None
-
-
-def auth_header(api_key: str) -> str:
-    # collect-api.md §1: Basic, empty user name, the key as password. Built by
-    # hand: aiohttp 3.14 deprecates BasicAuth and auth=.
-    return "Basic " + base64.b64encode(b":" + api_key.encode()).decode("ascii")
-
-
-def key_refused() -> AuthError:
-    """A 401 ends the run at once (collect-api.md §2: the API key is wrong)."""
-    return AuthError(
-        "the API key was refused (HTTP 401); nothing more is sent",
-        hint="check COLLECT_API_KEY or --api-key-file, then rerun the same command",
-    )
-
-
-def error_text(answer: Answer) -> str:
-    """One line a person can act on, from an error answer (its body is undocumented)."""
-    body = answer.body
-    message = ""
-    if isinstance(body, dict):
-        for name in ("message", "error", "errors", "detail"):
-            if body.get(name):
-                message = body[name] if isinstance(body[name], str) else json.dumps(body[name])
-                break
-    elif isinstance(body, str):
-        message = body
-    message = " ".join(str(message).split())[:300]
-    return f"HTTP {answer.status}: {message}" if message else f"HTTP {answer.status}"
-
-
-# json.dumps(body, ensure_ascii=False) builds a new JSONEncoder on every call;
-# one made once gives the same text ~25 % faster (2.0 -> 1.5 µs for a bench body).
-_encode_json = json.JSONEncoder(ensure_ascii=False).encode
-
-_decode_json = json.JSONDecoder().decode
-
-
-def _parse_json(raw: bytes) -> Any:
-    """``json.loads(raw)``. A body opening with ``{`` or ``[`` and no NUL after
-    it is UTF-8 by json.loads' own detection (no BOM, not UTF-16/32), so it is
-    decoded as such directly: 2.5 instead of 3.1 µs for a POST answer."""
-    if raw[:1] in (b"{", b"[") and raw[1:2] != b"\x00":
-        return _decode_json(raw.decode("utf-8"))
-    return json.loads(raw)
-
-
-_malloc_tuned = False
-
-
-def tune_malloc() -> None:
-    """Keep each answer's read buffer off mmap (glibc; elsewhere nothing changes).
-
-    asyncio reads a socket with ``recv(256 KiB)`` (over TLS, ``read(256 KiB)``):
-    a 256 KiB buffer per answer, then shrunk to the answer's size. Above glibc's
-    mmap threshold (128 KiB until a larger mapped block happens to be freed),
-    that is an mmap, an mremap, a munmap and a page fault for every answer:
-    ~15 µs of system time per row, about a tenth of the client's CPU. From the
-    heap it is a few pointer updates. These are the values glibc's own dynamic
-    threshold settles on after freeing a 1 MiB block."""
-    global _malloc_tuned
-    if _malloc_tuned or not sys.platform.startswith("linux"):
-        return
-    _malloc_tuned = True
-    import ctypes
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(-1, 2 << 20)  # M_TRIM_THRESHOLD: give memory back above 2 MiB of free heap top
-    mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD: blocks under 1 MiB come from the heap
-
-
-class Client:
-    """A thin aiohttp client for the Collect API. The key lives in one header and
-    nowhere else: it is never part of a message, an exception or a repr."""
-
-    def __init__(self, api_url: str, api_key: str, *, timeout: float, concurrency: int) -> None:
-        self.base = api_url.rstrip("/")
-        self._headers = {
-            "Authorization": auth_header(api_key),
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": f"bulksend/{__version__}",
-        }
-        self.timeout = aiohttp.ClientTimeout(total=timeout)
-        self.concurrency = concurrency
-        self.session: aiohttp.ClientSession | None = None
-        # The POST URLs, parsed once: aiohttp would otherwise parse the URL
-        # string on every request (a visible share of a fast run).
-        self._post_urls = {path: yarl.URL(self.base + path) for path in ("/request", "/requests")}
-
-    def __repr__(self) -> str:
-        return f"Client({self.base!r})"
-
-    async def __aenter__(self) -> Client:
-        tune_malloc()
-        connector = aiohttp.TCPConnector(limit=self.concurrency + 4, ttl_dns_cache=300)
-        self.session = aiohttp.ClientSession(
-            connector=connector, headers=self._headers, timeout=self.timeout,
-            json_serialize=json.dumps,
-            # The API sets no cookies we need; skipping the jar saves work per answer.
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self.session is not None:
-            await self.session.close()
-
-    async def call(self, method: str, path: str, body: Any = None,
-                   params: dict[str, str] | None = None) -> Answer:
-        assert self.session is not None
-        data = None if body is None else _encode_json(body).encode()
-        try:
-            url = self._post_urls.get(path) or yarl.URL(self.base + path)
-            async with self.session.request(method, url, data=data, params=params) as resp:
-                raw = await resp.read()
-                status = resp.status
-                retry_after = (
-                    parse_retry_after(resp.headers.get("Retry-After")) if status in (429, 503) else None
-                )
-        except aiohttp.ClientConnectorError as exc:
-            raise NotSent(f"cannot connect to {self.base}: {exc.os_error.strerror or exc}") from None
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise Ambiguous(f"no answer within {self.timeout.total:g}s") from None
-        except aiohttp.ClientError as exc:
-            # ServerDisconnectedError, ClientOSError (reset), ClientPayloadError:
-            # the body may have been written and processed.
-            raise Ambiguous(f"connection lost: {type(exc).__name__}") from None
-        try:
-            parsed: Any = _parse_json(raw) if raw else None
-        except ValueError:  # UnicodeDecodeError included
-            parsed = raw.decode("utf-8", "replace")
-        return Answer(status, parsed, retry_after)
-
-
-# ---------------------------------------------------------------------------
-# Reconciliation (collect-api.md §6)
-# ---------------------------------------------------------------------------
-
-
-def parse_time(text: str) -> dt.datetime | None:
-    """Collect timestamps come as ``2022-07-04 07:20:06 UTC`` or ISO 8601 (§1)."""
-    if not text:
-        return None
-    t = text.strip().replace(" UTC", "Z")
-    if t.endswith("Z"):
-        t = t[:-1] + "+00:00"
-    try:
-        when = dt.datetime.fromisoformat(t)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
-
-
-# A request created up to this long before our first attempt is not ours
-# (clock skew between this machine and the server).
-SKEW = dt.timedelta(minutes=2)
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    request_id: str
-    portal_url: str
-    contact_id: str
-    created_at: str
-
-
-async def look_up(client: Client, gate: RateGate, payload: dict[str, Any], since: str) -> Found | None:
-    """Was a request for this payload's contact and campaign created since ``since``?
-
-    Raises Ambiguous/NotSent when the look-up itself cannot be made."""
-    campaign = str(payload.get("campaignId", ""))
-    contact = payload.get("contact")
-    after = parse_time(since)
-    floor = (after - SKEW) if after else None
-
-    def recent(created: str) -> bool:
-        when = parse_time(created)
-        return floor is None or when is None or when >= floor
-
-    for _ in range(20):
-        await gate.acquire()
-        if isinstance(contact, str):
-            answer = await client.call("GET", f"/contacts/{contact}")
-        else:
-            email_addr = str((contact or {}).get("email", ""))
-            answer = await client.call(
-                "GET", "/requests",
-                params={"campaignId": campaign, "search": email_addr, "limit": "100"},
-            )
-        if answer.status == 429:
-            gate.throttled(gate.clock(), answer.retry_after)
-            continue
-        if answer.status == 401:
-            raise key_refused()
-        if answer.status == 404:
-            return None
-        if answer.status != 200:
-            raise Ambiguous(f"look-up failed: {error_text(answer)}")
-        break
-    else:
-        raise Ambiguous("look-up kept being rate limited")
-
-    if isinstance(contact, str):
-        body = answer.body if isinstance(answer.body, dict) else {}
-        matches = [
-            r for r in body.get("requests", []) or []
-            if isinstance(r, dict) and r.get("campaignId") == campaign and recent(str(r.get("createdAt", "")))
-        ]
-        contact_id = contact
-    else:
-        wanted = str((contact or {}).get("email", "")).lower()
-        rows = answer.body if isinstance(answer.body, list) else []
-        matches = [
-            r for r in rows
-            if isinstance(r, dict)
-            and str((r.get("contact") or {}).get("email", "")).lower() == wanted
-            and r.get("campaignId", campaign) == campaign
-            and recent(str(r.get("createdAt", "")))
-        ]
-        contact_id = ""
-    if not matches:
-        return None
-    first = min(matches, key=lambda r: str(r.get("createdAt", "")))
-    return Found(
-        request_id=str(first.get("_id", "")),
-        portal_url=str(first.get("portalUrl", "")),
-        contact_id=contact_id or str((first.get("contact") or {}).get("_id", "")),
-        created_at=str(first.get("createdAt", "")),
-    )
-
-
 # ---------------------------------------------------------------------------
 # One row, from its first attempt to its outcome
 # ---------------------------------------------------------------------------
@@ -493,6 +228,7 @@ class Policy:
     max_row_time: float = 300.0  # seconds one row may spend retrying
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
+    max_pause: float = 60.0  # a Retry-After longer than this stops the run (--max-pause)
 
 
 @dataclass(slots=True)
@@ -505,14 +241,38 @@ class Job:
     # queued the row, in one commit with its neighbours): the first POST needs
     # no mark of its own, only the commit.
     marked: bool = False
+    # A POST for this row is on the wire: a stop now leaves it unknown. Between
+    # POSTs (waiting for the gate, backing off) a stop leaves what is known.
+    posting: bool = False
+    attempts_before: int = -1  # attempts when this run took the row up (-1: not yet)
+
+
+class QuotaError(AbortError):
+    """A 429 whose Retry-After is longer than ``--max-pause``: a quota, not a
+    rate. The run stops at once (exit 3) and says when to rerun."""
+
+
+def quota_reached(retry_after: float, max_pause: float) -> QuotaError:
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=retry_after)
+    return QuotaError(
+        f"the API asks to wait {retry_after:,.0f}s before the next request (HTTP 429 Retry-After), "
+        f"longer than --max-pause {max_pause:g}s: stopped; the API allows the next try at "
+        f"{when:%Y-%m-%dT%H:%M:%SZ}",
+        hint=f"rerun the same command after that time, or pass --max-pause {math.ceil(retry_after)} to wait",
+    )
 
 
 class Sender:
-    """Sends one row at a time for a worker; shared by all workers of a run."""
+    """Sends one row at a time for a worker; shared by all workers of a run.
+
+    What an answer means follows collect-api.md §9 (``client.read_created``): a
+    row is ``sent`` only with a request ``_id`` from an answer or a look-up;
+    anything that may have created the request is looked up before a resend."""
 
     def __init__(self, client: Client, gate: RateGate, journal: Journal | None,
                  policy: Policy, progress: Progress, *, clock: Clock = time.monotonic,
-                 sleep: Sleep = asyncio.sleep, rng: random.Random | None = None) -> None:
+                 sleep: Sleep = asyncio.sleep, rng: random.Random | None = None,
+                 key_paths: list[str] | None = None, excluded: set[str] | None = None) -> None:
         self.client = client
         self.gate = gate
         self.journal = journal
@@ -522,6 +282,11 @@ class Sender:
         self.sleep = sleep
         self.rng = rng or random.Random()
         self.posts = 0
+        self.key_paths = key_paths  # the mapping's key, which look-ups match on
+        # Request ids no look-up may hand to a row: those given to rows in this
+        # run, and those that existed before it (the pre-send check's).
+        self.claimed: set[str] = set()
+        self.excluded = excluded or set()
 
     def backoff(self, failures: int) -> float:
         # Exponential with full jitter (AWS architecture blog): spreads the
@@ -529,43 +294,81 @@ class Sender:
         ceiling = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (failures - 1))
         return self.rng.uniform(ceiling / 2, ceiling)
 
-    def _sent(self, job: Job, found: Found | Answer) -> None:
+    def _taken(self, key: str) -> Callable[[str], bool]:
+        """Whether a request id already belongs to another row (never hand one to two)."""
+        def taken(request_id: str) -> bool:
+            if request_id in self.claimed or request_id in self.excluded:
+                return True
+            holder = self.journal.holder_of(request_id) if self.journal is not None else None
+            return holder is not None and holder != key
+        return taken
+
+    def _sent(self, job: Job, request: dict[str, Any], status: int | None, note: str = "") -> None:
+        o = job.outcome
+        o.status = SENT
+        o.error = f"sent; the server also said: {note}"[:300] if note else ""
+        o.request_id = str(request["_id"])
+        o.portal_url = str(request.get("portalUrl", "") or "")
+        contact = request.get("contact")
+        o.contact_id = str(contact.get("_id", "") or "") if isinstance(contact, dict) else ""
+        o.sent_at = utc_now()
+        o.http_status = status
+        self.claimed.add(o.request_id)
+
+    def _found(self, job: Job, found: Found) -> None:
         o = job.outcome
         o.status = SENT
         o.error = ""
-        if isinstance(found, Found):
-            o.request_id, o.portal_url, o.contact_id = found.request_id, found.portal_url, found.contact_id
-            o.sent_at = _iso(found.created_at) or utc_now()
-        else:
-            body = found.body if isinstance(found.body, dict) else {}
-            request = body.get("request") or {}
-            o.request_id = str(request.get("_id", ""))
-            o.portal_url = str(request.get("portalUrl", ""))
-            o.contact_id = str((request.get("contact") or {}).get("_id", ""))
-            o.sent_at = utc_now()
-            o.http_status = found.status
+        o.request_id, o.portal_url, o.contact_id = found.request_id, found.portal_url, found.contact_id
+        o.sent_at = _iso(found.created_at) or utc_now()
+        self.claimed.add(found.request_id)
+        self.progress.event("reconciled", f"row {o.row}: found on the server, not resent", row=o.row)
 
     async def settle(self, job: Job, since: str) -> bool:
-        """Look the row up; True when it is settled as sent."""
+        """Look the row up; True when it is settled (sent, or unknown for good),
+        False only when the look-up said in full "not created"."""
+        o = job.outcome
         for failures in range(1, self.policy.max_attempts + 1):
             try:
-                found = await look_up(self.client, self.gate, job.payload, since)
+                found = await look_up(self.client, self.gate, job.payload, since,
+                                      key_paths=self.key_paths, taken=self._taken(o.key))
+            except Unmatchable as exc:
+                o.status, o.error = UNKNOWN, f"could not check whether it was created: {exc}"
+                return True
             except (Ambiguous, NotSent) as exc:
-                job.outcome.error = f"could not check whether it was created: {exc}"
+                o.error = f"could not check whether it was created: {exc}"
                 await self.sleep(self.backoff(failures))
                 continue
-            if found is not None:
-                self._sent(job, found)
-                self.progress.event("reconciled", f"row {job.outcome.row}: found on the server, not resent",
-                                    row=job.outcome.row)
-                return True
-            return False
-        job.outcome.status = UNKNOWN
+            if found is None:
+                return False
+            self._found(job, found)
+            return True
+        o.status = UNKNOWN
         return True  # settled as unknown: never resend blindly
+
+    async def _maybe_created(self, job: Job, reason: str, first_attempt: str, failures: int) -> bool:
+        """The POST may have created the request: look it up before any resend.
+        True when the row is settled."""
+        o = job.outcome
+        o.status = UNKNOWN
+        o.error = f"{reason}; the request may have been created"
+        self.progress.event("unknown", f"row {o.row}: {reason}; checking before any resend", row=o.row)
+        await self.sleep(min(2.0, self.backoff(failures)))
+        record = self.journal.get(o.key) if self.journal is not None and o.key else None
+        since = record.first_attempt_at if record is not None and record.first_attempt_at else first_attempt
+        return await self.settle(job, since)
+
+    def throttled(self, answer: Answer, sent: float) -> None:
+        """A 429: a pause for every worker, or the end of the run when the
+        server asks for a longer one than ``--max-pause`` (a quota)."""
+        if answer.retry_after is not None and answer.retry_after > self.policy.max_pause:
+            raise quota_reached(answer.retry_after, self.policy.max_pause)
+        self.gate.throttled(sent, answer.retry_after)
 
     async def run(self, job: Job) -> Outcome:
         o = job.outcome
-        journal = self.journal
+        if job.attempts_before < 0:
+            job.attempts_before = o.attempts
         if job.reconcile_since is not None and await self.settle(job, job.reconcile_since):
             return o
         started = self.clock()
@@ -585,10 +388,11 @@ class Sender:
                 sent = await self.gate.acquire()
             first_attempt = utc_now()
             # write_ahead([job]), without its coroutine when no commit is on its way
-            if journal is not None and self._mark_attempts((job,)):
-                await journal.barrier()
+            if self.journal is not None and self._mark_attempts((job,)):
+                await self.journal.barrier()
             o.attempts += 1
             self.posts += 1
+            job.posting = True
             try:
                 answer = await self.client.call("POST", "/request", job.payload)
             except NotSent as exc:
@@ -601,41 +405,47 @@ class Sender:
                 continue
             except Ambiguous as exc:
                 failures += 1
-                o.error = f"{exc}; the request may have been created"
-                o.status = UNKNOWN
-                self.progress.event("unknown", f"row {o.row}: {exc}; checking before any resend", row=o.row)
-                await self.sleep(min(2.0, self.backoff(failures)))
-                record = journal.get(o.key) if journal is not None and o.key else None
-                since = record.first_attempt_at if record is not None else first_attempt
-                if await self.settle(job, since or first_attempt):
+                if await self._maybe_created(job, str(exc), first_attempt, failures):
                     return o
                 continue
+            finally:
+                job.posting = False
             o.http_status = answer.status
-            if 200 <= answer.status < 300:
-                self.gate.success(sent)
-                self._sent(job, answer)
-                return o
-            o.error = error_text(answer)
             if answer.status == 429:
                 throttled += 1
+                o.status, o.error = FAILED, error_text(answer)  # a 429 created nothing
                 self._interim(o)
-                self.gate.throttled(sent, answer.retry_after)
+                self.throttled(answer, sent)
                 continue
             if answer.status == 401:
-                o.status = FAILED
-                self._interim(o)
+                o.status, o.error = FAILED, "HTTP 401: the API key was refused"
                 raise key_refused()
-            if answer.status in RETRYABLE:
+            if answer.status == 503:  # §2: offline for maintenance, nothing processed
                 failures += 1
-                if answer.status == 503:
-                    self.gate.unavailable(sent)
-                self._interim(o)
-                delay = answer.retry_after if answer.retry_after is not None else self.backoff(failures)
-                self.progress.event("retry", f"row {o.row}: {o.error}; retrying in {delay:.1f}s", row=o.row)
-                await self.sleep(min(delay, self.policy.backoff_cap))
+                await self._unavailable(o, answer, sent, failures)
                 continue
-            o.status = FAILED  # 400/403/404 and anything else: final for this row
-            return o
+            verdict, request, text = read_created(answer)
+            if verdict == CREATED:
+                assert request is not None
+                self.gate.success(sent)
+                self._sent(job, request, answer.status, text)
+                return o
+            if verdict == REFUSED:  # 3xx, 4xx, a 2xx with errors and no request: final for this row
+                o.status, o.error = FAILED, text
+                return o
+            failures += 1
+            if await self._maybe_created(job, text, first_attempt, failures):
+                return o
+
+    async def _unavailable(self, o: Outcome, answer: Answer, sent: float, failures: int) -> None:
+        """A 503 (§2: "temporarily offline for maintenance"): nothing was
+        created; slow down, back off and try again."""
+        o.error = error_text(answer)
+        self._interim(o)
+        self.gate.unavailable(sent)
+        delay = answer.retry_after if answer.retry_after is not None else self.backoff(failures)
+        self.progress.event("retry", f"row {o.row}: {o.error}; retrying in {delay:.1f}s", row=o.row)
+        await self.sleep(min(delay, self.policy.backoff_cap))
 
     def _interim(self, o: Outcome) -> None:
         """A definite 'not created' answer: the row is no longer in flight."""
@@ -706,13 +516,17 @@ class BatchSender:
     """Sends a group of rows through POST /requests and matches each answer to its
     row by contact id or email, never by position (§5: order is not documented).
     A row the answer does not mention is unknown: looked up, and sent alone only
-    if no request exists."""
+    if no request exists. Answers are read as for a single row (§9): a 5xx but
+    503, or a 2xx that is not understood, may have created every request."""
 
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
 
     async def run(self, jobs: list[Job]) -> list[Outcome]:
         s = self.sender
+        for job in jobs:
+            if job.attempts_before < 0:
+                job.attempts_before = job.outcome.attempts
         failures = throttled = 0
         body = batch_body(jobs)
         while True:
@@ -724,51 +538,62 @@ class BatchSender:
             await s.write_ahead(jobs)
             for job in jobs:
                 job.outcome.attempts += 1
+                job.posting = True
             s.posts += 1
             try:
                 answer = await s.client.call("POST", "/requests", body)
             except NotSent as exc:
                 failures += 1
-                for job in jobs:
-                    job.outcome.error = str(exc)
-                    s._interim(job.outcome)
+                self._each_failed(jobs, str(exc), None)
                 await s.sleep(s.backoff(failures))
                 continue
             except Ambiguous as exc:
                 s.progress.event("unknown", f"batch of {len(jobs)}: {exc}; checking each row")
                 return await self._settle_each(jobs, first_attempt)
+            finally:
+                for job in jobs:
+                    job.posting = False
             if answer.status == 429:
                 throttled += 1
-                s.gate.throttled(sent, answer.retry_after)
+                self._each_failed(jobs, error_text(answer), 429)
+                s.throttled(answer, sent)
                 continue
             if answer.status == 401:
-                raise key_refused()
-            if answer.status in RETRYABLE:
-                failures += 1
-                if answer.status == 503:
-                    s.gate.unavailable(sent)
                 for job in jobs:
-                    job.outcome.error = error_text(answer)
-                    job.outcome.http_status = answer.status
-                    s._interim(job.outcome)
+                    job.outcome.status, job.outcome.error = FAILED, "HTTP 401: the API key was refused"
+                raise key_refused()
+            if answer.status == 503:
+                failures += 1
+                s.gate.unavailable(sent)
+                self._each_failed(jobs, error_text(answer), 503)
                 await s.sleep(min(answer.retry_after or s.backoff(failures), s.policy.backoff_cap))
                 continue
-            if not 200 <= answer.status < 300:
+            if 300 <= answer.status < 500:
                 # The whole call was refused (e.g. one field of the group is bad):
                 # send each row alone so that each gets its own, exact error.
-                for job in jobs:
-                    s._interim(job.outcome)
+                self._each_failed(jobs, error_text(answer), answer.status)
                 return [await s.run(job) for job in jobs]
+            if not 200 <= answer.status < 300:
+                s.progress.event("unknown", f"batch of {len(jobs)}: {error_text(answer)}; checking each row")
+                return await self._settle_each(jobs, first_attempt)
             s.gate.success(sent)
             return await self._match(jobs, answer, first_attempt)
+
+    def _each_failed(self, jobs: list[Job], error: str, status: int | None) -> None:
+        """A definite "not created" for the whole call."""
+        for job in jobs:
+            job.outcome.error = error
+            job.outcome.http_status = status
+            self.sender._interim(job.outcome)
 
     async def _match(self, jobs: list[Job], answer: Answer, first_attempt: str) -> list[Outcome]:
         s = self.sender
         body = answer.body if isinstance(answer.body, dict) else {}
         by_identity: dict[str, Job] = {contact_identity(j.payload["contact"]): j for j in jobs}
         done: set[int] = set()
-        for request in body.get("requests") or []:
-            if not isinstance(request, dict):
+        requests = body.get("requests")
+        for request in requests if isinstance(requests, list) else []:
+            if not isinstance(request, dict) or not isinstance(request.get("_id"), str) or not request["_id"]:
                 continue
             contact = request.get("contact") or {}
             job = by_identity.get("id:" + str(contact.get("_id", ""))) or by_identity.get(
@@ -777,7 +602,7 @@ class BatchSender:
             if job is None or id(job) in done:
                 continue
             done.add(id(job))
-            s._sent(job, Answer(answer.status, {"request": request}, None))
+            s._sent(job, request, answer.status)
         for error in body.get("errors") or []:
             if not isinstance(error, dict):
                 continue

@@ -196,6 +196,10 @@ def test_a_new_record_beside_another_warns(workdir: Path, sandbox: Sandbox) -> N
     write_contacts(workdir / "contacts-2026-11-27.csv", people(3))
     r = run_cli("send", "contacts-2026-11-27.csv", "-m", "mapping.yaml", "--api-url", sandbox.url,
                 cwd=workdir)
-    assert r.code == 0
     assert "contacts-2026-11-27-results.csv is a new record" in r.stderr
     assert "contacts-results.csv" in r.stderr and "--results" in r.stderr
+    # And the two contacts last night's run sent are not sent again: the run
+    # stops before its first POST (issue 10, case 6).
+    assert r.code == 2, r.stderr
+    assert "2 row(s) new to this results file already have a request" in r.stderr
+    assert len(sandbox.created) == 2

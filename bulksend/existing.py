@@ -1,0 +1,205 @@
+"""Before the first POST: do the rows this journal has never sent already have
+a request in their campaign? (issue 10, case 6)
+
+A first run with a new results file, a lost journal, or colleagues who sent
+some contacts from the Collect app: the journal cannot know those requests, and
+sending again would email the customer twice (§4: a second POST creates a
+second request). So the rows the journal does not know are checked against the
+campaign's requests — in every status: a cancelled or archived request still
+went out — in as few calls as possible:
+
+* one look-up per new row (3 calls: the default listing and the two hidden
+  statuses, searched by the contact's email), or
+* the whole campaign listed 100 at a time,
+
+whichever costs fewer calls: the listing is read page by page and abandoned
+for per-row look-ups once it has cost what they would. A run over a journal
+that knows every row makes no call at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bulksend.client import Ambiguous, Client, NotSent
+from bulksend.errors import AbortError, InputError
+from bulksend.lookup import Found, campaign_requests, look_up, parse_time
+from bulksend.mapping import Mapping
+from bulksend.reading import Mark, Table
+
+if TYPE_CHECKING:
+    from bulksend.progress import Progress
+    from bulksend.results import Journal
+    from bulksend.sending import RateGate
+
+KEEP = 20_000  # new rows held in memory; beyond, the rows are read again to match
+CALLS_PER_ROW = 1 + 2  # one look-up: the default listing and the two hidden statuses
+
+
+class ExistingError(InputError):
+    """Rows unknown to the journal whose contacts already have a request in the
+    campaign: the run stops before sending (exit 2) unless told what to do."""
+
+
+@dataclass
+class NewRow:
+    """A valid row whose key the journal has never attempted."""
+
+    row: int
+    key: str
+    campaign: str
+    contact: Any  # the payload's contact: {"email": ...} or an id
+
+
+@dataclass
+class Existing:
+    """What the check found: each new row whose contact has a request already."""
+
+    found: list[tuple[NewRow, Found]] = field(default_factory=list)
+    calls: int = 0
+
+    @property
+    def request_ids(self) -> set[str]:
+        return {f.request_id for _, f in self.found}
+
+
+def _who(contact: Any) -> str:
+    if isinstance(contact, str):
+        return "id:" + contact
+    if isinstance(contact, dict):
+        return "email:" + str(contact.get("email", "")).casefold()
+    return ""
+
+
+def new_rows(table: Table, mapping: Mapping, journal: Journal, start: Mark | None) -> Iterator[NewRow]:
+    """The valid rows (first of each key) whose key the journal has never attempted."""
+    seen: set[str] = set()
+    chunk: list[NewRow] = []
+
+    def flush() -> Iterator[NewRow]:
+        known = journal.known([r.key for r in chunk])
+        yield from (r for r in chunk if r.key not in known)
+        chunk.clear()
+
+    for row in table.rows(start):
+        mapped = mapping.apply(row)
+        if mapped.payload is None or mapped.key is None or mapped.key in seen:
+            continue
+        seen.add(mapped.key)
+        payload = mapped.payload
+        campaign = str(payload.get("campaignId", ""))
+        chunk.append(NewRow(row.number, mapped.key, campaign, payload.get("contact")))
+        if len(chunk) >= 500:
+            yield from flush()
+    if chunk:
+        yield from flush()
+
+
+async def check_existing(client: Client, gate: RateGate, table: Table, mapping: Mapping,
+                         journal: Journal, start: Mark | None, progress: Progress) -> Existing:
+    """Find the new rows whose contact already has a request in its campaign.
+
+    Raises ``AbortError`` (exit 3) when the API cannot answer in full: a run
+    that could not check must not send."""
+    result = Existing()
+    by_campaign: dict[str, list[NewRow]] = {}
+    overflow = False
+    for count, new in enumerate(new_rows(table, mapping, journal, start)):
+        if count >= KEEP:
+            overflow = True
+            break
+        by_campaign.setdefault(new.campaign, []).append(new)
+    if not by_campaign:
+        return result
+    try:
+        for campaign, rows in by_campaign.items():
+            budget = None if overflow else CALLS_PER_ROW * len(rows)
+            index = await _list_campaign(client, gate, campaign, budget, result)
+            if index is None:  # the listing would cost more than a look-up per row
+                await _look_up_each(client, gate, rows, result)
+            elif index:
+                matched = rows if not overflow else _every_new_row(table, mapping, journal, start, campaign)
+                result.found.extend((r, index[_who(r.contact)]) for r in matched if _who(r.contact) in index)
+    except (Ambiguous, NotSent) as exc:
+        raise AbortError(
+            f"could not check the campaign's existing requests before sending: {exc}; nothing was sent",
+            hint="rerun the same command later (--send-anyway sends without this check)",
+        ) from None
+    progress.event("existing", f"checked the rows new to this results file against the campaigns' "
+                               f"requests ({result.calls} calls): {len(result.found)} already have one")
+    return result
+
+
+def _every_new_row(table: Table, mapping: Mapping, journal: Journal, start: Mark | None,
+                   campaign: str) -> Iterator[NewRow]:
+    return (r for r in new_rows(table, mapping, journal, start) if r.campaign == campaign)
+
+
+class _OverBudget(Exception):
+    pass
+
+
+async def _list_campaign(client: Client, gate: RateGate, campaign: str, budget: int | None,
+                         result: Existing) -> dict[str, Found] | None:
+    """The campaign's requests by contact (``email:…`` / ``id:…``), the oldest
+    one kept for each; None when it would take more than ``budget`` calls."""
+    spent = 0
+
+    def on_call() -> None:
+        nonlocal spent
+        if budget is not None and spent >= budget:
+            raise _OverBudget
+        spent += 1
+        result.calls += 1
+
+    index: dict[str, Found] = {}
+    try:
+        async for request in campaign_requests(client, gate, campaign, on_call=on_call):
+            contact = request.get("contact")
+            if not isinstance(contact, dict):
+                raise Ambiguous(f"a request of campaign {campaign} carries no contact")
+            found = _as_found(request, contact)
+            for who in (_who(str(contact.get("_id") or "")), _who({"email": contact.get("email") or ""})):
+                if who not in ("id:", "email:") and (who not in index or _older(found, index[who])):
+                    index[who] = found
+    except _OverBudget:
+        return None
+    return index
+
+
+def _older(a: Found, b: Found) -> bool:
+    ta, tb = parse_time(a.created_at), parse_time(b.created_at)
+    return ta is not None and tb is not None and ta < tb
+
+
+def _as_found(request: dict[str, Any], contact: dict[str, Any]) -> Found:
+    return Found(
+        request_id=str(request.get("_id") or ""), portal_url=str(request.get("portalUrl") or ""),
+        contact_id=str(contact.get("_id") or ""), created_at=str(request.get("createdAt") or ""),
+        status=str(request.get("status") or ""),
+    )
+
+
+async def _look_up_each(client: Client, gate: RateGate, rows: list[NewRow], result: Existing) -> None:
+    for new in rows:
+        found = await look_up(client, gate, {"campaignId": new.campaign, "contact": new.contact}, None)
+        result.calls += CALLS_PER_ROW
+        if found is not None:
+            result.found.append((new, found))
+
+
+def describe(existing: Existing, contacts: str) -> str:
+    """The stop message: how many rows, and a few of them with their requests."""
+    shown = []
+    for new, found in existing.found[:3]:
+        who = new.contact.get("email", "") if isinstance(new.contact, dict) else new.contact
+        shown.append(f"row {new.row} ({who}: request {found.request_id}, {found.status or 'status unknown'})")
+    more = f", and {len(existing.found) - 3} more" if len(existing.found) > 3 else ""
+    return (f"{contacts}: {len(existing.found)} row(s) new to this results file already have a request "
+            f"in their campaign: {'; '.join(shown)}{more}; nothing was sent")
+
+
+SKIPPED_NOTE = ("already had request {id} ({status}) in this campaign before this run; "
+                "not sent (--skip-existing)")
