@@ -297,9 +297,13 @@ def _print_summary(summary: Any, *, contacts: str, argv: list[str]) -> None:
     for status in (INVALID, DUPLICATE, FAILED, UNKNOWN):
         for o in summary.examples.get(status, [])[:3]:
             out(f"  row {o.row}: {status}: {o.error}")
+    for note in summary.notes:
+        out(f"  {note}")
     out(f"results: {summary.results}")
     if summary.aborted is not None:
         out(f"aborted: {summary.aborted}")
+        if summary.aborted.hint:
+            out(f"  hint: {summary.aborted.hint}")
     if summary.interrupted or summary.aborted is not None or c[FAILED] or c[UNKNOWN]:
         out(f"to resume: {_rerun_command(argv)}")
     elif c[READY] and not summary.dry_run:

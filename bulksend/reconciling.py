@@ -14,6 +14,7 @@ import csv
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +38,32 @@ NOT_CREATED = "looked up: no such request on the server, so it was not created; 
 
 
 def _payload_of(record: Record) -> dict[str, Any] | None:
-    """The look-up needs the campaign and the contact (email or id)."""
+    """The look-up needs the campaign, the contact (email or id) and the
+    values of the key's other fields (run.lookup_target wrote them)."""
     if record.target:
         target = json.loads(record.target)
         who = str(target.get("contact", ""))
         contact: Any = {"email": who} if "@" in who else who
-        return {"campaignId": target.get("campaignId", ""), "contact": contact}
+        payload: dict[str, Any] = {"campaignId": target.get("campaignId", ""), "contact": contact}
+        for path, value in (target.get("key") or {}).items():
+            *parents, leaf = path.split(".")
+            node = payload
+            for part in parents:
+                child = node.get(part)
+                node[part] = child = child if isinstance(child, dict) else {}
+                node = child
+            node[leaf] = value
+        return payload
     parts = record.key.split("|")  # the default key: campaignId|email or campaignId|contact id
     if len(parts) == 2 and parts[0] and parts[1]:
         contact = {"email": parts[1]} if "@" in parts[1] else parts[1]
         return {"campaignId": parts[0], "contact": contact}
     return None
+
+
+def _held_by_another(journal: Journal, key: str) -> Callable[[str], bool]:
+    """Whether a request id is already another row's (never hand one to two rows)."""
+    return lambda request_id: journal.holder_of(request_id) not in (None, key)
 
 
 def reconcile_file(results: Path, *, api_url: str, api_key: str, timeout: float,
@@ -74,7 +90,8 @@ def reconcile_file(results: Path, *, api_url: str, api_key: str, timeout: float,
 
 async def _settle_all(journal: Journal, api_url: str, api_key: str, request_timeout: float,
                       progress: Progress) -> dict[str, Outcome]:
-    from bulksend.sending import Ambiguous, Client, NotSent, RateGate, look_up
+    from bulksend.lookup import look_up
+    from bulksend.sending import Ambiguous, Client, NotSent, RateGate
 
     records = journal.unsettled()
     progress.start(len(records))
@@ -88,8 +105,11 @@ async def _settle_all(journal: Journal, api_url: str, api_key: str, request_time
             if payload is None:
                 outcome.error = "cannot tell which contact this key names; rerun send with the input file"
             else:
+                key_paths = ["campaignId", "contact", *json.loads(record.target).get("key", {})] \
+                    if record.target else None
                 try:
-                    found = await look_up(client, gate, payload, record.first_attempt_at)
+                    found = await look_up(client, gate, payload, record.first_attempt_at, key_paths=key_paths,
+                                          taken=_held_by_another(journal, record.key))
                 except (Ambiguous, NotSent) as exc:
                     outcome.error = f"could not check whether it was created: {exc}"
                 else:

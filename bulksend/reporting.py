@@ -30,7 +30,10 @@ def report_text(path: Path, *, examples: int = 3) -> str:
         total += 1
         status = line.get("status", "")
         counts[status] += 1
-        if status in (FAILED, UNKNOWN, INVALID, DUPLICATE):
+        # A sent row's error column holds a note when there is one (the
+        # server's errors beside a created request, a request that existed
+        # before the run): shown too, never dropped (issue 10, case 2).
+        if status in (FAILED, UNKNOWN, INVALID, DUPLICATE) or (status == SENT and line.get("error")):
             reasons.setdefault((status, reason_of(line.get("error", ""))), []).append(line.get("row", "?"))
     out = [f"{path}: {total} rows"]
     for status in _ORDER:
@@ -40,7 +43,7 @@ def report_text(path: Path, *, examples: int = 3) -> str:
         out.append(f"  {status or '(blank)':<10}{counts[status]:>8}")
     if reasons:
         out.append("")
-        out.append("reasons:")
+        out.append("reasons and notes:")
         ranked = sorted(reasons.items(), key=lambda item: (-len(item[1]), item[0]))
         for (status, reason), rows in ranked:
             shown = ", ".join(rows[:examples]) + (", …" if len(rows) > examples else "")

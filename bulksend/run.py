@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import csv
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -93,6 +94,7 @@ class Summary:
     aborted: BulksendError | None = None
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # how the run went, for the person (e.g. --batch)
     examples: dict[str, list[Outcome]] = field(default_factory=dict)
 
     @property
@@ -124,6 +126,7 @@ class Summary:
             "interrupted": self.interrupted,
             "aborted": None if self.aborted is None else str(self.aborted),
             "dry_run": self.dry_run,
+            "notes": self.notes,
             "exit_code": int(self.exit_status),
         }
 
@@ -148,11 +151,18 @@ def _no_target(payload: dict[str, Any]) -> str:
     return ""
 
 
-def lookup_target(payload: dict[str, Any]) -> str:
-    """What reconciliation needs to find a row's request: campaign and contact."""
+def lookup_target(payload: dict[str, Any], key_paths: list[str] | None = None) -> str:
+    """What reconciliation needs to find a row's request: campaign, contact,
+    and the values of the key's other fields (matched by look-ups, lookup.py)."""
+    from bulksend.lookup import key_fields
+
     contact = payload.get("contact")
     who = contact if isinstance(contact, str) else (contact or {}).get("email", "")
-    return json.dumps({"campaignId": payload.get("campaignId", ""), "contact": who})
+    target: dict[str, Any] = {"campaignId": payload.get("campaignId", ""), "contact": who}
+    fields = key_fields(payload, key_paths)
+    if fields:
+        target["key"] = fields
+    return json.dumps(target)
 
 
 @dataclass
@@ -452,13 +462,13 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
     # aiohttp is imported here, not at module level: validate and --help never need it.
     from bulksend.sending import (
         BATCH_SIZE,
+        BatchPlan,
         BatchSender,
         Client,
         Job,
         Policy,
         RateGate,
         Sender,
-        batch_group,
         contact_identity,
     )
 
@@ -577,6 +587,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
             # group never holds the same contact twice (a second one sends the
             # group first), so the answer can be matched by contact without doubt.
             groups: dict[str, dict[str, Job]] = {}  # group -> contact identity -> job
+            plan = BatchPlan()
 
             # The feeder writes each row's write-ahead mark as it queues it, and
             # refills the queue by halves, so one commit covers many rows and a
@@ -598,25 +609,38 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                     queue.put_nowait(item)  # what `await queue.put` does then, without a coroutine
 
             async def enqueue(job: Job) -> None:
-                group = batch_group(job.payload) if config.batch and job.reconcile_since is None else None
+                if not config.batch:
+                    await put(job)
+                    return
+                if job.reconcile_since is not None:
+                    plan.looked_up_first()
+                    await put(job)
+                    return
+                group = plan.grouped(job.payload)
                 if group is None:
                     await put(job)
                     return
                 who = contact_identity(job.payload.get("contact"))
                 if who in groups.get(group, {}):
-                    await put(list(groups.pop(group).values()))
+                    await put_group(group)
                 members = groups.setdefault(group, {})
                 members[who] = job
                 if len(members) >= BATCH_SIZE:
-                    await put(list(groups.pop(group).values()))
+                    await put_group(group)
                 elif len(groups) > 256:  # many distinct groups: send the oldest
-                    await put(list(groups.pop(next(iter(groups))).values()))
+                    await put_group(next(iter(groups)))
+
+            async def put_group(group: str) -> None:
+                jobs = list(groups.pop(group).values())
+                plan.flushed(len(jobs))
+                await put(jobs)
 
             # `bulksend reconcile` needs each key's campaign and contact; the
             # default keys (campaignId|email, campaignId|contact id) say it
             # themselves, so the target is stored only for custom keys.
             default_key = mapping.key_paths in (["campaignId", "contact.email"], ["campaignId", "contact"])
-            target_of = _no_target if default_key else lookup_target
+            target_of = _no_target if default_key else functools.partial(lookup_target,
+                                                                          key_paths=mapping.key_paths)
 
             async def feed() -> None:
                 queued = 0
@@ -675,7 +699,7 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                 if chunk:
                     await decide()
                 for group in list(groups):
-                    await put(list(groups.pop(group).values()))
+                    await put_group(group)
 
             workers = [asyncio.create_task(worker(n)) for n in range(config.concurrency)]
             feeder = asyncio.create_task(feed())
@@ -684,6 +708,8 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                                  unattempted, room)
             finally:
                 summary.posts = sender.posts
+                if config.batch and not config.dry_run and plan.describe():
+                    summary.notes.append(plan.describe())
                 for task in [feeder, *workers]:
                     task.cancel()
                 await asyncio.gather(feeder, *workers, return_exceptions=True)
@@ -809,11 +835,16 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> None:
                 if answer.status != 200 or not isinstance(answer.body, dict):
                     raise AbortError(f"GET /campaigns/{campaign} failed: {error_text(answer)}; "
                                      "nothing was sent", hint="rerun the same command later")
+                # §6/§9: "an array of itemId"; campaign elements carry an `id`
+                # and, per schema, an `itemId`. Either is accepted, and the
+                # row's value is sent as the user wrote it.
                 known = {
-                    str(element.get("id"))
+                    str(element.get(name))
                     for part in ("documents", "forms", "texts", "pages")
                     for element in answer.body.get(part) or []
                     if isinstance(element, dict)
+                    for name in ("id", "itemId")
+                    if element.get(name)
                 }
                 for (item_campaign, item), item_rows in sorted(uses.items.items()):
                     if item_campaign == campaign and item not in known:

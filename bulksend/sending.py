@@ -14,7 +14,7 @@ import json
 import math
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -492,6 +492,58 @@ def batch_group(payload: dict[str, Any]) -> str | None:
         return None
     common = {k: v for k, v in payload.items() if k != "contact"}
     return json.dumps(common, sort_keys=True, ensure_ascii=False)
+
+
+class BatchPlan:
+    """How ``--batch`` sent the rows: how many went in POST /requests calls,
+    how many alone, and why (issue 10, case 12). Rows share a call only when
+    every request-level field is the same (§5 takes one ``dueDate``, one
+    ``items`` list... for the whole call)."""
+
+    def __init__(self) -> None:
+        self.batched = 0
+        self.calls = 0
+        self.alone: Counter[str] = Counter()
+        self._values: dict[str, set[str]] = {}  # request-level field -> up to 2 distinct values
+
+    def grouped(self, payload: dict[str, Any]) -> str | None:
+        """The row's group (``batch_group``), noting its fields' values."""
+        group = batch_group(payload)
+        if group is None:
+            used = sorted(NOT_BATCHABLE & payload.keys())
+            self.alone[f"use {', '.join(used)}, which POST /requests does not take"] += 1
+            return None
+        for name, value in payload.items():
+            if name != "contact":
+                seen = self._values.setdefault(name, set())
+                if len(seen) < 2:
+                    seen.add(json.dumps(value, sort_keys=True))
+        return group
+
+    def looked_up_first(self) -> None:
+        self.alone["were looked up first (their last answer was lost)"] += 1
+
+    def flushed(self, size: int) -> None:
+        if size > 1:
+            self.batched += size
+            self.calls += 1
+        else:
+            self.alone["__single__"] += 1
+
+    def describe(self) -> str:
+        """One line for the summary; empty when there was nothing to send."""
+        alone = sum(self.alone.values())
+        if not self.batched and not alone:
+            return ""
+        why = []
+        for reason, n in self.alone.most_common():
+            if reason == "__single__":
+                varying = sorted(name for name, seen in self._values.items() if len(seen) > 1)
+                reason = (f"have a {' or '.join(varying)} no other row shares" if varying
+                          else "found no other row with the same fields before the end")
+            why.append(f"{n} {reason}")
+        text = f"--batch: {self.batched} rows in {self.calls} POST /requests call(s), {alone} alone"
+        return text + (f" ({'; '.join(why)})" if why else "")
 
 
 def contact_identity(contact: Any) -> str:
