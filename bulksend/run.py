@@ -599,10 +599,13 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                 if queue.full():
                     room.clear()
                     await room.wait()
-                for job in item if isinstance(item, list) else [item]:
-                    if job.outcome.key:
-                        journal.begin_attempt(job.outcome.key)
-                        job.marked = True
+                # A batch is marked when its call leaves (BatchSender.run), not
+                # here: a queue of batches holds thousands of rows, and a kill
+                # would leave them all in doubt (issue 11, case 8).
+                if not isinstance(item, list):
+                    if item.outcome.key:
+                        journal.begin_attempt(item.outcome.key)
+                        item.marked = True
                 if queue.full():  # not expected: only this task puts while it runs
                     await queue.put(item)
                 else:
