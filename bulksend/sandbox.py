@@ -51,8 +51,10 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEMO_CAMPAIGN_ID",
     "DEMO_ITEM_IDS",
+    "LOOKUP_FAULTS",
     "ONBOARDING_CAMPAIGN_ID",
     "ONBOARDING_ITEM_IDS",
+    "SCRIPT_FATES",
     "SEEDED_CONTACT_IDS",
     "SEEDED_REQUEST_ID",
     "USER_IDS",
@@ -303,7 +305,26 @@ _CREATED_FATES: Final = (  # processed (requests created), then answered oddly
     "html-200",
     "warned-200",
 )
-SCRIPT_FATES: Final = ("ok", *_NOTHING_CREATED_FATES, *_CREATED_FATES)
+SCRIPT_FATES: Final = (  # every fate, in the order --help lists them
+    "ok",
+    "500",
+    "503",
+    "dropped",
+    "ambiguous",
+    "slow",
+    "created-500",
+    "created-502",
+    "created-504",
+    "refused-200",
+    "empty-200",
+    "html-200",
+    "warned-200",
+    "redirect-302",
+    "redirect-307",
+    "quota-429",
+    "401",
+)
+assert set(SCRIPT_FATES) == {"ok", *_NOTHING_CREATED_FATES, *_CREATED_FATES}
 # Every outcome a POST is counted under (present in stats even when 0): the HTTP
 # status of a normal answer, or the fate's name for a fault.
 _OUTCOMES: Final = (
@@ -707,10 +728,6 @@ _PRELOAD_CONTACT_KEYS: Final = frozenset({"_id", "email", "firstName", "lastName
 _PRELOAD_REQUEST_KEYS: Final = frozenset(
     {"_id", "campaignId", "email", "contactId", "status", "createdAt", "dueDate", "data"}
 )
-PRELOAD_FORMAT: Final = """\
-{"contacts": [{"_id"?, "email", "firstName"?, "lastName"?, "company"?, "data"?}],
- "requests": [{"_id"?, "campaignId", "email" or "contactId", "status"?,
-               "createdAt"?, "dueDate"?, "data"?}]}"""
 
 
 def _parse_preload(value: object) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
