@@ -10,9 +10,17 @@ bad contacts and returns its requests in shuffled order, 429 may or may not carr
 Retry-After.
 
 Faults are drawn from the seed: one uniform draw per authenticated, admitted POST
-decides its fate (500/503, dropped, ambiguous, slow or fine). That stream is kept
-apart from the one that generates ids and shuffles batches, so the n-th POST's fate
-depends only on (seed, n) and not on whether earlier POSTs were valid.
+decides its fate (see SCRIPT_FATES: 500/503, dropped, ambiguous, slow, created then
+answered 5xx, a 200 that is not {request, errors: []}, a redirect, or fine). That
+stream is kept apart from the one that generates ids and shuffles batches, so the
+n-th POST's fate depends only on (seed, n) and not on whether earlier POSTs were
+valid. A ``script`` of fates overrides the draw for the next POSTs (the draw still
+happens). Beyond single POSTs, the options of issue 10 make the sandbox answer the
+other ways collect-api.md allows (§6, §7, §9): embedded requests oldest first,
+case-sensitive emails, a quota with a long Retry-After, look-ups it cannot answer
+in the documented shape, a skewed clock, and contacts and requests that existed
+before any POST (``preload``). ``SandboxConfig.strict()`` turns on the ones a run
+can finish under.
 
 Everything runs on one event loop. ``Sandbox.snapshot()`` (and the ``created`` and
 ``stats`` properties built on it) may be called from another thread: the copy is
@@ -1055,7 +1063,14 @@ class Sandbox:
 
     @property
     def created(self) -> list[dict[str, Any]]:
-        """Every request created through the API (seeded ones excluded); a copy."""
+        """Every request created through the API, however it was answered; a copy.
+
+        Seeded and preloaded requests are not in it. Each record: ``_id``,
+        ``campaignId``, ``contactId``, ``email`` (as stored), ``endpoint``
+        ("/request" or "/requests"), ``createdAt``, ``contactInput``, ``received``
+        (the parsed body) and ``fate`` (a SCRIPT_FATES name; "ok": answered 200
+        normally). Two records for one contact and campaign are a duplicate.
+        """
         return self._on_loop(self._created_copy)
 
     @property
@@ -1063,9 +1078,10 @@ class Sandbox:
         """Call counts by endpoint and outcome, and the peak concurrency; a copy.
 
         ``post_request`` / ``post_requests``: outcome -> count, every outcome of
-        ``_OUTCOMES`` present ("200", "400", ..., "dropped", "ambiguous", "slow");
-        each POST counts once. ``get``: status -> count, ``gets`` their total,
-        ``other``: status -> count for other /v1 calls. ``max_in_flight`` counts
+        ``_OUTCOMES`` present ("200", "400", ..., "dropped", "ambiguous", "slow",
+        "created-504", "refused-200", "quota-429", ...); each POST counts once,
+        under its HTTP status when answered normally, else under its fate.
+        ``get``: status -> count, ``gets`` their total, ``other``: status -> count for other /v1 calls. ``max_in_flight`` counts
         /v1 calls inside the server at once (latency and slow delays included):
         with no latency a handler never yields, so it stays near 1 whatever the
         client's concurrency. Set ``latency`` to measure a client's concurrency.
@@ -1087,7 +1103,8 @@ class Sandbox:
         self._on_loop(lambda: self._apply_faults(changes))
 
     def reset(self) -> None:
-        """Back to the seeded world (fault settings kept); any thread."""
+        """Back to the seeded world plus the current preload (fault settings, and what
+        remains of the script, kept); any thread."""
         self._on_loop(self._reset)
 
     def _created_copy(self) -> list[dict[str, Any]]:
