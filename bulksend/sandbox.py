@@ -1081,10 +1081,11 @@ class Sandbox:
         ``_OUTCOMES`` present ("200", "400", ..., "dropped", "ambiguous", "slow",
         "created-504", "refused-200", "quota-429", ...); each POST counts once,
         under its HTTP status when answered normally, else under its fate.
-        ``get``: status -> count, ``gets`` their total, ``other``: status -> count for other /v1 calls. ``max_in_flight`` counts
-        /v1 calls inside the server at once (latency and slow delays included):
-        with no latency a handler never yields, so it stays near 1 whatever the
-        client's concurrency. Set ``latency`` to measure a client's concurrency.
+        ``get``: status -> count, ``gets`` their total, ``other``: status -> count
+        for other /v1 calls. ``max_in_flight`` counts /v1 calls inside the server
+        at once (latency and slow delays included): with no latency a handler
+        never yields, so it stays near 1 whatever the client's concurrency. Set
+        ``latency`` to measure a client's concurrency.
         """
         return self._on_loop(self._stats_copy)
 
