@@ -465,6 +465,29 @@ def test_preload_is_seen_by_every_lookup_but_not_created() -> None:
     with_api(body, SandboxConfig(preload=PRELOAD))
 
 
+def test_a_lost_answer_for_a_contact_with_60_earlier_requests_is_not_embedded() -> None:
+    # Issue 10 case 3: oldest first and capped at 50, the newest request cannot be seen
+    # through GET /contacts/{id}; GET /requests?search= (paged) still lists it.
+    earlier = [{"campaignId": DEMO_CAMPAIGN_ID, "email": "busy@example.com"} for _ in range(60)]
+
+    async def body(sandbox: Sandbox, api: Api) -> None:
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await api.post("/request", one("busy@example.com"))
+        [lost] = sandbox.created
+        contact = (await api.get("/contacts", email="busy@example.com")).body[0]
+        detail = (await api.get(f"/contacts/{contact['_id']}")).body
+        assert detail["nbRequest"] == 61 and len(detail["requests"]) == 50
+        assert lost["_id"] not in {r["_id"] for r in detail["requests"]}
+        pages = [
+            (await api.get("/requests", campaignId=DEMO_CAMPAIGN_ID, search="busy@", offset=str(o))).body
+            for o in (0, 50)
+        ]
+        assert [len(p) for p in pages] == [50, 11] and pages[0][0]["_id"] == lost["_id"]
+
+    config = SandboxConfig(embedded_order="oldest", script=["ambiguous"], preload={"requests": earlier})
+    with_api(body, config)
+
+
 def test_preload_from_a_file_and_at_run_time(tmp_path: Path) -> None:
     path = tmp_path / "existing.json"
     path.write_text(json.dumps(PRELOAD), encoding="utf-8")
