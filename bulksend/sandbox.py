@@ -10,9 +10,17 @@ bad contacts and returns its requests in shuffled order, 429 may or may not carr
 Retry-After.
 
 Faults are drawn from the seed: one uniform draw per authenticated, admitted POST
-decides its fate (500/503, dropped, ambiguous, slow or fine). That stream is kept
-apart from the one that generates ids and shuffles batches, so the n-th POST's fate
-depends only on (seed, n) and not on whether earlier POSTs were valid.
+decides its fate (see SCRIPT_FATES: 500/503, dropped, ambiguous, slow, created then
+answered 5xx, a 200 that is not {request, errors: []}, a redirect, or fine). That
+stream is kept apart from the one that generates ids and shuffles batches, so the
+n-th POST's fate depends only on (seed, n) and not on whether earlier POSTs were
+valid. A ``script`` of fates overrides the draw for the next POSTs (the draw still
+happens). Beyond single POSTs, the options of issue 10 make the sandbox answer the
+other ways collect-api.md allows (§6, §7, §9): embedded requests oldest first,
+case-sensitive emails, a quota with a long Retry-After, look-ups it cannot answer
+in the documented shape, a skewed clock, and contacts and requests that existed
+before any POST (``preload``). ``SandboxConfig.strict()`` turns on the ones a run
+can finish under.
 
 Everything runs on one event loop. ``Sandbox.snapshot()`` (and the ``created`` and
 ``stats`` properties built on it) may be called from another thread: the copy is
@@ -26,6 +34,7 @@ import base64
 import binascii
 import concurrent.futures
 import contextlib
+import contextvars
 import dataclasses
 import email.utils
 import hashlib
@@ -40,7 +49,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple, TypeVar
 
 import aiohttp
@@ -50,8 +59,10 @@ __all__ = [
     "DEFAULT_API_KEY",
     "DEMO_CAMPAIGN_ID",
     "DEMO_ITEM_IDS",
+    "LOOKUP_FAULTS",
     "ONBOARDING_CAMPAIGN_ID",
     "ONBOARDING_ITEM_IDS",
+    "SCRIPT_FATES",
     "SEEDED_CONTACT_IDS",
     "SEEDED_REQUEST_ID",
     "USER_IDS",
@@ -280,6 +291,50 @@ _CONTACT_SORTS: Final[dict[str, tuple[str, bool]]] = {  # §7 GET /contacts `sor
 # --- Stats ----------------------------------------------------------------------
 
 _POST_KINDS: Final = {"/v1/request": "post_request", "/v1/requests": "post_requests"}
+# The fates a POST /request(s) can meet: "ok" is a normal answer; the others are
+# faults, each allowed by collect-api.md (§2, §3, §9) or by plain HTTP.
+_NOTHING_CREATED_FATES: Final = (  # answered without processing the body
+    "500",
+    "503",
+    "dropped",
+    "401",
+    "quota-429",
+    "redirect-302",
+    "redirect-307",
+    "refused-200",
+)
+_CREATED_FATES: Final = (  # processed (requests created), then answered oddly
+    "ambiguous",
+    "slow",
+    "created-500",
+    "created-502",
+    "created-504",
+    "empty-200",
+    "html-200",
+    "warned-200",
+)
+SCRIPT_FATES: Final = (  # every fate, in the order --help lists them
+    "ok",
+    "500",
+    "503",
+    "dropped",
+    "ambiguous",
+    "slow",
+    "created-500",
+    "created-502",
+    "created-504",
+    "refused-200",
+    "empty-200",
+    "html-200",
+    "warned-200",
+    "redirect-302",
+    "redirect-307",
+    "quota-429",
+    "401",
+)
+assert set(SCRIPT_FATES) == {"ok", *_NOTHING_CREATED_FATES, *_CREATED_FATES}
+# Every outcome a POST is counted under (present in stats even when 0): the HTTP
+# status of a normal answer, or the fate's name for a fault.
 _OUTCOMES: Final = (
     "200",
     "400",
@@ -288,29 +343,53 @@ _OUTCOMES: Final = (
     "429",
     "500",
     "503",
-    "dropped",
-    "ambiguous",
-    "slow",
+    *(fate for fate in _NOTHING_CREATED_FATES + _CREATED_FATES if not fate.isdigit()),
 )
+# The random draw's bands, in this order: a seed gives the same pattern it gave
+# before the later bands existed, as long as their rates are 0.
+_RATE_BANDS: Final = (
+    ("fail_rate", ("500", "503")),
+    ("drop_rate", ("dropped",)),
+    ("ambiguous_rate", ("ambiguous",)),
+    ("slow_rate", ("slow",)),
+    ("created_5xx_rate", ("created-500", "created-502", "created-504")),
+    ("odd_200_rate", ("refused-200", "empty-200", "html-200", "warned-200")),
+    ("redirect_rate", ("redirect-302", "redirect-307")),
+)
+_RATE_FIELDS: Final = tuple(name for name, _ in _RATE_BANDS)
 _FAULT_FIELDS: Final = frozenset(
     {
         "rate_limit",
         "burst",
         "retry_after_format",
-        "fail_rate",
-        "drop_rate",
-        "ambiguous_rate",
-        "slow_rate",
+        *_RATE_FIELDS,
         "slow_delay",
         "latency",
+        "script",
+        "redirect_to",
+        "embedded_order",
+        "case_sensitive_emails",
+        "quota_after",
+        "quota_retry_after",
+        "lookup_fault",
+        "clock_skew",
+        "preload",
     }
 )
 _RETRY_AFTER_FORMATS: Final = ("seconds", "http-date", "none")
+_EMBEDDED_ORDERS: Final = ("newest", "oldest")
+LOOKUP_FAULTS: Final = ("html", "object", "404", "500")
 
 
 @dataclass
 class SandboxConfig:
-    """How the sandbox behaves. Every field but api_key and seed can change at run time."""
+    """How the sandbox behaves. Every field but api_key and seed can change at run time.
+
+    Rates are shares of the POST /request(s) calls that pass the rate limit and the
+    key check: one uniform draw per such POST picks at most one fault, so the rates
+    together must not exceed 1. ``script`` overrides the draw for the next POSTs.
+    ``strict()`` turns on every documented-worst behaviour that still lets a run end.
+    """
 
     api_key: str = DEFAULT_API_KEY
     seed: int = 0
@@ -323,6 +402,50 @@ class SandboxConfig:
     slow_rate: float = 0.0  # POSTs processed and answered only after slow_delay
     slow_delay: float = 5.0
     latency: float = 0.0  # seconds added to every /v1 call
+    # POSTs processed, then answered 500, 502 or 504 (a third each; §9: a 5xx other
+    # than 503 does not say "not created"). 500 has a JSON body, 502/504 a gateway's HTML.
+    created_5xx_rate: float = 0.0
+    # POSTs answered 200 with a body that is not {request, errors: []} (§9), a quarter
+    # each: refused-200 (nothing created, request null + errors), empty-200 ({}),
+    # html-200 (an HTML page), warned-200 (the request and a non-empty errors).
+    odd_200_rate: float = 0.0
+    # Fates for the next POSTs, one consumed per POST, before the draw (which still
+    # happens, so the random pattern after the script does not shift). See SCRIPT_FATES.
+    script: list[str] = field(default_factory=list)
+    redirect_to: str = ""  # base URL (ending in /v1) that the redirect fates point to
+    redirect_rate: float = 0.0  # POSTs answered 302 or 307 (half each), nothing created
+    embedded_order: str = "newest"  # GET /contacts/{id} requests: "newest" or "oldest" first (§6)
+    # True: contacts are matched by exact email, on POST and GET /contacts?email= (§6/§7).
+    # False: case-insensitively. The email is kept as first sent either way.
+    case_sensitive_emails: bool = True
+    quota_after: int | None = None  # once this many requests were created: every POST 429
+    quota_retry_after: float = 3600.0  # the Retry-After of a quota 429, seconds
+    lookup_fault: str | None = None  # every look-up GET: "html" | "object" | "404" | "500"
+    clock_skew: float = 0.0  # seconds added to the clock behind every createdAt written
+    # Contacts and requests that exist before any POST: a JSON file path or a dict
+    # (format in bulksend sandbox --help and docs/operations.md).
+    preload: str | dict[str, Any] | None = None
+
+    @classmethod
+    def strict(cls, **overrides: Any) -> SandboxConfig:
+        """Every documented-worst behaviour at once, at rates a run still finishes under.
+
+        Embedded requests oldest first (capped at 50), case-sensitive emails, 3% of
+        POSTs created then answered 500/502/504, 3% odd 200s, 3% each of 503/500
+        (nothing created), dropped and ambiguous. No quota, look-up fault, redirect or
+        slow answer: those stop or stall a run, and stay separate options.
+        ``overrides`` are SandboxConfig fields set on top.
+        """
+        profile: dict[str, Any] = {
+            "embedded_order": "oldest",
+            "case_sensitive_emails": True,
+            "created_5xx_rate": 0.03,
+            "odd_200_rate": 0.03,
+            "fail_rate": 0.03,
+            "drop_rate": 0.03,
+            "ambiguous_rate": 0.03,
+        }
+        return cls(**(profile | overrides))
 
 
 def config_problems(config: SandboxConfig) -> list[str]:
@@ -338,18 +461,57 @@ def config_problems(config: SandboxConfig) -> list[str]:
         problems.append("burst must be an integer >= 1")
     if config.retry_after_format not in _RETRY_AFTER_FORMATS:
         problems.append("retry_after_format must be one of " + ", ".join(_RETRY_AFTER_FORMATS))
-    rates = ("fail_rate", "drop_rate", "ambiguous_rate", "slow_rate")
-    for name in rates:
-        value = getattr(config, name)
-        if not (_is_number(value) and 0.0 <= value <= 1.0):
-            problems.append(f"{name} must be a number between 0 and 1")
-    numbers = [getattr(config, name) for name in rates]
-    if all(_is_number(value) for value in numbers) and sum(numbers) > 1.0 + 1e-9:
-        problems.append("fail_rate + drop_rate + ambiguous_rate + slow_rate must not exceed 1")
-    for name in ("slow_delay", "latency"):
+    problems.extend(_rate_problems(config))
+    for name in ("slow_delay", "latency", "quota_retry_after"):
         value = getattr(config, name)
         if not (_is_number(value) and value >= 0):
             problems.append(f"{name} must be a number of seconds >= 0")
+    problems.extend(_strict_option_problems(config))
+    problems.extend(_parse_preload(config.preload)[1])
+    return problems
+
+
+def _rate_problems(config: SandboxConfig) -> list[str]:
+    problems: list[str] = []
+    for name in _RATE_FIELDS:
+        value = getattr(config, name)
+        if not (_is_number(value) and 0.0 <= value <= 1.0):
+            problems.append(f"{name} must be a number between 0 and 1")
+    numbers = [getattr(config, name) for name in _RATE_FIELDS]
+    if all(_is_number(value) for value in numbers) and sum(numbers) > 1.0 + 1e-9:
+        problems.append(" + ".join(_RATE_FIELDS) + " must not exceed 1")
+    return problems
+
+
+def _strict_option_problems(config: SandboxConfig) -> list[str]:
+    """Problems with the options of issue 10's documented-worst behaviours."""
+    problems: list[str] = []
+    script = config.script
+    if not _is_str_list(script):
+        problems.append("script must be a list of fate names")
+    else:
+        unknown = [name for name in script if name not in SCRIPT_FATES]
+        if unknown:
+            problems.append(f"script: unknown fate {unknown[0]!r} (known: {', '.join(SCRIPT_FATES)})")
+    redirects = (_is_number(config.redirect_rate) and config.redirect_rate > 0) or (
+        _is_str_list(script) and any(name.startswith("redirect-") for name in script)
+    )
+    if not isinstance(config.redirect_to, str):
+        problems.append("redirect_to must be a base URL string")
+    elif config.redirect_to and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", config.redirect_to):
+        problems.append(f"redirect_to {config.redirect_to!r} must be an http:// or https:// base URL")
+    elif redirects and not config.redirect_to:
+        problems.append("redirect_to must be set (a base URL such as http://127.0.0.1:9/v1) for redirects")
+    if config.embedded_order not in _EMBEDDED_ORDERS:
+        problems.append("embedded_order must be one of " + ", ".join(_EMBEDDED_ORDERS))
+    if not isinstance(config.case_sensitive_emails, bool):
+        problems.append("case_sensitive_emails must be true or false")
+    if config.quota_after is not None and not (_is_int(config.quota_after) and config.quota_after >= 0):
+        problems.append("quota_after must be a number of requests >= 0, or None")
+    if config.lookup_fault is not None and config.lookup_fault not in LOOKUP_FAULTS:
+        problems.append("lookup_fault must be one of " + ", ".join(LOOKUP_FAULTS) + ", or None")
+    if not _is_number(config.clock_skew):
+        problems.append("clock_skew must be a number of seconds (negative: the server is behind)")
     return problems
 
 
@@ -444,10 +606,41 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.json_response({"message": message}, status=status, headers=headers)
 
 
-def _now() -> str:
+def _now(skew: float = 0.0) -> str:
     # The §1 ISO form, to the second like every documented example; a client comparing
-    # createdAt with its own clock (§6) must allow for that truncation.
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # createdAt with its own clock (§6) must allow for that truncation, and for a
+    # server clock that is off by `skew` seconds.
+    return (datetime.now(UTC) + timedelta(seconds=skew)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _retry_after(seconds: float, retry_after_format: str) -> dict[str, str]:
+    """A Retry-After header (RFC 9110 §10.2.3) in the chosen form, or none (§3 documents none)."""
+    whole = max(0, math.ceil(seconds))
+    if retry_after_format == "seconds":
+        return {"Retry-After": str(whole)}
+    if retry_after_format == "http-date":
+        return {"Retry-After": email.utils.formatdate(math.ceil(time.time()) + whole, usegmt=True)}
+    return {}
+
+
+_HTML_PAGE: Final = (
+    "<!DOCTYPE html>\n<html><head><title>Collect</title></head>"
+    "<body><h1>Collect</h1><p>Something went wrong. Please try again.</p></body></html>\n"
+)
+_GATEWAY_REASONS: Final = {502: "Bad Gateway", 504: "Gateway Time-out"}
+# The fate of the POST being handled, read by _create: the handler runs in the
+# middleware's task, so a context variable carries it without touching the request.
+_FATE: Final[contextvars.ContextVar[str]] = contextvars.ContextVar("bulksend_sandbox_fate", default="ok")
+_LOOKUP_PATH: Final = re.compile(r"/v1/(requests|contacts)(/[^/]+)?")
+
+
+def _gateway_page(status: int) -> str:
+    """The HTML a reverse proxy answers with when the API behind it failed or was slow."""
+    title = f"{status} {_GATEWAY_REASONS[status]}"
+    return (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+        f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
 
 
 def _derived_id(*parts: str) -> str:
@@ -527,11 +720,145 @@ def _inline_contact_problem(entry: dict[str, Any]) -> str | None:
 
 
 def _search_text(request: _Request) -> list[str]:
+    # §6 step 3: the contact's names and email, plus all custom data (the request's
+    # and the contact's custom attributes).
     contact = request.contact
     texts = [contact.first_name or "", contact.last_name or "", contact.email]
-    for value in request.data.values():
+    values = [*request.data.values(), *(custom.get("value") for custom in contact.custom)]
+    for value in values:
         texts.append(value if isinstance(value, str) else json.dumps(value))
     return texts
+
+
+# --- Preloaded contacts and requests ------------------------------------------------
+
+_PRELOAD_CONTACT_KEYS: Final = frozenset({"_id", "email", "firstName", "lastName", "company", "data"})
+_PRELOAD_REQUEST_KEYS: Final = frozenset(
+    {"_id", "campaignId", "email", "contactId", "status", "createdAt", "dueDate", "data"}
+)
+
+
+def _parse_preload(value: object) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+    """Read and check a preload (a JSON file path or a dict); return (records, problems).
+
+    The records are normalised: timestamps in the ISO form the sandbox writes,
+    ``status`` defaulting to "pending", contacts' ``data`` kept as custom attributes.
+    Problems name the file (or "preload") and the entry, e.g. ``requests[2].status``.
+    """
+    empty: dict[str, list[dict[str, Any]]] = {"contacts": [], "requests": []}
+    if value is None:
+        return empty, []
+    where = "preload"
+    if isinstance(value, str):
+        where = value
+        try:
+            with open(value, encoding="utf-8") as handle:
+                value = json.load(handle)
+        except OSError as exc:
+            return empty, [f"preload file {where}: cannot be read ({exc.strerror or exc})"]
+        except UnicodeDecodeError:
+            return empty, [f"preload file {where}: not UTF-8 text"]
+        except json.JSONDecodeError as exc:
+            return empty, [f"{where}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})"]
+    if not isinstance(value, dict) or set(value) - {"contacts", "requests"}:
+        return empty, [f"{where}: must be an object with only `contacts` and `requests` (arrays)"]
+    problems: list[str] = []
+    records = {"contacts": [], "requests": []} | {k: v for k, v in value.items() if isinstance(v, list)}
+    for key in ("contacts", "requests"):
+        if key in value and not isinstance(value[key], list):
+            problems.append(f"{where}: `{key}` must be an array")
+    taken = {*SEEDED_CONTACT_IDS.values(), SEEDED_REQUEST_ID}
+    emails: dict[str, str] = dict(SEEDED_CONTACT_IDS)  # email -> whose it is
+    contacts = [_preload_contact(entry, f"{where}: contacts[{i}]", taken, emails, problems)
+                for i, entry in enumerate(records["contacts"])]
+    contact_ids = {*SEEDED_CONTACT_IDS.values(), *(c["_id"] for c in contacts if c.get("_id"))}
+    requests = [_preload_request(entry, f"{where}: requests[{i}]", taken, contact_ids, problems)
+                for i, entry in enumerate(records["requests"])]
+    return {"contacts": contacts, "requests": requests}, problems
+
+
+def _preload_common(
+    entry: object, where: str, allowed: frozenset[str], taken: set[str], problems: list[str]
+) -> dict[str, Any]:
+    """Checks shared by contacts and requests: an object, known keys, a free `_id`, `data`."""
+    if not isinstance(entry, dict):
+        problems.append(f"{where} must be an object")
+        return {}
+    unknown = sorted(set(entry) - allowed)
+    if unknown:
+        problems.append(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+    if "_id" in entry:
+        if not (isinstance(entry["_id"], str) and entry["_id"]):
+            problems.append(f"{where}._id must be a non-empty string")
+        elif entry["_id"] in taken:
+            problems.append(f"{where}._id {entry['_id']!r} is already used")
+        else:
+            taken.add(entry["_id"])
+    if "data" in entry and not isinstance(entry["data"], dict):
+        problems.append(f"{where}.data must be an object")
+    return dict(entry)
+
+
+def _preload_contact(
+    entry: object, where: str, taken: set[str], emails: dict[str, str], problems: list[str]
+) -> dict[str, Any]:
+    record = _preload_common(entry, where, _PRELOAD_CONTACT_KEYS, taken, problems)
+    if not record:
+        return record
+    address = record.get("email")
+    if not (isinstance(address, str) and _EMAIL.fullmatch(address)):
+        problems.append(f"{where}.email {address!r} is not an email address")
+    elif address in emails:
+        problems.append(f"{where}.email {address} is already a contact ({emails[address]}): list it once")
+    else:
+        record.setdefault("_id", None)
+        emails[address] = record["_id"] or where
+    for key in ("firstName", "lastName", "company"):
+        if key in record and not isinstance(record[key], str):
+            problems.append(f"{where}.{key} must be a string")
+    return record
+
+
+def _preload_request(
+    entry: object, where: str, taken: set[str], contact_ids: set[str], problems: list[str]
+) -> dict[str, Any]:
+    record = _preload_common(entry, where, _PRELOAD_REQUEST_KEYS, taken, problems)
+    if not record:
+        return record
+    if record.get("campaignId") not in {DEMO_CAMPAIGN_ID, ONBOARDING_CAMPAIGN_ID}:
+        known = f"{DEMO_CAMPAIGN_ID} (Vehicle documents) or {ONBOARDING_CAMPAIGN_ID} (Employee onboarding)"
+        campaign = record.get("campaignId")
+        problems.append(f"{where}.campaignId {campaign!r} is not a sandbox campaign: use {known}")
+    if ("email" in record) == ("contactId" in record):
+        problems.append(f"{where}: give exactly one of `email` and `contactId`")
+    elif "email" in record and not (isinstance(record["email"], str) and _EMAIL.fullmatch(record["email"])):
+        problems.append(f"{where}.email {record['email']!r} is not an email address")
+    elif "contactId" in record and record["contactId"] not in contact_ids:
+        problems.append(f"{where}.contactId {record['contactId']!r} is not a seeded or preloaded contact _id")
+    status = record.setdefault("status", "pending")
+    if not (isinstance(status, str) and status):
+        problems.append(f"{where}.status must be a status name such as pending, completed or cancelled")
+    for key in ("createdAt", "dueDate"):
+        if record.get(key) is None:
+            continue
+        try:
+            record[key] = _timestamp(record[key])
+        except _Invalid:
+            problems.append(
+                f"{where}.{key} {record[key]!r} is not a timestamp "
+                "(\"2022-07-04 07:20:06 UTC\" or ISO 8601, §1)"
+            )
+    return record
+
+
+def _timestamp(value: object) -> str:
+    """A §1 timestamp in either documented form, as the ISO UTC form the sandbox writes."""
+    if isinstance(value, str) and value.endswith(" UTC"):
+        value = value.removesuffix(" UTC") + "+00:00"
+    result = _parse_due_date(value)
+    if result is None:
+        raise _Invalid(400, "a timestamp is required")
+    return result
 
 
 # --- The server -------------------------------------------------------------------
@@ -550,7 +877,9 @@ class Sandbox:
         problems = config_problems(config)
         if problems:
             raise ValueError("invalid sandbox config: " + "; ".join(problems))
+        config.script = list(config.script)  # consumed as POSTs arrive: our own copy
         self._config = config
+        self._preloaded = _parse_preload(config.preload)[0]
         self._clock = clock  # for the token bucket; tests pass a fake one
         self._expected_auth = "Basic " + base64.b64encode(f":{config.api_key}".encode()).decode()
         self.url = ""
@@ -574,7 +903,10 @@ class Sandbox:
             for cid, c in self._campaigns.items()
         }
         self._contacts: dict[str, _Contact] = {}
+        # Exact email -> contact, and casefolded email -> contacts (oldest first), so
+        # case_sensitive_emails can change at run time.
         self._contacts_by_email: dict[str, _Contact] = {}
+        self._contacts_by_folded: dict[str, list[_Contact]] = {}
         self._requests: dict[str, _Request] = {}
         self._by_campaign: dict[str, list[_Request]] = {cid: [] for cid in self._campaigns}
         self._created: list[dict[str, Any]] = []
@@ -595,8 +927,7 @@ class Sandbox:
                 custom=[],
                 created_at="2022-07-03T13:51:27Z",
             )
-            self._contacts[contact_id] = contact
-            self._contacts_by_email[address] = contact
+            self._add_contact(contact)
         main = self._contacts[SEEDED_CONTACT_IDS["maincontact@example.com"]]
         main.nb_request = 1
         main.last_activity = "2022-07-04T07:20:06Z"
@@ -615,6 +946,84 @@ class Sandbox:
         main.requests.append(old)
         self._requests[old.id] = old
         self._by_campaign[DEMO_CAMPAIGN_ID].append(old)
+        self._load_preload(self._preloaded)
+
+    def _add_contact(self, contact: _Contact) -> None:
+        self._contacts[contact.id] = contact
+        self._contacts_by_email.setdefault(contact.email, contact)
+        self._contacts_by_folded.setdefault(contact.email.casefold(), []).append(contact)
+
+    def _contacts_with_email(self, address: str) -> list[_Contact]:
+        """Contacts whose email is `address`: exactly, or case-insensitively (§6, §7)."""
+        if self._config.case_sensitive_emails:
+            exact = self._contacts_by_email.get(address)
+            return [exact] if exact is not None else []
+        return list(self._contacts_by_folded.get(address.casefold(), ()))
+
+    def _load_preload(self, records: dict[str, list[dict[str, Any]]]) -> None:
+        """Add checked preload records (_parse_preload) to the world; none is in `created`."""
+        clash = [r["_id"] for kind in ("contacts", "requests") for r in records[kind]
+                 if r.get("_id") and (r["_id"] in self._contacts or r["_id"] in self._requests)]
+        if clash:
+            raise ValueError(f"preload: _id {clash[0]} already exists in the sandbox")
+        now = self._now()
+        for entry in records["contacts"]:
+            self._add_contact(self._preloaded_contact(entry, now))
+        touched: set[str] = set()
+        for entry in sorted(records["requests"], key=lambda r: r.get("createdAt") or now):
+            contact = self._preload_owner(entry, now)
+            created_at = entry.get("createdAt") or now
+            request_id = entry.get("_id") or self._new_id()
+            loaded = _Request(
+                id=request_id,
+                campaign_id=entry["campaignId"],
+                created_at=created_at,
+                portal_url=f"{_PORTAL}/{self._new_id()}/{request_id}",
+                due_date=entry.get("dueDate"),
+                contact=contact,
+                contact_json=contact.to_json(),
+                data=dict(entry.get("data", {})),
+                items=None,
+                status=entry["status"],
+            )
+            contact.nb_request += 1
+            contact.last_activity = max(contact.last_activity or created_at, created_at)
+            contact.requests.append(loaded)
+            self._requests[request_id] = loaded
+            self._by_campaign[loaded.campaign_id].append(loaded)
+            touched.add(contact.id)
+        for contact_id in touched:  # oldest first, wherever the preload put them
+            self._contacts[contact_id].requests.sort(key=lambda r: r.created_at)
+        for requests in self._by_campaign.values():
+            requests.sort(key=lambda r: r.created_at)
+
+    def _preloaded_contact(self, entry: dict[str, Any], now: str) -> _Contact:
+        return _Contact(
+            id=entry.get("_id") or self._new_id(),
+            email=entry["email"],
+            first_name=entry.get("firstName"),
+            last_name=entry.get("lastName"),
+            company=entry.get("company"),
+            tags=[],
+            custom=[
+                {"_id": _derived_id(entry["email"], key), "name": key, "variable": key, "value": value}
+                for key, value in entry.get("data", {}).items()
+            ],
+            created_at=now,
+        )
+
+    def _preload_owner(self, entry: dict[str, Any], now: str) -> _Contact:
+        """The contact of a preloaded request: by _id, by exact email, or a new one."""
+        if "contactId" in entry:
+            return self._contacts[entry["contactId"]]
+        found = self._contacts_by_email.get(entry["email"])
+        if found is None:
+            found = self._preloaded_contact({"email": entry["email"]}, now)
+            self._add_contact(found)
+        return found
+
+    def _now(self) -> str:
+        return _now(self._config.clock_skew)
 
     def _reset_counters(self) -> None:
         self._posts: dict[str, Counter[str]] = {kind: Counter() for kind in _POST_KINDS.values()}
@@ -654,7 +1063,14 @@ class Sandbox:
 
     @property
     def created(self) -> list[dict[str, Any]]:
-        """Every request created through the API (seeded ones excluded); a copy."""
+        """Every request created through the API, however it was answered; a copy.
+
+        Seeded and preloaded requests are not in it. Each record: ``_id``,
+        ``campaignId``, ``contactId``, ``email`` (as stored), ``endpoint``
+        ("/request" or "/requests"), ``createdAt``, ``contactInput``, ``received``
+        (the parsed body) and ``fate`` (a SCRIPT_FATES name; "ok": answered 200
+        normally). Two records for one contact and campaign are a duplicate.
+        """
         return self._on_loop(self._created_copy)
 
     @property
@@ -662,12 +1078,14 @@ class Sandbox:
         """Call counts by endpoint and outcome, and the peak concurrency; a copy.
 
         ``post_request`` / ``post_requests``: outcome -> count, every outcome of
-        ``_OUTCOMES`` present ("200", "400", ..., "dropped", "ambiguous", "slow");
-        each POST counts once. ``get``: status -> count, ``gets`` their total,
-        ``other``: status -> count for other /v1 calls. ``max_in_flight`` counts
-        /v1 calls inside the server at once (latency and slow delays included):
-        with no latency a handler never yields, so it stays near 1 whatever the
-        client's concurrency. Set ``latency`` to measure a client's concurrency.
+        ``_OUTCOMES`` present ("200", "400", ..., "dropped", "ambiguous", "slow",
+        "created-504", "refused-200", "quota-429", ...); each POST counts once,
+        under its HTTP status when answered normally, else under its fate.
+        ``get``: status -> count, ``gets`` their total, ``other``: status -> count
+        for other /v1 calls. ``max_in_flight`` counts /v1 calls inside the server
+        at once (latency and slow delays included): with no latency a handler
+        never yields, so it stays near 1 whatever the client's concurrency. Set
+        ``latency`` to measure a client's concurrency.
         """
         return self._on_loop(self._stats_copy)
 
@@ -677,11 +1095,17 @@ class Sandbox:
         return self._on_loop(self._faults_json)
 
     def set_faults(self, **changes: Any) -> None:
-        """Change fault settings (any SandboxConfig field but api_key and seed); any thread."""
+        """Change fault settings (any SandboxConfig field but api_key and seed); any thread.
+
+        Raises ValueError naming every problem (nothing is changed then). ``script``
+        replaces what remains of the script; ``preload`` adds its records now and
+        replaces the preload that reset() rebuilds.
+        """
         self._on_loop(lambda: self._apply_faults(changes))
 
     def reset(self) -> None:
-        """Back to the seeded world (fault settings kept); any thread."""
+        """Back to the seeded world plus the current preload (fault settings, and what
+        remains of the script, kept); any thread."""
         self._on_loop(self._reset)
 
     def _created_copy(self) -> list[dict[str, Any]]:
@@ -700,7 +1124,9 @@ class Sandbox:
         }
 
     def _faults_json(self) -> dict[str, Any]:
-        return {name: getattr(self._config, name) for name in sorted(_FAULT_FIELDS)}
+        faults = {name: getattr(self._config, name) for name in sorted(_FAULT_FIELDS)}
+        faults["script"] = list(self._config.script)  # what remains of it
+        return faults
 
     def _apply_faults(self, changes: dict[str, Any]) -> None:
         unknown = sorted(set(changes) - _FAULT_FIELDS)
@@ -712,6 +1138,13 @@ class Sandbox:
         problems = config_problems(updated)
         if problems:
             raise ValueError("; ".join(problems))
+        updated.script = list(updated.script)
+        if "preload" in changes:
+            # New records join the world at once (and at every reset); records an
+            # earlier preload added stay until the next reset.
+            preloaded = _parse_preload(updated.preload)[0]
+            self._load_preload(preloaded)
+            self._preloaded = preloaded
         bucket_changed = (updated.rate_limit, updated.burst) != (
             self._config.rate_limit,
             self._config.burst,
@@ -826,31 +1259,97 @@ class Sandbox:
                 counts["401"] += 1
                 return _error(401, problem, {"WWW-Authenticate": 'Basic realm="Collect"'})
         if not creates:
-            response = await self._call(handler, request)
+            response = await self._look_up(handler, request, config.lookup_fault)
             counts[str(response.status)] += 1
             return response
         fate = self._draw_fate(config)
-        if fate == "500":
+        if config.quota_after is not None and len(self._created) >= config.quota_after:
+            fate = "quota-429"  # a quota, not a rate: it does not wear off by itself
+        _FATE.set(fate)  # _create records it with each request created (same task)
+        early = self._answer_unprocessed(request, fate, config)
+        if early is not None:
             counts[fate] += 1
-            return _error(500, "Internal Server Error: try again later (sandbox fault)")
-        if fate == "503":
-            counts[fate] += 1
-            return _error(503, "Service Unavailable: try again later (sandbox fault)")
-        if fate == "dropped":
-            counts[fate] += 1
-            _drop_connection(request)
-            return web.Response(status=500)  # never written: the transport is closed
+            return early
         response = await self._call(handler, request)
-        if fate is None or response.status != 200:
-            # Ambiguous and slow faults only apply to successful creations.
+        if fate == "ok" or response.status != 200:
+            # Faults after processing only apply to successful creations.
             counts[str(response.status)] += 1
             return response
         counts[fate] += 1
+        return await self._answer_processed(request, response, fate, config)
+
+    def _answer_unprocessed(
+        self, request: web.Request, fate: str, config: SandboxConfig
+    ) -> web.StreamResponse | None:
+        """The answer of a fate that creates nothing (_NOTHING_CREATED_FATES), else None."""
+        endpoint = request.path.removeprefix("/v1")
+        if fate == "500":
+            return _error(500, "Internal Server Error: try again later (sandbox fault)")
+        if fate == "503":
+            return _error(503, "Service Unavailable: try again later (sandbox fault)")
+        if fate == "401":
+            return _error(401, "Unauthorized: the API key is wrong (sandbox fault)",
+                          {"WWW-Authenticate": 'Basic realm="Collect"'})
+        if fate == "quota-429":
+            headers = _retry_after(config.quota_retry_after, config.retry_after_format)
+            return _error(429, "Too Many Requests: request quota reached (sandbox fault)", headers)
+        if fate in ("redirect-302", "redirect-307"):
+            status = int(fate.removeprefix("redirect-"))
+            location = config.redirect_to.rstrip("/") + endpoint
+            return web.Response(status=status, text=f"Moved: {location}\n", headers={"Location": location})
+        if fate == "refused-200":
+            key = "request" if endpoint == "/request" else "requests"
+            refused: dict[str, Any] = {key: None if key == "request" else []}
+            refused["errors"] = [{"message": "The request could not be sent (sandbox fault)"}]
+            return web.json_response(refused)
+        if fate == "dropped":
+            _drop_connection(request)
+            return web.Response(status=500)  # never written: the transport is closed
+        return None
+
+    async def _answer_processed(
+        self, request: web.Request, response: web.StreamResponse, fate: str, config: SandboxConfig
+    ) -> web.StreamResponse:
+        """The answer of a fate met after the requests were created (_CREATED_FATES)."""
         if fate == "ambiguous":
             _drop_connection(request)
-        else:
+            return response
+        if fate == "slow":
             await asyncio.sleep(config.slow_delay)
-        return response
+            return response
+        if fate == "created-500":
+            return _error(500, "Internal Server Error: try again later (sandbox fault)")
+        if fate in ("created-502", "created-504"):
+            status = int(fate.removeprefix("created-"))
+            return web.Response(status=status, text=_gateway_page(status), content_type="text/html")
+        if fate == "empty-200":
+            return web.json_response({})
+        if fate == "html-200":
+            return web.Response(text=_HTML_PAGE, content_type="text/html")
+        # warned-200: the documented shape with the request(s), and errors not empty.
+        assert isinstance(response, web.Response) and isinstance(response.body, bytes)
+        answer = json.loads(response.body)
+        warning = {"message": "Some messages could not be scheduled (sandbox fault)"}
+        answer["errors"] = [*answer.get("errors", []), warning]
+        return web.json_response(answer)
+
+    async def _look_up(
+        self, handler: _Handler, request: web.Request, fault: str | None
+    ) -> web.StreamResponse:
+        """A GET or other call that creates nothing; `lookup_fault` applies to §6 look-ups."""
+        if fault is None or request.method != "GET" or not _LOOKUP_PATH.fullmatch(request.path):
+            return await self._call(handler, request)
+        if fault == "html":
+            return web.Response(text=_HTML_PAGE, content_type="text/html")
+        if fault == "404":
+            return _error(404, "Not Found: the specified object could not be found (sandbox fault)")
+        if fault == "500":
+            return _error(500, "Internal Server Error: try again later (sandbox fault)")
+        response = await self._call(handler, request)  # "object": the data, wrapped
+        if response.status != 200 or not isinstance(response, web.Response):
+            return response
+        assert isinstance(response.body, bytes)
+        return web.json_response({"data": json.loads(response.body)})
 
     @staticmethod
     async def _call(handler: _Handler, request: web.Request) -> web.StreamResponse:
@@ -878,13 +1377,7 @@ class Sandbox:
 
     @staticmethod
     def _too_many(wait: float, retry_after_format: str) -> web.Response:
-        # §3 documents no Retry-After; the sandbox can send either RFC 9110 form or none.
-        seconds = max(1, math.ceil(wait))
-        headers: dict[str, str] = {}
-        if retry_after_format == "seconds":
-            headers["Retry-After"] = str(seconds)
-        elif retry_after_format == "http-date":
-            headers["Retry-After"] = email.utils.formatdate(math.ceil(time.time()) + seconds, usegmt=True)
+        headers = _retry_after(max(1, math.ceil(wait)), retry_after_format)
         return _error(429, "Too Many Requests: requesting too many objects! Slow down! (§2)", headers)
 
     def _auth_problem(self, header: str | None) -> str | None:
@@ -910,22 +1403,23 @@ class Sandbox:
             return "the API key is wrong"
         return None
 
-    def _draw_fate(self, config: SandboxConfig) -> str | None:
-        # Always one draw, whatever the rates, so changing faults at run time does not
-        # shift the pattern for later POSTs.
+    def _draw_fate(self, config: SandboxConfig) -> str:
+        """The fate of one POST: the script's next entry if any, else the draw's.
+
+        Always one draw, whatever the rates and the script, so changing faults at run
+        time does not shift the pattern for later POSTs. Within a band the position
+        of the draw picks the fate (500 in the lower half of fail_rate, 503 above).
+        """
         u = self._fault_rng.random()
-        if u < config.fail_rate:
-            return "500" if u < config.fail_rate / 2 else "503"
-        u -= config.fail_rate
-        if u < config.drop_rate:
-            return "dropped"
-        u -= config.drop_rate
-        if u < config.ambiguous_rate:
-            return "ambiguous"
-        u -= config.ambiguous_rate
-        if u < config.slow_rate:
-            return "slow"
-        return None
+        scripted = config.script.pop(0) if config.script else None
+        fate = "ok"
+        for name, fates in _RATE_BANDS:
+            rate = getattr(config, name)
+            if u < rate:
+                fate = fates[min(int(u / rate * len(fates)), len(fates) - 1)]
+                break
+            u -= rate
+        return scripted or fate
 
     @staticmethod
     async def _read_json(request: web.Request) -> dict[str, Any]:
@@ -977,7 +1471,7 @@ class Sandbox:
         contact_problem = self._contact_reference_problem(entry)
         if contact_problem is not None:
             raise _Invalid(400, contact_problem)
-        created = self._create(body, campaign_id, entry, due_date, "/request")
+        created = self._create(body, campaign_id, entry, due_date, "/request", _FATE.get())
         return web.json_response({"request": created.to_json(), "errors": []})
 
     async def _post_requests(self, request: web.Request) -> web.Response:
@@ -1011,7 +1505,7 @@ class Sandbox:
             if problem is not None:
                 errors.append({"contact": entry, "message": problem})
                 continue
-            created = self._create(body, campaign_id, entry, due_date, "/requests")
+            created = self._create(body, campaign_id, entry, due_date, "/requests", _FATE.get())
             requests.append(created.to_json())
         # Nor is the order of `requests` documented (§5): shuffle it so no client can
         # depend on position; match on contact._id / contact.email instead.
@@ -1094,9 +1588,11 @@ class Sandbox:
         if isinstance(entry, str):
             return self._contacts[entry]
         address: str = entry["email"]
-        contact = self._contacts_by_email.get(address)  # exact, case-sensitive (§6)
-        if contact is not None:
-            return contact
+        # Exact, case-sensitive as §6 documents GET /contacts?email=; or, when
+        # case_sensitive_emails is off, the oldest contact whose email differs only in case.
+        matching = self._contacts_with_email(address)
+        if matching:
+            return matching[0]
         contact = _Contact(
             id=self._new_id(),
             email=address,
@@ -1115,8 +1611,7 @@ class Sandbox:
             ],
             created_at=now,
         )
-        self._contacts[contact.id] = contact
-        self._contacts_by_email[address] = contact
+        self._add_contact(contact)
         return contact
 
     def _create(
@@ -1126,8 +1621,9 @@ class Sandbox:
         entry: str | dict[str, Any],
         due_date: str | None,
         endpoint: str,
+        fate: str,
     ) -> _Request:
-        now = _now()
+        now = self._now()
         contact = self._find_or_create_contact(entry, now)
         contact.nb_request += 1  # §3: every send counts, even to the same contact
         contact.last_activity = now
@@ -1160,6 +1656,7 @@ class Sandbox:
                 "createdAt": now,
                 "contactInput": entry,
                 "received": body,  # the parsed body, exactly as the client sent it
+                "fate": fate,  # how the POST was answered: a SCRIPT_FATES name ("ok": normally)
             }
         )
         return created
@@ -1188,7 +1685,7 @@ class Sandbox:
             if skipped < offset:
                 skipped += 1
                 continue
-            rows.append(found.to_json(found.contact.to_json()))
+            rows.append(found.to_json(found.contact.to_json()) | {"data": dict(found.data)})
             if len(rows) == limit:
                 break
         return web.json_response(rows)
@@ -1221,9 +1718,8 @@ class Sandbox:
         query = request.query
         offset, limit = _page(query)
         found: list[_Contact] = list(self._contacts.values())
-        if "email" in query:  # §6: exact and case-sensitive
-            exact = self._contacts_by_email.get(query["email"])
-            found = [exact] if exact is not None else []
+        if "email" in query:  # §6: exact and case-sensitive (unless case_sensitive_emails is off)
+            found = self._contacts_with_email(query["email"])
         for param, attribute in (("firstname", "first_name"), ("lastname", "last_name")):
             if param in query:  # §7: exact, not case-sensitive
                 wanted = query[param].casefold()
@@ -1257,7 +1753,12 @@ class Sandbox:
         if contact is None:
             raise _Invalid(404, f"contact {contact_id} not found")
         detail = contact.to_json()
-        # §6: at most 50 requests embedded, most recent first.
+        # §6: at most 50 requests embedded. The docs' example lists them oldest first,
+        # so for a contact with more than 50 the newest are then not there at all.
+        if self._config.embedded_order == "oldest":
+            embedded = contact.requests[:_MAX_EMBEDDED_REQUESTS]
+        else:
+            embedded = contact.requests[::-1][:_MAX_EMBEDDED_REQUESTS]
         detail["requests"] = [
             {
                 "_id": r.id,
@@ -1267,7 +1768,7 @@ class Sandbox:
                 "privacy": r.privacy,
                 "branding": {"useBranding": False},
             }
-            for r in reversed(contact.requests[-_MAX_EMBEDDED_REQUESTS:])
+            for r in embedded
         ]
         return web.json_response(detail)
 
