@@ -17,9 +17,11 @@ What a look-up reads, and why:
   ``requests`` are capped at 50 and their order is not documented (§6.2), so
   they settle the question only when fewer than 50 came back; otherwise the
   contact's email is searched in the campaign as above.
-* The time window: only requests created since the row's first attempt count.
-  The server's clock is read from each answer's ``Date`` header (RFC 9110
-  §6.6.1), so the window does not depend on two clocks agreeing.
+* The time window: only requests created since the row's first attempt count,
+  less an hour (``SKEW``). The server's clock is read from each answer's
+  ``Date`` header (RFC 9110 §6.6.1), and the hour absorbs what that header
+  cannot tell (a proxy's clock), so the window does not depend on two clocks
+  agreeing to the minute.
 * Custom keys: a request matches only when every key field that the server
   returns matches too (``dueDate``, the contact's names, custom ``data``); a
   key field the server does not return leaves the row unknown, saying why.
@@ -44,9 +46,13 @@ HIDDEN = ("cancelled", "archived")  # statuses the default listing omits (§6.3)
 EMBEDDED_CAP = 50  # GET /contacts/{id} embeds at most 50 requests (§6.2)
 
 # A request created up to this long before our first attempt (on the server's
-# clock, corrected by its Date header) is still taken as ours: the attempt's
-# time is taken just before the POST leaves, the server stamps it later.
-SKEW = dt.timedelta(minutes=2)
+# clock as its Date header tells it) is still taken as ours. The Date header
+# may come from a proxy whose clock is not the one that stamps `createdAt`, so
+# the margin is wide: an hour. Requests that existed before the run are not
+# what it guards against (the pre-send check, existing.py, finds those, and
+# their ids are excluded); it keeps a look-up from taking a request of last
+# week for today's.
+SKEW = dt.timedelta(hours=1)
 
 # Key paths that name the campaign and the contact: every look-up matches them.
 IDENTITY_PATHS = frozenset({"campaignId", "contact", "contact.email", "contact._id"})

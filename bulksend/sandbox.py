@@ -898,8 +898,12 @@ class Sandbox:
         self._fault_rng = random.Random(seed)
         self._data_rng = random.Random(f"bulksend-sandbox-data:{seed}")
         self._campaigns = {c["_id"]: c for c in _catalogue()}
+        # §6/§9: `items` is "an array of itemId", and campaign elements carry
+        # both an `id` and an `itemId`; which one POST /request wants is not
+        # settled by the docs, so the sandbox takes either.
         self._elements = {
-            cid: {e["id"]: kind for kind in _ELEMENT_KINDS for e in c[kind]}
+            cid: {key: kind for kind in _ELEMENT_KINDS for e in c[kind]
+                  for key in (e["id"], e.get("itemId")) if key}
             for cid, c in self._campaigns.items()
         }
         self._contacts: dict[str, _Contact] = {}
@@ -1102,6 +1106,15 @@ class Sandbox:
         replaces the preload that reset() rebuilds.
         """
         self._on_loop(lambda: self._apply_faults(changes))
+
+    def set_request_status(self, request_id: str, status: str) -> None:
+        """Move one request to ``status`` (as a person would in the Collect app:
+        cancel, archive, complete it); any thread. Raises KeyError for an unknown id."""
+
+        def change() -> None:
+            self._requests[request_id].status = status
+
+        self._on_loop(change)
 
     def reset(self) -> None:
         """Back to the seeded world plus the current preload (fault settings, and what
@@ -1549,7 +1562,7 @@ class Sandbox:
             if item not in elements:
                 raise _Invalid(
                     400,
-                    f"items: {item!r} is not an element id of campaign {campaign_id} "
+                    f"items: {item!r} is not an element id or itemId of campaign {campaign_id} "
                     f"(see GET /campaigns/{campaign_id})",
                 )
 
@@ -1704,7 +1717,7 @@ class Sandbox:
         for kind in _ELEMENT_KINDS:
             elements = []
             for element in campaign[kind]:
-                if wanted is not None and element["id"] not in wanted:
+                if wanted is not None and element["id"] not in wanted and element.get("itemId") not in wanted:
                     continue
                 own = dict(element, id=_derived_id(found.id, element["id"]), itemId=element["id"])
                 own["status"] = "open"

@@ -153,7 +153,7 @@ def test_a_contact_with_more_than_50_requests_is_found_past_the_embedded_cap(wor
 def test_a_request_cancelled_since_and_past_the_first_page_still_counts_as_created(work: Path) -> None:
     # Run 1: a's answer is lost and the look-up cannot be made: a stays unknown.
     with running_sandbox(config(script=["ambiguous"], lookup_fault="500")) as sandbox:
-        r = send(work, sandbox, "-c", "1")
+        r = send(work, sandbox, "-c", "1", "--send-anyway")
         assert r.code == 1, r.stderr
         assert lines(work)["a@example.com"]["status"] == "unknown"
         ours = next(c["_id"] for c in sandbox.created if c["email"] == "a@example.com")
@@ -210,7 +210,7 @@ def test_sigterm_while_waiting_out_a_quota_leaves_unsent_rows_as_they_were(work:
         )
         try:
             deadline = time.monotonic() + 30
-            while sandbox.stats["post_request"]["429"] < 1:
+            while sandbox.stats["post_request"]["quota-429"] < 1:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.05)
             time.sleep(0.3)
@@ -279,7 +279,7 @@ def test_items_by_item_id_are_accepted_and_sent_as_written(work: Path) -> None:
         contacts(work / "contacts.csv", EMAILS[:1], {"Items": [element["itemId"]]})
         r = send(work, sandbox)
         assert r.code == 0, r.stderr
-        assert sandbox.created[0]["items"] == [element["itemId"]]
+        assert sandbox.created[0]["received"]["items"] == [element["itemId"]]
 
 
 # 8. Redirects are never followed ---------------------------------------------------------
@@ -301,12 +301,18 @@ def test_a_redirect_is_a_failure_naming_its_location_and_is_never_followed(work:
 
 @pytest.mark.parametrize("fault", ["html", "object", "404"])
 def test_a_look_up_not_understood_leaves_the_row_unknown(work: Path, fault: str) -> None:
-    with running_sandbox(config(script=["ambiguous"] * 3, lookup_fault=fault)) as sandbox:
+    with running_sandbox(config(lookup_fault=fault)) as sandbox:
+        # The pre-send check is a look-up too: not understood, nothing is sent.
         r = send(work, sandbox)
+        assert r.code == 3, r.stderr
+        assert "could not check the campaign's existing requests" in r.stderr and sandbox.created == []
+        sandbox.set_faults(script=["ambiguous"] * 3)
+        r = send(work, sandbox, "--send-anyway")
         assert r.code == 1, r.stderr
         assert len(sandbox.created) == 3
         assert {line["status"] for line in lines(work).values()} == {"unknown"}
         r = send(work, sandbox)  # still not understood: still nothing resent
+        assert r.code == 1, r.stderr
         assert len(sandbox.created) == 3
         sandbox.set_faults(lookup_fault=None)
         r = send(work, sandbox)
