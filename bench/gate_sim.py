@@ -64,10 +64,8 @@ class VirtualTime:
 
     def run(self, until: float = math.inf) -> None:
         """Run every spawned coroutine to its end (or the clock to ``until``)."""
-        while self._ready:
+        while self._ready and self._ready[0][0] <= until:
             when, _, coro = heapq.heappop(self._ready)
-            if when > until:
-                return
             self.now = max(self.now, when)
             try:
                 request = coro.send(None)
