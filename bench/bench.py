@@ -810,7 +810,8 @@ def main() -> int:
     ap.add_argument("--resume-reps", type=int, help="repetitions (full 3, quick 2)")
     ap.add_argument("--help-reps", type=int, help="runs of bulksend --help (full 11, quick 5)")
     ap.add_argument("--grid-rows", help="grid: comma list of row counts (full 500,1000,5000; quick 500,1000)")
-    ap.add_argument("--grid-limits", help="grid: server limits, requests/s (full 5,20,50,200; quick 20,50,200)")
+    ap.add_argument("--grid-limits", help="grid: server limits, requests/s "
+                    "(full 5,20,50,200; quick 20,50,200)")
     ap.add_argument("--grid-bursts", default="1,R/10", help="grid: server bursts, 1 and/or R/10")
     ap.add_argument("--grid-rates", default="R,5R,none", help="grid: bulksend --rate, of R, 5R, none")
     ap.add_argument("--grid-no-503", dest="grid_503", action="store_false",

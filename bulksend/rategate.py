@@ -110,7 +110,7 @@ class RateGate:
     """
 
     BURST_GUESS = 0.1  # seconds of requests a server's bucket may hold
-    SETTLED = 1.1  # hi/lo at which the search stops
+    SETTLED = 1.05  # hi/rate at which the search stops
     STEP = 2.0  # largest step up from a rate that held
     HOLD_MIN = 0.5  # shortest hold, seconds
     PROBE_AFTER = 60.0  # seconds settled before trying a little more
