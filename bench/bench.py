@@ -21,6 +21,7 @@ import contextlib
 import csv
 import http.client
 import json
+import math
 import os
 import platform
 import re
@@ -152,8 +153,8 @@ def run_child(cmd: list[str], *, timeout: float, env: dict[str, str] | None = No
 
 class Sandbox:
     def __init__(self, bulksend: list[str], *, rate_limit: float | None = None, burst: int = 1,
-                 log: Path) -> None:
-        cmd = [*bulksend, "sandbox", "--host", "127.0.0.1", "--port", "0", "--api-key", KEY]
+                 log: Path, extra: tuple[str, ...] = ()) -> None:
+        cmd = [*bulksend, "sandbox", "--host", "127.0.0.1", "--port", "0", "--api-key", KEY, *extra]
         if rate_limit is not None:
             cmd += ["--rate-limit", f"{rate_limit:g}", "--burst", str(burst)]
         self.cmd = cmd
@@ -640,6 +641,77 @@ class Bench:
         self.say(f"  python -c pass: {', '.join(f'{v:.3f}' for v in floor.values)}")
         fig.note = " ".join(self.bulksend) + " --help"
 
+    # -- 8. the grid: whole-command time ÷ ideal (issue 18) -------------------
+    def grid_cells(self) -> list[tuple[float | None, int, str, int, float]]:
+        """(server limit or None, burst, --rate, rows, ideal seconds) for each cell."""
+        a = self.args
+        cells: list[tuple[float | None, int, str, int, float]] = []
+        for limit in a.grid_limits:
+            bursts = sorted({1 if b == "1" else max(1, int(limit // 10)) for b in a.grid_bursts})
+            for burst in bursts:
+                for rate in a.grid_rates:
+                    option = {"R": f"{limit:g}", "5R": f"{5 * limit:g}", "none": "none"}[rate]
+                    for rows in a.grid_rows:
+                        cells.append((limit, burst, option, rows, rows / limit))
+        if a.grid_503:
+            for rows in a.grid_rows:
+                cells.append((None, 1, "50", rows, rows / 50.0))
+        return cells
+
+    def fig_grid(self) -> None:
+        a = self.args
+        cells = self.grid_cells()
+        total = sum(c[4] for c in cells) * a.grid_reps
+        self.say(f"\n[grid] {len(cells)} cells x {a.grid_reps}, ideal sum {total:.0f}s; "
+                 f"-c {a.grid_concurrency}; whole command (spawn to exit) ÷ rows/min(limit, --rate)")
+        kinds = {"5R": ("--rate 5R", "<= 1.10"), "R": ("--rate R", "<= 1.03"),
+                 "none": ("--rate none", "<= 1.15"), "503": (f"{a.grid_fail_rate / 2:.0%} 503s", "<= 1.20")}
+        worst: dict[str, list[tuple[float, str]]] = {k: [] for k in kinds}
+        refused: list[tuple[float, str]] = []
+        for limit, burst, option, rows, ideal in cells:
+            kind = "503" if limit is None else (
+                "none" if option == "none" else "R" if float(option) == limit else "5R")
+            label = (f"no limit, {a.grid_fail_rate:.0%} 500/503, --rate {option}" if limit is None
+                     else f"limit {limit:g}/s burst {burst}, --rate {option}") + f", {rows} rows"
+            extra = ("--fail-rate", f"{a.grid_fail_rate:g}", "--seed", "7") if limit is None else ()
+            contacts = self.tmp / f"grid-{rows}.csv"
+            if not contacts.exists():
+                write_contacts(contacts, rows, f"grid{rows}")
+            with Sandbox(self.bulksend, rate_limit=limit, burst=burst, extra=extra,
+                         log=self.tmp / "sandbox-grid.log") as sb:
+                for _ in range(a.grid_reps):
+                    sb.reset()
+                    done, summary, _ = self.send(sb, contacts, "--rate", option, "--concurrency",
+                                                 str(a.grid_concurrency), timeout=ideal * 3 + 60)
+                    st = sb.stats()
+                    bad = self.problem(done, summary)
+                    n429 = int(st["post_request"].get("429", 0))
+                    ratio = done.wall / ideal
+                    el = summary.get("elapsed_seconds")
+                    pauses = done.err.count("429: pausing")
+                    text = (f"{label}: {ratio:.3f} (whole {done.wall:.2f}s, sending "
+                            f"{el if el is None else round(el, 2)}s, ideal {ideal:.1f}s; 429s {n429}, "
+                            f"pause lines {pauses}; created {st['created']}/{rows})")
+                    if bad or st["created"] != rows:
+                        text += f" FAILED: {bad}"
+                        ratio = math.inf
+                    self.say("  " + text)
+                    worst[kind].append((ratio, text))
+                    refused.append((n429 / rows, label))
+        for kind, (name, target) in kinds.items():
+            if not worst[kind]:
+                continue
+            ratio, text = max(worst[kind])
+            fig = self.add(Figure(f"grid, worst cell, {name}: whole command ÷ ideal", target))
+            fig.values.append(ratio)
+            fig.note = f"{len(worst[kind])} cells; worst: {text}"
+            fig.extra["cells"] = [t for _, t in sorted(worst[kind], reverse=True)]
+        if refused:
+            share, label = max(refused)
+            fig = self.add(Figure("grid, worst 429 answers ÷ rows", "<= 0.05"))
+            fig.values.append(share)
+            fig.note = label
+
 
 def fabricate_sent_results(dry: Path, out: Path) -> None:
     """Turn a dry run's results (status ready, payload column) into a results CSV
@@ -719,7 +791,7 @@ def report(bench: Bench, started: float) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller N (~2 minutes)")
-    ap.add_argument("--only", help="comma list of figures: noload,limited,rate,batch,memory,resume,help")
+    ap.add_argument("--only", help="comma list of figures: noload,limited,rate,batch,memory,resume,help,grid")
     ap.add_argument("--reps", type=int, help="repetitions of the no-limit figure (full 5, quick 3)")
     ap.add_argument("--n", type=int, help="rows for the no-limit figure (full 20000, quick 4000)")
     ap.add_argument("--concurrency", "-c", type=int, default=16, help="for bulksend and the bare loop")
@@ -737,6 +809,18 @@ def main() -> int:
                     "full 100000,1000000, quick 100000; 'none' to skip)")
     ap.add_argument("--resume-reps", type=int, help="repetitions (full 3, quick 2)")
     ap.add_argument("--help-reps", type=int, help="runs of bulksend --help (full 11, quick 5)")
+    ap.add_argument("--grid-rows", help="grid: comma list of row counts (full 500,1000,5000; quick 500,1000)")
+    ap.add_argument("--grid-limits", help="grid: server limits, requests/s "
+                    "(full 5,20,50,200; quick 20,50,200)")
+    ap.add_argument("--grid-bursts", default="1,R/10", help="grid: server bursts, 1 and/or R/10")
+    ap.add_argument("--grid-rates", default="R,5R,none", help="grid: bulksend --rate, of R, 5R, none")
+    ap.add_argument("--grid-no-503", dest="grid_503", action="store_false",
+                    help="grid: leave out the no-limit cells with 500/503 answers at --rate 50")
+    ap.add_argument("--grid-fail-rate", type=float, default=0.10,
+                    help="grid: the sandbox's --fail-rate in those cells (half 500, half 503: "
+                         "0.10 is 5 %% 503s)")
+    ap.add_argument("--grid-reps", type=int, default=1, help="grid: repetitions of each cell")
+    ap.add_argument("--grid-concurrency", type=int, default=8, help="grid: bulksend -c (its default)")
     ap.add_argument("--bulksend", help="command that runs bulksend (default: the bulksend script "
                     "next to this python, else python -m bulksend)")
     ap.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
@@ -754,12 +838,16 @@ def main() -> int:
     a.resume_sizes = [] if rs == "none" else [int(s) for s in rs.split(",")]
     a.resume_reps = a.resume_reps or (2 if q else 3)
     a.help_reps = a.help_reps or (5 if q else 11)
+    a.grid_rows = [int(x) for x in (a.grid_rows or ("500,1000" if q else "500,1000,5000")).split(",")]
+    a.grid_limits = [float(x) for x in (a.grid_limits or ("20,50,200" if q else "5,20,50,200")).split(",")]
+    a.grid_bursts = a.grid_bursts.split(",")
+    a.grid_rates = a.grid_rates.split(",")
     if a.bulksend:
         a.bulksend_cmd = a.bulksend.split()
     else:
         script = Path(sys.executable).parent / "bulksend"
         a.bulksend_cmd = [str(script)] if script.exists() else [sys.executable, "-m", "bulksend"]
-    only = set((a.only or "noload,limited,rate,batch,memory,resume,help").split(","))
+    only = set((a.only or "noload,limited,rate,batch,memory,resume,help,grid").split(","))
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
@@ -780,6 +868,7 @@ def main() -> int:
         ("memory", bench.fig_memory),
         ("resume", bench.fig_resume),
         ("help", bench.fig_help),
+        ("grid", bench.fig_grid),
     ]
     try:
         for name, step in steps:

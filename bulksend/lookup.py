@@ -110,10 +110,10 @@ async def call_understood(client: Client, gate: RateGate, path: str,
     Raises ``AuthError`` on 401 and ``Ambiguous`` on anything but a 200 (a 404
     included: a proxy's or a wrong URL's 404 does not say "not created")."""
     for _ in range(20):
-        await gate.acquire()
+        sent = await gate.acquire()
         answer = await client.call("GET", path, params=params)
         if answer.status == 429:
-            gate.throttled(gate.clock(), answer.retry_after)
+            gate.throttled(sent, answer.retry_after)
             continue
         if answer.status == 401:
             raise key_refused()

@@ -602,10 +602,9 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                 # A batch is marked when its call leaves (BatchSender.run), not
                 # here: a queue of batches holds thousands of rows, and a kill
                 # would leave them all in doubt (issue 11, case 8).
-                if not isinstance(item, list):
-                    if item.outcome.key:
-                        journal.begin_attempt(item.outcome.key)
-                        item.marked = True
+                if not isinstance(item, list) and item.outcome.key:
+                    journal.begin_attempt(item.outcome.key)
+                    item.marked = True
                 if queue.full():  # not expected: only this task puts while it runs
                     await queue.put(item)
                 else:

@@ -8,18 +8,15 @@ queue fed by the reader, so memory does not grow with the file.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import math
 import random
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from aiolimiter import AsyncLimiter
 
 from bulksend.client import (  # noqa: F401 - re-exported: the HTTP client's names were here first
     CREATED,
@@ -39,6 +36,7 @@ from bulksend.errors import AbortError
 from bulksend.lookup import Found, Unmatchable, look_up, parse_time
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
 from bulksend.progress import Progress
+from bulksend.rategate import RateGate as RateGate  # re-exported: run.py, reconciling.py, tests
 from bulksend.results import Journal, utc_now
 
 Clock = Callable[[], float]
@@ -47,174 +45,6 @@ Sleep = Callable[[float], Awaitable[None]]
 MAX_THROTTLED = 200  # 429s one row may meet before it is given up as failed
 
 
-# ---------------------------------------------------------------------------
-# The rate gate
-# ---------------------------------------------------------------------------
-
-
-class RateGate:
-    """One gate for every request of the run: an aiolimiter leaky bucket whose
-    rate adapts, plus a pause that a 429 imposes on every worker.
-
-    ``ceiling`` (``--rate``; None for none) is never exceeded. Each 429 costs a
-    whole Retry-After pause for every worker, so the gate hunts for the server's
-    limit in as few storms as it can, by bisection between two rates:
-
-    * ``hi``, the lowest rate the server refused (a 429 to a request sent at it);
-    * ``lo``, the highest rate held for ``HOLD`` seconds without a 429.
-
-    A 429 sets ``hi`` and drops to the middle of (lo, hi) — to half of hi while
-    no rate has held yet. A rate that holds becomes ``lo`` and the gate moves up
-    to the middle again; once hi is within 5 % of lo it stays at lo, creeping up
-    by ``PROBE`` so that over a long run it finds a raised limit. Only answers to
-    requests sent *after* the last change count, so the burst of 429s in flight
-    when the gate cuts cuts it once. Without any 429 the gate runs at the ceiling.
-    """
-
-    HOLD = 2.0  # seconds a rate must hold to count as safe
-    PROBE = 0.0002  # req/s added per success at the settled rate: +0.02 %/s
-
-    def __init__(
-        self,
-        ceiling: float | None,
-        *,
-        progress: Progress,
-        max_pause: float = 60.0,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.ceiling = ceiling if ceiling and ceiling > 0 else math.inf
-        self.rate = self.ceiling
-        self.progress = progress
-        self.max_pause = max_pause
-        self.clock = clock
-        self.sleep = sleep
-        self.paused_until = 0.0
-        self.last_cut = clock()  # when the current rate took effect
-        self.lo: float | None = None
-        self.hi: float | None = None
-        # Times of recent successes; bounded, or a run with no 429 would keep
-        # one float per row (the pace only ever looks at the last HOLD seconds).
-        self._successes: deque[float] = deque(maxlen=65536)
-        self._reported = self.rate
-        self.limiter: AsyncLimiter | None = None
-        if math.isfinite(self.rate):
-            capacity = self._capacity(self.rate)
-            self.limiter = AsyncLimiter(capacity, capacity / self.rate)
-
-    @staticmethod
-    def _capacity(rate: float) -> float:
-        # A bucket of ~20 ms of requests absorbs event-loop timer lateness (so a
-        # gate at R really sends R/s) without a burst a server would refuse.
-        return max(1.0, rate * 0.02)
-
-    def _apply(self, rate: float) -> None:
-        rate = max(0.05, min(self.ceiling, rate))
-        self.rate = rate
-        if math.isinf(rate):
-            self.limiter = None
-            return
-        capacity = self._capacity(rate)
-        if self.limiter is None:
-            self.limiter = AsyncLimiter(capacity, capacity / rate)
-        else:
-            # aiolimiter reads these on every acquire; changing them in place
-            # keeps the bucket's level (and its waiters) intact.
-            with contextlib.suppress(RuntimeError):  # no running loop: nothing to leak yet
-                self.limiter._leak()
-            self.limiter.max_rate = capacity
-            self.limiter.time_period = capacity / rate
-            self.limiter._rate_per_sec = rate
-        if abs(rate - self._reported) > 0.01 * self._reported:
-            self._reported = rate
-            self.progress.rate(rate)
-
-    def open_now(self) -> float | None:
-        """The time, when a request may leave at once with nothing to wait for
-        (no rate limit, no pause): what ``acquire`` would return without
-        suspending, for no coroutine. Else None: await ``acquire``."""
-        if self.limiter is None:
-            now = self.clock()
-            if now >= self.paused_until:
-                return now
-        return None
-
-    async def acquire(self) -> float:
-        """Wait for a slot; returns the time the request may leave."""
-        while True:
-            now = self.clock()
-            if now < self.paused_until:
-                await self.sleep(self.paused_until - now)
-                continue
-            if self.limiter is not None:
-                await self.limiter.acquire()
-            now = self.clock()
-            if now >= self.paused_until:
-                return now
-
-    def _pace(self, now: float) -> float:
-        """Successes per second over the last HOLD seconds."""
-        while self._successes and self._successes[0] < now - self.HOLD:
-            self._successes.popleft()
-        return len(self._successes) / self.HOLD
-
-    def success(self, sent: float) -> None:
-        now = self.clock()
-        self._successes.append(now)
-        if self.hi is None or self.rate >= self.ceiling:
-            return  # never refused: stay at the ceiling
-        if now - self.last_cut < self.HOLD:
-            return
-        # This rate held: it is safe. Bisect upwards, or settle and creep.
-        if self.lo is None or self.rate > self.lo:
-            self.lo = self.rate
-        if self.hi <= self.lo * 1.05:
-            self._apply(self.rate + self.PROBE)
-            if self.rate > self.hi:
-                self.hi = self.rate  # crept past the old refusal without one: it moved
-            return
-        self._apply((self.lo + self.hi) / 2)
-        self.last_cut = now
-
-    def throttled(self, sent: float, retry_after: float | None) -> float:
-        """A 429: pause every worker, and cut the rate once per storm. Returns the pause."""
-        now = self.clock()
-        pause = min(self.max_pause, retry_after if retry_after is not None else 1.0)
-        pause = max(pause, 0.05)
-        first = now + pause > self.paused_until
-        if first:
-            self.paused_until = now + pause
-        if sent >= self.last_cut:
-            refused = self.rate if math.isfinite(self.rate) else max(1.0, self._pace(now))
-            self.hi = refused if self.hi is None else min(self.hi, refused)
-            if self.lo is not None and self.lo >= self.hi:
-                self.lo = None  # the limit went down: search again below
-            if self.lo is None:
-                # Nothing has held yet. Refused at once: far above the limit, so
-                # a quarter; refused after a while: the burst hid it, so a half.
-                new = self.hi / 4 if now - self.last_cut < 0.25 else self.hi / 2
-            elif self.hi <= self.lo * 1.05:
-                # Settled, and even the last safe rate was refused (its "hold"
-                # was the server's burst): that rate becomes the bound, and the
-                # gate stays a little under it.
-                self.hi = self.lo
-                self.lo = new = self.lo * 0.97
-            else:
-                new = (self.lo + self.hi) / 2
-            self._apply(new)
-            self.last_cut = now + pause
-        if first:
-            self.progress.event(
-                "pause", f"server said 429: pausing all workers {pause:.1f}s", seconds=pause,
-                rate=round(self.rate, 2),
-            )
-        return pause
-
-    def unavailable(self, sent: float) -> None:
-        """503s mean the server is struggling: slow down a little, once per burst."""
-        if math.isfinite(self.rate) and sent >= self.last_cut:
-            self._apply(self.rate * 0.8)
-            self.last_cut = self.clock()
 
 
 # ---------------------------------------------------------------------------
