@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from bulksend.client import Ambiguous, Client, NotSent
 from bulksend.errors import AbortError, InputError
-from bulksend.lookup import Found, campaign_requests, look_up, parse_time
+from bulksend.lookup import CALLS_PER_LOOK_UP, Found, campaign_requests, look_up, parse_time
 from bulksend.mapping import Mapping
 from bulksend.reading import Mark, Table
 
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from bulksend.sending import RateGate
 
 KEEP = 20_000  # new rows held in memory; beyond, the rows are read again to match
-CALLS_PER_ROW = 1 + 2  # one look-up: the default listing and the two hidden statuses
 
 
 class ExistingError(InputError):
@@ -115,7 +114,7 @@ async def check_existing(client: Client, gate: RateGate, table: Table, mapping: 
         return result
     try:
         for campaign, rows in by_campaign.items():
-            budget = None if overflow else CALLS_PER_ROW * len(rows)
+            budget = None if overflow else CALLS_PER_LOOK_UP * len(rows)
             index = await _list_campaign(client, gate, campaign, budget, result)
             if index is None:  # the listing would cost more than a look-up per row
                 await _look_up_each(client, gate, rows, result)
@@ -185,7 +184,7 @@ def _as_found(request: dict[str, Any], contact: dict[str, Any]) -> Found:
 async def _look_up_each(client: Client, gate: RateGate, rows: list[NewRow], result: Existing) -> None:
     for new in rows:
         found = await look_up(client, gate, {"campaignId": new.campaign, "contact": new.contact}, None)
-        result.calls += CALLS_PER_ROW
+        result.calls += CALLS_PER_LOOK_UP
         if found is not None:
             result.found.append((new, found))
 

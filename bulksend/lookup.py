@@ -30,6 +30,7 @@ What a look-up reads, and why:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -38,9 +39,11 @@ from typing import TYPE_CHECKING, Any
 from bulksend.client import Ambiguous, Answer, Client, error_text, key_refused
 
 if TYPE_CHECKING:
+    from bulksend.results import Record
     from bulksend.sending import RateGate
 
 PAGE = 100  # GET /requests: limit is at most 100 (§7)
+CALLS_PER_LOOK_UP = 1 + 2  # a look-up lists the default statuses, then the two hidden ones
 MAX_PAGES = 200  # per listing: 20,000 matching requests; beyond, the answer is not "read in full"
 HIDDEN = ("cancelled", "archived")  # statuses the default listing omits (§6.3)
 EMBEDDED_CAP = 50  # GET /contacts/{id} embeds at most 50 requests (§6.2)
@@ -70,6 +73,12 @@ def parse_time(text: str) -> dt.datetime | None:
     except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+
+
+def iso_utc(text: str) -> str:
+    """A Collect timestamp (§1: either format) as UTC ISO 8601 to the second; "" if unreadable."""
+    when = parse_time(text)
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,3 +329,27 @@ def _found(request: dict[str, Any], contact_id: str) -> Found:
         created_at=str(request.get("createdAt", "") or ""),
         status=str(request.get("status", "") or ""),
     )
+
+
+def payload_of_record(record: Record) -> dict[str, Any] | None:
+    """The look-up needs the campaign, the contact (email or id) and the
+    values of the key's other fields (run.lookup_target wrote them)."""
+    if record.target:
+        target = json.loads(record.target)
+        who = str(target.get("contact", ""))
+        contact: Any = {"email": who} if "@" in who else who
+        payload: dict[str, Any] = {"campaignId": target.get("campaignId", ""), "contact": contact}
+        for path, value in (target.get("key") or {}).items():
+            *parents, leaf = path.split(".")
+            node = payload
+            for part in parents:
+                child = node.get(part)
+                node[part] = child = child if isinstance(child, dict) else {}
+                node = child
+            node[leaf] = value
+        return payload
+    parts = record.key.split("|")  # the default key: campaignId|email or campaignId|contact id
+    if len(parts) == 2 and parts[0] and parts[1]:
+        contact = {"email": parts[1]} if "@" in parts[1] else parts[1]
+        return {"campaignId": parts[0], "contact": contact}
+    return None

@@ -16,7 +16,6 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from bulksend.errors import ResultsError
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
@@ -24,7 +23,6 @@ from bulksend.progress import Progress
 from bulksend.results import (
     COLUMNS,
     Journal,
-    Record,
     ResultsWriter,
     RunLock,
     is_results_header,
@@ -35,30 +33,6 @@ from bulksend.results import (
 )
 
 NOT_CREATED = "looked up: no such request on the server, so it was not created; the next send sends it"
-
-
-def _payload_of(record: Record) -> dict[str, Any] | None:
-    """The look-up needs the campaign, the contact (email or id) and the
-    values of the key's other fields (run.lookup_target wrote them)."""
-    if record.target:
-        target = json.loads(record.target)
-        who = str(target.get("contact", ""))
-        contact: Any = {"email": who} if "@" in who else who
-        payload: dict[str, Any] = {"campaignId": target.get("campaignId", ""), "contact": contact}
-        for path, value in (target.get("key") or {}).items():
-            *parents, leaf = path.split(".")
-            node = payload
-            for part in parents:
-                child = node.get(part)
-                node[part] = child = child if isinstance(child, dict) else {}
-                node = child
-            node[leaf] = value
-        return payload
-    parts = record.key.split("|")  # the default key: campaignId|email or campaignId|contact id
-    if len(parts) == 2 and parts[0] and parts[1]:
-        contact = {"email": parts[1]} if "@" in parts[1] else parts[1]
-        return {"campaignId": parts[0], "contact": contact}
-    return None
 
 
 def _held_by_another(journal: Journal, key: str) -> Callable[[str], bool]:
@@ -90,8 +64,9 @@ def reconcile_file(results: Path, *, api_url: str, api_key: str, timeout: float,
 
 async def _settle_all(journal: Journal, api_url: str, api_key: str, request_timeout: float,
                       progress: Progress) -> dict[str, Outcome]:
-    from bulksend.lookup import look_up
-    from bulksend.sending import Ambiguous, Client, NotSent, RateGate
+    from bulksend.client import Ambiguous, Client, NotSent
+    from bulksend.lookup import look_up, payload_of_record
+    from bulksend.rategate import RateGate
 
     records = journal.unsettled()
     progress.start(len(records))
@@ -101,7 +76,7 @@ async def _settle_all(journal: Journal, api_url: str, api_key: str, request_time
         for record in records:
             outcome = Outcome(row=record.row, key=record.key, status=UNKNOWN,
                               attempts=record.attempts, http_status=record.http_status)
-            payload = _payload_of(record)
+            payload = payload_of_record(record)
             if payload is None:
                 outcome.error = "cannot tell which contact this key names; rerun send with the input file"
             else:

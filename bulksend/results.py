@@ -256,6 +256,18 @@ class Journal:
         row = self.db.execute("SELECT key FROM rows WHERE request_id=? LIMIT 1", (request_id,)).fetchone()
         return None if row is None else str(row[0])
 
+    def holders(self, request_ids: Sequence[str]) -> dict[str, str]:
+        """``{request_id: key}`` for those of ``request_ids`` some row holds
+        (one scan per 500 ids, for many at once)."""
+        self._apply_pending()
+        held: dict[str, str] = {}
+        for i in range(0, len(request_ids), 500):
+            chunk = request_ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            held.update((rid, key) for key, rid in self.db.execute(
+                f"SELECT key, request_id FROM rows WHERE request_id IN ({marks})", chunk))
+        return held
+
     def known(self, keys: Sequence[str]) -> set[str]:
         """Those of ``keys`` this journal has seen attempted or settled: any
         status but a bare claim (pending, never attempted)."""

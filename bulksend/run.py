@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bulksend import checkpoints
 from bulksend.checkpoints import Chain, Tracker
@@ -50,6 +50,10 @@ from bulksend.results import (
     remove_journal,
     seed_journal_from_csv,
 )
+
+if TYPE_CHECKING:
+    from bulksend.client import Client
+    from bulksend.rategate import RateGate
 
 
 class PreflightError(InputError):
@@ -361,23 +365,35 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
             for warning in summary.warnings:
                 progress.event("warning", warning)
             asyncio.run(preflight(config, uses, progress))
-            excluded = asyncio.run(_existing(config, table, mapping, journal,
-                                             resume.last.mark if resume else None, progress))
+            excluded = asyncio.run(_before_sending(config, table, mapping, journal,
+                                                   resume.last.mark if resume else None, progress))
             return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded)
 
 
-async def _existing(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
-                    start: Mark | None, progress: Progress) -> set[str]:
-    """The pre-send check (existing.py): stop, or record the rows that already
-    have a request as sent. Returns the request ids that existed before the run."""
-    if config.existing == "send" or config.only_failed:
-        return set()
-    from bulksend.existing import SKIPPED_NOTE, ExistingError, check_existing, describe
-    from bulksend.sending import Client, RateGate, _iso
+async def _before_sending(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
+                          start: Mark | None, progress: Progress) -> set[str]:
+    """Settle many unknown rows at once (settling.py), then the pre-send check
+    (existing.py). Returns the request ids that existed before the run."""
+    from bulksend.client import Client
+    from bulksend.rategate import RateGate
+    from bulksend.settling import settle_unknown
 
     gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
     async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=2) as client:
-        found = await check_existing(client, gate, table, mapping, journal, start, progress)
+        await settle_unknown(client, gate, journal, mapping.key_paths, progress)
+        if config.existing == "send" or config.only_failed:
+            return set()
+        return await _existing(config, client, gate, table, mapping, journal, start, progress)
+
+
+async def _existing(config: RunConfig, client: Client, gate: RateGate, table: Table, mapping: Mapping,
+                    journal: Journal, start: Mark | None, progress: Progress) -> set[str]:
+    """The pre-send check (existing.py): stop, or record the rows that already
+    have a request as sent. Returns the request ids that existed before the run."""
+    from bulksend.existing import SKIPPED_NOTE, ExistingError, check_existing, describe
+    from bulksend.lookup import iso_utc
+
+    found = await check_existing(client, gate, table, mapping, journal, start, progress)
     if not found.found:
         return set()
     if config.existing != "skip":
@@ -388,7 +404,7 @@ async def _existing(config: RunConfig, table: Table, mapping: Mapping, journal: 
         )
     for new, request in found.found:
         note = SKIPPED_NOTE.format(id=request.request_id, status=request.status or "status unknown")
-        when = _iso(request.created_at)
+        when = iso_utc(request.created_at)
         journal.adopt(new.key, new.row, dataclasses.replace(request, created_at=when), note)
     journal.commit()
     progress.event("existing", f"{len(found.found)} row(s) recorded sent with the request their contact "
@@ -460,17 +476,9 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                       writer: ResultsWriter, summary: Summary, progress: Progress,
                       resume: Chain | None, tracker: Tracker, excluded: set[str]) -> None:
     # aiohttp is imported here, not at module level: validate and --help never need it.
-    from bulksend.sending import (
-        BATCH_SIZE,
-        BatchPlan,
-        BatchSender,
-        Client,
-        Job,
-        Policy,
-        RateGate,
-        Sender,
-        contact_identity,
-    )
+    from bulksend.client import Client
+    from bulksend.rategate import RateGate
+    from bulksend.sending import BATCH_SIZE, BatchPlan, BatchSender, Job, Policy, Sender, contact_identity
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -806,7 +814,7 @@ def _rows_text(rows: list[int]) -> str:
 async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> None:
     """Before the first POST: GET /team proves the key; GET /campaigns/{id}
     proves each campaign and the item ids the rows ask for (collect-api.md §6)."""
-    from bulksend.sending import Ambiguous, Client, NotSent, error_text
+    from bulksend.client import Ambiguous, Client, NotSent, error_text
 
     problems: list[str] = []
     async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=2) as client:

@@ -33,7 +33,7 @@ from bulksend.client import (  # noqa: F401 - re-exported: the HTTP client's nam
     tune_malloc,
 )
 from bulksend.errors import AbortError
-from bulksend.lookup import Found, Unmatchable, look_up, parse_time
+from bulksend.lookup import Found, Unmatchable, iso_utc, look_up
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
 from bulksend.progress import Progress
 from bulksend.rategate import RateGate as RateGate  # re-exported: run.py, reconciling.py, tests
@@ -150,7 +150,7 @@ class Sender:
         o.status = SENT
         o.error = ""
         o.request_id, o.portal_url, o.contact_id = found.request_id, found.portal_url, found.contact_id
-        o.sent_at = _iso(found.created_at) or utc_now()
+        o.sent_at = iso_utc(found.created_at) or utc_now()
         self.claimed.add(found.request_id)
         self.progress.event("reconciled", f"row {o.row}: found on the server, not resent", row=o.row)
 
@@ -299,11 +299,6 @@ class Sender:
         journal = self.journal
         if journal is not None and self._mark_attempts(jobs):
             await journal.barrier()
-
-
-def _iso(text: str) -> str:
-    when = parse_time(text)
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if when else ""
 
 
 # ---------------------------------------------------------------------------
