@@ -323,6 +323,7 @@ class SandboxConfig:
     slow_rate: float = 0.0  # POSTs processed and answered only after slow_delay
     slow_delay: float = 5.0
     latency: float = 0.0  # seconds added to every /v1 call
+    team_tz: str = "Europe/Paris"  # GET /team's `tz`: the zone a due day ends in (issue 17)
 
 
 def config_problems(config: SandboxConfig) -> list[str]:
@@ -350,6 +351,8 @@ def config_problems(config: SandboxConfig) -> list[str]:
         value = getattr(config, name)
         if not (_is_number(value) and value >= 0):
             problems.append(f"{name} must be a number of seconds >= 0")
+    if not isinstance(config.team_tz, str):  # any text: a client must cope with an unknown zone
+        problems.append("team_tz must be a string (an IANA time zone such as Europe/Paris)")
     return problems
 
 
@@ -1305,7 +1308,7 @@ class Sandbox:
         return web.json_response(campaign)
 
     async def _get_team(self, request: web.Request) -> web.Response:
-        return web.json_response(_TEAM)
+        return web.json_response({**_TEAM, "tz": self._config.team_tz})
 
     async def _get_users(self, request: web.Request) -> web.Response:
         return web.json_response(_USERS)
