@@ -654,7 +654,7 @@ class Mapping:
                 raise MappingError(
                     self.path,
                     [f"dueDate has no timezone and the team's time zone from GET /team ({shown})"
-                     " is not a known IANA zone"],
+                     " is not a known IANA zone; nothing was sent"],
                     hint="add timezone to dueDate in the mapping, e.g. timezone: Europe/Paris",
                 )
             return
