@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import json
 import math
@@ -248,6 +249,12 @@ _TIME_DIRECTIVES: Final = re.compile(r"%[HIMSfpXcz]")
 _MIDNIGHT: Final = time(0)
 
 
+@functools.cache
+def _reads_time(fmt: str) -> bool:
+    """Whether a strptime format reads a time of day or an offset."""
+    return _TIME_DIRECTIVES.search(fmt.replace("%%", "")) is not None
+
+
 def _read_moment(where: str, text: str, fmt: str | None) -> tuple[datetime, bool]:
     """Parse a cell with `fmt` (strptime) or as ISO 8601.
 
@@ -256,7 +263,7 @@ def _read_moment(where: str, text: str, fmt: str | None) -> tuple[datetime, bool
     """
     if fmt is not None:
         try:
-            return datetime.strptime(text, fmt), _TIME_DIRECTIVES.search(fmt.replace("%%", "")) is not None
+            return datetime.strptime(text, fmt), _reads_time(fmt)
         except ValueError:
             # A real date cell of a spreadsheet reads as ISO text (see
             # reading.py): the same mapping then serves its CSV export too.
