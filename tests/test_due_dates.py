@@ -112,11 +112,15 @@ def test_a_date_ends_at_2359_in_the_mappings_timezone(tmp_path: Path, sandbox: S
     assert "dueDate: a due date with no time is sent as 23:59 that day in Asia/Tokyo" in r.stderr
 
 
-def test_a_date_with_no_mapping_zone_ends_in_the_teams_zone(tmp_path: Path, sandbox: Sandbox) -> None:
-    r = send(tmp_path, sandbox, "Due", [SOON.isoformat()])
+@pytest.mark.parametrize("batch", [(), ("--batch",)])
+def test_a_date_with_no_mapping_zone_ends_in_the_teams_zone(tmp_path: Path, sandbox: Sandbox,
+                                                            batch: tuple[str, ...]) -> None:
+    r = send(tmp_path, sandbox, "Due", [SOON.isoformat(), SOON.isoformat()], *batch)
 
     assert r.code == 0, r.stdout + r.stderr
-    assert_instants(received(sandbox), {"person0@example.com": end_of(SOON, NEW_YORK)})
+    assert_instants(received(sandbox), {"person0@example.com": end_of(SOON, NEW_YORK),
+                                        "person1@example.com": end_of(SOON, NEW_YORK)})
+    assert {c["endpoint"] for c in sandbox.created} == {"/requests" if batch else "/request"}
     assert "in America/New_York (the team's time zone, from GET /team)" in r.stderr
 
 
