@@ -353,6 +353,10 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
     hidden = c[INVALID] + c[DUPLICATE] - len(problems)
     if hidden > 0:
         click.echo(f"... and {hidden} more (--show N to list more, or send --dry-run for all)")
+    for warning in summary.warnings:
+        click.echo(f"{contacts}: warning: {warning}")
+    for note in summary.notes:
+        click.echo(f"{mapping}: {note}")
     sys.exit(0 if c[INVALID] + c[DUPLICATE] == 0 else 1)
 
 

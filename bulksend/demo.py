@@ -5,7 +5,9 @@ retries, a pause and the broken sample rows handled."""
 
 from __future__ import annotations
 
+import csv
 import sys
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -14,6 +16,13 @@ from bulksend.errors import ExitStatus, InputError
 from bulksend.outcome import DUPLICATE, FAILED, INVALID, SENT, UNKNOWN
 
 DEMO_KEY = "demo-key"
+# samples/contacts.csv writes its due dates (the Due column, dd/mm/yyyy) as if
+# today were SAMPLES_TODAY: 1 to 28 days ahead. The demo moves them by the days
+# since, so they are as far ahead on whatever day it runs (issue 17: a past due
+# date is invalid, and the demo must not age).
+SAMPLES_TODAY = date(2026, 11, 30)
+DUE_COLUMN = "Due"
+DUE_FORMAT = "%d/%m/%Y"
 
 
 def find_samples() -> tuple[Path, Path]:
@@ -28,24 +37,53 @@ def find_samples() -> tuple[Path, Path]:
     )
 
 
+def write_demo_contacts(sample: Path, target: Path, today: date) -> None:
+    """Copy the sample contacts (UTF-8 CSV) to `target` with each valid due date
+    moved by ``today - SAMPLES_TODAY``; every other cell, a broken date (31/02)
+    and a row with a cell too many included, is copied as it is.
+
+    Raises InputError when the sample has no Due column."""
+    shift = today - SAMPLES_TODAY
+    with open(sample, encoding="utf-8", newline="") as src:
+        rows = list(csv.reader(src))
+    if not rows or DUE_COLUMN not in rows[0]:
+        raise InputError(f"{sample}: no {DUE_COLUMN} column", hint="restore samples/contacts.csv")
+    column = rows[0].index(DUE_COLUMN)
+    for row in rows[1:]:
+        if column < len(row):
+            row[column] = _moved(row[column], shift)
+    with open(target, "w", encoding="utf-8", newline="") as out:
+        csv.writer(out).writerows(rows)
+
+
+def _moved(cell: str, shift: timedelta) -> str:
+    try:
+        day = datetime.strptime(cell, DUE_FORMAT).date()
+    except ValueError:
+        return cell  # broken on purpose: the demo shows it refused
+    return (day + shift).strftime(DUE_FORMAT)
+
+
 def run_demo(results: Path) -> ExitStatus:
     from bulksend.display import make_progress
     from bulksend.results import lock_path, remove_journal
     from bulksend.run import RunConfig, send_file
     from bulksend.sandbox import SandboxConfig, running_sandbox
 
-    contacts, mapping = find_samples()
+    sample, mapping = find_samples()
     # A demo always starts afresh: its results are not a record of real sends.
     results.unlink(missing_ok=True)
     lock_path(results).unlink(missing_ok=True)
     remove_journal(results)
+    contacts = results.parent / "demo-contacts.csv"
+    write_demo_contacts(sample, contacts, date.today())
 
     faults = SandboxConfig(api_key=DEMO_KEY, seed=7, rate_limit=15.0, burst=3,
                            fail_rate=0.1, ambiguous_rate=0.05, latency=0.02)
     echo = click.echo
     with running_sandbox(faults) as sandbox:
         echo(f"sandbox: {sandbox.url}  (15 requests/s, 10% 5xx, 5% answers lost after creation)")
-        echo(f"sending {contacts.relative_to(contacts.parent.parent)} with "
+        echo(f"sending {contacts} (samples/{sample.name}, due dates moved to the coming weeks) with "
              f"{mapping.name} -> {results}\n")
         config = RunConfig(contacts=str(contacts), mapping=str(mapping), results=results,
                            api_url=sandbox.url, api_key=DEMO_KEY, rate=50.0, concurrency=4,

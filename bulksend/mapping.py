@@ -16,14 +16,16 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import hashlib
 import json
 import math
 import re
+import time as _time
 import zoneinfo
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, timezone, tzinfo
 from typing import Any, Final
 
 import yaml
@@ -42,7 +44,9 @@ class Mapped:
 
     row: int  # the spreadsheet row number (Row.number)
     payload: dict[str, Any] | None  # the POST /request body; None when the row is invalid
-    key: str | None  # the row's identity; None when invalid
+    # The row's identity; None when invalid, except for a row refused only because
+    # its due date is past: a rerun may then still find it sent by an earlier run.
+    key: str | None
     error: str | None  # the first problem of an invalid row, on one line
 
 
@@ -62,6 +66,7 @@ SPEC_OPTIONS: Final = (
     "timezone",
     "lower",
     "strip",
+    "past",  # dueDate only: `past: allow`
 )
 
 # What a field of the request body holds, and so which spec types fit it.
@@ -69,7 +74,7 @@ SPEC_OPTIONS: Final = (
 _KINDS: Final[dict[str, tuple[str, frozenset[str]]]] = {
     "string": ("string", frozenset({"string", "email", "date", "datetime"})),
     "email": ("email", frozenset({"email", "string"})),
-    "date": ("date", frozenset({"date", "datetime"})),
+    "due": ("date", frozenset({"date", "datetime"})),  # the request's dueDate (DueDates)
     "bool": ("bool", frozenset({"bool"})),
     "list": ("list", frozenset({"list"})),
     "any": ("string", frozenset(TYPES)),
@@ -82,7 +87,7 @@ TOP_KEYS: Final[dict[str, str]] = {
     "items": "list",
     "data": "object",
     "sample": "sample",
-    "dueDate": "date",
+    "dueDate": "due",
     "createdBy": "string",
     "assignedTo": "string",
     "sendMessage": "bool",
@@ -239,34 +244,60 @@ def _list_converter(separator: str) -> Converter:
 
 
 _SHEET_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}:\d{2})?")
+# strptime directives that read a time of day or an offset: a format with none reads a day.
+_TIME_DIRECTIVES: Final = re.compile(r"%[HIMSfpXcz]")
+_MIDNIGHT: Final = time(0)
+
+
+@functools.cache
+def _reads_time(fmt: str) -> bool:
+    """Whether a strptime format reads a time of day or an offset."""
+    return _TIME_DIRECTIVES.search(fmt.replace("%%", "")) is not None
+
+
+def _read_moment(where: str, text: str, fmt: str | None) -> tuple[datetime, bool]:
+    """Parse a cell with `fmt` (strptime) or as ISO 8601.
+
+    Returns the moment (naive unless the text or format gave an offset) and
+    whether the text gave a time of day. Raises _RowError naming the cell.
+    """
+    if fmt is not None:
+        try:
+            return datetime.strptime(text, fmt), _reads_time(fmt)
+        except ValueError:
+            # A real date cell of a spreadsheet reads as ISO text (see
+            # reading.py): the same mapping then serves its CSV export too.
+            if _SHEET_DATE.fullmatch(text) is None:
+                raise _RowError(f"{where}{_quote(text)} is not a date in format {fmt}") from None
+    elif _ISO_DATE.fullmatch(text) is None:
+        raise _RowError(
+            f"{where}{_quote(text)} is not an ISO 8601 date (YYYY-MM-DD);"
+            ' set format in the mapping, e.g. format: "%d/%m/%Y"'
+        )
+    try:
+        return datetime.fromisoformat(text), len(text) > len("YYYY-MM-DD")
+    except ValueError:
+        raise _RowError(f"{where}{_quote(text)} is not a valid date") from None
+
+
+def _calendar_time(wall: datetime, zone: tzinfo) -> datetime:
+    """A wall-clock time in `zone` as an instant, read the way a calendar reads it
+    (RFC 5545 §3.3.5): a time that happens twice (clocks set back) is the first
+    one; a time that never happens (clocks set forward) is read with the offset
+    from before the gap, so 02:30 on a spring-forward night is 03:30, the later
+    instant. Returned in `zone` with the offset then in force (a real wall time).
+    fold=0 is exactly that reading (PEP 495)."""
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC).astimezone(zone)
 
 
 def _date_converter(where: str, kind: str, fmt: str | None, zone: tzinfo | None) -> Converter:
-    """Parse with `fmt` (strptime) or as ISO 8601; render a date or a datetime."""
+    """Parse with `fmt` (strptime) or as ISO 8601; render a date or a datetime.
+
+    For `date` and `datetime` fields of `data`; the request's dueDate has its
+    own rules (_due_converter)."""
 
     def convert(text: str) -> str:
-        if fmt is not None:
-            try:
-                parsed = datetime.strptime(text, fmt)
-            except ValueError:
-                # A real date cell of a spreadsheet reads as ISO text (see
-                # reading.py): the same mapping then serves its CSV export too.
-                if _SHEET_DATE.fullmatch(text) is None:
-                    raise _RowError(f"{where}{_quote(text)} is not a date in format {fmt}") from None
-                try:
-                    parsed = datetime.fromisoformat(text)
-                except ValueError:
-                    raise _RowError(f"{where}{_quote(text)} is not a valid date") from None
-        else:
-            if _ISO_DATE.fullmatch(text) is None:
-                raise _RowError(
-                    f"{where}{_quote(text)} is not an ISO 8601 date (YYYY-MM-DD);"
-                    ' set format in the mapping, e.g. format: "%d/%m/%Y"'
-                )
-            try:
-                parsed = datetime.fromisoformat(text)
-            except ValueError:
-                raise _RowError(f"{where}{_quote(text)} is not a valid date") from None
+        parsed, _has_time = _read_moment(where, text, fmt)
         try:
             if kind == "date":
                 if parsed.tzinfo is not None and zone is not None:
@@ -275,12 +306,126 @@ def _date_converter(where: str, kind: str, fmt: str | None, zone: tzinfo | None)
             if parsed.tzinfo is None:
                 if zone is None:
                     raise _RowError(f"{where}{_quote(text)} has no UTC offset; set timezone in the mapping")
-                parsed = parsed.replace(tzinfo=zone)
+                parsed = _calendar_time(parsed, zone)
             return parsed.isoformat()
         except (OverflowError, ValueError):
             raise _RowError(f"{where}{_quote(text)} is out of the range of dates") from None
 
     return convert
+
+
+# --------------------------------------------------------------------------- #
+# Due dates (issue 17)
+
+# The end of a due day, as every due date in Collect's examples is: 23:59 local
+# time ("2022-07-11 21:59:00 UTC" is 23:59 in Paris in summer; collect-api.md §4, §9).
+END_OF_DAY: Final = time(23, 59)
+# Until the team's zone is known, a day is judged past only once it is past in
+# every zone: its end in the westernmost one, UTC-12, is the latest.
+_WESTERNMOST: Final = timezone(timedelta(hours=-12))
+FAR_AHEAD_SECONDS: Final = 2 * 365.25 * 86400  # two years: beyond, validate warns
+_DUE_CACHE_SIZE: Final = 4096  # distinct cells remembered per field (sheets repeat dates)
+
+
+class DueDates:
+    """How one mapping's dueDate becomes the instant sent (issue 17).
+
+    A due *day* (no time of day) is sent as END_OF_DAY that day, as an ISO 8601
+    instant with its offset, in the field's `timezone`, else in the team's zone
+    (GET /team `tz`, given to ``Mapping.use_team_zone`` at send time). A date-time
+    with an offset is that instant; one without is read in the same zone, DST
+    gaps and overlaps as a calendar reads them (``_calendar_time``). Until the
+    team's zone is known (validate, a dry run, the read before the preflight) a
+    day that needs it is rendered with no offset and judged past only when it is
+    past in every zone. A due date before ``clock()`` (seconds since the epoch)
+    makes the row invalid unless the field says `past: allow`.
+
+    ``late`` is set by a converter during one ``Mapping.apply`` when the row's
+    due date is past; ``apply`` clears it first. ``generation`` changes with the
+    team's zone, so that cached conversions made without it are not reused.
+    """
+
+    __slots__ = ("clock", "field_zone", "generation", "late", "mapped", "needs_team_zone",
+                 "team_zone", "team_zone_name")
+
+    def __init__(self, clock: Callable[[], float] = _time.time) -> None:
+        self.clock = clock
+        self.mapped = False  # the mapping has a dueDate field
+        self.field_zone: str | None = None  # its `timezone`, if any
+        self.needs_team_zone = False  # it has no `timezone`
+        self.team_zone: tzinfo | None = None
+        self.team_zone_name: str | None = None
+        self.late: str | None = None
+        self.generation = 0
+
+    def resolve(self, moment: date, zone: tzinfo | None) -> tuple[float, str]:
+        """(seconds since the epoch, text to send) of a day or a date-time.
+
+        Raises OverflowError or ValueError at the ends of the range of dates."""
+        if isinstance(moment, datetime) and moment.tzinfo is not None:
+            return moment.timestamp(), moment.isoformat()
+        wall = moment if isinstance(moment, datetime) else datetime.combine(moment, END_OF_DAY)
+        zone = zone or self.team_zone
+        if zone is None:  # the team's zone is read at send time
+            return wall.replace(tzinfo=_WESTERNMOST).timestamp(), wall.isoformat()
+        instant = _calendar_time(wall, zone)
+        return instant.timestamp(), instant.isoformat()
+
+    def far_ahead(self, value: object) -> bool:
+        """Whether a payload's dueDate (as rendered by resolve) is more than two years ahead."""
+        if not isinstance(value, str):
+            return False
+        try:
+            moment = datetime.fromisoformat(value)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=_WESTERNMOST)
+            return moment.timestamp() > self.clock() + FAR_AHEAD_SECONDS
+        except (OverflowError, ValueError):
+            return False
+
+
+def _due_converter(where: str, spec_type: str, fmt: str | None, zone: tzinfo | None,
+                   dates: DueDates, past_hint: str | None) -> Converter:
+    """Cell text → the dueDate sent (DueDates); `past_hint` None means `past: allow`.
+
+    A naive midnight under `type: date` is a day, as spreadsheets write date cells."""
+    cache: dict[str, tuple[int, float, str]] = {}  # text -> (generation, epoch, rendered)
+
+    def moment(text: str) -> date:
+        parsed, has_time = _read_moment(where, text, fmt)
+        if not has_time or (spec_type == "date" and parsed.tzinfo is None and parsed.time() == _MIDNIGHT):
+            return parsed.date()
+        return parsed
+
+    def convert(text: str) -> str:
+        hit = cache.get(text)
+        if hit is None or hit[0] != dates.generation:
+            due = moment(text)
+            try:
+                hit = (dates.generation, *dates.resolve(due, zone))
+            except (OverflowError, ValueError):
+                raise _RowError(f"{where}{_quote(text)} is out of the range of dates") from None
+            if len(cache) >= _DUE_CACHE_SIZE:
+                cache.clear()
+            cache[text] = hit
+        if past_hint is not None and hit[1] < dates.clock() and dates.late is None:
+            dates.late = f"{where}due date {_quote(text)} is in the past ({hit[2]}); {past_hint}"
+        return hit[2]
+
+    return convert
+
+
+class _DueDefault:
+    """A dueDate's `default`, resolved for each row that falls back on it."""
+
+    __slots__ = ("convert", "text")
+
+    def __init__(self, convert: Converter, text: str) -> None:
+        self.convert = convert
+        self.text = text
+
+    def __call__(self) -> Any:
+        return self.convert(self.text)
 
 
 def _converter(where: str, kind: str, split: str, fmt: str | None, zone: tzinfo | None) -> Converter | None:
@@ -326,6 +471,7 @@ def _finisher(
     """What a cell's (or a template's) text becomes: converted when present, else
     the default, else a row error when required, else omitted."""
     copy_default = isinstance(default, list | dict)
+    resolve = default if isinstance(default, _DueDefault) else None
 
     def finish(text: str) -> Any:
         if text:
@@ -336,6 +482,8 @@ def _finisher(
             value = convert(text)
             if value is not None:
                 return value
+        if resolve is not None:
+            return resolve()
         if default is not _OMIT:
             return copy.deepcopy(default) if copy_default else default
         if required:
@@ -441,6 +589,7 @@ class Mapping:
         "campaign_id",
         "columns_used",
         "digest",
+        "due_dates",
         "key_paths",
         "path",
     )
@@ -454,6 +603,7 @@ class Mapping:
         columns_used: list[str],
         campaign_id: str | None,
         build: Getter,
+        due_dates: DueDates | None = None,
     ) -> None:
         self.path = path
         self.digest = digest  # sha256 of the file text: a rerun warns when it changed
@@ -463,6 +613,8 @@ class Mapping:
         self.campaign_id = campaign_id
         self._build = build
         self._keys = tuple((path, tuple(path.split("."))) for path in key_paths)
+        # The zone and clock the dueDate is resolved with (the clock is settable for tests).
+        self.due_dates = due_dates if due_dates is not None else DueDates()
 
     def __repr__(self) -> str:
         return f"Mapping(path={self.path!r}, key_paths={self.key_paths!r})"
@@ -471,6 +623,8 @@ class Mapping:
         """Map one row to its payload and key, or to the first reason it cannot be sent."""
         if row.extra:
             return Mapped(row.number, None, None, _extra_cells_error(row.extra))
+        dates = self.due_dates
+        dates.late = None
         try:
             payload = self._build(row.values)
             if payload is _OMIT:
@@ -488,7 +642,50 @@ class Mapping:
                 parts.append(_key_text(value))
         except _RowError as error:
             return Mapped(row.number, None, None, error.message)
+        if dates.late is not None:  # invalid, but its key lets a rerun find it sent earlier
+            return Mapped(row.number, None, _KEY_SEPARATOR.join(parts), dates.late)
         return Mapped(row.number, payload, _KEY_SEPARATOR.join(parts), None)
+
+    def use_team_zone(self, name: object) -> None:
+        """Resolve the dueDate in the team's time zone from now on.
+
+        `name` is the `tz` that GET /team answered (an IANA name such as
+        "Europe/Paris"). Called at send time, after the preflight and before any
+        row is mapped for sending. Raises MappingError when the dueDate needs the
+        team's zone (it has no `timezone`) and `name` is not a known zone."""
+        dates = self.due_dates
+        zone = _zone(name) if isinstance(name, str) and name.strip() else None
+        if zone is None:
+            if dates.needs_team_zone:
+                shown = _quote(name) if isinstance(name, str) else json.dumps(name, default=str)
+                raise MappingError(
+                    self.path,
+                    [f"dueDate has no timezone and the team's time zone from GET /team ({shown})"
+                     " is not a known IANA zone; nothing was sent"],
+                    hint="add timezone to dueDate in the mapping, e.g. timezone: Europe/Paris",
+                )
+            return
+        dates.team_zone, dates.team_zone_name = zone, str(name)
+        dates.generation += 1
+
+    def due_zone_note(self) -> str | None:
+        """One line saying in which zone a due day ends, or None when no dueDate is mapped."""
+        dates = self.due_dates
+        if not dates.mapped:
+            return None
+        end = f"a due date with no time is sent as {END_OF_DAY:%H:%M} that day"
+        if dates.field_zone is not None:
+            return f"dueDate: {end} in {dates.field_zone} (the mapping's timezone)"
+        if dates.team_zone_name is not None:
+            return f"dueDate: {end} in {dates.team_zone_name} (the team's time zone, from GET /team)"
+        return (
+            f"dueDate: {end} in the team's time zone, read from GET /team when sending"
+            " (no timezone in the mapping; until then it is shown without an offset)"
+        )
+
+    def due_far_ahead(self, payload: dict[str, Any] | None) -> bool:
+        """Whether a payload's dueDate is more than two years ahead (often a swapped day and month)."""
+        return payload is not None and self.due_dates.far_ahead(payload.get("dueDate"))
 
 
 def _extra_cells_error(extra: tuple[str, ...]) -> str:
@@ -556,6 +753,7 @@ def parse_mapping(text: str, path: str, columns: Sequence[str]) -> Mapping:
         columns_used=list(compiler.columns_used),
         campaign_id=compiler.campaign_id,
         build=build,
+        due_dates=compiler.dates,
     )
 
 
@@ -586,6 +784,7 @@ class _Compiler:
         self.constructor = SafeConstructor()
         self.walked: set[int] = set()  # ids of mapping nodes whose keys were checked
         self.plain_budget = 100_000  # YAML values read as constants, all told
+        self.dates = DueDates()  # shared by the dueDate's converters and the Mapping
 
     # -- reporting ---------------------------------------------------------- #
 
@@ -734,7 +933,12 @@ class _Compiler:
                     return None
                 if not self.use_column(node, path, column):
                     return None
-                convert = _converter(f"column {_quote(column)}: ", default_type, _DEFAULT_SPLIT, None, None)
+                where = f"column {_quote(column)}: "
+                convert = (
+                    self.due_converter(where, default_type, None, None, None, allow_past=False)
+                    if kind == "due"
+                    else _converter(where, default_type, _DEFAULT_SPLIT, None, None)
+                )
                 getter = _column_getter(
                     column,
                     strip=True,
@@ -759,6 +963,8 @@ class _Compiler:
         return self.spec_mapping(node, path, kind, default_type, allowed)
 
     def constant(self, node: Node, path: str, kind: str) -> tuple[Getter, Shape] | None:
+        if kind == "due":
+            return self.due_constant(node, path)
         try:
             value = self.plain(node)
             if kind != "any":
@@ -775,6 +981,46 @@ class _Compiler:
             self.problem(problem.node or node, path, problem.message)
             return None
         return _constant_getter(value), _shape_of(value)
+
+    def due_converter(self, where: str, spec_type: str, fmt: str | None, zone_name: str | None,
+                      zone: tzinfo | None, *, allow_past: bool, fix: str = "correct the cell") -> Converter:
+        """The dueDate's converter (DueDates); notes the zone it uses for Mapping.due_zone_note.
+        `fix` starts the hint of a past due date's error."""
+        dates = self.dates
+        dates.mapped = True
+        dates.field_zone = zone_name if zone is not None else None
+        dates.needs_team_zone = zone is None
+        hint = None if allow_past else f"{fix}, or add past: allow to dueDate in the mapping"
+        return _due_converter(where, spec_type, fmt, zone, dates, hint)
+
+    def past_option(self, option: tuple[Node, Node] | None, path: str, *, due: bool) -> str | None:
+        """`past: allow | refuse` of the dueDate (refuse when absent); a problem elsewhere."""
+        if option is None:
+            return None
+        node = option[1]
+        where = _join(path, "past")
+        if not due:
+            self.problem(node, where, "applies to dueDate only")
+            return None
+        if isinstance(node, ScalarNode) and node.tag.endswith(":str") and node.value in ("allow", "refuse"):
+            return str(node.value)
+        self.problem(node, where, f"must be allow or refuse, found {_describe(node)}")
+        return None
+
+    def due_constant(self, node: Node, path: str) -> tuple[Getter, Shape] | None:
+        """`dueDate: {value: 2027-01-15}` (or a bare YAML date): checked now,
+        resolved for each row, since the team's zone and the time of sending
+        are known only then."""
+        convert = self.due_converter("", "date", None, None, None, allow_past=False,
+                                     fix="correct it (a constant takes no past: allow)")
+        try:
+            value = self.plain(node)
+            self.typed_constant(value, "date", node, convert)
+        except _Problem as problem:
+            self.problem(problem.node or node, path, problem.message)
+            return None
+        text = str(value).strip()
+        return (lambda values: convert(text)), None
 
     def spec_mapping(
         self, node: MappingNode, path: str, kind: str, default_type: str, allowed: frozenset[str]
@@ -849,6 +1095,7 @@ class _Compiler:
         split = text("split", blank=True)
         fmt = text("format")
         zone_name = text("timezone")
+        past = self.past_option(options.get("past"), path, due=kind == "due")
         source_text = text(source)
 
         kind_type = default_type
@@ -888,7 +1135,9 @@ class _Compiler:
                         "timezone",
                         f"unknown time zone {_quote(zone_name)}{hint} (an IANA name such as Europe/Paris)",
                     )
-        if kind_type == "datetime" and fmt is not None and zone_name is None and "%z" not in fmt:
+        # A dueDate with no zone uses the team's (DueDates).
+        if (kind_type == "datetime" and kind != "due" and fmt is not None and zone_name is None
+                and "%z" not in fmt):
             option_problem(
                 "format",
                 "has no %z and no timezone is set, so the times would have no UTC offset;"
@@ -916,22 +1165,37 @@ class _Compiler:
         separator = split if split is not None else _DEFAULT_SPLIT
         if len(self.problems) != before:
             return None
+        due = kind == "due"
+        allow_past = past == "allow"
         default: Any = _OMIT
         if "default" in options:
             default_node = options["default"][1]
+            default_convert = (
+                self.due_converter(f"{path}.default: ", kind_type, fmt, zone_name, zone,
+                                   allow_past=allow_past, fix="correct the default")
+                if due
+                else _converter("", kind_type, separator, fmt, zone)
+            )
             try:
                 value = self.plain(default_node)
                 default = self.typed_constant(
                     value.lower() if lower and isinstance(value, str) else value,
                     kind_type,
                     default_node,
-                    _converter("", kind_type, separator, fmt, zone),
+                    default_convert,
                 )
             except _Problem as problem:
                 self.problem(problem.node or default_node, _join(path, "default"), problem.message)
                 return None
+            if due and default_convert is not None:
+                # Resolved for each row, like the cells: the zone and the clock are known then.
+                default = _DueDefault(default_convert, str(value).strip())
 
-        convert = _converter(where, kind_type, separator, fmt, zone)
+        convert = (
+            self.due_converter(where, kind_type, fmt, zone_name, zone, allow_past=allow_past)
+            if due
+            else _converter(where, kind_type, separator, fmt, zone)
+        )
         if source == "column":
             getter = _column_getter(
                 source_text,

@@ -98,7 +98,9 @@ class Summary:
     aborted: BulksendError | None = None
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # how the run went, for the person (e.g. --batch)
+    # What the person should know besides problems: the due dates' zone
+    # (validate), how --batch sent the rows.
+    notes: list[str] = field(default_factory=list)
     examples: dict[str, list[Outcome]] = field(default_factory=dict)
 
     @property
@@ -233,10 +235,16 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
     summary = Summary(results=config.results)
     table, mapping = open_input(config)
     seen: dict[bytes, int] = {}
+    far_ahead: list[int] = []  # the first rows whose due date is far ahead, and how many
+    far_count = 0
     with table:
         for row in table.rows():
             summary.total += 1
             mapped = mapping.apply(row)
+            if mapping.due_far_ahead(mapped.payload):
+                far_count += 1
+                if far_count <= 4:
+                    far_ahead.append(row.number)
             outcome = Outcome(row=row.number, values=row.values)
             if mapped.error is not None or mapped.key is None:
                 outcome.status, outcome.error = INVALID, mapped.error or "invalid row"
@@ -252,6 +260,14 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
                     outcome.payload = mapped.payload
             summary.note(outcome)
             progress.outcome(outcome)
+    note = mapping.due_zone_note()
+    if note is not None:
+        summary.notes.append(note)
+    if far_count:
+        summary.warnings.append(
+            f"dueDate is more than two years ahead in {far_count} row(s) (rows {_rows_text(far_ahead)}):"
+            " check the year, and the order of day and month in format"
+        )
     return summary
 
 
@@ -343,6 +359,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
         resume = checkpoints.usable(stored, table, mapping.digest, config.results)
         summary.total, uses = check_pass(table, mapping, resume.last.mark if resume else None)
         if config.dry_run:
+            _note_due_zone(mapping, progress)
             # A throwaway journal gives the dry run the same duplicate check.
             with tempfile.TemporaryDirectory(prefix="bulksend-") as tmp:
                 journal = Journal(Path(tmp) / "dry-run.journal")
@@ -364,7 +381,9 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
                 summary.examples = resume.examples_upto(resume.last.number)
             for warning in summary.warnings:
                 progress.event("warning", warning)
-            asyncio.run(preflight(config, uses, progress))
+            # Rows are mapped for sending only from here on, in the team's zone (issue 17).
+            mapping.use_team_zone(asyncio.run(preflight(config, uses, progress)))
+            _note_due_zone(mapping, progress)
             excluded = asyncio.run(_before_sending(config, table, mapping, journal,
                                                    resume.last.mark if resume else None, progress))
             return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded)
@@ -410,6 +429,24 @@ async def _existing(config: RunConfig, client: Client, gate: RateGate, table: Ta
     progress.event("existing", f"{len(found.found)} row(s) recorded sent with the request their contact "
                                "already had (--skip-existing)")
     return found.request_ids
+
+
+def _note_due_zone(mapping: Mapping, progress: Progress) -> None:
+    note = mapping.due_zone_note()
+    if note is not None:
+        progress.event("note", note)
+
+
+def _sent_before(outcome: Outcome, key: str, journal: Journal) -> bool:
+    """A row refused only because its due date is now past (its key is known):
+    when an earlier run sent it, or may have, it keeps that run's record rather
+    than turning invalid. Fills the outcome and returns True in that case."""
+    record = journal.get(key)
+    if record is None or record.run_id == journal.run_id or record.status not in (SENT, INFLIGHT, UNKNOWN):
+        return False
+    outcome.key = key
+    _carry(outcome, record)
+    return True
 
 
 def _file_stat(path: str | None) -> tuple[int, int, int] | None:
@@ -699,6 +736,9 @@ async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal
                     mapped = mapping.apply(row)
                     if mapped.error is not None or mapped.key is None or mapped.payload is None:
                         outcome.status, outcome.error = INVALID, mapped.error or "invalid row"
+                        if mapped.key is not None and _sent_before(outcome, mapped.key, journal):
+                            finish(outcome, carried=True)  # no API call
+                            continue
                         finish(outcome)
                         continue
                     outcome.key = mapped.key
@@ -811,9 +851,10 @@ def _rows_text(rows: list[int]) -> str:
     return ", ".join(str(r) for r in rows[:3]) + (", …" if len(rows) > 3 else "")
 
 
-async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> None:
+async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> object:
     """Before the first POST: GET /team proves the key; GET /campaigns/{id}
-    proves each campaign and the item ids the rows ask for (collect-api.md §6)."""
+    proves each campaign and the item ids the rows ask for (collect-api.md §6).
+    Returns the team's time zone, GET /team's `tz` as answered (None if absent)."""
     from bulksend.client import Ambiguous, Client, NotSent, error_text
 
     problems: list[str] = []
@@ -832,6 +873,7 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> None:
             if team.status != 200:
                 raise AbortError(f"GET /team failed: {error_text(team)}; nothing was sent",
                                  hint="the API may be down: rerun the same command later")
+            team_tz = team.body.get("tz") if isinstance(team.body, dict) else None
             for campaign, rows in sorted(uses.campaigns.items()):
                 for attempt in range(5):
                     answer = await client.call("GET", f"/campaigns/{campaign}")
@@ -870,6 +912,7 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> None:
             hint=f"GET /campaigns/{{id}} lists a campaign's element ids; fix the file or {config.mapping}",
         )
     progress.event("preflight", f"key accepted; {len(uses.campaigns)} campaign(s) checked")
+    return team_tz
 
 
 def resolve_results(contacts: str, results: str | None, dry_run: bool) -> Path:

@@ -425,6 +425,7 @@ class SandboxConfig:
     # Contacts and requests that exist before any POST: a JSON file path or a dict
     # (format in bulksend sandbox --help and docs/operations.md).
     preload: str | dict[str, Any] | None = None
+    team_tz: str = "Europe/Paris"  # GET /team's `tz`: the zone a due day ends in (issue 17)
 
     @classmethod
     def strict(cls, **overrides: Any) -> SandboxConfig:
@@ -468,6 +469,8 @@ def config_problems(config: SandboxConfig) -> list[str]:
             problems.append(f"{name} must be a number of seconds >= 0")
     problems.extend(_strict_option_problems(config))
     problems.extend(_parse_preload(config.preload)[1])
+    if not isinstance(config.team_tz, str):  # any text: a client must cope with an unknown zone
+        problems.append("team_tz must be a string (an IANA time zone such as Europe/Paris)")
     return problems
 
 
@@ -1819,7 +1822,7 @@ class Sandbox:
         return web.json_response(campaign)
 
     async def _get_team(self, request: web.Request) -> web.Response:
-        return web.json_response(_TEAM)
+        return web.json_response({**_TEAM, "tz": self._config.team_tz})
 
     async def _get_users(self, request: web.Request) -> web.Response:
         return web.json_response(_USERS)

@@ -37,7 +37,12 @@ BASE_ROWS = [
     "cid@example.com,Cid,Cooper,,15/01/2027",
 ]
 BASE_CONTACTS = "\r\n".join([COLUMNS, *BASE_ROWS]) + "\r\n"
-DUE = 'dueDate: {column: Due, format: "%d/%m/%Y", timezone: Europe/Paris}\n'
+# past: allow: the fixed dates below are past by now, and a past due date is
+# otherwise invalid (issue 17); these tests are about other faults.
+DUE = 'dueDate: {column: Due, format: "%d/%m/%Y", timezone: Europe/Paris, past: allow}\n'
+# What validate says of it, last (issue 17).
+DUE_NOTE = ("mapping.yaml: dueDate: a due date with no time is sent as 23:59 that day in Europe/Paris"
+            " (the mapping's timezone)")
 BASE_MAPPING = MAPPING + DUE
 # Lines of BASE_MAPPING, for the line numbers in messages:
 #   1 campaignId  2 contact:  3 email  4 firstName  5 lastName  6 items
@@ -500,7 +505,8 @@ def test_the_base_workdir_is_valid_and_sendable(tmp_path: Path, sandbox: Sandbox
     assert r.code == 0, r.stdout + r.stderr
     assert sorted(c["email"] for c in sandbox.created) == [
         "ann@example.com", "bob@example.com", "cid@example.com"]
-    assert {c["received"]["dueDate"] for c in sandbox.created} == {"2026-03-31", "2026-04-01", "2027-01-15"}
+    assert {c["received"]["dueDate"] for c in sandbox.created} == {
+        "2026-03-31T23:59:00+02:00", "2026-04-01T23:59:00+02:00", "2027-01-15T23:59:00+01:00"}
 
 
 @pytest.mark.parametrize("results", ["ledger.csv", "contacts.csv"])
@@ -551,7 +557,8 @@ def test_validate_lists_invalid_rows_and_exits_1(tmp_path: Path, sandbox: Sandbo
 
     assert r.code == 1, r.stdout + r.stderr
     assert r.stderr == ""
-    assert r.stdout.splitlines() == ["contacts.csv: 6 rows: 2 valid, 3 invalid, 1 duplicate", *PROBLEMS]
+    assert r.stdout.splitlines() == ["contacts.csv: 6 rows: 2 valid, 3 invalid, 1 duplicate", *PROBLEMS,
+                                     DUE_NOTE]
     assert snapshot(tmp_path) == before  # validate writes nothing
     assert_nothing_reached(sandbox)
 
@@ -564,7 +571,7 @@ def test_validate_show_limits_the_listed_problems(tmp_path: Path) -> None:
     assert r.code == 1
     assert r.stdout.splitlines() == [
         "contacts.csv: 6 rows: 2 valid, 3 invalid, 1 duplicate", *PROBLEMS[:2],
-        "... and 2 more (--show N to list more, or send --dry-run for all)",
+        "... and 2 more (--show N to list more, or send --dry-run for all)", DUE_NOTE,
     ]
 
 
@@ -572,7 +579,8 @@ def test_validate_exits_0_when_every_row_is_valid(tmp_path: Path, sandbox: Sandb
     setup_workdir(tmp_path, Case(nothing, (), None))
     r = run_cli("validate", "contacts.csv", "-m", "mapping.yaml", cwd=tmp_path, key=None,
                 env={"COLLECT_API_URL": sandbox.url})
-    assert (r.code, r.stdout, r.stderr) == (0, "contacts.csv: 3 rows: 3 valid, 0 invalid, 0 duplicate\n", "")
+    assert (r.code, r.stdout, r.stderr) == (
+        0, f"contacts.csv: 3 rows: 3 valid, 0 invalid, 0 duplicate\n{DUE_NOTE}\n", "")
     assert_nothing_reached(sandbox)
 
 
@@ -580,7 +588,8 @@ def test_validate_names_spreadsheet_rows(tmp_path: Path) -> None:
     """Row numbers are the sheet's own: contacts.xlsx's row 5 has no Due date."""
     shutil.copy(READING / "contacts.xlsx", tmp_path / "contacts.xlsx")
     write(tmp_path / "mapping.yaml",
-          f"{MAPPING.split(chr(10))[0]}\ncontact: {{email: Email, firstName: First Name}}\ndueDate: Due\n")
+          f"{MAPPING.split(chr(10))[0]}\ncontact: {{email: Email, firstName: First Name}}\n"
+          "dueDate: {column: Due, past: allow}\n")  # the sheet's dates are fixed, and past by now
 
     r = run_cli("validate", "contacts.xlsx", "-m", "mapping.yaml", "--sheet", "Contacts", cwd=tmp_path,
                 key=None)
@@ -589,4 +598,7 @@ def test_validate_names_spreadsheet_rows(tmp_path: Path) -> None:
     assert r.stdout.splitlines() == [
         "contacts.xlsx: 5 rows: 4 valid, 1 invalid, 0 duplicate",
         'contacts.xlsx: row 5: invalid: column "Due" is empty (required)',
+        "mapping.yaml: dueDate: a due date with no time is sent as 23:59 that day in the team's time zone,"
+        " read from GET /team when sending (no timezone in the mapping; until then it is shown without an"
+        " offset)",
     ]

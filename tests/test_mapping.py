@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,18 @@ def elon(**cells: str) -> Row:
     return Row(number=2, values=cells_of(base))
 
 
+# Due dates are judged against this moment, not the real clock, so that the
+# dates below (2026) never turn past (issue 17); test_due_dates.py uses the real one.
+NOW = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+
+
+def at_fixed_now(loaded: Mapping) -> Mapping:
+    loaded.due_dates.clock = lambda: NOW
+    return loaded
+
+
 def mapping(text: str, columns: list[str] | None = None) -> Mapping:
-    return parse_mapping(text, "m.yaml", COLUMNS if columns is None else columns)
+    return at_fixed_now(parse_mapping(text, "m.yaml", COLUMNS if columns is None else columns))
 
 
 def problems(text: str, columns: list[str] | None = None) -> list[str]:
@@ -107,7 +118,7 @@ def test_product_example_maps_a_full_row() -> None:
                 "data": {"brand": "Tesla", "model": "Roadster"},
             },
             "items": ["id1", "id2"],
-            "dueDate": "2026-03-31",
+            "dueDate": "2026-03-31T23:59:00+02:00",  # 23:59 in the mapping's zone (issue 17)
             "sendMessage": True,
         },
         key="xvr69EYLKXvTkfYuk|elon@example.com",
@@ -136,7 +147,7 @@ def test_product_example_attributes() -> None:
 
 
 def test_example_file_at_repo_root_loads_and_matches_product_example() -> None:
-    loaded = load_mapping(str(REPO / "mapping.example.yaml"), COLUMNS)
+    loaded = at_fixed_now(load_mapping(str(REPO / "mapping.example.yaml"), COLUMNS))
     assert loaded.apply(elon()) == Mapped(
         2,
         mapping(PRODUCT_EXAMPLE).apply(elon()).payload,
@@ -324,10 +335,11 @@ def test_bool_rejects() -> None:
 @pytest.mark.parametrize(
     ("cell", "expected"),
     [
-        ("2026-03-01", "2026-03-01"),
-        ("2026-03-01T10:30", "2026-03-01"),
-        ("2026-03-01 10:30:00", "2026-03-01"),
-        ("2026-03-01T23:30:00Z", "2026-03-02"),  # converted to the zone first
+        # Issue 17: a day ends at 23:59 in the zone; a time is read in it; an offset is kept.
+        ("2026-03-01", "2026-03-01T23:59:00+01:00"),
+        ("2026-03-01T10:30", "2026-03-01T10:30:00+01:00"),
+        ("2026-03-01 10:30:00", "2026-03-01T10:30:00+01:00"),
+        ("2026-03-01T23:30:00Z", "2026-03-01T23:30:00+00:00"),
     ],
 )
 def test_date_iso_input(cell: str, expected: str) -> None:
@@ -337,10 +349,12 @@ def test_date_iso_input(cell: str, expected: str) -> None:
 
 def test_a_spreadsheet_date_cell_passes_a_format_written_for_the_csv() -> None:
     # reading.py gives a real date cell as ISO text; the format is for the CSV export.
+    # (No timezone: 23:59 in the team's zone, known at send time; shown without an offset till then.)
     text = minimal('dueDate: {column: Due, format: "%d/%m/%Y"}\n')
-    assert payload_of(text, row(Email="a@b.co", Due="31/03/2026"))["dueDate"] == "2026-03-31"
-    assert payload_of(text, row(Email="a@b.co", Due="2026-03-31"))["dueDate"] == "2026-03-31"
-    assert payload_of(text, row(Email="a@b.co", Due="2026-03-31 00:00:00"))["dueDate"] == "2026-03-31"
+    day = "2026-03-31T23:59:00"
+    assert payload_of(text, row(Email="a@b.co", Due="31/03/2026"))["dueDate"] == day
+    assert payload_of(text, row(Email="a@b.co", Due="2026-03-31"))["dueDate"] == day
+    assert payload_of(text, row(Email="a@b.co", Due="2026-03-31 00:00:00"))["dueDate"] == day
     # Anything else still has to match the format.
     assert error_of(text, row(Email="a@b.co", Due="03/31/2026")).endswith("not a date in format %d/%m/%Y")
     assert error_of(text, row(Email="a@b.co", Due="2026-02-31")).endswith("is not a valid date")
@@ -392,7 +406,8 @@ def test_datetime(spec: str, cell: str, expected: str) -> None:
 
 
 def test_datetime_without_offset_or_timezone_is_a_row_error() -> None:
-    text = minimal("dueDate: {column: Due, type: datetime}\n")
+    # In data; the dueDate uses the team's zone instead (issue 17, tests/test_due_dates.py).
+    text = minimal("data:\n  when: {column: Due, type: datetime}\n")
     error = error_of(text, row(Email="a@b.co", Due="2026-03-01T10:00"))
     assert error == 'column "Due": "2026-03-01T10:00" has no UTC offset; set timezone in the mapping'
 
@@ -449,7 +464,7 @@ def test_default_is_converted_at_load() -> None:
         "data:\n  n: {column: Model, type: int, default: 5}\n"
     )
     payload = payload_of(text, row(Email="a@b.co"))
-    assert payload["dueDate"] == "2026-04-01"
+    assert payload["dueDate"] == "2026-04-01T23:59:00"  # the team's zone is added at send time
     assert payload["sendMessage"] is False
     assert payload["items"] == ["x", "y"]
     assert payload["data"] == {"n": 5}
