@@ -946,14 +946,16 @@ def _replaced(path: Path) -> ResultsError:
 
 
 def replace_checked(tmp: Path, results: Path, identity: tuple[int, int] | None) -> None:
-    """``os.replace(tmp, results)``, unless ``results`` became a link (or another
-    file than ``identity``, its (device, inode)): a link is never replaced by
-    a plain file. Raises ResultsError then (``tmp`` is removed)."""
+    """``os.replace(tmp, results)``, unless ``results`` became a symbolic link
+    (or another file than ``identity``, its (device, inode)): a link is never
+    replaced by a plain file. Raises ResultsError then (``tmp`` is removed)."""
     try:
         st = os.lstat(results)
     except FileNotFoundError:
         st = None
-    if st is not None and (stat.S_ISLNK(st.st_mode) or st.st_nlink > 1
+    # A hard link made during the run keeps the live file under its other
+    # name; only the name this run owns is replaced.
+    if st is not None and (stat.S_ISLNK(st.st_mode)
                            or (identity is not None and (st.st_dev, st.st_ino) != identity)):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
