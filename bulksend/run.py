@@ -317,9 +317,9 @@ def _seeded_warning(path: Path, results: Path, seeded: Seeded, fresh: bool) -> s
     what = "was missing" if fresh else (
         f"knew fewer rows than {results.name} (a copy without its -wal file, or an older one?)")
     return (f"{path.name} {what}: took {seeded.total} rows from {results.name} ({seeded.sent} sent, "
-            f"{seeded.unknown} unknown, {seeded.failed} failed); unknown rows and rows neither lists are "
-            f"looked up before any is sent. Keep {results.name} with {path.name}, {path.name}-wal and "
-            f"{path.name}-shm")
+            f"{seeded.unknown} unknown, {seeded.failed} failed); unknown rows, and rows the journal never "
+            f"met, are looked up before they are sent. Keep {results.name} with {path.name}, "
+            f"{path.name}-wal and {path.name}-shm")
 
 
 def send_file(config: RunConfig, progress: Progress) -> Summary:
