@@ -49,33 +49,98 @@ def parse_rate(text: str) -> float | None:
     return rate
 
 
+# A host name as RFC 1123 writes it (letters, digits, hyphens; dot-separated
+# labels), and underscores, which some internal names use. Anything else in
+# the host (a backslash, a percent sign, non-ASCII) is read differently by
+# different URL parsers: refused, not guessed at.
+_HOST = re.compile(r"(?!-)[a-z0-9_-]{1,63}(?<!-)(\.(?!-)[a-z0-9_-]{1,63}(?<!-))*\.?")
+
+
 def check_api_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--api-url {url!r}: not an http(s) URL",
-                         hint=f"the Collect API is {DEFAULT_API_URL}")
-    if parts.scheme == "http":
-        host = parts.hostname
-        loopback = host == "localhost"
-        with contextlib.suppress(ValueError):
-            loopback = loopback or ipaddress.ip_address(host).is_loopback
-        if not loopback:
-            raise UsageError(
-                f"--api-url {url!r}: plain http would send the API key unencrypted",
-                hint="use https://, or http:// only to a loopback sandbox (127.0.0.1, localhost)",
-            )
+    """The --api-url value, or UsageError (exit 2). Refused: anything but
+    http(s); a user name or password (``user@host``); a host that is not a
+    plain host name or IP address (urlsplit and aiohttp's parser must agree
+    on it, issue 11); a bad port; a query or fragment; plain http to a host
+    that is not loopback (it would carry the key unencrypted)."""
+    hint = f"the Collect API is {DEFAULT_API_URL}; a local sandbox is http://127.0.0.1:PORT/v1"
+
+    def bad(why: str) -> UsageError:
+        return UsageError(f"--api-url {url!r}: {why}", hint=hint)
+
+    if any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
+        raise bad("holds a space, a backslash or a control character")
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 address
+        raise bad("not a valid URL") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise bad("not an http(s) URL")
+    if "@" in parts.netloc:
+        raise bad("holds a user name or password (before @); the key comes from COLLECT_API_KEY "
+                  "or --api-key-file")
+    try:
+        parts.port  # noqa: B018 - parsing it is the check
+    except ValueError:
+        raise bad("the port is not a number from 1 to 65535") from None
+    host = parts.hostname or ""
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None
+    with contextlib.suppress(ValueError):
+        ip = ipaddress.ip_address(host)
+    if ip is None and ("[" in parts.netloc or not _HOST.fullmatch(host)):
+        raise bad(f"{host or 'the host'!r} is not a host name or IP address")
+    if parts.query or parts.fragment:
+        raise bad("holds a query (?) or fragment (#); give the API's base URL only")
+    if parts.scheme == "http" and not (host == "localhost" or (ip is not None and ip.is_loopback)):
+        raise UsageError(
+            f"--api-url {url!r}: plain http would send the API key unencrypted",
+            hint="use https://, or http:// only to a loopback sandbox (127.0.0.1, localhost)",
+        )
     return url
 
 
+_KEY_FILE_MAX = 4096  # bytes: far more than a key; a bigger file is the wrong file
+
+
+def _key_problem(key: str) -> str | None:
+    """Why ``key`` (already stripped) cannot be an API key; None when it can."""
+    if not key:
+        return "is empty"
+    lines = key.splitlines()
+    if len(lines) > 1:
+        return (f"holds {len(lines)} lines; it must hold only the key"
+                + (" (not NAME=value)" if "=" in lines[0] else ""))
+    if re.fullmatch(r"[A-Z_][A-Z0-9_]*=.+", key):  # an environment file's line
+        return "holds NAME=value; it must hold only the key"
+    for i, char in enumerate(key, start=1):
+        if not (" " < char < "\x7f"):
+            return f"holds a space, a control or a non-ASCII character (character {i}); keys are plain ASCII"
+    return None
+
+
 def read_api_key(api_key_file: str | None) -> str:
+    """The API key from ``api_key_file`` (UTF-8 text, a BOM and surrounding
+    blank space allowed) or from COLLECT_API_KEY. UsageError (exit 2) when it
+    cannot be read or cannot be a key: empty, not UTF-8, binary, several lines,
+    a space or non-ASCII character inside. The key is never put in a message."""
     if api_key_file:
         try:
-            key = Path(api_key_file).read_text(encoding="utf-8").strip()
+            with open(api_key_file, "rb") as handle:
+                data = handle.read(_KEY_FILE_MAX + 1)
         except OSError as exc:
             raise UsageError(f"{api_key_file}: cannot read the API key file: {exc.strerror}") from exc
-        if not key:
-            raise UsageError(f"{api_key_file}: the API key file is empty")
-        return key
+        hint = "the file must hold only the key, from the bottom of your Collect profile page"
+        if len(data) > _KEY_FILE_MAX:
+            raise UsageError(f"{api_key_file}: the API key file is over {_KEY_FILE_MAX} bytes; "
+                             "it is not a key file", hint=hint)
+        try:
+            text = data.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise UsageError(f"{api_key_file}: the API key file is not UTF-8 text "
+                             f"(byte {exc.start + 1}); a binary file?", hint=hint) from None
+        problem = _key_problem(text.strip())
+        if problem:
+            raise UsageError(f"{api_key_file}: the API key file {problem}", hint=hint)
+        return text.strip()
     key = os.environ.get("COLLECT_API_KEY", "").strip()
     if not key:
         raise UsageError(
@@ -83,7 +148,29 @@ def read_api_key(api_key_file: str | None) -> str:
             hint="the key is at the bottom of your profile page in the Collect app; "
             "try `bulksend send ... --dry-run` to check everything without one",
         )
+    problem = _key_problem(key)
+    if problem:
+        raise UsageError(f"COLLECT_API_KEY {problem}",
+                         hint="set it to the key alone, from the bottom of your Collect profile page")
     return key
+
+
+def check_outputs(contacts: str, mapping: str, api_key_file: str | None, results: Path,
+                  summary_json: str | None) -> None:
+    """Every file a send writes (the results, its journal and side files, the
+    --summary-json) against every file it reads (contacts, mapping, key file)
+    and each other, by device and inode (issue 11). UsageError (exit 2)."""
+    from bulksend.results import check_outputs_apart, side_files
+
+    outputs: list[tuple[str, Path | str]] = [("the --results file", results)]
+    outputs += [(f"the --results file's {what.removeprefix('its ')}", path)
+                for what, path in side_files(results)]
+    if summary_json:
+        outputs.append(("--summary-json", summary_json))
+    inputs: list[tuple[str, Path | str]] = [("the contacts file", contacts), ("the mapping", mapping)]
+    if api_key_file:
+        inputs.append(("--api-key-file", api_key_file))
+    check_outputs_apart(outputs, inputs)
 
 
 def refuse_key_option(ctx: click.Context, param: click.Parameter, value: str | None) -> None:
@@ -206,6 +293,12 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     from bulksend.run import RunConfig, resolve_results, send_file
 
     results_for_summary = results or str(resolve_results(contacts, None, dry_run))
+    try:
+        # First, and with no summary written on failure: it may be the input.
+        check_outputs(contacts, mapping, api_key_file, resolve_results(contacts, results, dry_run),
+                      summary_json)
+    except BulksendError as exc:
+        fail(exc)
     try:
         config = RunConfig(
             contacts=contacts,

@@ -10,6 +10,7 @@ is ever POSTed here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -25,11 +26,17 @@ from bulksend.results import (
     Journal,
     ResultsWriter,
     RunLock,
+    create_exclusive,
+    csv_lines,
     is_results_header,
     journal_path,
+    journal_vouches,
     neutralise,
     not_results_file,
+    replace_checked,
     seed_journal_from_csv,
+    storage_error,
+    tmp_path,
 )
 
 NOT_CREATED = "looked up: no such request on the server, so it was not created; the next send sends it"
@@ -47,11 +54,9 @@ def reconcile_file(results: Path, *, api_url: str, api_key: str, timeout: float,
     lock = RunLock(results)
     lock.acquire()
     try:
-        path = journal_path(results)
-        fresh = not path.exists()
-        journal = Journal(path)
+        journal = Journal(journal_path(results))
         try:
-            if fresh:
+            if not journal_vouches(journal, results):  # missing, emptied, older: take rows from the CSV
                 seed_journal_from_csv(journal, results)
             settled = asyncio.run(_settle_all(journal, api_url, api_key, timeout, progress))
         finally:
@@ -107,10 +112,20 @@ def _rewrite(results: Path, settled: dict[str, Outcome]) -> None:
     """Update the settled rows' lines in the results CSV, in place (atomically)."""
     if not settled:
         return
-    tmp = results.with_name(results.name + ".tmp")
+    tmp = tmp_path(results)
+    try:
+        _rewrite_into(results, tmp, settled)
+        replace_checked(tmp, results, None)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise storage_error(tmp, exc, "rewrite the results file") from exc
+
+
+def _rewrite_into(results: Path, tmp: Path, settled: dict[str, Outcome]) -> None:
     with open(results, encoding="utf-8-sig", newline="") as src, \
-            open(tmp, "w", encoding="utf-8-sig", newline="") as dst:
-        reader = csv.reader(src)
+            open(create_exclusive(tmp, "results rewrite"), "w", encoding="utf-8-sig", newline="") as dst:
+        reader = csv_lines(src)
         writer = csv.writer(dst, lineterminator="\r\n")
         header = next(reader, None)
         if not is_results_header(header):
@@ -135,4 +150,3 @@ def _rewrite(results: Path, settled: dict[str, Outcome]) -> None:
             if key in seen:
                 continue
             dst.write(lines.format(outcome))
-    os.replace(tmp, results)

@@ -40,13 +40,16 @@ from bulksend.progress import Progress
 from bulksend.reading import Mark, Row, Table, open_table
 from bulksend.results import (
     INFLIGHT,
+    LOOKUP_NEW,
     PENDING,
     Journal,
     Record,
     ResultsWriter,
     RunLock,
+    Seeded,
     check_results_target,
     journal_path,
+    journal_vouches,
     remove_journal,
     seed_journal_from_csv,
 )
@@ -301,17 +304,18 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
         fresh = not path.exists()
         journal = Journal(path)
         try:
-            if fresh and config.results.exists():
+            # The journal must know every row the CSV records (issue 11: a
+            # journal copied without its -wal, emptied, or an older copy).
+            if config.results.exists() and not journal_vouches(journal, config.results):
                 try:
                     seeded = seed_journal_from_csv(journal, config.results)
                 except BaseException:
                     journal.close()
-                    remove_journal(config.results)
+                    if fresh:
+                        remove_journal(config.results)
                     raise
-                if seeded:
-                    summary.warnings.append(
-                        f"{path.name} was missing: rebuilt it from {config.results.name} ({seeded} rows)"
-                    )
+                if seeded.total:
+                    summary.warnings.append(_seeded_warning(path, config.results, seeded, fresh))
             elif fresh:
                 # A new record beside other records: likely a dated export run
                 # without a fixed --results, which would send everyone again.
@@ -335,10 +339,22 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
             journal.set_meta("mapping_digest", mapping.digest)
             journal.commit()
             yield journal
+            if journal.lookup_new and summary.aborted is None and not summary.interrupted:
+                journal.delete_meta(LOOKUP_NEW)  # this run met every row: each is in the journal now
+                journal.commit()
         finally:
             journal.close()
     finally:
         lock.release()
+
+
+def _seeded_warning(path: Path, results: Path, seeded: Seeded, fresh: bool) -> str:
+    what = "was missing" if fresh else (
+        f"knew fewer rows than {results.name} (a copy without its -wal file, or an older one?)")
+    return (f"{path.name} {what}: took {seeded.total} rows from {results.name} ({seeded.sent} sent, "
+            f"{seeded.unknown} unknown, {seeded.failed} failed); unknown rows, and rows the journal never "
+            f"met, are looked up before they are sent. Keep {results.name} with {path.name}, "
+            f"{path.name}-wal and {path.name}-shm")
 
 
 def send_file(config: RunConfig, progress: Progress) -> Summary:
@@ -476,16 +492,28 @@ def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
         # flight read back as unknown and are looked up before any resend.
         hard_stop = True
         summary.interrupted = True
+    except AbortError as exc:  # the journal or the results file could not be written (disk full)
+        hard_stop = True
+        if summary.aborted is None:
+            summary.aborted = exc
+            progress.event("abort", str(exc))
     finally:
         summary.elapsed = time.monotonic() - started
         if hard_stop:
-            journal.commit()
+            with contextlib.suppress(AbortError):  # already said; the next run resumes from the journal
+                journal.commit()
             writer.abandon()
         else:
             skipped = resume.last.number if resume else 0
-            ends = writer.finish(tracker.candidates(skipped, table.header_row))
+            ends = None
+            try:
+                ends = writer.finish(tracker.candidates(skipped, table.header_row))
+            except AbortError as exc:  # a full disk: the journal has the outcomes; a rerun rewrites
+                if summary.aborted is None:
+                    summary.aborted = exc
+                    progress.event("abort", str(exc))
             unchanged = input_stat is not None and _file_stat(table.path) == input_stat
-            if completed and unchanged and not config.dry_run:
+            if ends is not None and completed and unchanged and not config.dry_run:
                 _lay_checkpoints(config, table, mapping, journal, summary, resume, tracker, ends)
     return summary
 
