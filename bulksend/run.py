@@ -416,7 +416,11 @@ async def _before_sending(config: RunConfig, table: Table, mapping: Mapping, jou
     gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
     async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=2) as client:
         await settle_unknown(client, gate, journal, mapping.key_paths, progress)
-        if config.existing == "send" or config.only_failed:
+        # With lookup_new (the journal knew less than the CSV), every row the
+        # journal never met is looked up, at any time, before it is sent: a
+        # request it finds is taken as this row's, which the check would only
+        # have reported.
+        if config.existing == "send" or config.only_failed or journal.lookup_new:
             return set()
         return await _existing(config, client, gate, table, mapping, journal, start, progress)
 
