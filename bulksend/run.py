@@ -72,6 +72,8 @@ class RunConfig:
     sheet: str | int | None = None
     encoding: str | None = None
     delimiter: str | None = None
+    header_row: int | None = None  # the row holding the column names; None: the first non-blank
+    include_hidden: bool = False  # send rows hidden in an .xlsx sheet too
     batch: bool = False
     stop_grace: float = 10.0
 
@@ -89,6 +91,7 @@ class Summary:
     dry_run: bool = False
     warnings: list[str] = field(default_factory=list)
     examples: dict[str, list[Outcome]] = field(default_factory=dict)
+    read: list[str] = field(default_factory=list)  # validate: what was read, then what was left out
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -129,10 +132,11 @@ def _iso_utc(epoch: float) -> str:
 
 def open_input(config: RunConfig) -> tuple[Table, Mapping]:
     table = open_table(
-        config.contacts, sheet=config.sheet, encoding=config.encoding, delimiter=config.delimiter
+        config.contacts, sheet=config.sheet, encoding=config.encoding, delimiter=config.delimiter,
+        header_row=config.header_row, include_hidden=config.include_hidden,
     )
     try:
-        mapping = load_mapping(config.mapping, table.columns)
+        mapping = load_mapping(config.mapping, table.columns, header=table.header)
     except BaseException:
         table.close()
         raise
@@ -233,6 +237,7 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
                     outcome.payload = mapped.payload
             summary.note(outcome)
             progress.outcome(outcome)
+        summary.read = [table.describe(), *table.left_out()]
     return summary
 
 
@@ -328,6 +333,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
             with tempfile.TemporaryDirectory(prefix="bulksend-") as tmp:
                 journal = Journal(Path(tmp) / "dry-run.journal")
                 try:
+                    progress.event("input", table.describe())  # the encoding, delimiter... chosen
                     return _run(config, table, mapping, journal, summary, progress)
                 finally:
                     journal.close()
@@ -346,6 +352,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
             for warning in summary.warnings:
                 progress.event("warning", warning)
             asyncio.run(preflight(config, uses, progress))
+            progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
             return _run(config, table, mapping, journal, summary, progress, resume, input_stat)
 
 
