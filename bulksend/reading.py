@@ -679,7 +679,7 @@ def _guess_legacy(name: str, sample: bytes, complete: bool) -> str:
     if not guess.sure:
         raise InputError(
             f"{name}: cannot tell the file's encoding: it is not UTF-8, and read as"
-            f" {_display(guess.codec)} (the closest guess) it would show {guess.example!r}",
+            f' {_display(guess.codec)} (the closest guess) it would show "{guess.example}"',
             hint="pass --encoding: cp1252 (Excel on Windows), mac-roman (Excel on an older Mac),"
             " utf-8; or save the file again as CSV UTF-8",
         )
