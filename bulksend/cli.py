@@ -182,11 +182,18 @@ def refuse_key_option(ctx: click.Context, param: click.Parameter, value: str | N
 
 
 def input_options(f: Any) -> Any:
+    f = click.option("--include-hidden", is_flag=True,
+                     help="Read rows hidden in an .xlsx sheet (e.g. by a filter) like any other; "
+                     "by default they are left out, each recorded invalid with the reason.")(f)
+    f = click.option("--header-row", type=click.IntRange(1), metavar="N",
+                     help="Row holding the column names (1 = first row); rows above it are not "
+                     "read. Default: the first non-blank row.")(f)
     f = click.option("--delimiter", metavar="CHAR",
                      help="CSV delimiter; detected among , ; tab | when omitted.")(f)
     f = click.option("--encoding", metavar="NAME",
-                     help="Text encoding; UTF-8 (with or without BOM), UTF-16 and "
-                     "Windows-1252 are detected when omitted.")(f)
+                     help="Text encoding; UTF-8 (with or without BOM), UTF-16, Windows-1252 "
+                     "(and Latin-1), Mac Roman and other code pages are detected when omitted; "
+                     "a file no candidate reads cleanly is refused.")(f)
     f = click.option("--sheet", metavar="NAME|N",
                      help="Spreadsheet sheet, by name or 1-based number (default: the first).")(f)
     f = click.option("--mapping", "-m", required=True, metavar="MAPPING.yaml",
@@ -263,7 +270,8 @@ def cli() -> None:
 @click.option("--summary-json", metavar="FILE", help="Write the run's totals and exit code to FILE.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every retry and look-up.")
 def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
-         delimiter: str | None, results: str | None, api_url: str, api_key_file: str | None,
+         delimiter: str | None, header_row: int | None, include_hidden: bool, results: str | None,
+         api_url: str, api_key_file: str | None,
          rate: str, concurrency: int, max_attempts: int, timeout: float, dry_run: bool,
          max_pause: float, existing: str | None,
          limit: int | None, only_failed: bool, batch: bool, no_progress: bool, log_format: str,
@@ -318,6 +326,8 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
             sheet=_sheet(sheet),
             encoding=encoding,
             delimiter=delimiter,
+            header_row=header_row,
+            include_hidden=include_hidden,
             batch=batch,
         )
         progress = make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose)
@@ -409,11 +419,12 @@ def _print_summary(summary: Any, *, contacts: str, argv: list[str]) -> None:
 @click.option("--show", type=click.IntRange(0), default=10, show_default=True,
               help="How many problem rows to print.")
 def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
-             delimiter: str | None, show: int) -> None:
+             delimiter: str | None, header_row: int | None, include_hidden: bool, show: int) -> None:
     """Check CONTACTS against the mapping; no network, no API key needed.
 
-    Prints a summary and the first problems; exit 0 when every row is valid,
-    1 otherwise, 2 when the file or the mapping cannot be used.
+    Prints what was read (format, encoding, delimiter, header row, sheet, rows
+    and columns left out), a summary and the first problems; exit 0 when every
+    row is valid, 1 otherwise, 2 when the file or the mapping cannot be used.
 
     \b
     Example:
@@ -433,12 +444,17 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
     try:
         summary = validate_file(
             RunConfig(contacts=contacts, mapping=mapping, results=Path("-"), sheet=_sheet(sheet),
-                      encoding=encoding, delimiter=delimiter),
+                      encoding=encoding, delimiter=delimiter, header_row=header_row,
+                      include_hidden=include_hidden),
             Collect(),
         )
     except BulksendError as exc:
         fail(exc)
     c = summary.counts
+    if summary.read:
+        click.echo(f"read {summary.read[0]}")
+        for note in summary.read[1:]:
+            click.echo(f"  left out: {note}")
     click.echo(f"{contacts}: {summary.total} rows: {c[READY]} valid, {c[INVALID]} invalid, "
                f"{c[DUPLICATE]} duplicate")
     for line in problems:

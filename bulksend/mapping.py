@@ -33,7 +33,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bulksend.errors import MappingError
-from bulksend.reading import Row
+from bulksend.reading import INVISIBLE, Header, Row, normal_name
 
 __all__ = ["Mapped", "Mapping", "load_mapping", "parse_mapping"]
 
@@ -121,10 +121,11 @@ _BOOLS: Final[dict[str, bool]] = {
 }
 _INT: Final = re.compile(r"[+-]?[0-9]{1,30}")
 # ISO 8601 as spreadsheets export it; the space separator is what Excel's text
-# rendering of a date cell gives.
+# rendering of a date cell gives. Any number of fraction digits (ISO 8601 sets
+# no limit; .NET's round-trip format writes 7): fromisoformat keeps 6.
 _ISO_DATE: Final = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
-    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,6})?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?"
 )
 # Email-shaped: one @, a dotted domain, no spaces, brackets, quotes, separators
 # or control characters (a "Name <a@b.c>" cell or "a@b.c; d@e.f" is refused).
@@ -188,14 +189,42 @@ def _closest(word: str, candidates: Sequence[str]) -> str | None:
     """The candidate nearest to word, ignoring case, or None when none is close."""
     by_lower: dict[str, str] = {}
     for candidate in candidates:
-        by_lower.setdefault(candidate.lower(), candidate)
-    found = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=0.6)
+        by_lower.setdefault(normal_name(candidate).lower(), candidate)
+    found = difflib.get_close_matches(normal_name(word).lower(), list(by_lower), n=1, cutoff=0.6)
     return by_lower[found[0]] if found else None
 
 
 def _suggest(word: str, candidates: Sequence[str]) -> str:
     near = _closest(word, candidates)
     return f" (closest: {_quote(near)})" if near is not None else ""
+
+
+def _shown(text: str) -> str:
+    """Characters for a message, each one a person cannot tell apart by eye
+    (not printable ASCII) with its code point: "é" (U+00E9)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    codes = " ".join(f"U+{ord(c):04X}" for c in text if not (c.isascii() and c.isprintable()))
+    return f"{quoted} ({codes})" if codes else quoted
+
+
+def _difference(wanted: str, found: str) -> str | None:
+    """Where a mapping's column name first differs from a header name that
+    looks the same (the difference is in characters that are not printable
+    ASCII), e.g. 'the mapping has "é" (U+00E9) where the file has "e"'; None
+    when the difference is plain to see."""
+    matcher = difflib.SequenceMatcher(None, wanted, found, autojunk=False)
+    for tag, a1, a2, b1, b2 in matcher.get_opcodes():
+        ours, theirs = wanted[a1:a2], found[b1:b2]
+        if tag == "equal":
+            continue
+        if (ours + theirs).isascii() and (ours + theirs).isprintable():
+            return None
+        if tag == "replace":
+            return f"the mapping has {_shown(ours)} where the file has {_shown(theirs)}"
+        if tag == "delete":
+            return f"the mapping has {_shown(ours)} that the file has not"
+        return f"the file has {_shown(theirs)} that the mapping has not"
+    return None
 
 
 # --------------------------------------------------------------------------- #
@@ -226,10 +255,15 @@ def _bool_converter(where: str) -> Converter:
 
 
 def _email_converter(where: str) -> Converter:
+    """An address as the sheet writes it, less the characters no one can see
+    (zero-width space, BOM, soft hyphen, ...: reading.INVISIBLE), which would
+    make the API create a second contact and the key miss the duplicate."""
+
     def convert(text: str) -> str:
-        if _EMAIL.fullmatch(text) is None:
+        address = text if text.isascii() else INVISIBLE.sub("", text).strip()
+        if _EMAIL.fullmatch(address) is None:
             raise _RowError(f"{where}{_quote(text)} is not an email address")
-        return text
+        return address
 
     return convert
 
@@ -590,6 +624,7 @@ class Mapping:
         "columns_used",
         "digest",
         "due_dates",
+        "folded",
         "key_paths",
         "path",
     )
@@ -604,6 +639,7 @@ class Mapping:
         campaign_id: str | None,
         build: Getter,
         due_dates: DueDates | None = None,
+        folded: frozenset[str] = frozenset(),
     ) -> None:
         self.path = path
         self.digest = digest  # sha256 of the file text: a rerun warns when it changed
@@ -612,15 +648,25 @@ class Mapping:
         # The campaign when it is a constant (for checking it before a run), else None.
         self.campaign_id = campaign_id
         self._build = build
-        self._keys = tuple((path, tuple(path.split("."))) for path in key_paths)
         # The zone and clock the dueDate is resolved with (the clock is settable for tests).
         self.due_dates = due_dates if due_dates is not None else DueDates()
+        # Payload paths of emails: sent as written, compared ignoring case in
+        # the key (a key path that is one, or holds some, is lower-cased there).
+        self.folded = folded
+        self._keys = tuple(
+            (path, tuple(path.split(".")), path in folded,
+             tuple(tuple(f.split(".")[len(path.split(".")):]) for f in folded if f.startswith(path + ".")))
+            for path in key_paths
+        )
 
     def __repr__(self) -> str:
         return f"Mapping(path={self.path!r}, key_paths={self.key_paths!r})"
 
     def apply(self, row: Row) -> Mapped:
-        """Map one row to its payload and key, or to the first reason it cannot be sent."""
+        """Map one row to its payload and key, or to the first reason it cannot be sent
+        (a row left out by reading, such as a hidden one, has that reason)."""
+        if row.left_out:
+            return Mapped(row.number, None, None, row.left_out)
         if row.extra:
             return Mapped(row.number, None, None, _extra_cells_error(row.extra))
         dates = self.due_dates
@@ -633,12 +679,16 @@ class Mapping:
                 if required not in payload:
                     raise _RowError(f"{required} is empty (the API requires it)")
             parts = []
-            for path, steps in self._keys:
+            for path, steps, fold, inside in self._keys:
                 value: Any = payload
                 for step in steps:
                     value = value.get(step) if isinstance(value, dict) else None
                 if value is None or value == "" or value == [] or value == {}:
                     raise _RowError(f"key part {path} is empty")
+                if fold and isinstance(value, str):
+                    value = value.lower()
+                elif inside:
+                    value = _folded(value, inside)
                 parts.append(_key_text(value))
         except _RowError as error:
             return Mapped(row.number, None, None, error.message)
@@ -688,6 +738,21 @@ class Mapping:
         return payload is not None and self.due_dates.far_ahead(payload.get("dueDate"))
 
 
+def _folded(value: Any, inside: tuple[tuple[str, ...], ...]) -> Any:
+    """A copy of ``value`` with the strings at the paths ``inside`` lower-cased."""
+    if not isinstance(value, dict):
+        return value
+    copied = dict(value)
+    for steps in inside:
+        if steps and steps[0] in copied:
+            item = copied[steps[0]]
+            if len(steps) > 1:
+                copied[steps[0]] = _folded(item, (steps[1:],))
+            elif isinstance(item, str):
+                copied[steps[0]] = item.lower()
+    return copied
+
+
 def _extra_cells_error(extra: tuple[str, ...]) -> str:
     count = len(extra)
     shown = ", ".join(_quote(cell, limit=30) for cell in extra[:3])
@@ -701,9 +766,14 @@ def _extra_cells_error(extra: tuple[str, ...]) -> str:
 # Loading and checking
 
 
-def load_mapping(path: str, columns: Sequence[str]) -> Mapping:
+def load_mapping(path: str, columns: Sequence[str], *, header: Header | None = None) -> Mapping:
     """Read and check the mapping file against the input's columns.
 
+    Column names match after ``reading.normal_name`` (Unicode NFC, spaces,
+    invisible characters). ``header`` (``Table.header``) adds the columns the
+    table does not read: a mapping that uses a name several columns share is
+    refused; and when a column is missing but one of the first rows holds every
+    column the mapping names, the error says to pass ``--header-row`` with it.
     Raises MappingError with every problem of the file, or with the one reason
     the file cannot be read at all.
     """
@@ -726,10 +796,10 @@ def load_mapping(path: str, columns: Sequence[str]) -> Mapping:
         raise MappingError(
             path, [f"line {line}: not UTF-8 text (byte 0x{byte:02x}); save the file as UTF-8"]
         ) from None
-    return parse_mapping(text, path, columns)
+    return parse_mapping(text, path, columns, header=header)
 
 
-def parse_mapping(text: str, path: str, columns: Sequence[str]) -> Mapping:
+def parse_mapping(text: str, path: str, columns: Sequence[str], *, header: Header | None = None) -> Mapping:
     """Check mapping text against the input's columns; see load_mapping."""
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     try:
@@ -742,10 +812,10 @@ def parse_mapping(text: str, path: str, columns: Sequence[str]) -> Mapping:
         raise MappingError(path, [f"{where}YAML syntax error: {what}"]) from None
     except yaml.YAMLError as error:
         raise MappingError(path, [f"YAML syntax error: {error}"]) from None
-    compiler = _Compiler(columns)
+    compiler = _Compiler(columns, header)
     build = compiler.compile(root)
     if compiler.problems or build is None:
-        raise MappingError(path, compiler.problems)
+        raise MappingError(path, compiler.problems, hint=compiler.header_hint())
     return Mapping(
         path=path,
         digest=digest,
@@ -754,6 +824,7 @@ def parse_mapping(text: str, path: str, columns: Sequence[str]) -> Mapping:
         campaign_id=compiler.campaign_id,
         build=build,
         due_dates=compiler.dates,
+        folded=frozenset(compiler.folded),
     )
 
 
@@ -774,9 +845,16 @@ def _line(node: Node) -> int:
 class _Compiler:
     """Walks the YAML node tree, collecting problems and building getters."""
 
-    def __init__(self, columns: Sequence[str]) -> None:
+    def __init__(self, columns: Sequence[str], header: Header | None = None) -> None:
         self.columns = list(columns)
         self.column_set = frozenset(columns)
+        self.by_normal: dict[str, list[str]] = {}  # normal_name -> the header's names
+        for column in self.columns:
+            self.by_normal.setdefault(normal_name(column), []).append(column)
+        self.header = header
+        self.asked: dict[str, None] = {}  # every column name the mapping gives (ordered set)
+        self.missing = False  # a column the mapping names is not in the file
+        self.folded: set[str] = set()  # payload paths of emails, compared ignoring case in keys
         self.problems: list[str] = []
         self.columns_used: dict[str, None] = {}  # ordered set
         self.key_paths: list[str] = []
@@ -787,6 +865,17 @@ class _Compiler:
         self.dates = DueDates()  # shared by the dueDate's converters and the Mapping
 
     # -- reporting ---------------------------------------------------------- #
+
+    def header_hint(self) -> str | None:
+        """When a column is missing and one of the file's first rows holds every
+        column the mapping names: that row, and the option that reads it."""
+        if not self.missing or self.header is None or not self.asked:
+            return None
+        row = self.header.row_holding(self.asked)
+        if row is None:
+            return None
+        return (f"row {row} of the file holds every column the mapping names (the header was read on"
+                f" row {self.header.row}): pass --header-row {row}")
 
     def problem(self, node: Node, path: str, message: str) -> None:
         where = f"line {_line(node)}, {path}" if path else f"line {_line(node)}"
@@ -824,16 +913,31 @@ class _Compiler:
             found[name] = (name, key_node, value_node)
         return list(found.values())
 
-    def use_column(self, node: Node, path: str, column: str) -> bool:
-        if column in self.column_set:
-            self.columns_used.setdefault(column, None)
-            return True
-        self.problem(
-            node,
-            path,
-            f"column {_quote(column)} is not in the file{_suggest(column, self.columns)}",
-        )
-        return False
+    def use_column(self, node: Node, path: str, column: str) -> str | None:
+        """The header's name for a column the mapping names: the same text, or
+        the one name equal to it after ``normal_name`` (NFC, spaces, invisible
+        characters); None, with the problem reported, when there is none."""
+        self.asked.setdefault(column, None)
+        key = normal_name(column)
+        matches = [column] if column in self.column_set else self.by_normal.get(key, [])
+        ambiguous = self.header.ambiguous.get(key) if self.header is not None else None
+        if ambiguous is not None and column not in self.column_set:
+            self.problem(node, path, f"column {_quote(column)} is ambiguous: the file has it on columns"
+                         f" {', '.join(ambiguous)}; rename all but one in the file's header row")
+            return None
+        if len(matches) > 1:
+            self.problem(node, path, f"column {_quote(column)} matches several columns of the file"
+                         f" ({', '.join(_quote(m) for m in matches)}); name one exactly")
+            return None
+        if matches:
+            self.columns_used.setdefault(matches[0], None)
+            return matches[0]
+        self.missing = True
+        near = _closest(column, self.columns)
+        differs = None if near is None else _difference(column, near)
+        closest = "" if near is None else f" (closest: {_quote(near)}{': ' + differs if differs else ''})"
+        self.problem(node, path, f"column {_quote(column)} is not in the file{closest}")
+        return None
 
     # -- YAML values -------------------------------------------------------- #
 
@@ -931,18 +1035,21 @@ class _Compiler:
                 if not column.strip():
                     self.problem(node, path, "is empty: name a column, or use {value: …}")
                     return None
-                if not self.use_column(node, path, column):
+                found = self.use_column(node, path, column)
+                if found is None:
                     return None
-                where = f"column {_quote(column)}: "
+                where = f"column {_quote(found)}: "
                 convert = (
                     self.due_converter(where, default_type, None, None, None, allow_past=False)
                     if kind == "due"
                     else _converter(where, default_type, _DEFAULT_SPLIT, None, None)
                 )
+                if default_type == "email":
+                    self.folded.add(path)  # sent as written; the key ignores case (issue 10)
                 getter = _column_getter(
-                    column,
+                    found,
                     strip=True,
-                    lower=default_type == "email",
+                    lower=False,
                     convert=convert,
                     default=_OMIT,
                     required=True,
@@ -1114,7 +1221,12 @@ class _Compiler:
                 )
             else:
                 kind_type = spec_type
-        lower = flag("lower", kind_type == "email")
+        # An email is sent as written (the API's contact look-up is exact) and
+        # compared ignoring case in the key, unless the mapping sets lower:
+        # true lowers both, false neither (the keys of earlier runs stay the same).
+        lower = flag("lower", False)
+        if kind_type == "email" and ("lower" not in options or lower):
+            self.folded.add(path)
 
         if split is not None and kind_type != "list":
             option_problem("split", f"applies to type list, not {kind_type}")
@@ -1149,17 +1261,19 @@ class _Compiler:
         if source_text is None:
             return None  # reported by text()
         source_node = options[source][1]
+        column = source_text
         if source == "column":
-            self.use_column(source_node, _join(path, "column"), source_text)
-            where = f"column {_quote(source_text)}: "
+            column = self.use_column(source_node, _join(path, "column"), source_text) or source_text
+            where = f"column {_quote(column)}: "
         else:
             try:
                 template_parts = _parse_template(source_text)
             except _Problem as problem:
                 option_problem("template", problem.message)
             else:
-                for name in template_parts[1]:
-                    self.use_column(source_node, _join(path, "template"), name)
+                found = [self.use_column(source_node, _join(path, "template"), n) for n in template_parts[1]]
+                template_parts = template_parts[0], tuple(f or n for f, n in zip(found, template_parts[1],
+                                                                                 strict=True))
             where = f"template {_quote(source_text)}: "
 
         separator = split if split is not None else _DEFAULT_SPLIT
@@ -1198,7 +1312,7 @@ class _Compiler:
         )
         if source == "column":
             getter = _column_getter(
-                source_text,
+                column,
                 strip=strip,
                 lower=lower,
                 convert=convert,

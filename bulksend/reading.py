@@ -54,13 +54,19 @@ import re
 import shutil
 import sys
 import tempfile
+import unicodedata
 import weakref
-from collections.abc import Callable, Generator, Iterator
+import zipfile
+import zlib
+from collections.abc import Callable, Collection, Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from bulksend.errors import InputError
+from bulksend.sheetxml import SheetXml, read_sheet_xml
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +76,7 @@ class Row:
     number: int  # spreadsheet row number: header is 1, first data row 2; blank rows count
     values: dict[str, str]  # header name -> cell text ("" when empty or missing)
     extra: tuple[str, ...] = ()  # non-empty cells beyond the header's width: row is invalid
+    left_out: str = ""  # why the row is not to be sent although it has data (a hidden row)
 
 
 # (row number, cells) of each record that is not wholly blank, header included
@@ -83,6 +90,58 @@ class Mark:
 
     number: int
     offset: int
+
+
+# Characters a person cannot see: Unicode's format characters (category Cf:
+# zero-width space and joiners, word joiner, BOM, soft hyphen, direction marks,
+# ...) and the few invisible ones of other categories (combining grapheme
+# joiner, variation selectors, Hangul fillers, Mongolian free variation
+# selectors). tests/test_sheets_wild.py checks the class holds every Cf character.
+INVISIBLE = re.compile(
+    "[\u00ad\u034f\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u115f\u1160"
+    "\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f\U000e0100-\U000e01ef]"
+)
+
+
+def normal_name(name: str) -> str:
+    """A column name as a person reads it: invisible characters removed,
+    Unicode NFC (macOS writes "é" as "e" + U+0301), runs of spaces (no-break
+    ones included) as one space, trimmed. Header and mapping names match on it."""
+    return " ".join(unicodedata.normalize("NFC", INVISIBLE.sub("", name)).split())
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The header row, for checking a mapping against it.
+
+    ``names`` are the usable column names (``Table.columns``); a name that
+    several columns share (after ``normal_name``) is in ``ambiguous`` instead,
+    with those columns' labels; columns without a name are in ``unnamed``.
+    Neither is read into rows. ``peek()`` returns the first non-blank records
+    (row number, cells) of the file, where a misplaced header may be found.
+    """
+
+    row: int
+    names: tuple[str, ...]
+    ambiguous: dict[str, tuple[str, ...]]
+    unnamed: tuple[str, ...]
+    peek: Callable[[], list[tuple[int, list[str]]]]
+
+    def row_holding(self, names: Collection[str]) -> int | None:
+        """The number of the first row of ``peek()`` (other than the header)
+        whose cells hold every one of ``names`` (compared by ``normal_name``)."""
+        wanted = {normal_name(n) for n in names}
+        for number, cells in self.peek():
+            if number != self.row and wanted <= {normal_name(c) for c in cells}:
+                return number
+        return None
+
+
+PEEK_RECORDS = 20  # the first records searched for a misplaced header row
+_FORCED_TEXT = re.compile(r'="((?:[^"]|"")*)"')  # Excel's ="00123": keep the zeros
 
 SPREADSHEET_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xlsb", ".xls", ".ods"})
 TAB_EXTENSIONS = frozenset({".tsv", ".tab"})
@@ -98,10 +157,6 @@ DELIMITER_NAMES = {
 
 SAMPLE_BYTES = 64 * 1024  # encoding and delimiter are decided on this much
 SNIFF_RECORDS = 50  # records compared when detecting the delimiter
-
-# Encodings charset_normalizer may answer for Western text that Excel on
-# Windows writes as Windows-1252 ("ANSI"): a superset of each, so always safe.
-_CP1252_LIKE = frozenset({"ascii", "latin_1", "iso8859_1", "iso8859_15", "cp1252"})
 
 _ENCODING_HINT = "common ones: utf-8, cp1252 (Windows Western), latin-1, utf-16, utf-16-le"
 # Codecs that are text encodings to Python but cannot decode a file (idna and
@@ -151,11 +206,19 @@ class Table:
     """
 
     name: str  # display name for messages: the path as given, or "<stdin>"
-    columns: list[str]  # trimmed header names
-    header_row: int  # the header's row number (1 unless blank rows precede it)
+    columns: list[str]  # trimmed header names that rows carry (ignored columns left out)
+    header_row: int  # the header's row number (1 unless blank rows precede it, or --header-row)
+    header: Header  # the header row, with the columns that are not read
     encoding: str | None  # text: the codec used (detected or given); None for spreadsheets
     delimiter: str | None  # text: the delimiter used; None for spreadsheets
     sheet: str | None  # spreadsheets: the sheet read; None for text
+    kind: str  # what was read, for people: "CSV", "XLSX", ...
+    given: frozenset[str]  # which of "encoding", "delimiter" were given rather than detected
+    hidden: frozenset[int]  # spreadsheets: row numbers hidden in the sheet
+    filtered: bool  # the sheet has an AutoFilter
+    include_hidden: bool  # hidden rows are read as any other
+    blank_rows: int | None  # wholly blank rows between data rows; known after a whole rows() pass
+    hidden_rows: list[int]  # the hidden data rows left out, found by the last whole rows() pass
 
     def __init__(
         self,
@@ -168,6 +231,12 @@ class Table:
         sheet: str | None = None,
         path: str | None = None,
         marks: Callable[[Mark | None, list[int]], list[Mark]] | None = None,
+        header_row: int | None = None,
+        kind: str = "CSV",
+        given: frozenset[str] = frozenset(),
+        hidden: frozenset[int] = frozenset(),
+        filtered: bool = False,
+        include_hidden: bool = False,
     ) -> None:
         self.name = name
         self._records = records
@@ -176,20 +245,94 @@ class Table:
         self.encoding = encoding
         self.delimiter = delimiter
         self.sheet = sheet
+        self.kind = kind
+        self.given = given
+        self.hidden = hidden
+        self.filtered = filtered
+        self.include_hidden = include_hidden
+        self.blank_rows = None
+        self.hidden_rows = []
         self._closed = False
         self._finalizers: list[weakref.finalize[Any, Any]] = []
-        gen = records()
+        self.header_row, cells = self._first_record(header_row)
+        keys, ambiguous, unnamed = _header_names(cells, column_label)
+        self._keys = keys  # per cell position: the name it is read under, or None
+        self.columns = [key for key in keys if key is not None]
+        self.header = Header(self.header_row, tuple(self.columns), ambiguous, tuple(unnamed), self._peek)
+
+    def _first_record(self, wanted: int | None) -> tuple[int, list[str]]:
+        """The header: the first non-blank record, or record ``wanted``."""
+        name = self.name
+        found: tuple[int, list[str]] | None = None
+        gen = self._records()
         try:
-            first = next(gen, None)
+            for number, cells in gen:
+                if wanted is None or number >= wanted:
+                    found = number, cells
+                    break
         finally:
             gen.close()
-        if first is None:
+        if found is None and wanted is None:
+            empty = "the file is empty" if self.sheet is None else f'sheet "{self.sheet}" is empty'
             raise InputError(
-                f"{name}: the file is empty" if sheet is None else f'{name}: sheet "{sheet}" is empty',
-                hint="the first non-blank row must be the header row (column names)",
+                f"{name}: {empty}", hint="the first non-blank row must be the header row (column names)",
             )
-        self.header_row, header = first
-        self.columns = _header_names(name, self.header_row, header, column_label)
+        if found is None or (wanted is not None and found[0] != wanted):
+            what = "the file ends before it" if found is None else "it is blank"
+            raise InputError(
+                f"{name}: --header-row {wanted}: {what}",
+                hint="--header-row names the row that holds the column names (1 = the first row)",
+            )
+        return found
+
+    def _peek(self) -> list[tuple[int, list[str]]]:
+        found: list[tuple[int, list[str]]] = []
+        gen = self._records()
+        try:
+            for record in gen:
+                found.append(record)
+                if len(found) >= PEEK_RECORDS:
+                    break
+        except InputError:
+            pass  # a later row that cannot be read: the check pass reports it
+        finally:
+            gen.close()
+        return found
+
+    def describe(self) -> str:
+        """What was read, on one line: format, sheet, encoding, delimiter, header row."""
+        parts = [f"{self.name}: {self.kind}"]
+        if self.sheet is not None:
+            parts.append(f'sheet "{self.sheet}"')
+        if self.encoding is not None:
+            how = "given" if "encoding" in self.given else "detected"
+            parts.append(f"encoding {_display(self.encoding)} ({how})")
+        if self.delimiter is not None:
+            how = "given" if "delimiter" in self.given else "detected"
+            parts.append(f"delimiter {_delimiter_name(self.delimiter)} ({how})")
+        parts.append(f"header on row {self.header_row}")
+        return ", ".join(parts)
+
+    def left_out(self) -> list[str]:
+        """What the last whole ``rows()`` pass did not read as data, one item a
+        kind: hidden rows, blank rows, ignored columns."""
+        notes: list[str] = []
+        if self.hidden_rows:
+            count = len(self.hidden_rows)
+            why = " (filtered out by the sheet's AutoFilter)" if self.filtered else ""
+            notes.append(f"{count} hidden row{'s' if count > 1 else ''}{why}: "
+                         f"{_rows_list(self.hidden_rows)}; not sent (--include-hidden sends them)")
+        elif self.include_hidden and self.hidden:
+            notes.append(f"hidden rows included (--include-hidden): {_rows_list(sorted(self.hidden))}")
+        if self.blank_rows:
+            notes.append(f"{self.blank_rows} blank row{'s' if self.blank_rows > 1 else ''}")
+        header = self.header
+        ignored = [f"{label} (no name)" for label in header.unnamed]
+        ignored += [f'"{n}" (columns {_and(list(labels))}: the same name)'
+                    for n, labels in header.ambiguous.items()]
+        if ignored:
+            notes.append(f"column{'s' if len(ignored) > 1 else ''} not read: {', '.join(ignored)}")
+        return notes
 
     @property
     def seekable(self) -> bool:
@@ -205,22 +348,44 @@ class Table:
 
     def rows(self, start: Mark | None = None) -> Generator[Row, None, None]:
         """Stream the data rows in order; wholly blank rows are skipped (but
-        counted). From ``start`` (a seekable table only): the rows after it."""
+        counted). From ``start`` (a seekable table only): the rows after it.
+        A row hidden in the sheet comes with ``left_out`` set, unless hidden
+        rows are included."""
         if self._closed:
             raise ValueError(f"{self.name}: table is closed")
         if start is not None and self._marks is None:
             raise ValueError(f"{self.name}: cannot be read from the middle")
+        keys = self._keys
         columns = self.columns
-        width = len(columns)
+        width = len(keys)
+        every = len(columns) == width  # no ignored column: the plain, fast zip
+        hidden = frozenset() if self.include_hidden else self.hidden
+        why = "hidden in the sheet" + (" (filtered out by its AutoFilter)" if self.filtered else "")
+        why += "; not sent (--include-hidden sends hidden rows)"
+        left: list[int] = []
+        previous = self.header_row
+        blank = 0
         gen = self._records() if start is None else self._records(start)
         try:
             for number, cells in gen:
                 if number <= self.header_row:
                     continue
+                blank += number - previous - 1
+                previous = number
                 if len(cells) < width:
                     cells = cells + [""] * (width - len(cells))
                 extra = tuple(c for c in cells[width:] if c.strip()) if len(cells) > width else ()
-                yield Row(number, dict(zip(columns, cells, strict=False)), extra)
+                if every:
+                    values = dict(zip(columns, cells, strict=False))
+                else:
+                    values = {key: cell for key, cell in zip(keys, cells, strict=False) if key is not None}
+                if hidden and number in hidden:
+                    left.append(number)
+                    yield Row(number, values, extra, why)
+                else:
+                    yield Row(number, values, extra)
+            if start is None:
+                self.blank_rows, self.hidden_rows = blank, left
         finally:
             gen.close()
 
@@ -256,6 +421,8 @@ def open_table(
     encoding: str | None = None,
     delimiter: str | None = None,
     stdin: BinaryIO | None = None,
+    header_row: int | None = None,
+    include_hidden: bool = False,
 ) -> Table:
     """Open a contacts table; raises ``InputError`` for anything that cannot be read whole.
 
@@ -264,28 +431,36 @@ def open_table(
     can run twice; the file is deleted on close. ``sheet`` (spreadsheets only)
     is a name or a 1-based number. ``encoding`` and ``delimiter`` (text only)
     override detection; spreadsheets ignore them, having neither.
+    ``header_row`` (1-based, as a spreadsheet numbers rows) is the row holding
+    the column names; by default the first non-blank one; rows above it are not
+    read. ``include_hidden``: rows hidden in an .xlsx sheet are read as any
+    other, instead of coming with ``Row.left_out`` set.
     """
+    if header_row is not None and header_row < 1:
+        raise InputError(f"{source}: --header-row {header_row}: rows are numbered from 1")
     if source == "-":
         stream = stdin if stdin is not None else sys.stdin.buffer
-        return _open_stdin(stream, sheet, encoding, delimiter)
+        return _open_stdin(stream, sheet, encoding, delimiter, header_row)
     extension = os.path.splitext(source)[1].lower()
     if extension in SPREADSHEET_EXTENSIONS:
-        return _open_spreadsheet(source, source, sheet)
+        return _open_spreadsheet(source, source, sheet, header_row, include_hidden)
     if sheet is not None:
         raise InputError(
             f'{source}: is a text file and has no sheets (sheet "{sheet}" was asked for)',
             hint="--sheet applies to .xlsx, .xls and .ods files only",
         )
+    given = frozenset(n for n, v in (("encoding", encoding), ("delimiter", delimiter)) if v is not None)
     if delimiter is None and extension in TAB_EXTENSIONS:
         delimiter = "\t"
-    return _open_text(source, source, encoding, delimiter)
+    return _open_text(source, source, encoding, delimiter, header_row, given)
 
 
 # --- delimited text ---------------------------------------------------------
 
 
 def _open_stdin(
-    stream: BinaryIO, sheet: str | int | None, encoding: str | None, delimiter: str | None
+    stream: BinaryIO, sheet: str | int | None, encoding: str | None, delimiter: str | None,
+    header_row: int | None,
 ) -> Table:
     name = "<stdin>"
     if sheet is not None:
@@ -297,7 +472,8 @@ def _open_stdin(
     try:
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(stream, out, 1024 * 1024)
-        table = _open_text(name, spool, encoding, delimiter)
+        given = frozenset(n for n, v in (("encoding", encoding), ("delimiter", delimiter)) if v is not None)
+        table = _open_text(name, spool, encoding, delimiter, header_row, given)
     except BaseException:
         _remove(spool)
         raise
@@ -310,7 +486,8 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def _open_text(name: str, path: str, encoding: str | None, delimiter: str | None) -> Table:
+def _open_text(name: str, path: str, encoding: str | None, delimiter: str | None,
+               header_row: int | None = None, given: frozenset[str] = frozenset()) -> Table:
     with _open_binary(name, path) as raw:
         sample = raw.read(SAMPLE_BYTES)
         complete = len(sample) < SAMPLE_BYTES or not raw.read(1)
@@ -336,7 +513,7 @@ def _open_text(name: str, path: str, encoding: str | None, delimiter: str | None
     elif directive is not None:
         delimiter = _parse_delimiter(name, directive.group(1))
     else:
-        delimiter = _sniff_delimiter(text, truncated=not complete)
+        delimiter = _sniff_delimiter(text, truncated=not complete, skip=(header_row or 1) - 1)
     skip_first = directive is not None
 
     def records(start: Mark | None = None) -> Records:
@@ -347,7 +524,8 @@ def _open_text(name: str, path: str, encoding: str | None, delimiter: str | None
                            numbers=numbers)
 
     return Table(name, records, _text_column_label, encoding=codec, delimiter=delimiter, path=path,
-                 marks=marks if _stateless(codec) else None)
+                 marks=marks if _stateless(codec) else None, header_row=header_row,
+                 kind="TSV" if delimiter == "\t" else "CSV", given=given)
 
 
 def _stateless(codec: str) -> bool:
@@ -489,32 +667,23 @@ def _choose_encoding(name: str, sample: bytes, complete: bool, given: str | None
         # The sample may end in the middle of a multi-byte character.
         if not complete and error.reason == "unexpected end of data":
             return "utf-8"
-    return _guess_single_byte(sample)
+    return _guess_legacy(name, sample, complete)
 
 
-def _guess_single_byte(sample: bytes) -> str:
-    """Windows-1252 unless the sample is clearly something else (Cyrillic, Greek, Japanese...).
+def _guess_legacy(name: str, sample: bytes, complete: bool) -> str:
+    """The code page of a sample that is not UTF-8 (bulksend/charsets.py);
+    refuses, asking for --encoding, when no candidate reads it cleanly."""
+    from bulksend.charsets import guess_legacy
 
-    charset_normalizer alone answers oddly on short Western samples ("René"
-    came back as cp1006, Urdu; "5 €" as cp1125, Ukrainian DOS), because many
-    code pages decode a few accented bytes equally cleanly. So Windows-1252,
-    the encoding of Excel's "CSV" on Western Windows and the one PRODUCT.md
-    promises, is taken whenever a candidate as clean and as coherent as the
-    best one decodes the sample the same way; a real Polish cp1250 or Russian
-    cp1251 export, with enough text to tell, keeps its own code page.
-    """
-    from charset_normalizer import from_bytes  # only for files that are not UTF-8
-
-    matches = from_bytes(sample)
-    best = matches.best()
-    if best is None:
-        return "cp1252"
-    for match in matches:
-        plausible = match.chaos <= best.chaos + 0.01 and match.coherence >= best.coherence - 0.05
-        if plausible and "cp1252" in {match.encoding, *match.could_be_from_charset}:
-            return "cp1252"
-    guess = codecs.lookup(best.encoding).name
-    return "cp1252" if guess in _CP1252_LIKE else guess
+    guess = guess_legacy(sample, complete=complete)
+    if not guess.sure:
+        raise InputError(
+            f"{name}: cannot tell the file's encoding: it is not UTF-8, and read as"
+            f' {_display(guess.codec)} (the closest guess) it would show "{guess.example}"',
+            hint="pass --encoding: cp1252 (Excel on Windows), mac-roman (Excel on an older Mac),"
+            " utf-8; or save the file again as CSV UTF-8",
+        )
+    return guess.codec
 
 
 def _bom_codec(sample: bytes) -> str | None:
@@ -550,17 +719,24 @@ def _parse_delimiter(name: str, given: str) -> str:
     return delimiter
 
 
-def _sniff_delimiter(text: str, *, truncated: bool) -> str:
-    """The candidate whose header splits into >1 columns and data rows agree with it most."""
+def _sniff_delimiter(text: str, *, truncated: bool, skip: int = 0) -> str:
+    """The candidate whose header splits into >1 columns and data rows agree with it most.
+
+    The first ``skip`` records are not looked at (``--header-row``), nor are
+    leading records of one cell: title lines above the header ("Contacts
+    report", "Exported 2026-01-31") are one cell whatever the delimiter.
+    """
     best, best_score = ",", (-1.0, 0)
     for candidate in DELIMITERS:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=candidate, strict=False)
         try:
-            widths = [
-                len(cells) for cells in itertools.islice(reader, SNIFF_RECORDS * 2) if not _is_blank(cells)
-            ][:SNIFF_RECORDS]
+            records = itertools.islice(reader, skip, skip + SNIFF_RECORDS * 2)
+            widths = [len(cells) for cells in records if not _is_blank(cells)]
         except csv.Error:  # e.g. an "unclosed quote" for this reading
             continue
+        while len(widths) > 1 and widths[0] < 2:
+            widths.pop(0)
+        widths = widths[:SNIFF_RECORDS]
         if truncated and len(widths) > 1:
             widths.pop()  # a quoted cell may have been cut with the sample
         if not widths or widths[0] < 2:
@@ -617,8 +793,17 @@ def _text_records(name: str, path: str, codec: str, delimiter: str, *, skip_firs
             joined = "".join(cells)
             if _ESCAPED.search(joined):
                 raise _decode_error(name, number, codec, cells)
+            if '="' in joined:
+                cells = [_forced_text(cell) for cell in cells]
             if joined.strip():  # wholly blank rows are skipped, but counted
                 yield number, cells
+
+
+def _forced_text(cell: str) -> str:
+    """Excel's text-forcing idiom ``="00123"`` (a formula whose value is the
+    text, so that Excel keeps the zeros) as the text a spreadsheet shows: ``00123``."""
+    match = _FORCED_TEXT.fullmatch(cell.strip())
+    return match.group(1).replace('""', '"') if match else cell
 
 
 def _csv_error(name: str, number: int, error: csv.Error) -> InputError:
@@ -654,7 +839,12 @@ _CODEC_ERROR_HINT = "give the encoding the file was saved in, e.g. --encoding ut
 
 
 def _display(codec: str) -> str:
-    return {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "cp1252": "Windows-1252"}.get(codec, codec)
+    """A codec's name as people know it: UTF-8, Windows-1252, Mac Roman, ..."""
+    if re.fullmatch(r"cp125[0-8]", codec):
+        return f"Windows-{codec[2:]}"
+    names = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "mac-roman": "Mac Roman",
+             "utf-16": "UTF-16", "utf-32": "UTF-32", "iso8859-1": "Latin-1"}
+    return names.get(codec, codec)
 
 
 def _text_column_label(index: int) -> str:
@@ -668,36 +858,36 @@ def _is_blank(cells: list[str]) -> bool:
 # --- header -----------------------------------------------------------------
 
 
-def _header_names(name: str, number: int, cells: list[str], column_label: Callable[[int], str]) -> list[str]:
-    """Trimmed header names; empty trailing ones dropped, other empty or repeated ones refused."""
+def _header_names(
+    cells: list[str], column_label: Callable[[int], str]
+) -> tuple[list[str | None], dict[str, tuple[str, ...]], list[str]]:
+    """Per column: its trimmed name, or None when it is not read (no name, or
+    a name another column has too: the same after ``normal_name``); then those
+    shared names with their columns' labels, and the labels of unnamed columns.
+    Empty trailing names are dropped (the header's width ends at the last name)."""
     names = [cell.strip().lstrip("\ufeff").strip() for cell in cells]
-    while names and not names[-1]:
+    while names and not normal_name(names[-1]):
         names.pop()
-    problems: list[str] = []
-    unnamed = [column_label(i) for i, n in enumerate(names) if not n]
-    if unnamed:
-        problems.append(
-            f"column {unnamed[0]} has no name"
-            if len(unnamed) == 1
-            else f"columns {_and(unnamed)} have no name"
-        )
-    seen: dict[str, list[int]] = {}
+    where: dict[str, list[int]] = {}
+    unnamed: list[str] = []
     for i, n in enumerate(names):
-        if n:
-            seen.setdefault(n, []).append(i)
-    repeated = [
-        f'"{n}" (columns {_and([column_label(i) for i in where])})'
-        for n, where in seen.items()
-        if len(where) > 1
-    ]
-    if repeated:
-        problems.append(f"duplicate column names {', '.join(repeated)}")
-    if problems:
-        raise InputError(
-            f"{name}: row {number}: {'; '.join(problems)}",
-            hint="every column needs its own name in the header row",
-        )
-    return names
+        if normal_name(n):
+            where.setdefault(normal_name(n), []).append(i)
+        else:
+            unnamed.append(column_label(i))
+    ambiguous = {n: tuple(column_label(i) for i in spots) for n, spots in where.items() if len(spots) > 1}
+    shared = {i for spots in where.values() if len(spots) > 1 for i in spots}
+    keys: list[str | None] = [n if normal_name(n) and i not in shared else None for i, n in enumerate(names)]
+    return keys, ambiguous, unnamed
+
+
+def _rows_list(numbers: list[int]) -> str:
+    shown = ", ".join(str(n) for n in numbers[:5])
+    return f"rows {shown}" + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
+
+
+def _delimiter_name(delimiter: str) -> str:
+    return {"\t": "tab", " ": "space"}.get(delimiter, f'"{delimiter}"')
 
 
 def _and(items: list[str]) -> str:
@@ -707,7 +897,8 @@ def _and(items: list[str]) -> str:
 # --- spreadsheets -----------------------------------------------------------
 
 
-def _open_spreadsheet(name: str, path: str, sheet: str | int | None) -> Table:
+def _open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: int | None = None,
+                      include_hidden: bool = False) -> Table:
     extension = os.path.splitext(path)[1].lower()
     handle = _open_binary(name, path)
     try:
@@ -742,22 +933,17 @@ def _open_spreadsheet(name: str, path: str, sheet: str | int | None) -> Table:
             raise _corrupt(name, extension, error) from None
         start = data.start
         offset = start[1] if start is not None else 0  # iter_rows() skips empty leading columns
+        xml = _sheet_xml(path, chosen) if head.startswith(_ZIP_MAGIC) else None
 
         def records() -> Records:
-            try:
-                # Rows are numbered from the sheet's row 1: calamine yields the
-                # leading blank rows too (checked for .xlsx, .xls and .ods).
-                for number, values in enumerate(data.iter_rows(), start=1):
-                    cells = [_cell_text(v) for v in values]
-                    if not _is_blank(cells):
-                        yield number, cells
-            except CalamineError as error:
-                raise _corrupt(name, extension, error) from None
+            return _sheet_records(name, extension, data, xml, offset)
 
         def column_label(index: int) -> str:
             return _column_letter(offset + index)
 
-        table = Table(name, records, column_label, sheet=chosen)
+        table = Table(name, records, column_label, sheet=chosen, header_row=header_row,
+                      kind=extension.lstrip(".").upper(), include_hidden=include_hidden,
+                      hidden=xml.hidden if xml else frozenset(), filtered=bool(xml and xml.filtered))
     except BaseException:
         book.close()
         handle.close()
@@ -765,6 +951,48 @@ def _open_spreadsheet(name: str, path: str, sheet: str | int | None) -> Table:
     table._on_close(handle.close)
     table._on_close(_close_book, book)
     return table
+
+
+def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | None, offset: int) -> Records:
+    """(row number, cells) of the sheet's non-blank rows; a number shown
+    through a plain number format (``00000``) as the sheet shows it."""
+    from python_calamine import CalamineError
+
+    formats = _safely(xml.formats()) if xml is not None else iter(())
+    pending = next(formats, None)
+    try:
+        # Rows are numbered from the sheet's row 1: calamine yields the
+        # leading blank rows too (checked for .xlsx, .xls and .ods).
+        for number, values in enumerate(data.iter_rows(), start=1):
+            cells = [_cell_text(v) for v in values]
+            while pending is not None and pending[0] < number:
+                pending = next(formats, None)
+            if pending is not None and pending[0] == number:
+                for column, fmt in pending[1].items():
+                    i = column - offset
+                    value = values[i] if 0 <= i < len(values) else None
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        cells[i] = fmt.render(value) or cells[i]
+            if not _is_blank(cells):
+                yield number, cells
+    except CalamineError as error:
+        raise _corrupt(name, extension, error) from None
+
+
+def _sheet_xml(path: str, sheet: str) -> SheetXml | None:
+    """Hidden rows and number formats (bulksend/sheetxml.py); None when they
+    cannot be read, the sheet then reading as calamine gives it."""
+    try:
+        return read_sheet_xml(path, sheet)
+    except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError):
+        return None
+
+
+def _safely(found: Iterator[_T]) -> Iterator[_T]:
+    try:
+        yield from found
+    except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError):
+        return
 
 
 def _close_book(book: Any) -> None:

@@ -81,6 +81,8 @@ class RunConfig:
     sheet: str | int | None = None
     encoding: str | None = None
     delimiter: str | None = None
+    header_row: int | None = None  # the row holding the column names; None: the first non-blank
+    include_hidden: bool = False  # send rows hidden in an .xlsx sheet too
     batch: bool = False
     stop_grace: float = 10.0
     # Rows new to the journal whose contact already has a request in the
@@ -105,6 +107,7 @@ class Summary:
     # (validate), how --batch sent the rows.
     notes: list[str] = field(default_factory=list)
     examples: dict[str, list[Outcome]] = field(default_factory=dict)
+    read: list[str] = field(default_factory=list)  # validate: what was read, then what was left out
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -146,10 +149,11 @@ def _iso_utc(epoch: float) -> str:
 
 def open_input(config: RunConfig) -> tuple[Table, Mapping]:
     table = open_table(
-        config.contacts, sheet=config.sheet, encoding=config.encoding, delimiter=config.delimiter
+        config.contacts, sheet=config.sheet, encoding=config.encoding, delimiter=config.delimiter,
+        header_row=config.header_row, include_hidden=config.include_hidden,
     )
     try:
-        mapping = load_mapping(config.mapping, table.columns)
+        mapping = load_mapping(config.mapping, table.columns, header=table.header)
     except BaseException:
         table.close()
         raise
@@ -263,6 +267,7 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
                     outcome.payload = mapped.payload
             summary.note(outcome)
             progress.outcome(outcome)
+        summary.read = [table.describe(), *table.left_out()]
     note = mapping.due_zone_note()
     if note is not None:
         summary.notes.append(note)
@@ -380,6 +385,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
             with tempfile.TemporaryDirectory(prefix="bulksend-") as tmp:
                 journal = Journal(Path(tmp) / "dry-run.journal")
                 try:
+                    progress.event("input", table.describe())  # the encoding, delimiter... chosen
                     return _run(config, table, mapping, journal, summary, progress)
                 finally:
                     journal.close()
@@ -400,6 +406,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
             # Rows are mapped for sending only from here on, in the team's zone (issue 17).
             mapping.use_team_zone(asyncio.run(preflight(config, uses, progress)))
             _note_due_zone(mapping, progress)
+            progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
             excluded = asyncio.run(_before_sending(config, table, mapping, journal,
                                                    resume.last.mark if resume else None, progress))
             return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded)

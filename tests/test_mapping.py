@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from bulksend.errors import MappingError
 from bulksend.mapping import Mapped, Mapping, load_mapping, parse_mapping
-from bulksend.reading import Row
+from bulksend.reading import INVISIBLE, Row
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ["Email", "First Name", "Last Name", "Company", "Brand", "Model", "Documents", "Due"]
@@ -111,7 +111,7 @@ def test_product_example_maps_a_full_row() -> None:
         payload={
             "campaignId": "xvr69EYLKXvTkfYuk",
             "contact": {
-                "email": "elon@example.com",
+                "email": "Elon@Example.com",  # as the sheet writes it (issue 10, case 4)
                 "firstName": "Elon",
                 "lastName": "Musk",
                 "company": "Tesla",
@@ -263,7 +263,7 @@ def test_sample_and_other_top_level_fields() -> None:
         "contact": {"email": "a@b.co"},
         "sample": {"itemId": "it1", "url": "https://x/y.pdf"},
         "createdBy": "u1",
-        "assignedTo": "boss@co.com",
+        "assignedTo": "Boss@Co.com",  # type email: as written (issue 10, case 4)
         "sendCompletionMessage": True,
         "sendRejectionMessage": False,
         "sendReopenMessage": True,
@@ -435,10 +435,13 @@ def test_email_rejects(cell: str) -> None:
 
 
 @pytest.mark.parametrize("cell", ["a@b.co", " ELON.Musk+x@Mail.Example.COM ", "é@exämple.fr"])
-def test_email_is_stripped_and_lower_cased(cell: str) -> None:
+def test_email_is_stripped_and_sent_as_written_but_keyed_lower_cased(cell: str) -> None:
+    # Issue 10, case 4: GET /contacts?email= is exact and case-sensitive
+    # (collect-api.md §6), so the address goes out as written; the key still
+    # ignores case, as before (keys of earlier runs are unchanged).
     mapped = mapping(minimal()).apply(row(Email=cell))
     assert mapped.payload is not None
-    assert mapped.payload["contact"]["email"] == cell.strip().lower()
+    assert mapped.payload["contact"]["email"] == cell.strip()
     assert mapped.key == "c1|" + cell.strip().lower()
 
 
@@ -449,7 +452,7 @@ def test_email_type_in_data_and_string_type_on_contact_email() -> None:
     )
     payload = payload_of(text, row(Email="Not An Email", Brand="B@X.org"))
     assert payload["contact"]["email"] == "Not An Email"
-    assert payload["data"]["boss"] == "b@x.org"
+    assert payload["data"]["boss"] == "B@X.org"  # as written (issue 10, case 4)
 
 
 # --------------------------------------------------------------------------- #
@@ -842,7 +845,9 @@ def test_any_text_row_maps_or_is_rejected_cleanly(cells: dict[str, str], extra: 
         assert mapped.payload is not None and mapped.key
         json.dumps(mapped.payload, allow_nan=False)
         assert "" not in _leaves(mapped.payload)
-        assert mapped.payload["contact"]["email"] == mapped.payload["contact"]["email"].lower()
+        email = mapped.payload["contact"]["email"]
+        assert email == email.strip() and INVISIBLE.search(email) is None
+        assert mapped.key.endswith("|" + email.lower())
     else:
         assert mapped.payload is None and mapped.key is None
         assert mapped.error and len(mapped.error.splitlines()) == 1

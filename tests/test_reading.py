@@ -569,17 +569,20 @@ def test_bad_options(tmp_path: Path) -> None:
     assert_one_line(read_error(path, delimiter='"'), str(path))
 
 
-def test_duplicate_and_empty_header_names(tmp_path: Path) -> None:
+def test_duplicate_and_empty_header_names_are_not_read(tmp_path: Path) -> None:
+    # Issue 13, case 9: such columns are left out of the rows, not refused
+    # (the mapping refuses them only when it uses one: tests/test_sheets_wild.py).
     path = tmp_path / "contacts.csv"
-    path.write_text("Name,Email,Phone, ,Email,,Name\n", encoding="utf-8")
-    error = read_error(path)
-    assert error.message == (
-        f"{path}: row 1: columns 4 and 6 have no name; "
-        'duplicate column names "Name" (columns 1 and 7), "Email" (columns 2 and 5)'
-    )
+    path.write_text("Name,Email,Phone, ,Email,,Name\nA,a@x.org,1,x,b@x.org,y,B\n", encoding="utf-8")
+    with open_table(str(path)) as table:
+        assert table.columns == ["Phone"]
+        assert table.header.unnamed == ("4", "6")
+        assert table.header.ambiguous == {"Name": ("1", "7"), "Email": ("2", "5")}
+        assert read_all(table) == [Row(2, {"Phone": "1"})]
     path.write_text("\nEmail,Name, Email \n", encoding="utf-8")
-    expected = f'{path}: row 2: duplicate column names "Email" (columns 1 and 3)'
-    assert read_error(path).message == expected
+    with open_table(str(path)) as table:
+        assert table.header.ambiguous == {"Email": ("1", "3")}
+        assert table.columns == ["Name"]
 
 
 def test_unclosed_quote_is_an_error_not_a_short_read(tmp_path: Path) -> None:
