@@ -258,7 +258,10 @@ def test_every_optional_field_accepted() -> None:
     with_api(body)
 
 
-UNKNOWN_ITEM = "TMjehMxdX2LeLW8SN"  # the ID card's itemId, not its id: a likely client mix-up
+# Not an element of the campaign. (An element's itemId, e.g. the ID card's
+# "TMjehMxdX2LeLW8SN", is accepted like its id: the docs call items "an array of
+# itemId" and do not settle which one POST /request wants, issue 10 case 7.)
+UNKNOWN_ITEM = "ZZZZZZZZZZZZZZZZZ"
 
 INVALID_SINGLE: list[tuple[Any, int, str]] = [
     ({"contact": "xtPWKQqcAk8MJfoz5"}, 400, "campaignId is required"),
