@@ -11,11 +11,8 @@ import asyncio
 import contextlib
 import csv
 import dataclasses
-import functools
 import hashlib
 import itertools
-import json
-import signal
 import tempfile
 import time
 from collections import Counter
@@ -35,15 +32,13 @@ from bulksend.errors import (
     UsageError,
 )
 from bulksend.mapping import Mapping, load_mapping
-from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN, Outcome
+from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, UNKNOWN, Outcome
 from bulksend.progress import Progress
 from bulksend.reading import Mark, Row, Table, open_table
+from bulksend.recorder import Recorder
 from bulksend.results import (
-    INFLIGHT,
     LOOKUP_NEW,
-    PENDING,
     Journal,
-    Record,
     ResultsWriter,
     RunLock,
     Seeded,
@@ -160,24 +155,6 @@ def open_input(config: RunConfig) -> tuple[Table, Mapping]:
     return table, mapping
 
 
-def _no_target(payload: dict[str, Any]) -> str:
-    return ""
-
-
-def lookup_target(payload: dict[str, Any], key_paths: list[str] | None = None) -> str:
-    """What reconciliation needs to find a row's request: campaign, contact,
-    and the values of the key's other fields (matched by look-ups, lookup.py)."""
-    from bulksend.lookup import key_fields
-
-    contact = payload.get("contact")
-    who = contact if isinstance(contact, str) else (contact or {}).get("email", "")
-    target: dict[str, Any] = {"campaignId": payload.get("campaignId", ""), "contact": who}
-    fields = key_fields(payload, key_paths)
-    if fields:
-        target["key"] = fields
-    return json.dumps(target)
-
-
 @dataclass
 class Uses:
     """Campaigns and items the valid rows refer to, with example rows for messages."""
@@ -282,22 +259,6 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
 # ---------------------------------------------------------------------------
 # send
 # ---------------------------------------------------------------------------
-
-
-def _carry(outcome: Outcome, record: Record | None) -> None:
-    """Fill an outcome from the journal's record of an earlier run."""
-    if record is None:
-        return
-    outcome.request_id = record.request_id
-    outcome.portal_url = record.portal_url
-    outcome.contact_id = record.contact_id
-    outcome.http_status = record.http_status
-    outcome.attempts = record.attempts
-    outcome.error = record.error
-    outcome.sent_at = record.sent_at
-    outcome.status = UNKNOWN if record.status == INFLIGHT else record.status
-    if outcome.status == PENDING:
-        outcome.status = READY
 
 
 @contextlib.contextmanager
@@ -464,18 +425,6 @@ def _note_due_zone(mapping: Mapping, progress: Progress) -> None:
         progress.event("note", note)
 
 
-def _sent_before(outcome: Outcome, key: str, journal: Journal) -> bool:
-    """A row refused only because its due date is now past (its key is known):
-    when an earlier run sent it, or may have, it keeps that run's record rather
-    than turning invalid. Fills the outcome and returns True in that case."""
-    record = journal.get(key)
-    if record is None or record.run_id == journal.run_id or record.status not in (SENT, INFLIGHT, UNKNOWN):
-        return False
-    outcome.key = key
-    _carry(outcome, record)
-    return True
-
-
 def _file_stat(path: str | None) -> tuple[int, int, int] | None:
     if path is None:
         return None
@@ -494,9 +443,12 @@ def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
     tracker = Tracker()
     started = time.monotonic()
     hard_stop = completed = False
+    recorder = Recorder(journal, writer, summary, tracker, progress, dry_run=config.dry_run)
     try:
-        asyncio.run(_send_async(config, table, mapping, journal, writer, summary, progress, resume, tracker,
-                                excluded or set()))
+        # aiohttp is imported here, not at module level: validate and --help never need it.
+        from bulksend.pipeline import send_rows
+
+        asyncio.run(send_rows(config, table, mapping, recorder, resume, excluded or set()))
         completed = True
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Second Ctrl-C: stop at once. The journal holds every attempt; rows in
@@ -546,344 +498,6 @@ def _lay_checkpoints(config: RunConfig, table: Table, mapping: Mapping, journal:
         journal.forget_stale(resume.base_run, resume.last.number)
     journal.set_meta(checkpoints.META, chain.to_json())
     journal.commit()
-
-
-async def _send_async(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
-                      writer: ResultsWriter, summary: Summary, progress: Progress,
-                      resume: Chain | None, tracker: Tracker, excluded: set[str]) -> None:
-    # aiohttp is imported here, not at module level: validate and --help never need it.
-    from bulksend.client import Client
-    from bulksend.rategate import RateGate
-    from bulksend.sending import BATCH_SIZE, BatchPlan, BatchSender, Job, Policy, Sender, contact_identity
-
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    main_task = asyncio.current_task()
-    assert main_task is not None
-
-    def on_signal(signame: str) -> None:
-        if stopping.is_set():
-            progress.event("interrupt", f"{signame} again: stopping now")
-            main_task.cancel()
-            return
-        stopping.set()
-        summary.interrupted = True
-        progress.event(
-            "interrupt",
-            f"{signame}: no new rows; waiting up to {config.stop_grace:g}s for requests in flight "
-            "(press Ctrl-C again to stop at once)",
-        )
-
-    installed = []
-    for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal, name)
-            installed.append(sig)
-
-    def unattempted(job: Job) -> None:
-        """A queued row the run stopped before sending: its earlier status stands."""
-        if job.marked and job.outcome.key:
-            journal.restore(job.outcome.key, job.previous)
-            job.marked = False
-        finish(job.outcome, carried=True)
-
-    def stopped(job: Job) -> None:
-        """A row the run stopped with while it was taken up: unknown if its POST
-        was on the wire; what its answers said if it had any; else untouched."""
-        o = job.outcome
-        if job.posting:
-            o.status = UNKNOWN
-            o.error = "stopped while in flight; it is looked up before any resend"
-        elif job.attempts_before < 0 or (o.attempts == job.attempts_before and o.status != UNKNOWN):
-            unattempted(job)
-            return
-        elif o.status not in (SENT, FAILED, UNKNOWN):
-            o.status = FAILED
-        finish(o)
-
-    def finish(outcome: Outcome, *, carried: bool = False) -> None:
-        if outcome.key and outcome.status in (SENT, FAILED, UNKNOWN) and not (carried or config.dry_run):
-            journal.record(outcome)
-        writer.write(outcome)
-        summary.note(outcome)
-        tracker.note(outcome)
-        progress.outcome(outcome)
-
-    # Deep enough that refilling it by halves makes few, large commits; shallow
-    # enough that a kill leaves few rows marked but unsent (each costs a look-up).
-    queue: asyncio.Queue[Job | list[Job] | None] = asyncio.Queue(maxsize=max(64, config.concurrency * 8))
-    in_flight: dict[int, Job | list[Job]] = {}
-    progress.start(summary.total)
-    if resume is not None:
-        progress.carried(resume.last.counts)
-        progress.event("resume", f"{resume.last.rows:,} rows up to row {resume.last.number} were settled by "
-                                 "earlier runs and are unchanged: not read again")
-    start = resume.last.mark if resume is not None else None
-    skipped = (resume.last.number, resume.base_run) if resume is not None else None
-    gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
-    policy = Policy(max_attempts=config.max_attempts, max_pause=config.max_pause)
-
-    try:
-        async with Client(config.api_url, config.api_key, timeout=config.timeout,
-                          concurrency=config.concurrency) as client:
-            sender = Sender(client, gate, journal, policy, progress, key_paths=mapping.key_paths,
-                            excluded=excluded)
-            batcher = BatchSender(sender)
-
-            async def worker(n: int) -> None:
-                while True:
-                    # get_nowait, then get: what `await queue.get()` does, without
-                    # its coroutine when a row is waiting (the usual case).
-                    try:
-                        item = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        item = await queue.get()
-                    if item is None:
-                        return
-                    if queue.qsize() <= queue.maxsize // 2:
-                        room.set()
-                    if stopping.is_set():
-                        for job in item if isinstance(item, list) else [item]:
-                            unattempted(job)
-                        continue
-                    in_flight[n] = item
-                    try:
-                        if not isinstance(item, list):
-                            finish(await sender.run(item))
-                            continue
-                        if len(item) > 1:
-                            outcomes = await batcher.run(item)
-                        else:
-                            outcomes = [await sender.run(item[0])]
-                    except BulksendError:
-                        # The run stops (401, a quota): this worker's rows get
-                        # their lines now, as far as they are known.
-                        for job in item if isinstance(item, list) else [item]:
-                            stopped(job)
-                        raise
-                    finally:
-                        in_flight.pop(n, None)
-                    for outcome in outcomes:
-                        finish(outcome)
-
-            # Batch mode: rows gather by their request-level fields; a group
-            # leaves when it holds 50 contacts, and at the end of the input. A
-            # group never holds the same contact twice (a second one sends the
-            # group first), so the answer can be matched by contact without doubt.
-            groups: dict[str, dict[str, Job]] = {}  # group -> contact identity -> job
-            plan = BatchPlan()
-
-            # The feeder writes each row's write-ahead mark as it queues it, and
-            # refills the queue by halves, so one commit covers many rows and a
-            # worker rarely waits for one. A kill leaves at most a queue's worth
-            # of rows marked but never sent: the next run looks them up first.
-            room = asyncio.Event()
-
-            async def put(item: Job | list[Job]) -> None:
-                if queue.full():
-                    room.clear()
-                    await room.wait()
-                # A batch is marked when its call leaves (BatchSender.run), not
-                # here: a queue of batches holds thousands of rows, and a kill
-                # would leave them all in doubt (issue 11, case 8).
-                if not isinstance(item, list) and item.outcome.key:
-                    journal.begin_attempt(item.outcome.key)
-                    item.marked = True
-                if queue.full():  # not expected: only this task puts while it runs
-                    await queue.put(item)
-                else:
-                    queue.put_nowait(item)  # what `await queue.put` does then, without a coroutine
-
-            async def enqueue(job: Job) -> None:
-                if not config.batch:
-                    await put(job)
-                    return
-                if job.reconcile_since is not None:
-                    plan.looked_up_first()
-                    await put(job)
-                    return
-                group = plan.grouped(job.payload)
-                if group is None:
-                    await put(job)
-                    return
-                who = contact_identity(job.payload.get("contact"))
-                if who in groups.get(group, {}):
-                    await put_group(group)
-                members = groups.setdefault(group, {})
-                members[who] = job
-                if len(members) >= BATCH_SIZE:
-                    await put_group(group)
-                elif len(groups) > 256:  # many distinct groups: send the oldest
-                    await put_group(next(iter(groups)))
-
-            async def put_group(group: str) -> None:
-                jobs = list(groups.pop(group).values())
-                plan.flushed(len(jobs))
-                await put(jobs)
-
-            # `bulksend reconcile` needs each key's campaign and contact; the
-            # default keys (campaignId|email, campaignId|contact id) say it
-            # themselves, so the target is stored only for custom keys.
-            default_key = mapping.key_paths in (["campaignId", "contact.email"], ["campaignId", "contact"])
-            target_of = _no_target if default_key else functools.partial(lookup_target,
-                                                                          key_paths=mapping.key_paths)
-
-            async def feed() -> None:
-                queued = 0
-                # Valid rows are claimed in the journal a chunk at a time (one
-                # SELECT, one INSERT batch): a row's fate is then decided in
-                # file order, exactly as if each were claimed alone.
-                chunk: list[tuple[Outcome, Any]] = []
-
-                async def decide() -> None:
-                    nonlocal queued
-                    records = journal.claim_many(
-                        [(o.key, o.row, payload) for o, payload in chunk], target_of, skipped
-                    )
-                    for (outcome, payload), record in zip(chunk, records, strict=True):
-                        if record is not None and record.run_id == journal.run_id:
-                            outcome.status = DUPLICATE
-                            outcome.error = f"same key as row {record.row} ({outcome.key}); not sent"
-                            finish(outcome)
-                            continue
-                        _carry(outcome, record)
-                        if config.dry_run:
-                            outcome.status = READY
-                            finish(outcome)
-                            continue
-                        previous = PENDING if record is None else record.status
-                        if previous == SENT or stopping.is_set():
-                            finish(outcome, carried=True)  # already sent (or stopping): no API call
-                            continue
-                        if config.only_failed and previous != FAILED:
-                            finish(outcome, carried=True)
-                            continue
-                        if config.limit is not None and queued >= config.limit:
-                            finish(outcome, carried=True)
-                            continue
-                        since = None
-                        if previous in (INFLIGHT, UNKNOWN):
-                            since = record.first_attempt_at if record is not None else ""
-                        queued += 1
-                        await enqueue(Job(outcome, payload, since, previous=previous))
-                    chunk.clear()
-
-                for i, row in enumerate(table.rows(start)):
-                    if i % 256 == 255:
-                        await asyncio.sleep(0)  # let workers and the commit run
-                    outcome = Outcome(row=row.number, values=row.values)
-                    mapped = mapping.apply(row)
-                    if mapped.error is not None or mapped.key is None or mapped.payload is None:
-                        outcome.status, outcome.error = INVALID, mapped.error or "invalid row"
-                        if mapped.key is not None and _sent_before(outcome, mapped.key, journal):
-                            finish(outcome, carried=True)  # no API call
-                            continue
-                        finish(outcome)
-                        continue
-                    outcome.key = mapped.key
-                    outcome.payload = mapped.payload
-                    chunk.append((outcome, mapped.payload))
-                    if len(chunk) >= journal.CLAIM_CHUNK:
-                        await decide()
-                if chunk:
-                    await decide()
-                for group in list(groups):
-                    await put_group(group)
-
-            workers = [asyncio.create_task(worker(n)) for n in range(config.concurrency)]
-            feeder = asyncio.create_task(feed())
-            try:
-                await _supervise(feeder, workers, queue, stopping, config.stop_grace, in_flight, stopped,
-                                 unattempted, room)
-            finally:
-                summary.posts = sender.posts
-                if config.batch and not config.dry_run and plan.describe():
-                    summary.notes.append(plan.describe())
-                for task in [feeder, *workers]:
-                    task.cancel()
-                await asyncio.gather(feeder, *workers, return_exceptions=True)
-    except (AuthError, AbortError) as exc:
-        summary.aborted = exc
-        progress.event("abort", str(exc))
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
-        journal.commit()
-
-
-async def _supervise(feeder: asyncio.Task[None], workers: list[asyncio.Task[None]],
-                     queue: asyncio.Queue[Any], stopping: asyncio.Event, grace: float,
-                     in_flight: dict[int, Any], stopped: Any, unattempted: Any,
-                     room: asyncio.Event) -> None:
-    """Wait for the feeder, then the workers. On a stop (signal) or an abort (a
-    worker raised, e.g. on 401): no new request leaves, requests in flight get
-    a bounded wait (none on abort), and every row still gets a line."""
-    pending: set[asyncio.Task[None]] = {feeder, *workers}
-    stop_wait = asyncio.create_task(stopping.wait())
-    failure: BaseException | None = None
-
-    async def close_queue() -> None:
-        for _ in workers:
-            await queue.put(None)
-
-    # The end-of-queue markers go in from a task of their own: awaited here, a
-    # full queue would hold the supervisor past a stop's grace period.
-    closer: asyncio.Task[None] | None = None
-    try:
-        while pending:
-            done, _ = await asyncio.wait(pending | {stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done - {stop_wait}:
-                pending.discard(task)
-                if task.exception() is not None:
-                    failure = task.exception()
-                elif task is feeder:
-                    closer = asyncio.create_task(close_queue())
-                    pending.add(closer)
-            if failure is not None or stopping.is_set():
-                break
-        else:
-            return
-    finally:
-        stop_wait.cancel()
-        if closer is not None:
-            closer.cancel()
-    stopping.set()
-    if failure is None:
-        deadline = time.monotonic() + grace
-        while in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - polling a dict, bounded
-            await asyncio.sleep(0.05)
-    # Taken first: a cancelled worker forgets its job. Whether each job's POST
-    # is on the wire is read before the cancellation clears the flag.
-    stuck = [job for item in in_flight.values() for job in (item if isinstance(item, list) else [item])]
-    on_wire = [job.posting for job in stuck]
-    for task in workers:
-        task.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
-    for job, posting in zip(stuck, on_wire, strict=True):
-        job.posting = posting
-        stopped(job)
-    in_flight.clear()
-    # The feeder carries on without queuing (stopping is set): every remaining
-    # row gets its line from the journal, and nothing more is sent.
-    while not feeder.done():
-        room.set()  # the workers are gone: this loop makes the room now
-        getter = asyncio.ensure_future(queue.get())
-        await asyncio.wait({getter, feeder}, return_when=asyncio.FIRST_COMPLETED)
-        if getter.done():
-            _finish_all(getter.result(), unattempted)
-        else:
-            getter.cancel()
-    while not queue.empty():
-        _finish_all(queue.get_nowait(), unattempted)
-    if feeder.exception() is not None:
-        raise feeder.exception()  # type: ignore[misc]
-    if failure is not None:
-        raise failure
-
-
-def _finish_all(item: Any, unattempted: Any) -> None:
-    for job in item if isinstance(item, list) else [item] if item is not None else []:
-        unattempted(job)
 
 
 def _rows_text(rows: list[int]) -> str:
