@@ -160,7 +160,8 @@ def check_outputs(contacts: str, mapping: str, api_key_file: str | None, results
     """Every file a send writes (the results, its journal and side files, the
     --summary-json) against every file it reads (contacts, mapping, key file)
     and each other, by device and inode (issue 11). UsageError (exit 2)."""
-    from bulksend.results import check_outputs_apart, side_files
+    from bulksend.results import check_outputs_apart
+    from bulksend.runlock import side_files
 
     outputs: list[tuple[str, Path | str]] = [("the --results file", results)]
     outputs += [(f"the --results file's {what.removeprefix('its ')}", path)

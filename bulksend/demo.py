@@ -66,8 +66,8 @@ def _moved(cell: str, shift: timedelta) -> str:
 
 def run_demo(results: Path) -> ExitStatus:
     from bulksend.display import make_progress
-    from bulksend.results import lock_path, remove_journal
     from bulksend.run import RunConfig, send_file
+    from bulksend.runlock import lock_path, remove_journal
     from bulksend.sandbox import SandboxConfig, running_sandbox
 
     sample, mapping = find_samples()

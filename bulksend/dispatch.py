@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any, Union
 from bulksend.errors import BulksendError
 
 if TYPE_CHECKING:
+    from bulksend.journal import Journal
     from bulksend.outcome import Outcome
     from bulksend.recorder import Recorder
-    from bulksend.results import Journal
     from bulksend.sending import BatchSender, Job, Sender
 
 Item = Union["Job", list["Job"]]

@@ -30,8 +30,8 @@ from bulksend.mapping import Mapping
 from bulksend.reading import Mark, Table
 
 if TYPE_CHECKING:
+    from bulksend.journal import Journal
     from bulksend.progress import Progress
-    from bulksend.results import Journal
     from bulksend.sending import RateGate
 
 KEEP = 20_000  # new rows held in memory; beyond, the rows are read again to match

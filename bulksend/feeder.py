@@ -16,16 +16,16 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from bulksend.journal import INFLIGHT, PENDING
 from bulksend.lookup import key_fields
 from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN, Outcome
-from bulksend.results import INFLIGHT, PENDING
 from bulksend.sending import BATCH_SIZE, BatchPlan, Job, contact_identity
 
 if TYPE_CHECKING:
+    from bulksend.journal import Journal, Record
     from bulksend.mapping import Mapping
     from bulksend.reading import Mark, Table
     from bulksend.recorder import Recorder
-    from bulksend.results import Journal, Record
     from bulksend.run import RunConfig
 
 Put = Callable[[Job | list[Job]], Awaitable[None]]

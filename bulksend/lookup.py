@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from bulksend.client import Ambiguous, Answer, Client, error_text, key_refused
 
 if TYPE_CHECKING:
-    from bulksend.results import Record
+    from bulksend.journal import Record
     from bulksend.sending import RateGate
 
 PAGE = 100  # GET /requests: limit is at most 100 (§7)

@@ -19,25 +19,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bulksend.errors import ResultsError
+from bulksend.journal import Journal
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
 from bulksend.progress import Progress
 from bulksend.results import (
     COLUMNS,
-    Journal,
     ResultsWriter,
-    RunLock,
-    create_exclusive,
     csv_lines,
     is_results_header,
-    journal_path,
     journal_vouches,
     neutralise,
     not_results_file,
     replace_checked,
     seed_journal_from_csv,
-    storage_error,
-    tmp_path,
 )
+from bulksend.runlock import RunLock, create_exclusive, journal_path, storage_error, tmp_path
 
 NOT_CREATED = "looked up: no such request on the server, so it was not created; the next send sends it"
 

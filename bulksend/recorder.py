@@ -14,8 +14,9 @@ from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
 
 if TYPE_CHECKING:
     from bulksend.checkpoints import Tracker
+    from bulksend.journal import Journal
     from bulksend.progress import Progress
-    from bulksend.results import Journal, ResultsWriter
+    from bulksend.results import ResultsWriter
     from bulksend.run import Summary
     from bulksend.sending import Job
 

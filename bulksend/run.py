@@ -31,23 +31,20 @@ from bulksend.errors import (
     InputError,
     UsageError,
 )
+from bulksend.journal import LOOKUP_NEW, Journal
 from bulksend.mapping import Mapping, load_mapping
 from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, UNKNOWN, Outcome
 from bulksend.progress import Progress
 from bulksend.reading import Mark, Row, Table, open_table
 from bulksend.recorder import Recorder
 from bulksend.results import (
-    LOOKUP_NEW,
-    Journal,
     ResultsWriter,
-    RunLock,
     Seeded,
     check_results_target,
-    journal_path,
     journal_vouches,
-    remove_journal,
     seed_journal_from_csv,
 )
+from bulksend.runlock import RunLock, journal_path, remove_journal
 
 if TYPE_CHECKING:
     from bulksend.client import Client

@@ -33,11 +33,11 @@ from bulksend.client import (  # noqa: F401 - re-exported: the HTTP client's nam
     tune_malloc,
 )
 from bulksend.errors import AbortError
+from bulksend.journal import Journal, utc_now
 from bulksend.lookup import Found, Unmatchable, iso_utc, look_up
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
 from bulksend.progress import Progress
 from bulksend.rategate import RateGate as RateGate  # re-exported: run.py, reconciling.py, tests
-from bulksend.results import Journal, utc_now
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

@@ -30,8 +30,8 @@ from bulksend.lookup import (
 from bulksend.outcome import FAILED, SENT, Outcome
 
 if TYPE_CHECKING:
+    from bulksend.journal import Journal, Record
     from bulksend.progress import Progress
-    from bulksend.results import Journal, Record
     from bulksend.sending import RateGate
 
 MIN_ROWS = 4  # below this, one look-up per row costs no more than a listing
