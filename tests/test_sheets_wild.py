@@ -215,10 +215,12 @@ def test_numbers_are_sent_as_their_format_shows_them(tmp_path: Path, sandbox: Sa
 
 
 def test_a_dotnet_round_trip_date_is_accepted(tmp_path: Path, sandbox: Sandbox) -> None:
-    mapping = MAPPING + "dueDate: Due\n"
+    # past: allow, so the fixed date in the file never ages the test (issue 17).
+    mapping = MAPPING + "dueDate: {column: Due, past: allow}\n"
     r = send(tmp_path, sandbox, "iso-fraction.csv", mapping)
     assert r.code == 0, r.stdout + r.stderr
-    assert [body["dueDate"] for body in received(sandbox)] == ["2026-12-31"]
+    # A date-time with Z is sent as that instant (issue 17), seven fraction digits and all.
+    assert [body["dueDate"] for body in received(sandbox)] == ["2026-12-31T10:00:00+00:00"]
 
 
 @pytest.mark.parametrize("text", ["2026-12-31T10:00:00.1+02:00", "2026-12-31T10:00:00.123456789+02:00",
