@@ -467,6 +467,12 @@ a contact exactly as written (a new contact is made if there is none).
 Campaigns: xvr69EYLKXvTkfYuk (Vehicle documents), zZCYitJRjp8n7XG5Q (Employee onboarding).
 
 \b
+PATCH /request (collect-api.md §7) takes status pending, completed, waiting,
+canceled (this spelling; lists say cancelled), archived or the custom status
+on-hold; GET /_sandbox/patches lists every PATCH it applied. --progress-rate R
+moves open requests on by themselves, R steps per request per second.
+
+\b
 Change any fault while it runs:
   curl -X POST http://127.0.0.1:8080/_sandbox/faults -H 'Content-Type: application/json' \\
        -d '{"script": ["created-504", "ok"], "lookup_fault": null}'
@@ -526,6 +532,10 @@ Change any fault while it runs:
               help="Added to the server clock for createdAt (-600: 10 minutes behind).")
 @click.option("--preload", metavar="FILE",
               help="JSON file of contacts and requests that exist before any POST (format below).")
+@click.option("--progress-rate", type=click.FloatRange(0), default=0.0, show_default=True,
+              metavar="PER_SECOND",
+              help="Open requests move on by themselves (pending -> waiting, due, completed, error, "
+                   "on-hold; waiting -> completed), this many steps per request per second.")
 @click.pass_context
 def sandbox(ctx: click.Context, /, host: str, port: int, strict: bool, **options: Any) -> None:
     """Run a local stand-in for the Collect API (for trials, tests and benchmarks).
