@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 # §7: what PATCH /request takes, and the status each one reads as in listings.
@@ -123,7 +123,9 @@ def advance(requests: Iterable[Any], rng: random.Random, rate: float, elapsed: f
     pending request whose ``due_date`` has passed becomes ``due``. ``requests``
     have ``status`` and ``due_date`` (ISO UTC or None). Returns how many moved."""
     chance = 1.0 - math.exp(-rate * max(0.0, elapsed))
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    clock = datetime.now(UTC)
+    now = clock.strftime("%Y-%m-%dT%H:%M:%SZ")
+    yesterday = (clock - timedelta(days=1)).strftime("%Y-%m-%dT21:59:00Z")
     moved = 0
     for request in requests:
         steps = _STEPS.get(request.status)
@@ -139,6 +141,8 @@ def advance(requests: Iterable[Any], rng: random.Random, rate: float, elapsed: f
         for share, status in steps:
             if draw < share:
                 request.status = status
+                if status == "due" and not (request.due_date and request.due_date < now):
+                    request.due_date = yesterday  # due means its date has passed (§7)
                 moved += 1
                 break
             draw -= share
