@@ -451,7 +451,7 @@ def status(results: str, api_url: str, api_key_file: str | None, output: str | N
       bulksend status contacts-results.csv --json -o status-today.csv
     """
     from bulksend.display import make_progress
-    from bulksend.tracking import summary_json, summary_lines, track_file
+    from bulksend.tracking import bar_for, summary_json, summary_lines, track_file
 
     try:
         progress = make_progress(log_format="text", no_progress=True, verbose=False)
@@ -467,9 +467,7 @@ def status(results: str, api_url: str, api_key_file: str | None, output: str | N
     if as_json:
         click.echo(json.dumps(summary_json(run) | {"failing": failing}, indent=2))
     else:
-        encoding = getattr(sys.stdout, "encoding", None) or "ascii"
-        bar = "█" if "utf" in encoding.lower() else "#"
-        click.echo("\n".join(summary_lines(run, bar=bar)))
+        click.echo("\n".join(summary_lines(run, bar=bar_for(sys.stdout))))
         if failing:
             click.echo(f"--fail-on {','.join(fail_on)}: {failing} requests: exit 1")
     sys.exit(int(ExitStatus.ROWS_NOT_SENT) if failing else 0)

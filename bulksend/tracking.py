@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any, cast
 from urllib.parse import quote
 
 from bulksend.client import Ambiguous, Client, NotSent, error_text, key_refused
@@ -264,6 +264,16 @@ def summary_lines(run: StatusRun, *, shown: int = 10, bar: str = "█") -> list[
     if counts["unread"]:
         out.append(f"  {counts['unread']} requests could not be read this run; rerun to read them")
     return out
+
+
+def bar_for(stream: IO[str]) -> str:
+    """The bar's character: a block where the stream can write it, else ``#``."""
+    encoding = getattr(stream, "encoding", None) or "ascii"
+    try:
+        "█".encode(encoding)
+    except (UnicodeEncodeError, LookupError):
+        return "#"
+    return "█"
 
 
 def _row_line(t: Tracked, extra: str) -> str:
