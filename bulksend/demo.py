@@ -91,8 +91,8 @@ def _show_status(results: Path, api_url: str) -> None:
     from bulksend.tracking import bar_for, summary_lines, track_file
 
     echo = click.echo
-    echo(f"\nclients are uploading (the sandbox moves requests on by itself); "
-         f"bulksend status {results} reads where each stands:\n")
+    echo("\nclients are uploading (the sandbox moves requests on by itself); "
+         "where each request stands now:\n")
     run = track_file(results, api_url=api_url, api_key=DEMO_KEY, timeout=5.0, rate=10.0,
                      progress=NullProgress())
     echo("\n".join(summary_lines(run, bar=bar_for(sys.stdout))))
