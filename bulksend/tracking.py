@@ -244,7 +244,8 @@ def summary_lines(run: StatusRun, *, shown: int = 10, bar: str = "█") -> list[
     """The glanceable summary: counts by status with a bar, overdue rows first,
     then the rows Collect could not send with the command that resends them."""
     counts = run.counts
-    out = [f"{run.output}: {len(run.rows)} requests, read {run.read_at} in {run.calls} calls"]
+    calls = f"{run.calls} call" + ("" if run.calls == 1 else "s")
+    out = [f"{run.output}: {len(run.rows)} requests, read {run.read_at} in {calls}"]
     widest = max(counts.values(), default=1)
     for status in order(counts):
         size = max(1, math.ceil(30 * counts[status] / widest))

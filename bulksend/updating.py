@@ -367,7 +367,8 @@ def write_outcomes(plan: Plan, journal: UpdateJournal) -> None:
         entry = entries.get(row.request_id)
         if entry is None:
             continue
-        values = {"last_update": f"{plan.change.describe()}: {entry.outcome or entry.state}",
+        outcome = entry.outcome or "not confirmed (stopped before its answer); rerun the same command"
+        values = {"last_update": f"{plan.change.describe()}: {outcome}",
                   "updated_at": entry.at}
         if entry.state == DONE and entry.status_after:
             values |= {"request_status": entry.status_after, "status_read_at": entry.at}

@@ -89,7 +89,7 @@ def test_status_of_1000_rows_takes_at_most_15_list_calls(tmp_path: Path) -> None
         calls = gets(sb)
     assert r.code == 0, r.stderr
     assert calls <= 15, calls
-    assert f"in {calls} calls" in r.stdout
+    assert f"in {calls} calls" in r.stdout.splitlines()[0]
     assert column(results, "request_status") == statuses
     header = read_results(results)[0]
     assert header[:len(CONTRACT)] == CONTRACT and header[len(CONTRACT):len(CONTRACT) + 5] == TRACK
@@ -337,3 +337,22 @@ def test_send_rerun_after_status_and_update_resumes_and_sends_nothing_twice(work
     assert per_email == {f"person{i}@example.com": 1 for i in range(15)}
     _, rows = read_results(workdir / "contacts-results.csv")
     assert [r["status"] for r in rows] == ["sent"] * 15
+
+
+def test_a_refused_key_stops_status_and_update_with_exit_3(tmp_path: Path) -> None:
+    records, results = sent_world(tmp_path, ["pending", "pending"])
+    before = results.read_bytes()
+    with running_sandbox(SandboxConfig(api_key=KEY, preload=records)) as sb:
+        status = run_cli("status", str(results), "--api-url", sb.url, cwd=tmp_path, key="wrong-key")
+        update = run_cli("update", str(results), "--all", "--status", "archived", "--yes",
+                         "--api-url", sb.url, cwd=tmp_path, key="wrong-key")
+        patches = sb.patches
+    assert status.code == 3 and status.stderr.startswith("bulksend: error: the API key was refused")
+    assert update.code == 3 and "the API key was refused" in update.stderr
+    assert patches == []
+    assert column(results, "request_status") == ["", ""]
+    assert results.read_bytes() != before  # update wrote each row's outcome: not confirmed
+    # Each row whose PATCH left says it may not be made: the rerun reads it back first.
+    assert set(column(results, "last_update")) <= {
+        "", "status -> archived: not confirmed (stopped before its answer); rerun the same command"}
+    assert column(results, "last_update") != ["", ""]
