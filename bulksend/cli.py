@@ -518,18 +518,7 @@ def update(results: str, where: str | None, row_numbers: str | None, every: bool
       bulksend update contacts-results.csv --where status=error --status pending --send-reopen-message
       bulksend update contacts-results.csv --all --assign owner@example.com --yes
     """
-    from bulksend.display import make_progress
-    from bulksend.updating import (
-        Selection,
-        apply_plan,
-        build_change,
-        parse_rows,
-        parse_where,
-        plan_lines,
-        plan_update,
-        run_lines,
-        update_session,
-    )
+    from bulksend.updating import Selection, build_change, parse_rows, parse_where, run_lines
 
     flags = {"sendCompletionMessage": send_completion_message,
              "sendRejectionMessage": send_rejection_message, "sendReopenMessage": send_reopen_message}
@@ -540,20 +529,9 @@ def update(results: str, where: str | None, row_numbers: str | None, every: bool
                              hint="pass --where status=pending, --rows 12,40-55 or --all")
         selection = Selection(statuses=parse_where(where) if where else None,
                               rows=parse_rows(row_numbers) if row_numbers else None, every=every)
-        api_url, api_key = check_api_url(api_url), read_api_key(api_key_file)
-        with update_session(Path(results)) as journal:
-            plan = plan_update(Path(results), journal, change, selection, again=again)
-            click.echo("\n".join(plan_lines(plan)))
-            if not plan.todo:
-                click.echo("nothing to change")
-                sys.exit(0)
-            _confirm(yes)
-            progress = make_progress(log_format="text", no_progress=True, verbose=False)
-            try:
-                run = apply_plan(plan, journal, api_url=api_url, api_key=api_key, timeout=timeout,
-                                 rate=parse_rate(rate), concurrency=concurrency, progress=progress)
-            finally:
-                progress.close()
+        run = _update(Path(results), change, selection, again=again, yes=yes, api_url=check_api_url(api_url),
+                      api_key=read_api_key(api_key_file), rate=parse_rate(rate), concurrency=concurrency,
+                      timeout=timeout)
     except BulksendError as exc:
         fail(exc)
     click.echo("\n".join(run_lines(run)))
@@ -561,7 +539,28 @@ def update(results: str, where: str | None, row_numbers: str | None, every: bool
         fail(run.aborted)
     if run.interrupted:
         sys.exit(int(ExitStatus.INTERRUPTED))
-    sys.exit(0 if run.counts["done"] == len(plan.todo) else int(ExitStatus.ROWS_NOT_SENT))
+    sys.exit(0 if run.counts["done"] == len(run.plan.todo) else int(ExitStatus.ROWS_NOT_SENT))
+
+
+def _update(results: Path, change: Any, selection: Any, *, again: bool, yes: bool, api_url: str,
+            api_key: str, rate: float | None, concurrency: int, timeout: float) -> Any:
+    """The plan, the question, the changes: under the results file's lock throughout."""
+    from bulksend.display import make_progress
+    from bulksend.updating import apply_plan, plan_lines, plan_update, update_session
+
+    with update_session(results) as journal:
+        plan = plan_update(results, journal, change, selection, again=again)
+        click.echo("\n".join(plan_lines(plan)))
+        if not plan.todo:
+            click.echo("nothing to change")
+            sys.exit(0)
+        _confirm(yes)
+        progress = make_progress(log_format="text", no_progress=True, verbose=False)
+        try:
+            return apply_plan(plan, journal, api_url=api_url, api_key=api_key, timeout=timeout,
+                              rate=rate, concurrency=concurrency, progress=progress)
+        finally:
+            progress.close()
 
 
 def _confirm(yes: bool) -> None:
