@@ -525,6 +525,172 @@ def reconcile(results: str, api_url: str, api_key_file: str | None, timeout: flo
     sys.exit(0 if not counts["unknown"] else 1)
 
 
+def _status_names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
+    """``--fail-on due,error``: request statuses (list spelling; ``canceled`` is read as ``cancelled``)."""
+    from bulksend.statuses import list_status
+
+    if not value:
+        return []
+    try:
+        return [list_status(name, param="--fail-on") for name in value.split(",") if name.strip()]
+    except BulksendError as exc:
+        fail(exc)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("results", metavar="RESULTS.csv")
+@api_options
+@click.option("--output", "-o", metavar="FILE",
+              help="Write the results with the statuses to FILE instead of RESULTS.csv itself.")
+@click.option("--fail-on", metavar="STATUS,...", callback=_status_names,
+              help="Exit 1 when any request has one of these statuses (e.g. due,error), for a scheduler.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
+@click.option("--rate", default="10/s", show_default=True, help="Ceiling on calls per second.")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
+              help="Seconds to wait for one answer.")
+def status(results: str, api_url: str, api_key_file: str | None, output: str | None,
+           fail_on: list[str], as_json: bool, rate: str, timeout: float) -> None:
+    """Read the current status of every sent request of RESULTS.csv.
+
+    Lists each campaign's requests 100 a call (never one call per row) and
+    writes request_status, due_date and status_read_at into the results (after
+    the contract's columns: send still resumes from it). Prints the counts by
+    status, the overdue rows first, and the rows Collect could not send
+    (status error) with the command that sends their message again.
+
+    \b
+    Examples:
+      bulksend status contacts-results.csv
+      bulksend status contacts-results.csv --fail-on due,error    # exit 1 if any
+      bulksend status contacts-results.csv --json -o status-today.csv
+    """
+    from bulksend.display import make_progress
+    from bulksend.tracking import bar_for, summary_json, summary_lines, track_file
+
+    try:
+        progress = make_progress(log_format="text", no_progress=True, verbose=False)
+        try:
+            run = track_file(Path(results), api_url=check_api_url(api_url),
+                             api_key=read_api_key(api_key_file), timeout=timeout, rate=parse_rate(rate),
+                             progress=progress, output=Path(output) if output else None)
+        finally:
+            progress.close()
+    except BulksendError as exc:
+        fail(exc)
+    failing = sum(run.counts[name] for name in fail_on)
+    if as_json:
+        click.echo(json.dumps(summary_json(run) | {"failing": failing}, indent=2))
+    else:
+        click.echo("\n".join(summary_lines(run, bar=bar_for(sys.stdout))))
+        if failing:
+            click.echo(f"--fail-on {','.join(fail_on)}: {failing} requests: exit 1")
+    sys.exit(int(ExitStatus.ROWS_NOT_SENT) if failing else 0)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("results", metavar="RESULTS.csv")
+@click.option("--where", metavar="status=NAME,...",
+              help="Rows whose request_status (as `bulksend status` last read it) is one of these.")
+@click.option("--rows", "row_numbers", metavar="12,40-55",
+              help="Rows by number, as the row column shows them.")
+@click.option("--all", "every", is_flag=True, help="Every sent row.")
+@click.option("--status", "new_status", metavar="NAME",
+              help="New status: pending, completed, waiting, canceled (or cancelled), archived, custom:NAME.")
+@click.option("--due-date", metavar="DATE", help="New due date, ISO 8601 (2026-12-31), today or later.")
+@click.option("--assign", metavar="USER", help="Assign to a team member (user id or email); unset clears it.")
+@click.option("--send-completion-message/--no-send-completion-message", default=None,
+              help="Send the completion message when the status becomes completed.")
+@click.option("--send-rejection-message/--no-send-rejection-message", default=None,
+              help="Send the rejection message when it returns to pending with an element rejected.")
+@click.option("--send-reopen-message/--no-send-reopen-message", default=None,
+              help="Send the reopen message when the status returns to pending.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (scripts).")
+@click.option("--again", is_flag=True,
+              help="Make the change even on rows an earlier run already made it on.")
+@api_options
+@click.option("--rate", default="10/s", show_default=True, help="Ceiling on calls per second.")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Calls in flight at once.")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
+              help="Seconds to wait for one answer.")
+def update(results: str, where: str | None, row_numbers: str | None, every: bool, new_status: str | None,
+           due_date: str | None, assign: str | None, send_completion_message: bool | None,
+           send_rejection_message: bool | None, send_reopen_message: bool | None, yes: bool,
+           again: bool, api_url: str, api_key_file: str | None, rate: str, concurrency: int,
+           timeout: float) -> None:
+    """Change many sent requests of RESULTS.csv at once (PATCH /request).
+
+    Shows what will change and asks first (--yes for scripts). Each change is
+    journaled (RESULTS.csv.updates): rerunning the same command after a kill
+    finishes the rest and never makes a change twice. Outcomes go into the
+    results' last_update and updated_at columns.
+
+    \b
+    Examples:
+      bulksend update contacts-results.csv --where status=pending --due-date 2026-12-31
+      bulksend update contacts-results.csv --rows 12,40-55 --status canceled
+      bulksend update contacts-results.csv --where status=error --status pending --send-reopen-message
+      bulksend update contacts-results.csv --all --assign owner@example.com --yes
+    """
+    from bulksend.updating import Selection, build_change, parse_rows, parse_where, run_lines
+
+    flags = {"sendCompletionMessage": send_completion_message,
+             "sendRejectionMessage": send_rejection_message, "sendReopenMessage": send_reopen_message}
+    try:
+        change = build_change(status=new_status, due_date=due_date, assign=assign, flags=flags)
+        if not (where or row_numbers or every):
+            raise UsageError("which rows? nothing chosen",
+                             hint="pass --where status=pending, --rows 12,40-55 or --all")
+        selection = Selection(statuses=parse_where(where) if where else None,
+                              rows=parse_rows(row_numbers) if row_numbers else None, every=every)
+        run = _update(Path(results), change, selection, again=again, yes=yes, api_url=check_api_url(api_url),
+                      api_key=read_api_key(api_key_file), rate=parse_rate(rate), concurrency=concurrency,
+                      timeout=timeout)
+    except BulksendError as exc:
+        fail(exc)
+    click.echo("\n".join(run_lines(run)))
+    if run.aborted is not None:
+        fail(run.aborted)
+    if run.interrupted:
+        sys.exit(int(ExitStatus.INTERRUPTED))
+    sys.exit(0 if run.counts["done"] == len(run.plan.todo) else int(ExitStatus.ROWS_NOT_SENT))
+
+
+def _update(results: Path, change: Any, selection: Any, *, again: bool, yes: bool, api_url: str,
+            api_key: str, rate: float | None, concurrency: int, timeout: float) -> Any:
+    """The plan, the question, the changes: under the results file's lock throughout."""
+    from bulksend.display import make_progress
+    from bulksend.updating import apply_plan, plan_lines, plan_update, update_session
+
+    with update_session(results) as journal:
+        plan = plan_update(results, journal, change, selection, again=again)
+        click.echo("\n".join(plan_lines(plan)))
+        if not plan.todo:
+            click.echo("nothing to change")
+            sys.exit(0)
+        _confirm(yes)
+        progress = make_progress(log_format="text", no_progress=True, verbose=False)
+        try:
+            return apply_plan(plan, journal, api_url=api_url, api_key=api_key, timeout=timeout,
+                              rate=rate, concurrency=concurrency, progress=progress)
+        finally:
+            progress.close()
+
+
+def _confirm(yes: bool) -> None:
+    """Ask before changing anything; no answer (end of input) is no."""
+    if yes:
+        return
+    try:
+        confirmed = click.confirm("Make these changes?", default=False)
+    except click.Abort:
+        raise UsageError("not confirmed (no answer): nothing changed",
+                         hint="pass --yes to change without asking (scripts)") from None
+    if not confirmed:
+        click.echo("nothing changed")
+        sys.exit(int(ExitStatus.ROWS_NOT_SENT))
+
+
 def _parse_script(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str] | None:
     """``--script ok,created-504,ambiguous``: the fates of the next POSTs, in order.
 
@@ -579,6 +745,12 @@ Fields marked ? are optional; status defaults to pending, createdAt to now;
 timestamps as "2022-07-04 07:20:06 UTC" or ISO 8601. A request's email names
 a contact exactly as written (a new contact is made if there is none).
 Campaigns: xvr69EYLKXvTkfYuk (Vehicle documents), zZCYitJRjp8n7XG5Q (Employee onboarding).
+
+\b
+PATCH /request (collect-api.md §7) takes status pending, completed, waiting,
+canceled (this spelling; lists say cancelled), archived or the custom status
+on-hold; GET /_sandbox/patches lists every PATCH it applied. --progress-rate R
+moves open requests on by themselves, R steps per request per second.
 
 \b
 Change any fault while it runs:
@@ -640,6 +812,10 @@ Change any fault while it runs:
               help="Added to the server clock for createdAt (-600: 10 minutes behind).")
 @click.option("--preload", metavar="FILE",
               help="JSON file of contacts and requests that exist before any POST (format below).")
+@click.option("--progress-rate", type=click.FloatRange(0), default=0.0, show_default=True,
+              metavar="PER_SECOND",
+              help="Open requests move on by themselves (pending -> waiting, due, completed, error, "
+                   "on-hold; waiting -> completed), this many steps per request per second.")
 @click.pass_context
 def sandbox(ctx: click.Context, /, host: str, port: int, strict: bool, **options: Any) -> None:
     """Run a local stand-in for the Collect API (for trials, tests and benchmarks).

@@ -9,6 +9,7 @@ import csv
 import sys
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -69,17 +70,21 @@ def run_demo(results: Path) -> ExitStatus:
     from bulksend.run import RunConfig, send_file
     from bulksend.runlock import lock_path, remove_journal
     from bulksend.sandbox import SandboxConfig, running_sandbox
+    from bulksend.updating import updates_path
 
     sample, mapping = find_samples()
     # A demo always starts afresh: its results are not a record of real sends.
     results.unlink(missing_ok=True)
     lock_path(results).unlink(missing_ok=True)
     remove_journal(results)
+    updates_path(results).unlink(missing_ok=True)
     contacts = results.parent / "demo-contacts.csv"
     write_demo_contacts(sample, contacts, date.today())
 
+    # progress_rate: the requests move on by themselves, as clients upload, so
+    # that `status` at the end has something to show (issue 14).
     faults = SandboxConfig(api_key=DEMO_KEY, seed=7, rate_limit=15.0, burst=3,
-                           fail_rate=0.1, ambiguous_rate=0.05, latency=0.02)
+                           fail_rate=0.1, ambiguous_rate=0.05, latency=0.02, progress_rate=0.5)
     echo = click.echo
     with running_sandbox(faults) as sandbox:
         echo(f"sandbox: {sandbox.url}  (15 requests/s, 10% 5xx, 5% answers lost after creation)")
@@ -94,10 +99,17 @@ def run_demo(results: Path) -> ExitStatus:
         finally:
             progress.close()
         created = sandbox.snapshot().created
+        _show_summary(summary, results, len(created))
+        _show_status(results, sandbox.url)
+    # The demo's own job is to show the pipeline: the broken rows are on purpose.
+    return ExitStatus.OK if summary.counts[SENT] else ExitStatus.ROWS_NOT_SENT
 
+
+def _show_summary(summary: Any, results: Path, created: int) -> None:
+    echo = click.echo
     c = summary.counts
     echo(f"\ndemo finished in {summary.elapsed:.1f}s: {summary.total} rows, {summary.posts} POSTs")
-    echo(f"  sent       {c[SENT]:>3}   (the sandbox holds {len(created)} requests: one per sent row)")
+    echo(f"  sent       {c[SENT]:>3}   (the sandbox holds {created} requests: one per sent row)")
     for status, why in ((INVALID, "never sent: fix the cell and rerun"),
                         (DUPLICATE, "never sent: same contact as an earlier row"),
                         (FAILED, "the API refused them"), (UNKNOWN, "to be looked up on rerun")):
@@ -109,5 +121,17 @@ def run_demo(results: Path) -> ExitStatus:
             echo(f"  row {outcome.row:>2} {status:<9} {outcome.error}")
     echo(f"\nresults: {results}   (open it in a spreadsheet, or: bulksend report {results})")
     echo("rerun the demo's send and nothing is sent twice: every sent row is in the journal.")
-    # The demo's own job is to show the pipeline: the broken rows are on purpose.
-    return ExitStatus.OK if c[SENT] else ExitStatus.ROWS_NOT_SENT
+
+
+def _show_status(results: Path, api_url: str) -> None:
+    """After the send: where each request stands now, as `bulksend status` reads it."""
+    from bulksend.progress import NullProgress
+    from bulksend.tracking import bar_for, summary_lines, track_file
+
+    echo = click.echo
+    echo("\nclients are uploading (the sandbox moves requests on by itself); "
+         "where each request stands now:\n")
+    run = track_file(results, api_url=api_url, api_key=DEMO_KEY, timeout=5.0, rate=10.0,
+                     progress=NullProgress())
+    echo("\n".join(summary_lines(run, bar=bar_for(sys.stdout))))
+    echo(f"\nthen, e.g.: bulksend update {results} --where status=due --due-date <a later date>")

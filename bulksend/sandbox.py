@@ -2,7 +2,9 @@
 
 It serves what bulksend uses of collect-api.md §1-7 on loopback: Basic auth (§1),
 POST /request (§4) and POST /requests (§5) validated strictly, the look-ups that
-reconciliation needs (§6) and the read-only catalogue (§7). Where the reference
+reconciliation needs (§6), the read-only catalogue (§7), and PATCH /request (§7),
+with requests that move through their statuses over time (``progress_rate``;
+the rules are in sandbox_progress.py). Where the reference
 says "not documented" (error bodies, batch partial failure, Retry-After), the
 sandbox picks the least convenient plausible behaviour, so a client that works
 here does not lean on luck: error bodies are ``{"message": ...}``, a batch skips
@@ -55,7 +57,11 @@ from typing import Any, Final, NamedTuple, TypeVar
 import aiohttp
 from aiohttp import web
 
+from bulksend import sandbox_progress
+from bulksend.sandbox_progress import CUSTOM_STATUSES, PatchRefused
+
 __all__ = [
+    "CUSTOM_STATUSES",
     "DEFAULT_API_KEY",
     "DEMO_CAMPAIGN_ID",
     "DEMO_ITEM_IDS",
@@ -374,6 +380,7 @@ _FAULT_FIELDS: Final = frozenset(
         "lookup_fault",
         "clock_skew",
         "preload",
+        "progress_rate",
     }
 )
 _RETRY_AFTER_FORMATS: Final = ("seconds", "http-date", "none")
@@ -426,6 +433,10 @@ class SandboxConfig:
     # (format in bulksend sandbox --help and docs/operations.md).
     preload: str | dict[str, Any] | None = None
     team_tz: str = "Europe/Paris"  # GET /team's `tz`: the zone a due day ends in (issue 17)
+    # Issue 14: steps per open request per second through the statuses of §7
+    # (pending -> waiting/due/completed/error/on-hold, waiting -> completed...),
+    # as clients and the team would move them; 0: requests stay as they are.
+    progress_rate: float = 0.0
 
     @classmethod
     def strict(cls, **overrides: Any) -> SandboxConfig:
@@ -463,7 +474,7 @@ def config_problems(config: SandboxConfig) -> list[str]:
     if config.retry_after_format not in _RETRY_AFTER_FORMATS:
         problems.append("retry_after_format must be one of " + ", ".join(_RETRY_AFTER_FORMATS))
     problems.extend(_rate_problems(config))
-    for name in ("slow_delay", "latency", "quota_retry_after"):
+    for name in ("slow_delay", "latency", "quota_retry_after", "progress_rate"):
         value = getattr(config, name)
         if not (_is_number(value) and value >= 0):
             problems.append(f"{name} must be a number of seconds >= 0")
@@ -570,6 +581,7 @@ class _Request:
     items: list[str] | None
     status: str = "pending"
     privacy: str = "private"
+    assigned_to: str | None = None  # PATCH /request's assignedTo (not in the §4 object)
 
     def to_json(self, contact_json: dict[str, Any] | None = None) -> dict[str, Any]:
         # The request object of §4.
@@ -917,6 +929,9 @@ class Sandbox:
         self._requests: dict[str, _Request] = {}
         self._by_campaign: dict[str, list[_Request]] = {cid: [] for cid in self._campaigns}
         self._created: list[dict[str, Any]] = []
+        self._patches: list[dict[str, Any]] = []  # every PATCH /request applied
+        self._progress_rng = random.Random(f"bulksend-sandbox-progress:{seed}")
+        self._progressed_at = time.monotonic()
         names = {
             "maincontact@example.com": ("John", "Doe", "Acme"),
             "jane.smith@example.com": ("Jane", "Smith", None),
@@ -1119,6 +1134,14 @@ class Sandbox:
 
         self._on_loop(change)
 
+    @property
+    def patches(self) -> list[dict[str, Any]]:
+        """Every PATCH /request the sandbox applied, in order; a copy. Each record:
+        ``requestId``, ``received`` (the body as sent), ``before`` and ``after``
+        (the status, list spelling), ``messages`` (those the change triggered:
+        "completion", "reopen") and ``at``. A refused PATCH is not in it."""
+        return self._on_loop(lambda: [dict(p) for p in self._patches])
+
     def reset(self) -> None:
         """Back to the seeded world plus the current preload (fault settings, and what
         remains of the script, kept); any thread."""
@@ -1165,6 +1188,8 @@ class Sandbox:
             self._config.rate_limit,
             self._config.burst,
         )
+        if updated.progress_rate != self._config.progress_rate:
+            self._advance()  # the time so far moves requests at the old rate
         self._config = updated
         if bucket_changed:
             self._refill_bucket()
@@ -1221,6 +1246,7 @@ class Sandbox:
         app.router.add_post("/v1/requests", self._post_requests)
         app.router.add_get("/v1/requests", self._list_requests)
         app.router.add_get("/v1/requests/{id}", self._get_request)
+        app.router.add_patch("/v1/request", self._patch_request)
         app.router.add_get("/v1/contacts", self._list_contacts)
         app.router.add_get("/v1/contacts/{id}", self._get_contact)
         app.router.add_get("/v1/campaigns", self._list_campaigns)
@@ -1229,6 +1255,7 @@ class Sandbox:
         app.router.add_get("/v1/users", self._get_users)
         app.router.add_get("/_sandbox/requests", self._admin_requests)
         app.router.add_get("/_sandbox/stats", self._admin_stats)
+        app.router.add_get("/_sandbox/patches", self._admin_patches)
         app.router.add_get("/_sandbox/faults", self._admin_get_faults)
         app.router.add_post("/_sandbox/faults", self._admin_set_faults)
         app.router.add_post("/_sandbox/reset", self._admin_reset)
@@ -1687,6 +1714,7 @@ class Sandbox:
         if campaign_id not in self._campaigns:
             raise _Invalid(404, f"campaign {campaign_id} not found")
         offset, limit = _page(query)
+        self._advance()
         status = query.get("filter")
         search = query.get("search", "").casefold()
         rows: list[dict[str, Any]] = []
@@ -1708,6 +1736,7 @@ class Sandbox:
 
     async def _get_request(self, request: web.Request) -> web.Response:
         request_id = request.match_info["id"]
+        self._advance()
         found = self._requests.get(request_id)
         if found is None:
             raise _Invalid(404, f"request {request_id} not found")
@@ -1729,6 +1758,39 @@ class Sandbox:
                 elements.append(own)
             detail[kind] = elements
         return web.json_response(detail)
+
+    async def _patch_request(self, request: web.Request) -> web.Response:
+        """PATCH /request (§7): change one request's status, due date, data or
+        assignee; answers ``{errors: [], request}``. Checked by sandbox_progress."""
+        body = await self._read_json(request)
+        users = {u["email"]: u["_id"] for u in _USERS}
+        try:
+            changes = sandbox_progress.patch_changes(body, users, _parse_due_date)
+        except PatchRefused as exc:
+            raise _Invalid(400, str(exc)) from None
+        self._advance()
+        found = self._requests.get(body["requestId"])
+        if found is None:
+            raise _Invalid(404, f"request {body['requestId']} not found")
+        before = found.status
+        found.status = changes.get("status", found.status)
+        found.due_date = changes.get("dueDate", found.due_date)
+        found.data.update(changes.get("data", {}))
+        found.assigned_to = changes.get("assignedTo", found.assigned_to)
+        self._patches.append({
+            "requestId": found.id, "received": body, "before": before, "after": found.status,
+            "messages": sandbox_progress.messages_sent(body, before, found.status), "at": self._now(),
+        })
+        answer = found.to_json(found.contact.to_json()) | {"data": dict(found.data)}
+        return web.json_response({"errors": [], "request": answer})
+
+    def _advance(self) -> None:
+        """Move requests on by the time since the last call (``progress_rate``)."""
+        now = time.monotonic()
+        elapsed, self._progressed_at = now - self._progressed_at, now
+        rate = self._config.progress_rate
+        if rate > 0:
+            sandbox_progress.advance(self._requests.values(), self._progress_rng, rate, elapsed)
 
     async def _list_contacts(self, request: web.Request) -> web.Response:
         query = request.query
@@ -1768,6 +1830,7 @@ class Sandbox:
         contact = self._contacts.get(contact_id)
         if contact is None:
             raise _Invalid(404, f"contact {contact_id} not found")
+        self._advance()
         detail = contact.to_json()
         # §6: at most 50 requests embedded. The docs' example lists them oldest first,
         # so for a contact with more than 50 the newest are then not there at all.
@@ -1834,6 +1897,9 @@ class Sandbox:
 
     async def _admin_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self._stats_copy())
+
+    async def _admin_patches(self, request: web.Request) -> web.Response:
+        return web.json_response([dict(p) for p in self._patches])
 
     async def _admin_get_faults(self, request: web.Request) -> web.Response:
         return web.json_response(self._faults_json())

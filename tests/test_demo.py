@@ -23,6 +23,9 @@ def test_demo_runs_end_to_end_without_a_key(tmp_path: Path) -> None:
     assert "row 32 invalid   row has 1 more cell than the header" in r.stdout
     # Every sent row carries the id the sandbox gave it.
     assert all(row["request_id"] and row["portal_url"] for row in rows if row["status"] == "sent")
+    # It ends with `status` on what it sent (issue 14): every sent row's status read.
+    assert "demo-results.csv: 26 requests, read " in r.stdout
+    assert all(row["request_status"] and row["status_read_at"] for row in rows if row["status"] == "sent")
 
 
 @pytest.mark.parametrize("command", sorted(cli.commands))
