@@ -97,12 +97,47 @@ def new_rows(table: Table, mapping: Mapping, journal: Journal, start: Mark | Non
 
 
 async def check_existing(client: Client, gate: RateGate, table: Table, mapping: Mapping,
-                         journal: Journal, start: Mark | None, progress: Progress) -> Existing:
-    """Find the new rows whose contact already has a request in its campaign.
+                         journal: Journal, start: Mark | None, progress: Progress,
+                         rows: int = 0) -> Existing:
+    """Find the new rows whose contact already has a request in its campaign
+    (``rows``: how many rows the input has, for a first run's cost).
 
     Raises ``AbortError`` (exit 3) when the API cannot answer in full: a run
     that could not check must not send."""
     result = Existing()
+    try:
+        if await _first_run_campaign_is_empty(client, gate, mapping, journal, rows, result):
+            return _checked(result, progress)
+        await _check_new_rows(client, gate, table, mapping, journal, start, result)
+    except (Ambiguous, NotSent) as exc:
+        raise AbortError(
+            f"could not check the campaign's existing requests before sending: {exc}; nothing was sent",
+            hint="rerun the same command later (--send-anyway sends without this check)",
+        ) from None
+    return _checked(result, progress)
+
+
+def _checked(result: Existing, progress: Progress) -> Existing:
+    progress.event("existing", f"checked the rows new to this results file against the campaigns' "
+                               f"requests ({result.calls} calls): {len(result.found)} already have one")
+    return result
+
+
+async def _first_run_campaign_is_empty(client: Client, gate: RateGate, mapping: Mapping, journal: Journal,
+                                       rows: int, result: Existing) -> bool:
+    """A first run (the journal has attempted nothing) of a mapping with one
+    campaign: every row is new, so when that campaign holds no request at all
+    (the usual case), no row needs mapping here. True when that settles it."""
+    if mapping.campaign_id is None or rows <= 0 or journal.attempted_any():
+        return False
+    index = await _list_campaign(client, gate, mapping.campaign_id, CALLS_PER_LOOK_UP * rows, result)
+    return index is not None and not index
+
+
+async def _check_new_rows(client: Client, gate: RateGate, table: Table, mapping: Mapping,
+                          journal: Journal, start: Mark | None, result: Existing) -> None:
+    """Map the rows, keep those the journal never attempted, and check them
+    campaign by campaign (listing or per-row look-ups, whichever costs less)."""
     by_campaign: dict[str, list[NewRow]] = {}
     overflow = False
     for count, new in enumerate(new_rows(table, mapping, journal, start)):
@@ -110,25 +145,14 @@ async def check_existing(client: Client, gate: RateGate, table: Table, mapping: 
             overflow = True
             break
         by_campaign.setdefault(new.campaign, []).append(new)
-    if not by_campaign:
-        return result
-    try:
-        for campaign, rows in by_campaign.items():
-            budget = None if overflow else CALLS_PER_LOOK_UP * len(rows)
-            index = await _list_campaign(client, gate, campaign, budget, result)
-            if index is None:  # the listing would cost more than a look-up per row
-                await _look_up_each(client, gate, rows, result)
-            elif index:
-                matched = rows if not overflow else _every_new_row(table, mapping, journal, start, campaign)
-                result.found.extend((r, index[_who(r.contact)]) for r in matched if _who(r.contact) in index)
-    except (Ambiguous, NotSent) as exc:
-        raise AbortError(
-            f"could not check the campaign's existing requests before sending: {exc}; nothing was sent",
-            hint="rerun the same command later (--send-anyway sends without this check)",
-        ) from None
-    progress.event("existing", f"checked the rows new to this results file against the campaigns' "
-                               f"requests ({result.calls} calls): {len(result.found)} already have one")
-    return result
+    for campaign, rows in by_campaign.items():
+        budget = None if overflow else CALLS_PER_LOOK_UP * len(rows)
+        index = await _list_campaign(client, gate, campaign, budget, result)
+        if index is None:  # the listing would cost more than a look-up per row
+            await _look_up_each(client, gate, rows, result)
+        elif index:
+            matched = rows if not overflow else _every_new_row(table, mapping, journal, start, campaign)
+            result.found.extend((r, index[_who(r.contact)]) for r in matched if _who(r.contact) in index)
 
 
 def _every_new_row(table: Table, mapping: Mapping, journal: Journal, start: Mark | None,

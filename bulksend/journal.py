@@ -213,6 +213,7 @@ class Journal:
         ).fetchone()
         return None if row is None else Record(*row)
 
+    @_storage
     def holder_of(self, request_id: str) -> str | None:
         """The key whose row holds ``request_id``, if any. A full scan (no index:
         it would cost every write): called only when a look-up finds a request."""
@@ -220,6 +221,7 @@ class Journal:
         row = self.db.execute("SELECT key FROM rows WHERE request_id=? LIMIT 1", (request_id,)).fetchone()
         return None if row is None else str(row[0])
 
+    @_storage
     def holders(self, request_ids: Sequence[str]) -> dict[str, str]:
         """``{request_id: key}`` for those of ``request_ids`` some row holds
         (one scan per 500 ids, for many at once)."""
@@ -232,6 +234,14 @@ class Journal:
                 f"SELECT key, request_id FROM rows WHERE request_id IN ({marks})", chunk))
         return held
 
+    @_storage
+    def attempted_any(self) -> bool:
+        """Whether any key was ever attempted or settled (not a first run)."""
+        self._apply_pending()
+        found = self.db.execute("SELECT 1 FROM rows WHERE NOT (status=? AND attempts=0) LIMIT 1", (PENDING,))
+        return found.fetchone() is not None
+
+    @_storage
     def known(self, keys: Sequence[str]) -> set[str]:
         """Those of ``keys`` this journal has seen attempted or settled: any
         status but a bare claim (pending, never attempted)."""
@@ -245,6 +255,7 @@ class Journal:
                 [*chunk, PENDING]))
         return found
 
+    @_storage
     def adopt(self, key: str, row: int, found: Any, note: str) -> None:
         """Record ``key`` as sent with a request that existed before this run
         (``found``: a lookup.Found), as ``--skip-existing`` asks."""

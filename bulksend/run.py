@@ -47,8 +47,7 @@ from bulksend.results import (
 from bulksend.runlock import RunLock, journal_path, remove_journal
 
 if TYPE_CHECKING:
-    from bulksend.client import Client
-    from bulksend.rategate import RateGate
+    from bulksend.existing import Existing
 
 
 class PreflightError(InputError):
@@ -365,16 +364,17 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
             mapping.use_team_zone(asyncio.run(preflight(config, uses, progress)))
             _note_due_zone(mapping, progress)
             progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
-            excluded = asyncio.run(_before_sending(config, table, mapping, journal,
+            excluded = asyncio.run(_before_sending(config, table, mapping, journal, summary.total,
                                                    resume.last.mark if resume else None, progress))
             return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded)
 
 
-async def _before_sending(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
+async def _before_sending(config: RunConfig, table: Table, mapping: Mapping, journal: Journal, rows: int,
                           start: Mark | None, progress: Progress) -> set[str]:
     """Settle many unknown rows at once (settling.py), then the pre-send check
     (existing.py). Returns the request ids that existed before the run."""
     from bulksend.client import Client
+    from bulksend.existing import check_existing
     from bulksend.rategate import RateGate
     from bulksend.settling import settle_unknown
 
@@ -387,17 +387,16 @@ async def _before_sending(config: RunConfig, table: Table, mapping: Mapping, jou
         # have reported.
         if config.existing == "send" or config.only_failed or journal.lookup_new:
             return set()
-        return await _existing(config, client, gate, table, mapping, journal, start, progress)
+        found = await check_existing(client, gate, table, mapping, journal, start, progress, rows=rows)
+        return _existing(config, found, journal, progress)
 
 
-async def _existing(config: RunConfig, client: Client, gate: RateGate, table: Table, mapping: Mapping,
-                    journal: Journal, start: Mark | None, progress: Progress) -> set[str]:
+def _existing(config: RunConfig, found: Existing, journal: Journal, progress: Progress) -> set[str]:
     """The pre-send check (existing.py): stop, or record the rows that already
     have a request as sent. Returns the request ids that existed before the run."""
-    from bulksend.existing import SKIPPED_NOTE, ExistingError, check_existing, describe
+    from bulksend.existing import SKIPPED_NOTE, ExistingError, describe
     from bulksend.lookup import iso_utc
 
-    found = await check_existing(client, gate, table, mapping, journal, start, progress)
     if not found.found:
         return set()
     if config.existing != "skip":
