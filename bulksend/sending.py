@@ -77,6 +77,15 @@ class Job:
     attempts_before: int = -1  # attempts when this run took the row up (-1: not yet)
 
 
+@dataclass(slots=True)
+class _Tries:
+    """One row's retry budget in this run: failures and 429s so far, and when it began."""
+
+    started: float
+    failures: int = 0
+    throttled: int = 0
+
+
 class QuotaError(AbortError):
     """A 429 whose Retry-After is longer than ``--max-pause``: a quota, not a
     rate. The run stops at once (exit 3) and says when to rerun."""
@@ -196,76 +205,87 @@ class Sender:
         self.gate.throttled(sent, answer.retry_after)
 
     async def run(self, job: Job) -> Outcome:
+        """Send one row until it is settled: sent, failed for good, or unknown.
+
+        Raises ``AuthError`` on 401 and ``QuotaError`` on a quota-sized
+        Retry-After (the row's outcome is filled first)."""
         o = job.outcome
         if job.attempts_before < 0:
             job.attempts_before = o.attempts
         if job.reconcile_since is not None and await self.settle(job, job.reconcile_since):
             return o
-        started = self.clock()
-        failures = 0
-        throttled = 0
-        while True:
-            if failures >= self.policy.max_attempts or self.clock() - started > self.policy.max_row_time:
-                o.status = FAILED
-                o.error = f"{o.error} (gave up after {failures} attempts)" if o.error else "gave up"
+        tries = _Tries(started=self.clock())
+        while not self._gave_up(o, tries):
+            if await self._attempt(job, tries):
                 return o
-            if throttled >= MAX_THROTTLED:
-                o.status = FAILED
-                o.error = f"still rate limited (HTTP 429) after {throttled} tries"
-                return o
-            sent = self.gate.open_now()
-            if sent is None:
-                sent = await self.gate.acquire()
-            first_attempt = utc_now()
-            # write_ahead([job]), without its coroutine when no commit is on its way
-            if self.journal is not None and self._mark_attempts((job,)):
-                await self.journal.barrier()
-            o.attempts += 1
-            self.posts += 1
-            job.posting = True
-            try:
-                answer = await self.client.call("POST", "/request", job.payload)
-            except NotSent as exc:
-                failures += 1
-                o.error = str(exc)
-                o.http_status = None
-                self._interim(o)
-                self.progress.event("retry", f"row {o.row}: {exc}; retrying", row=o.row)
-                await self.sleep(self.backoff(failures))
-                continue
-            except Ambiguous as exc:
-                failures += 1
-                if await self._maybe_created(job, str(exc), first_attempt, failures):
-                    return o
-                continue
-            finally:
-                job.posting = False
-            o.http_status = answer.status
-            if answer.status == 429:
-                throttled += 1
-                o.status, o.error = FAILED, error_text(answer)  # a 429 created nothing
-                self._interim(o)
-                self.throttled(answer, sent)
-                continue
-            if answer.status == 401:
-                o.status, o.error = FAILED, "HTTP 401: the API key was refused"
-                raise key_refused()
-            if answer.status == 503:  # §2: offline for maintenance, nothing processed
-                failures += 1
-                await self._unavailable(o, answer, sent, failures)
-                continue
-            verdict, request, text = read_created(answer)
-            if verdict == CREATED:
-                assert request is not None
-                self.gate.success(sent)
-                self._sent(job, request, answer.status, text)
-                return o
-            if verdict == REFUSED:  # 3xx, 4xx, a 2xx with errors and no request: final for this row
-                o.status, o.error = FAILED, text
-                return o
-            failures += 1
-            if await self._maybe_created(job, text, first_attempt, failures):
-                return o
+        return o
+
+    def _gave_up(self, o: Outcome, tries: _Tries) -> bool:
+        """Attempts and time are both capped (a retry names what it retries)."""
+        policy = self.policy
+        if tries.failures >= policy.max_attempts or self.clock() - tries.started > policy.max_row_time:
+            o.status = FAILED
+            o.error = f"{o.error} (gave up after {tries.failures} attempts)" if o.error else "gave up"
+            return True
+        if tries.throttled >= MAX_THROTTLED:
+            o.status = FAILED
+            o.error = f"still rate limited (HTTP 429) after {tries.throttled} tries"
+            return True
+        return False
+
+    async def _attempt(self, job: Job, tries: _Tries) -> bool:
+        """One POST and what its answer means (collect-api.md §2, §9); True
+        when the row is settled."""
+        o = job.outcome
+        sent = self.gate.open_now()
+        if sent is None:
+            sent = await self.gate.acquire()
+        first_attempt = utc_now()
+        # write_ahead([job]), without its coroutine when no commit is on its way
+        if self.journal is not None and self._mark_attempts((job,)):
+            await self.journal.barrier()
+        o.attempts += 1
+        self.posts += 1
+        job.posting = True
+        try:
+            answer = await self.client.call("POST", "/request", job.payload)
+        except NotSent as exc:
+            tries.failures += 1
+            o.error, o.http_status = str(exc), None
+            self._interim(o)
+            self.progress.event("retry", f"row {o.row}: {exc}; retrying", row=o.row)
+            await self.sleep(self.backoff(tries.failures))
+            return False
+        except Ambiguous as exc:
+            tries.failures += 1
+            return await self._maybe_created(job, str(exc), first_attempt, tries.failures)
+        finally:
+            job.posting = False
+        o.http_status = answer.status
+        if answer.status == 429:
+            tries.throttled += 1
+            o.status, o.error = FAILED, error_text(answer)  # a 429 created nothing
+            self._interim(o)
+            self.throttled(answer, sent)
+            return False
+        if answer.status == 401:
+            o.status, o.error = FAILED, "HTTP 401: the API key was refused"
+            raise key_refused()
+        if answer.status == 503:  # §2: offline for maintenance, nothing processed
+            tries.failures += 1
+            await self._unavailable(o, answer, sent, tries.failures)
+            return False
+        verdict, request, text = read_created(answer)
+        if verdict == CREATED:
+            assert request is not None
+            self.gate.success(sent)
+            self._sent(job, request, answer.status, text)
+            return True
+        if verdict == REFUSED:  # 3xx, 4xx, a 2xx with errors and no request: final for this row
+            o.status, o.error = FAILED, text
+            return True
+        tries.failures += 1
+        return await self._maybe_created(job, text, first_attempt, tries.failures)
 
     async def _unavailable(self, o: Outcome, answer: Answer, sent: float, failures: int) -> None:
         """A 503 (§2: "temporarily offline for maintenance"): nothing was
