@@ -90,6 +90,9 @@ class RunConfig:
     # campaign: "stop" the run (exit 2), "skip" them (recorded sent with that
     # request) or "send" anyway (no check). See existing.py.
     existing: str = "stop"
+    # A rehearsal against the in-process sandbox (send --sandbox, rehearsal.py):
+    # its journal is marked so that a real run never takes its rows as sent.
+    sandbox: bool = False
 
 
 @dataclass
@@ -312,6 +315,13 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
         fresh = not path.exists()
         journal = Journal(path)
         try:
+            try:
+                _check_world(journal, config, fresh)
+            except UsageError:
+                journal.close()
+                if fresh:
+                    remove_journal(config.results)
+                raise
             # The journal must know every row the CSV records (issue 11: a
             # journal copied without its -wal, emptied, or an older copy).
             if config.results.exists() and not journal_vouches(journal, config.results):
@@ -354,6 +364,22 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
             journal.close()
     finally:
         lock.release()
+
+
+def _check_world(journal: Journal, config: RunConfig, fresh: bool) -> None:
+    """A results file is either a rehearsal's (--sandbox) or real sends', for
+    good: its journal says which ("world" meta; none: real, as before issue 15).
+    UsageError when this run is the other kind."""
+    from bulksend.rehearsal import is_rehearsal_name, world_mismatch
+
+    recorded = journal.get_meta("world") or ("" if fresh else "api")
+    if fresh and config.results.exists() and is_rehearsal_name(config.results):
+        recorded = "sandbox"  # a rehearsal's CSV without its journal: still a rehearsal's
+    world = "sandbox" if config.sandbox else "api"
+    if recorded and recorded != world:
+        raise world_mismatch(config.results, rehearsal=config.sandbox)
+    if recorded != world:
+        journal.set_meta("world", world)
 
 
 def _seeded_warning(path: Path, results: Path, seeded: Seeded, fresh: bool) -> str:
