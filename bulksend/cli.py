@@ -237,6 +237,8 @@ def cli() -> None:
     \b
     Start here:
       bulksend demo                                   # sandbox + samples, end to end
+      bulksend init contacts.csv                      # a mapping written for your file
+      bulksend send contacts.csv -m mapping.yaml --sandbox   # rehearse, no key needed
       bulksend validate contacts.csv -m mapping.yaml  # check everything, send nothing
       bulksend send contacts.csv -m mapping.yaml      # send; rerun the same to resume
       bulksend report contacts-results.csv            # what happened, what to rerun
@@ -246,6 +248,53 @@ def cli() -> None:
     command line. Exit status: 0 all sent, 1 some rows not sent, 2 usage or input
     error (nothing sent), 3 aborted (resumable), 130 interrupted (resumable).
     """
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("contacts", metavar="CONTACTS")
+@click.option("--campaign", metavar="ID",
+              help="The campaign to send; with an API key its documents and forms are listed by name.")
+@click.option("--output", "-o", default="mapping.yaml", show_default=True, metavar="MAPPING.yaml",
+              help="Where to write the mapping.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--sheet", metavar="NAME|N", help="Spreadsheet sheet, by name or 1-based number.")
+@click.option("--encoding", metavar="NAME", help="Text encoding (detected when omitted).")
+@click.option("--delimiter", metavar="CHAR", help="CSV delimiter (detected when omitted).")
+@click.option("--header-row", type=click.IntRange(1), metavar="N",
+              help="Row holding the column names (default: the first non-blank row).")
+@api_options
+def init(contacts: str, campaign: str | None, output: str, force: bool, sheet: str | None,
+         encoding: str | None, delimiter: str | None, header_row: int | None, api_url: str,
+         api_key_file: str | None) -> None:
+    """Write a commented mapping for CONTACTS, its columns matched for you.
+
+    Headers in English, French, German, Spanish and Italian are matched to the
+    contact's email, names and company, the items and the due date; the email
+    is also found by content; every other column goes under contact.data with
+    a camelCase key; dates get their format. The mapping passes validate on
+    CONTACTS. Never overwrites a file without --force.
+
+    \b
+    Examples:
+      bulksend init contacts.csv
+      bulksend init export.xlsx --sheet Clients --campaign xvr69EYLKXvTkfYuk -o clients.yaml
+      bulksend validate contacts.csv -m mapping.yaml --preview 3   # then
+      bulksend send contacts.csv -m mapping.yaml --sandbox          # and rehearse
+    """
+    from bulksend.scaffold import InitConfig, fetch_catalogue, init_mapping
+
+    try:
+        key = ""
+        if campaign and (api_key_file or os.environ.get("COLLECT_API_KEY", "").strip()):
+            key = read_api_key(api_key_file)
+        config = InitConfig(contacts=contacts, output=Path(output), force=force, campaign=campaign,
+                            api_url=check_api_url(api_url) if key else api_url, api_key=key,
+                            sheet=_sheet(sheet), encoding=encoding, delimiter=delimiter,
+                            header_row=header_row)
+        _text, lines = init_mapping(config, fetch_catalogue)
+    except BulksendError as exc:
+        fail(exc)
+    click.echo("\n".join(lines))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -385,7 +434,7 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         _write_json(summary_json, summary.as_dict())
     _print_summary(summary, contacts=contacts, argv=sys.argv)
     if rehearsal is not None:
-        click.echo("\n".join(["", *closing_lines(summary, rehearsal, sys.argv, target)]))
+        click.echo("\n".join(["", *closing_lines(rehearsal, sys.argv, target, mapping)]))
     sys.exit(int(summary.exit_status))
 
 

@@ -28,6 +28,7 @@ from typing import Any, Final
 from bulksend.errors import UsageError
 from bulksend.progress import Progress
 from bulksend.run import RunConfig, Summary, check_pass, open_input
+from bulksend.scaffold import PLACEHOLDER
 
 __all__ = ["Rehearsal", "is_rehearsal_name", "rehearsal_results", "rehearse", "world_mismatch"]
 
@@ -141,8 +142,9 @@ def rehearse(config: RunConfig, progress: Progress) -> tuple[Summary, Rehearsal]
     return summary, done
 
 
-def closing_lines(summary: Summary, done: Rehearsal, argv: list[str], results: Path) -> list[str]:
-    """What to tell the person after a rehearsal: what it was, and how to go live."""
+def closing_lines(done: Rehearsal, argv: list[str], results: Path, mapping: str) -> list[str]:
+    """What to tell the person after a rehearsal: what it was, and how to go live
+    (``argv``: the command line, ``mapping``: the mapping file it named)."""
     lines = [f"this was a rehearsal: the sandbox at {done.url} holds {done.created} request(s); "
              "nothing reached Collect",
              f"{results} records the rehearsal only: a real send never reads it"]
@@ -157,6 +159,8 @@ def closing_lines(summary: Summary, done: Rehearsal, argv: list[str], results: P
              (live, "then the rest; rerun the same to resume")]
     width = max(len(command) for command, _why in steps)
     lines.append("to go live:")
+    if PLACEHOLDER in done.stand_ins:
+        lines.append(f"  first put your campaign's id in place of {PLACEHOLDER} in {mapping}")
     lines += [f"  {command:<{width}}   # {why}" for command, why in steps]
     return lines
 
