@@ -109,7 +109,7 @@ def run_demo(results: Path) -> ExitStatus:
             echo(f"  row {outcome.row:>2} {status:<9} {outcome.error}")
     echo(f"\nresults: {results}   (open it in a spreadsheet, or: bulksend report {results})")
     # A line that can be followed (issue 15): the demo's own sandbox has stopped by now.
-    echo("next, your own file (no key needed): bulksend init CONTACTS.csv, then "
-         "bulksend send CONTACTS.csv -m mapping.yaml --sandbox")
+    echo("next, your own file, no key needed:\n  bulksend init CONTACTS.csv\n"
+         "  bulksend send CONTACTS.csv -m mapping.yaml --sandbox")
     # The demo's own job is to show the pipeline: the broken rows are on purpose.
     return ExitStatus.OK if c[SENT] else ExitStatus.ROWS_NOT_SENT
