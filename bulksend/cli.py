@@ -376,7 +376,7 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     rehearsal = None
     try:
         if sandbox:
-            _refuse_beside_sandbox(api_key_file=api_key_file, dry_run=dry_run)
+            _refuse_beside_sandbox(contacts, api_key_file=api_key_file, dry_run=dry_run)
         target = (rehearsal_results(contacts, results) if sandbox
                   else resolve_results(contacts, results, dry_run))
         # First, and with no summary written on failure: it may be the input.
@@ -456,10 +456,14 @@ def _api_access(api_url: str, api_key_file: str | None, *,
     return url, key, errors
 
 
-def _refuse_beside_sandbox(*, api_key_file: str | None, dry_run: bool) -> None:
+def _refuse_beside_sandbox(contacts: str, *, api_key_file: str | None, dry_run: bool) -> None:
     """--sandbox runs against its own sandbox, with its own key: UsageError for
     --api-url on the command line (COLLECT_API_URL is ignored), --api-key-file
-    and --dry-run."""
+    and --dry-run; and for standard input, which it would read twice (once to
+    learn the campaigns the sandbox must stand in for)."""
+    if contacts == "-":
+        raise UsageError("--sandbox reads CONTACTS twice, and standard input can be read once",
+                         hint="save it to a file and pass its name")
     source = click.get_current_context().get_parameter_source("api_url")
     given = [name for name, on in (
         ("--api-url", source is click.core.ParameterSource.COMMANDLINE),
