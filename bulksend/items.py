@@ -97,6 +97,7 @@ class Catalogue:
         return shown or "(no elements)"
 
     def title(self) -> str:
+        """The campaign for a message: its id, and its name in brackets when known."""
         return f"{self.campaign_id} ({self.name})" if self.name else self.campaign_id
 
     def resolve(self, item: str) -> str:

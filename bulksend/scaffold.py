@@ -91,6 +91,7 @@ class DateFormat:
 
     @property
     def has_time(self) -> bool:
+        """Whether the format reads a time of day (a date-time, not a date)."""
         return "%H" in self.fmt
 
 
@@ -296,6 +297,7 @@ def init_mapping(config: InitConfig,
 
 
 def today() -> date:
+    """The date written in the mapping's first line (a function, for tests)."""
     return date.today()
 
 
