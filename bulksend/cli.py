@@ -5,6 +5,7 @@ aiohttp) happen inside the commands, so ``bulksend --help`` starts fast."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -25,10 +26,27 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def fail(error: BulksendError) -> NoReturn:
-    click.echo(f"bulksend: error: {error.message}", err=True)
-    if error.hint:
-        click.echo(f"hint: {error.hint}", err=True)
-    sys.exit(int(error.exit_status))
+    from bulksend.problems import SeveralErrors
+
+    fail_all(error.errors if isinstance(error, SeveralErrors) else [error])
+
+
+def fail_all(errors: list[BulksendError]) -> NoReturn:
+    """Report every error (each its line(s) and hint) and exit with the first's
+    status. A mapping with several problems is printed one problem per line,
+    each with its line number (issue 15)."""
+    from bulksend.errors import MappingError
+
+    for error in errors:
+        if isinstance(error, MappingError) and len(error.problems) > 1:
+            click.echo(f"bulksend: error: {error.path}: {len(error.problems)} problems:", err=True)
+            for problem in error.problems:
+                click.echo(f"  {problem}", err=True)
+        else:
+            click.echo(f"bulksend: error: {error.message}", err=True)
+        if error.hint:
+            click.echo(f"hint: {error.hint}", err=True)
+    sys.exit(int(errors[0].exit_status))
 
 
 def parse_rate(text: str) -> float | None:
@@ -145,8 +163,8 @@ def read_api_key(api_key_file: str | None) -> str:
     if not key:
         raise UsageError(
             "no API key: set COLLECT_API_KEY or pass --api-key-file FILE",
-            hint="the key is at the bottom of your profile page in the Collect app; "
-            "try `bulksend send ... --dry-run` to check everything without one",
+            hint="the key is at the bottom of your profile page in the Collect app; without one, "
+            "`bulksend send ... --sandbox` rehearses the whole run and `--dry-run` checks every row",
         )
     problem = _key_problem(key)
     if problem:
@@ -220,6 +238,8 @@ def cli() -> None:
     \b
     Start here:
       bulksend demo                                   # sandbox + samples, end to end
+      bulksend init contacts.csv                      # a mapping written for your file
+      bulksend send contacts.csv -m mapping.yaml --sandbox   # rehearse, no key needed
       bulksend validate contacts.csv -m mapping.yaml  # check everything, send nothing
       bulksend send contacts.csv -m mapping.yaml      # send; rerun the same to resume
       bulksend report contacts-results.csv            # what happened, what to rerun
@@ -229,6 +249,53 @@ def cli() -> None:
     command line. Exit status: 0 all sent, 1 some rows not sent, 2 usage or input
     error (nothing sent), 3 aborted (resumable), 130 interrupted (resumable).
     """
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("contacts", metavar="CONTACTS")
+@click.option("--campaign", metavar="ID",
+              help="The campaign to send; with an API key its documents and forms are listed by name.")
+@click.option("--output", "-o", default="mapping.yaml", show_default=True, metavar="MAPPING.yaml",
+              help="Where to write the mapping.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--sheet", metavar="NAME|N", help="Spreadsheet sheet, by name or 1-based number.")
+@click.option("--encoding", metavar="NAME", help="Text encoding (detected when omitted).")
+@click.option("--delimiter", metavar="CHAR", help="CSV delimiter (detected when omitted).")
+@click.option("--header-row", type=click.IntRange(1), metavar="N",
+              help="Row holding the column names (default: the first non-blank row).")
+@api_options
+def init(contacts: str, campaign: str | None, output: str, force: bool, sheet: str | None,
+         encoding: str | None, delimiter: str | None, header_row: int | None, api_url: str,
+         api_key_file: str | None) -> None:
+    """Write a commented mapping for CONTACTS, its columns matched for you.
+
+    Headers in English, French, German, Spanish and Italian are matched to the
+    contact's email, names and company, the items and the due date; the email
+    is also found by content; every other column goes under contact.data with
+    a camelCase key; dates get their format. The mapping passes validate on
+    CONTACTS. Never overwrites a file without --force.
+
+    \b
+    Examples:
+      bulksend init contacts.csv
+      bulksend init export.xlsx --sheet Clients --campaign xvr69EYLKXvTkfYuk -o clients.yaml
+      bulksend validate contacts.csv -m mapping.yaml --preview 3   # then
+      bulksend send contacts.csv -m mapping.yaml --sandbox          # and rehearse
+    """
+    from bulksend.scaffold import InitConfig, fetch_catalogue, init_mapping
+
+    try:
+        key = ""
+        if campaign and (api_key_file or os.environ.get("COLLECT_API_KEY", "").strip()):
+            key = read_api_key(api_key_file)
+        config = InitConfig(contacts=contacts, output=Path(output), force=force, campaign=campaign,
+                            api_url=check_api_url(api_url) if key else api_url, api_key=key,
+                            sheet=_sheet(sheet), encoding=encoding, delimiter=delimiter,
+                            header_row=header_row)
+        _text, lines = init_mapping(config, fetch_catalogue)
+    except BulksendError as exc:
+        fail(exc)
+    click.echo("\n".join(lines))
 
 
 @cli.command(context_settings=CONTEXT)
@@ -270,13 +337,16 @@ def cli() -> None:
               help="json: one JSON object per line on standard error.")
 @click.option("--summary-json", metavar="FILE", help="Write the run's totals and exit code to FILE.")
 @click.option("--verbose", "-v", is_flag=True, help="Show every retry and look-up.")
+@click.option("--sandbox", is_flag=True,
+              help="Rehearse: the whole run against an in-process sandbox on 127.0.0.1 (no key, no "
+              "network); results in CONTACTS-sandbox-results.csv, which a real send never reads.")
 def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
          delimiter: str | None, header_row: int | None, include_hidden: bool, results: str | None,
          api_url: str, api_key_file: str | None,
          rate: str, concurrency: int, max_attempts: int, timeout: float, dry_run: bool,
          max_pause: float, existing: str | None,
          limit: int | None, only_failed: bool, batch: bool, no_progress: bool, log_format: str,
-         summary_json: str | None, verbose: bool) -> None:
+         summary_json: str | None, verbose: bool, sandbox: bool) -> None:
     """Send one Collect request per valid row of CONTACTS.
 
     CONTACTS is a .csv/.tsv/.xlsx/.xls/.ods file, or - for CSV on standard input.
@@ -293,28 +363,42 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
       bulksend send export.xlsx --sheet Clients -m mapping.yaml -o clients-results.csv
       bulksend send contacts.csv -m mapping.yaml --only-failed
       bulksend send contacts.csv -m mapping.yaml --skip-existing   # some were sent from the app
+      bulksend send contacts.csv -m mapping.yaml --sandbox   # rehearse: no key, nothing leaves
 
     Before the first POST, rows this results file has never sent are checked
     against their campaign's requests: a contact that already has one stops the
     run (exit 2) unless --skip-existing or --send-anyway says what to do.
     """
     from bulksend.display import make_progress
+    from bulksend.problems import input_errors, together
+    from bulksend.rehearsal import closing_lines, rehearsal_results, rehearse
     from bulksend.run import RunConfig, resolve_results, send_file
 
-    results_for_summary = results or str(resolve_results(contacts, None, dry_run))
+    rehearsal = None
     try:
+        if sandbox:
+            _refuse_beside_sandbox(contacts, api_key_file=api_key_file, dry_run=dry_run)
+        target = (rehearsal_results(contacts, results) if sandbox
+                  else resolve_results(contacts, results, dry_run))
         # First, and with no summary written on failure: it may be the input.
-        check_outputs(contacts, mapping, api_key_file, resolve_results(contacts, results, dry_run),
-                      summary_json)
+        check_outputs(contacts, mapping, api_key_file, target, summary_json)
     except BulksendError as exc:
         fail(exc)
+    results_for_summary = str(target)
     try:
         config = RunConfig(
-            contacts=contacts,
-            mapping=mapping,
-            results=resolve_results(contacts, results, dry_run),
-            api_url=check_api_url(api_url),
-            api_key="" if dry_run else read_api_key(api_key_file),
+            contacts=contacts, mapping=mapping, results=target, sheet=_sheet(sheet), encoding=encoding,
+            delimiter=delimiter, header_row=header_row, include_hidden=include_hidden,
+        )
+        # Every reason not to start, at once: the API URL, the key, the input and mapping.
+        url, key, errors = ("", "", []) if sandbox else _api_access(api_url, api_key_file,
+                                                                     need_key=not dry_run)
+        if errors:
+            raise together([*input_errors(config), *errors])
+        config = dataclasses.replace(
+            config,
+            api_url=url,
+            api_key=key,
             rate=parse_rate(rate),
             concurrency=concurrency,
             max_attempts=max_attempts,
@@ -333,7 +417,10 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         )
         progress = make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose)
         try:
-            summary = send_file(config, progress)
+            if sandbox:
+                summary, rehearsal = rehearse(config, progress)
+            else:
+                summary = send_file(config, progress)
         finally:
             progress.close()
     except BulksendError as exc:
@@ -347,7 +434,45 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     if summary_json:
         _write_json(summary_json, summary.as_dict())
     _print_summary(summary, contacts=contacts, argv=sys.argv)
+    if rehearsal is not None:
+        click.echo("\n".join(["", *closing_lines(rehearsal, sys.argv, target, mapping)]))
     sys.exit(int(summary.exit_status))
+
+
+def _api_access(api_url: str, api_key_file: str | None, *,
+                need_key: bool) -> tuple[str, str, list[BulksendError]]:
+    """The checked API URL and key, and every error met finding them (both
+    are looked at, so a bad URL does not hide a missing key)."""
+    errors: list[BulksendError] = []
+    url = key = ""
+    try:
+        url = check_api_url(api_url)
+    except BulksendError as exc:
+        errors.append(exc)
+    if need_key:
+        try:
+            key = read_api_key(api_key_file)
+        except BulksendError as exc:
+            errors.append(exc)
+    return url, key, errors
+
+
+def _refuse_beside_sandbox(contacts: str, *, api_key_file: str | None, dry_run: bool) -> None:
+    """--sandbox runs against its own sandbox, with its own key: UsageError for
+    --api-url on the command line (COLLECT_API_URL is ignored), --api-key-file
+    and --dry-run; and for standard input, which it would read twice (once to
+    learn the campaigns the sandbox must stand in for)."""
+    if contacts == "-":
+        raise UsageError("--sandbox reads CONTACTS twice, and standard input can be read once",
+                         hint="save it to a file and pass its name")
+    source = click.get_current_context().get_parameter_source("api_url")
+    given = [name for name, on in (
+        ("--api-url", source is click.core.ParameterSource.COMMANDLINE),
+        ("--api-key-file", api_key_file is not None), ("--dry-run", dry_run)) if on]
+    if given:
+        raise UsageError(f"--sandbox cannot go with {' or '.join(given)}: a rehearsal sends to its own "
+                         "sandbox on 127.0.0.1, with its own key",
+                         hint="drop --sandbox to send for real, or drop " + " and ".join(given))
 
 
 def _sheet(sheet: str | None) -> str | int | None:
@@ -419,28 +544,36 @@ def _print_summary(summary: Any, *, contacts: str, argv: list[str]) -> None:
 @input_options
 @click.option("--show", type=click.IntRange(0), default=10, show_default=True,
               help="How many problem rows to print.")
+@click.option("--preview", type=click.IntRange(0), default=0, metavar="N",
+              help="Print the first N valid requests as they will be sent, readably.")
 def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
-             delimiter: str | None, header_row: int | None, include_hidden: bool, show: int) -> None:
+             delimiter: str | None, header_row: int | None, include_hidden: bool, show: int,
+             preview: int) -> None:
     """Check CONTACTS against the mapping; no network, no API key needed.
 
     Prints what was read (format, encoding, delimiter, header row, sheet, rows
-    and columns left out), a summary and the first problems; exit 0 when every
-    row is valid, 1 otherwise, 2 when the file or the mapping cannot be used.
+    and columns left out), with --preview N the first N requests as they will
+    be sent, a summary and the first problems; exit 0 when every row is valid,
+    1 otherwise, 2 when the file or the mapping cannot be used.
 
     \b
-    Example:
+    Examples:
       bulksend validate contacts.csv -m mapping.yaml
+      bulksend validate contacts.csv -m mapping.yaml --preview 3
     """
     from bulksend.outcome import DUPLICATE, INVALID, READY
     from bulksend.progress import RecordingProgress
     from bulksend.run import RunConfig, validate_file
 
     problems: list[str] = []
+    previews: list[tuple[int, dict[str, Any]]] = []
 
     class Collect(RecordingProgress):
         def outcome(self, outcome: Any) -> None:
             if outcome.status != READY and len(problems) < show:
                 problems.append(f"{contacts}: row {outcome.row}: {outcome.status}: {outcome.error}")
+            elif outcome.status == READY and len(previews) < preview and outcome.payload is not None:
+                previews.append((outcome.row, outcome.payload))
 
     try:
         summary = validate_file(
@@ -456,6 +589,12 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
         click.echo(f"read {summary.read[0]}")
         for note in summary.read[1:]:
             click.echo(f"  left out: {note}")
+    if previews:
+        from bulksend.preview import preview_lines
+
+        for number, (row, payload) in enumerate(previews, start=1):
+            click.echo("\n".join(["", *preview_lines(payload, row=row, number=number)]))
+        click.echo("")
     click.echo(f"{contacts}: {summary.total} rows: {c[READY]} valid, {c[INVALID]} invalid, "
                f"{c[DUPLICATE]} duplicate")
     for line in problems:

@@ -33,6 +33,7 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bulksend.errors import MappingError
+from bulksend.items import Catalogue, ItemProblem, resolve_payload_items
 from bulksend.reading import INVISIBLE, Header, Row, normal_name
 
 __all__ = ["Mapped", "Mapping", "load_mapping", "parse_mapping"]
@@ -619,6 +620,7 @@ class Mapping:
 
     __slots__ = (
         "_build",
+        "_catalogues",
         "_keys",
         "campaign_id",
         "columns_used",
@@ -653,6 +655,9 @@ class Mapping:
         # Payload paths of emails: sent as written, compared ignoring case in
         # the key (a key path that is one, or holds some, is lower-cased there).
         self.folded = folded
+        # Campaign id -> its elements (items.py), set at send time by use_items:
+        # items named by their element's name are then sent as the element's id.
+        self._catalogues: dict[str, Catalogue] = {}
         self._keys = tuple(
             (path, tuple(path.split(".")), path in folded,
              tuple(tuple(f.split(".")[len(path.split(".")):]) for f in folded if f.startswith(path + ".")))
@@ -678,6 +683,11 @@ class Mapping:
             for required in ("campaignId", "contact"):
                 if required not in payload:
                     raise _RowError(f"{required} is empty (the API requires it)")
+            if self._catalogues and "items" in payload:
+                try:
+                    resolve_payload_items(payload, self._catalogues)
+                except ItemProblem as problem:
+                    raise _RowError(f"items: {problem}") from None
             parts = []
             for path, steps, fold, inside in self._keys:
                 value: Any = payload
@@ -695,6 +705,15 @@ class Mapping:
         if dates.late is not None:  # invalid, but its key lets a rerun find it sent earlier
             return Mapped(row.number, None, _KEY_SEPARATOR.join(parts), dates.late)
         return Mapped(row.number, payload, _KEY_SEPARATOR.join(parts), None)
+
+    def use_items(self, catalogues: dict[str, Catalogue]) -> None:
+        """Send items named by an element's name as that element's id from now on.
+
+        ``catalogues`` maps a campaign id to its elements (items.py), as the
+        preflight read them through GET /campaigns/{id} (collect-api.md §6).
+        Called at send time, like use_team_zone. A row whose item names no
+        element of its (checked) campaign, or several, is then invalid."""
+        self._catalogues = dict(catalogues)
 
     def use_team_zone(self, name: object) -> None:
         """Resolve the dueDate in the team's time zone from now on.

@@ -31,6 +31,7 @@ from bulksend.errors import (
     InputError,
     UsageError,
 )
+from bulksend.items import Catalogue
 from bulksend.journal import LOOKUP_NEW, Journal
 from bulksend.mapping import Mapping, load_mapping
 from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, UNKNOWN, Outcome
@@ -80,6 +81,9 @@ class RunConfig:
     # campaign: "stop" the run (exit 2), "skip" them (recorded sent with that
     # request) or "send" anyway (no check). See existing.py.
     existing: str = "stop"
+    # A rehearsal against the in-process sandbox (send --sandbox, rehearsal.py):
+    # its journal is marked so that a real run never takes its rows as sent.
+    sandbox: bool = False
 
 
 @dataclass
@@ -157,6 +161,8 @@ class Uses:
 
     campaigns: dict[str, list[int]] = field(default_factory=dict)
     items: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+    # Campaign id -> its elements, filled by preflight (GET /campaigns/{id}).
+    catalogues: dict[str, Catalogue] = field(default_factory=dict)
 
     def add(self, payload: dict[str, Any], row: int) -> None:
         campaign = str(payload.get("campaignId", ""))
@@ -266,6 +272,13 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
         fresh = not path.exists()
         journal = Journal(path)
         try:
+            try:
+                _check_world(journal, config, fresh)
+            except UsageError:
+                journal.close()
+                if fresh:
+                    remove_journal(config.results)
+                raise
             # The journal must know every row the CSV records (issue 11: a
             # journal copied without its -wal, emptied, or an older copy).
             if config.results.exists() and not journal_vouches(journal, config.results):
@@ -308,6 +321,22 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
             journal.close()
     finally:
         lock.release()
+
+
+def _check_world(journal: Journal, config: RunConfig, fresh: bool) -> None:
+    """A results file is either a rehearsal's (--sandbox) or real sends', for
+    good: its journal says which ("world" meta; none: real, as before issue 15).
+    UsageError when this run is the other kind."""
+    from bulksend.rehearsal import is_rehearsal_name, world_mismatch
+
+    recorded = journal.get_meta("world") or ("" if fresh else "api")
+    if fresh and config.results.exists() and is_rehearsal_name(config.results):
+        recorded = "sandbox"  # a rehearsal's CSV without its journal: still a rehearsal's
+    world = "sandbox" if config.sandbox else "api"
+    if recorded and recorded != world:
+        raise world_mismatch(config.results, rehearsal=config.sandbox)
+    if recorded != world:
+        journal.set_meta("world", world)
 
 
 def _seeded_warning(path: Path, results: Path, seeded: Seeded, fresh: bool) -> str:
@@ -362,6 +391,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
                 progress.event("warning", warning)
             # Rows are mapped for sending only from here on, in the team's zone (issue 17).
             mapping.use_team_zone(asyncio.run(preflight(config, uses, progress)))
+            mapping.use_items(uses.catalogues)  # items named by name are sent as ids (issue 15)
             _note_due_zone(mapping, progress)
             progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
             excluded = asyncio.run(_before_sending(config, table, mapping, journal, summary.total,
@@ -537,20 +567,11 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> object
                     raise AbortError(f"GET /campaigns/{campaign} failed: {error_text(answer)}; "
                                      "nothing was sent", hint="rerun the same command later")
                 # §6/§9: "an array of itemId"; campaign elements carry an `id`
-                # and, per schema, an `itemId`. Either is accepted, and the
-                # row's value is sent as the user wrote it.
-                known = {
-                    str(element.get(name))
-                    for part in ("documents", "forms", "texts", "pages")
-                    for element in answer.body.get(part) or []
-                    if isinstance(element, dict)
-                    for name in ("id", "itemId")
-                    if element.get(name)
-                }
-                for (item_campaign, item), item_rows in sorted(uses.items.items()):
-                    if item_campaign == campaign and item not in known:
-                        problems.append(f"item {item!r} is not an element of campaign {campaign}; "
-                                        f"rows {_rows_text(item_rows)}")
+                # and, per schema, an `itemId`. Either is sent as written; an
+                # element's name is sent as its `id` (items.py, issue 15).
+                catalogue = Catalogue.from_body(campaign, answer.body)
+                uses.catalogues[campaign] = catalogue
+                problems += _item_problems(catalogue, uses)
         except (NotSent, Ambiguous) as exc:
             raise AbortError(f"{exc}; nothing was sent",
                              hint="check --api-url and the network, then rerun") from None
@@ -558,10 +579,23 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> object
         raise PreflightError(
             f"{config.contacts}: " + "; ".join(problems[:5])
             + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "") + " — nothing was sent",
-            hint=f"GET /campaigns/{{id}} lists a campaign's element ids; fix the file or {config.mapping}",
+            hint=f"name an item by its element's id or its name, as listed; fix the file or {config.mapping}",
         )
     progress.event("preflight", f"key accepted; {len(uses.campaigns)} campaign(s) checked")
     return team_tz
+
+
+def _item_problems(catalogue: Catalogue, uses: Uses) -> list[str]:
+    """The items of ``uses`` that name no element of the catalogue's campaign, or
+    several; the campaign's names are listed once, after its first problem."""
+    problems = []
+    for (campaign, item), rows in sorted(uses.items.items()):
+        problem = catalogue.problem(item) if campaign == catalogue.campaign_id else None
+        if problem is not None:
+            problems.append(f"{problem.short}; rows {_rows_text(rows)}")
+    if problems:
+        problems[0] += f" (campaign {catalogue.title()} has: {catalogue.names_text()})"
+    return problems
 
 
 def resolve_results(contacts: str, results: str | None, dry_run: bool) -> Path:

@@ -37,6 +37,7 @@ import binascii
 import concurrent.futures
 import contextlib
 import contextvars
+import copy
 import dataclasses
 import email.utils
 import hashlib
@@ -437,6 +438,9 @@ class SandboxConfig:
     # (pending -> waiting/due/completed/error/on-hold, waiting -> completed...),
     # as clients and the team would move them; 0: requests stay as they are.
     progress_rate: float = 0.0
+    # Campaigns added to the seeded two, in GET /campaigns/{id}'s shape ({_id, name,
+    # documents, forms, texts, pages}); `send --sandbox` stands in for the user's own.
+    campaigns: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def strict(cls, **overrides: Any) -> SandboxConfig:
@@ -912,7 +916,8 @@ class Sandbox:
         seed = self._config.seed
         self._fault_rng = random.Random(seed)
         self._data_rng = random.Random(f"bulksend-sandbox-data:{seed}")
-        self._campaigns = {c["_id"]: c for c in _catalogue()}
+        extra = copy.deepcopy(self._config.campaigns)
+        self._campaigns = {c["_id"]: c for c in [*_catalogue(), *extra]}
         # §6/§9: `items` is "an array of itemId", and campaign elements carry
         # both an `id` and an `itemId`; which one POST /request wants is not
         # settled by the docs, so the sandbox takes either.

@@ -18,6 +18,7 @@ the mapping's key path when there is one.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -428,7 +429,12 @@ def assert_refused(r: Result, case: Case, command: str) -> None:
         return
     errors = [line for line in lines if line.startswith("bulksend: error: ")]
     assert len(errors) == 1, err
-    message = errors[0].removeprefix("bulksend: error: ")
+    # Several mapping problems: one per line under the error, each with its line number (issue 15).
+    problems = [line for line in lines if line.startswith("  ")]
+    assert all(re.match(r"  line \d+(, |: )", line) for line in problems), err
+    assert lines[1:1 + len(problems)] == problems, err
+    lines = [lines[0], *lines[1 + len(problems):]]
+    message = " ".join([errors[0].removeprefix("bulksend: error: "), *(p.strip() for p in problems)])
     if case.where is not None:
         wheres = (case.where,) if isinstance(case.where, str) else case.where
         assert message.startswith(tuple(f"{w}: " for w in wheres)), message

@@ -65,7 +65,9 @@ def one_error(r: Result) -> str:
     assert "Traceback" not in r.stderr
     errors = [line for line in r.stderr.splitlines() if line.startswith("bulksend: error: ")]
     assert len(errors) == 1, r.stderr
-    return errors[0].removeprefix("bulksend: error: ")
+    # Several mapping problems come one per line under it (issue 15).
+    problems = [line.strip() for line in r.stderr.splitlines() if line.startswith("  line ")]
+    return " ".join([errors[0].removeprefix("bulksend: error: "), *problems])
 
 
 # --- case 1: short one-byte exports ---------------------------------------------------
