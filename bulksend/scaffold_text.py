@@ -23,7 +23,8 @@ _CONTACT_FIELDS: Final = ("email", "firstName", "lastName", "company")
 
 def _flow(value: Any) -> str:
     """``value`` as YAML on one line (a mapping or list in flow style)."""
-    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, allow_unicode=True, width=10**6)
+    text: str = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, allow_unicode=True,
+                               width=10**6)
     return text.removesuffix("\n").removesuffix("\n...").strip()
 
 
