@@ -298,8 +298,9 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     against their campaign's requests: a contact that already has one stops the
     run (exit 2) unless --skip-existing or --send-anyway says what to do.
     """
+    from bulksend import api
     from bulksend.display import make_progress
-    from bulksend.run import RunConfig, resolve_results, send_file
+    from bulksend.run import resolve_results
 
     results_for_summary = results or str(resolve_results(contacts, None, dry_run))
     try:
@@ -309,33 +310,19 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     except BulksendError as exc:
         fail(exc)
     try:
-        config = RunConfig(
-            contacts=contacts,
-            mapping=mapping,
-            results=resolve_results(contacts, results, dry_run),
-            api_url=check_api_url(api_url),
-            api_key="" if dry_run else read_api_key(api_key_file),
-            rate=parse_rate(rate),
-            concurrency=concurrency,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            max_pause=max_pause,
-            existing=existing or "stop",
-            dry_run=dry_run,
-            limit=limit,
-            only_failed=only_failed,
-            sheet=_sheet(sheet),
-            encoding=encoding,
-            delimiter=delimiter,
-            header_row=header_row,
-            include_hidden=include_hidden,
-            batch=batch,
+        # Checked here, in this order, as before the API existed (it checks them again).
+        url = check_api_url(api_url)
+        key = "" if dry_run else read_api_key(api_key_file)
+        per_second = parse_rate(rate)
+        run = api.send(
+            contacts, mapping, results=resolve_results(contacts, results, dry_run), api_key=key,
+            api_url=url, rate=per_second, concurrency=concurrency, max_attempts=max_attempts,
+            timeout=timeout, max_pause=max_pause, existing=existing or "stop", dry_run=dry_run,
+            limit=limit, only_failed=only_failed, batch=batch, sheet=_sheet(sheet), encoding=encoding,
+            delimiter=delimiter, header_row=header_row, include_hidden=include_hidden,
+            progress=make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose),
         )
-        progress = make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose)
-        try:
-            summary = send_file(config, progress)
-        finally:
-            progress.close()
+        summary = run.summary
     except BulksendError as exc:
         if summary_json:
             # The same keys as a finished run's summary, so a monitor reads one shape.
@@ -431,26 +418,16 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
     Example:
       bulksend validate contacts.csv -m mapping.yaml
     """
+    from bulksend import api
     from bulksend.outcome import DUPLICATE, INVALID, READY
-    from bulksend.progress import RecordingProgress
-    from bulksend.run import RunConfig, validate_file
-
-    problems: list[str] = []
-
-    class Collect(RecordingProgress):
-        def outcome(self, outcome: Any) -> None:
-            if outcome.status != READY and len(problems) < show:
-                problems.append(f"{contacts}: row {outcome.row}: {outcome.status}: {outcome.error}")
 
     try:
-        summary = validate_file(
-            RunConfig(contacts=contacts, mapping=mapping, results=Path("-"), sheet=_sheet(sheet),
-                      encoding=encoding, delimiter=delimiter, header_row=header_row,
-                      include_hidden=include_hidden),
-            Collect(),
-        )
+        summary = api.validate(contacts, mapping, sheet=_sheet(sheet), encoding=encoding,
+                               delimiter=delimiter, header_row=header_row, include_hidden=include_hidden,
+                               max_problems=show)
     except BulksendError as exc:
         fail(exc)
+    problems = [f"{contacts}: row {o.row}: {o.status}: {o.error}" for o in summary.problems]
     c = summary.counts
     if summary.read:
         click.echo(f"read {summary.read[0]}")
