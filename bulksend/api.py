@@ -287,20 +287,27 @@ def _blocking(work: Callable[[StopRequest | None], _T]) -> _T:
         return work(None)
     stop = StopRequest()
     outcome: list[tuple[bool, Any]] = []
+    done = threading.Event()
 
     def run() -> None:
         try:
             outcome.append((True, work(stop)))
         except BaseException as exc:  # handed to the waiting thread
             outcome.append((False, exc))
+        finally:
+            done.set()
 
     thread = threading.Thread(target=run, name="bulksend-send")
     thread.start()
-    while thread.is_alive():
+    # An Event, not Thread.join: a join cut by KeyboardInterrupt may leave the
+    # thread marked as stopped while it still runs.
+    while True:
         try:
-            thread.join()
+            done.wait()
+            break
         except KeyboardInterrupt:
-            stop.request("interrupt")
+            stop.request("KeyboardInterrupt")
+    thread.join()
     ok, value = outcome[0]
     if not ok:
         raise value
