@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the names, for type checkers; `as` marks them re-exported
     from bulksend.errors import MappingError as MappingError
     from bulksend.errors import ResultsError as ResultsError
     from bulksend.errors import UsageError as UsageError
+    from bulksend.existing import ExistingError as ExistingError
     from bulksend.frames import TypedColumnWarning as TypedColumnWarning
     from bulksend.outcome import Outcome as Outcome
 
@@ -55,6 +56,7 @@ _LAZY = {
     "LockedError": "bulksend.errors",
     "AuthError": "bulksend.errors",
     "AbortError": "bulksend.errors",
+    "ExistingError": "bulksend.existing",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -347,3 +348,14 @@ print(json.dumps(found), file=sys.stderr)
     assert proc.stdout.startswith("Usage: bulksend")
     found = json.loads(proc.stderr.strip().splitlines()[-1])
     assert found == {"after_help": [], "pandas": False, "ok": True}
+
+
+def test_the_example_in_docs_python_md_prints_what_it_says(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    text = (ROOT / "docs" / "python.md").read_text(encoding="utf-8")
+    code = re.findall(r"```python\n(.*?)```", text, re.S)[0]
+    printed = re.findall(r"It prints:\n\n```text\n(.*?)```", text, re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "docs/python.md", "exec"), {})
+    assert capsys.readouterr().out == printed
