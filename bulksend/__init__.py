@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # the names, for type checkers; `as` marks them re-exported
     from bulksend.api import Run as Run
     from bulksend.api import Validation as Validation
     from bulksend.api import send as send
+    from bulksend.api import status as status
     from bulksend.api import validate as validate
     from bulksend.errors import AbortError as AbortError
     from bulksend.errors import AuthError as AuthError
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # the names, for type checkers; `as` marks them re-exported
 _LAZY = {
     "send": "bulksend.api",
     "validate": "bulksend.api",
+    "status": "bulksend.api",
     "Run": "bulksend.api",
     "Validation": "bulksend.api",
     "Contacts": "bulksend.api",

@@ -44,13 +44,16 @@ from bulksend.errors import BulksendError, ExitStatus, ResultsError, UsageError
 from bulksend.outcome import DUPLICATE, INVALID, READY, STATUSES, Outcome
 from bulksend.progress import NullProgress, Progress
 from bulksend.reading import Table
-from bulksend.results import COLUMNS, _results_lines, check_outputs_apart, side_files, unneutralise
+from bulksend.results import COLUMNS, _results_lines, check_outputs_apart, unneutralise
 from bulksend.run import RunConfig, StopRequest, Summary, open_input, send_file, validate_file
+from bulksend.runlock import side_files
 
 if TYPE_CHECKING:
     import pandas
 
-__all__ = ["Contacts", "MappingSource", "Run", "Validation", "send", "validate"]
+    from bulksend.tracking import StatusRun
+
+__all__ = ["Contacts", "MappingSource", "Run", "Validation", "send", "status", "validate"]
 
 #: A path (``str`` or ``os.PathLike``; ``"-"`` is standard input), an iterable
 #: of dicts (column name -> cell), or a pandas DataFrame.
@@ -602,3 +605,52 @@ def validate(
         problems=problems, read=list(summary.read), warnings=[*warned, *summary.warnings],
         notes=list(summary.notes),
     )
+
+
+# --- status ------------------------------------------------------------------------
+
+
+def status(
+    results: str | os.PathLike[str],
+    *,
+    api_key: str | None = None,
+    api_url: str | None = None,
+    rate: float | str | None = "10/s",
+    timeout: float = 30.0,
+    output: str | os.PathLike[str] | None = None,
+    progress: bool | Progress = False,
+) -> StatusRun:
+    """Read where every sent request of a results CSV stands now, as ``bulksend status``.
+
+    Lists each campaign's requests 100 a call (collect-api.md §7, never one
+    call per row) and writes ``request_status``, ``due_date`` and
+    ``status_read_at`` into ``results`` (or into ``output``, a new file).
+    ``api_key``, ``api_url``, ``rate``, ``timeout`` and ``progress`` as for ``send``.
+
+    Returns:
+        A ``bulksend.tracking.StatusRun``: ``rows`` (one ``Tracked`` per sent
+        row: ``row``, ``key``, ``request_id``, ``status`` in the list spelling
+        of §7, ``""`` when it could not be read; ``due_date``), ``counts`` by
+        status, ``overdue`` rows, ``with_status(name)``, ``calls`` made,
+        ``read_at`` (UTC ISO 8601) and ``output`` (the file written).
+
+    Raises:
+        BulksendError: ``ResultsError`` (not a results file, or ``output`` not
+            ours to write), ``LockedError`` (a run uses it), ``UsageError``,
+            ``AuthError`` (key refused), ``AbortError`` (a listing could not be
+            read: nothing written).
+    """
+    from bulksend import cli as checks
+    from bulksend.tracking import track_file
+
+    _check_numbers(timeout=(timeout, 0.1, 600))
+    url = checks.check_api_url(api_url or os.environ.get("COLLECT_API_URL") or checks.DEFAULT_API_URL)
+    key = _api_key(api_key)
+    per_second = checks.parse_rate(rate) if isinstance(rate, str) else _rate(rate)
+    reporter = _reporter(progress)
+    try:
+        return _blocking(lambda stop: track_file(
+            Path(os.fspath(results)), api_url=url, api_key=key, timeout=timeout, rate=per_second,
+            progress=reporter, output=None if output is None else Path(os.fspath(output))))
+    finally:
+        reporter.close()

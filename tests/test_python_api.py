@@ -359,3 +359,24 @@ def test_the_example_in_docs_python_md_prints_what_it_says(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "docs/python.md", "exec"), {})
     assert capsys.readouterr().out == printed
+
+
+def test_status_after_a_send_from_inside_a_running_loop(tmp_path: Path, sandbox: Sandbox) -> None:
+    """bulksend.status reads the requests a send created (the sandbox's default:
+    pending), writes them into the results, and works under a running loop too."""
+    rows = [{"Email": f"st{i}@example.com", "First Name": "S"} for i in range(7)] + [{"Email": "bad"}]
+    run = api_send(rows, sandbox, tmp_path / "results.csv", mapping=SHORT)
+    assert run.counts["sent"] == 7
+
+    async def cell() -> Any:
+        return bulksend.status(run.results, api_key=KEY, api_url=sandbox.url, rate=None)
+
+    read = asyncio.run(cell())
+
+    assert read.counts == Counter({"pending": 7})
+    assert {t.request_id for t in read.rows} == {c["_id"] for c in sandbox.created}
+    header, lines = read_results(run.results)
+    assert "request_status" in header
+    assert [line["request_status"] for line in lines] == ["pending"] * 7 + [""]
+    with pytest.raises(bulksend.AuthError):
+        bulksend.status(run.results, api_key="wrong-key", api_url=sandbox.url)
