@@ -1,3 +1,77 @@
-"""bulksend: send Collect document requests to every contact in a spreadsheet."""
+"""bulksend: send Collect document requests to every contact in a spreadsheet.
+
+The Python API (docs/python.md)::
+
+    import bulksend
+    run = bulksend.send("contacts.csv", "mapping.yaml", results="contacts-results.csv")
+    run.counts, run.exit_status, run.to_pandas()
+
+Names are imported on first use, so ``import bulksend`` (and ``bulksend --help``)
+stays cheap: the engine, aiohttp and pandas load only when a run needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # the names, for type checkers; `as` marks them re-exported
+    from bulksend.api import Contacts as Contacts
+    from bulksend.api import MappingSource as MappingSource
+    from bulksend.api import Run as Run
+    from bulksend.api import Validation as Validation
+    from bulksend.api import send as send
+    from bulksend.api import status as status
+    from bulksend.api import validate as validate
+    from bulksend.errors import AbortError as AbortError
+    from bulksend.errors import AuthError as AuthError
+    from bulksend.errors import BulksendError as BulksendError
+    from bulksend.errors import ExitStatus as ExitStatus
+    from bulksend.errors import InputError as InputError
+    from bulksend.errors import LockedError as LockedError
+    from bulksend.errors import MappingError as MappingError
+    from bulksend.errors import ResultsError as ResultsError
+    from bulksend.errors import UsageError as UsageError
+    from bulksend.existing import ExistingError as ExistingError
+    from bulksend.frames import TypedColumnWarning as TypedColumnWarning
+    from bulksend.outcome import Outcome as Outcome
+
+# public name -> the module that defines it
+_LAZY = {
+    "send": "bulksend.api",
+    "validate": "bulksend.api",
+    "status": "bulksend.api",
+    "Run": "bulksend.api",
+    "Validation": "bulksend.api",
+    "Contacts": "bulksend.api",
+    "MappingSource": "bulksend.api",
+    "Outcome": "bulksend.outcome",
+    "TypedColumnWarning": "bulksend.frames",
+    "ExitStatus": "bulksend.errors",
+    "BulksendError": "bulksend.errors",
+    "UsageError": "bulksend.errors",
+    "InputError": "bulksend.errors",
+    "MappingError": "bulksend.errors",
+    "ResultsError": "bulksend.errors",
+    "LockedError": "bulksend.errors",
+    "AuthError": "bulksend.errors",
+    "AbortError": "bulksend.errors",
+    "ExistingError": "bulksend.existing",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bulksend' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # found once; later look-ups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

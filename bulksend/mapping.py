@@ -36,7 +36,7 @@ from bulksend.errors import MappingError
 from bulksend.items import Catalogue, ItemProblem, resolve_payload_items
 from bulksend.reading import INVISIBLE, Header, Row, normal_name
 
-__all__ = ["Mapped", "Mapping", "load_mapping", "parse_mapping"]
+__all__ = ["Mapped", "Mapping", "load_mapping", "mapping_from_dict", "parse_mapping"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,6 +626,7 @@ class Mapping:
         "columns_used",
         "digest",
         "due_dates",
+        "fed",
         "folded",
         "key_paths",
         "path",
@@ -642,6 +643,7 @@ class Mapping:
         build: Getter,
         due_dates: DueDates | None = None,
         folded: frozenset[str] = frozenset(),
+        fed: dict[str, list[tuple[str, str]]] | None = None,
     ) -> None:
         self.path = path
         self.digest = digest  # sha256 of the file text: a rerun warns when it changed
@@ -658,6 +660,9 @@ class Mapping:
         # Campaign id -> its elements (items.py), set at send time by use_items:
         # items named by their element's name are then sent as the element's id.
         self._catalogues: dict[str, Catalogue] = {}
+        # Column -> the (payload path, spec type) of each field it fills: which
+        # columns feed text (api.py warns when pandas has typed one of those).
+        self.fed = fed if fed is not None else {}
         self._keys = tuple(
             (path, tuple(path.split(".")), path in folded,
              tuple(tuple(f.split(".")[len(path.split(".")):]) for f in folded if f.startswith(path + ".")))
@@ -818,8 +823,46 @@ def load_mapping(path: str, columns: Sequence[str], *, header: Header | None = N
     return parse_mapping(text, path, columns, header=header)
 
 
-def parse_mapping(text: str, path: str, columns: Sequence[str], *, header: Header | None = None) -> Mapping:
-    """Check mapping text against the input's columns; see load_mapping."""
+def mapping_from_dict(doc: dict[str, Any], name: str, columns: Sequence[str], *,
+                      header: Header | None = None) -> Mapping:
+    """A mapping given as a dict in the YAML file's shape (the Python API).
+
+    ``doc`` is what ``yaml.safe_load`` of a mapping file returns, e.g.
+    ``{"campaignId": {"value": "xvr69EYLKXvTkfYuk"}, "contact": {"email": "Email"}}``;
+    it is checked exactly as that file would be. ``name`` names the mapping in
+    messages (there are no line numbers: each problem names its key path).
+    Raises MappingError with every problem, or TypeError when ``doc`` is not a dict.
+    """
+    if not isinstance(doc, dict):
+        raise TypeError(f"mapping: expected a dict in the mapping file's shape or a path, "
+                        f"not {type(doc).__name__}")
+    text = yaml.safe_dump(_yaml_ready(name, doc, ""), sort_keys=False, allow_unicode=True)
+    return parse_mapping(text, name, columns, header=header, lines=False)
+
+
+def _yaml_ready(name: str, value: object, path: str) -> Any:
+    """``value`` with tuples as lists; MappingError naming the first part a
+    mapping file could not hold (an object, a set, a key that is not text)."""
+    if value is None or isinstance(value, str | bool | int | float | date):
+        return value
+    if isinstance(value, list | tuple):
+        return [_yaml_ready(name, item, f"{path}[{i}]") for i, item in enumerate(value)]
+    hint = "a mapping holds text, numbers, booleans, dates, lists and dicts"
+    if isinstance(value, dict):
+        ready: dict[str, Any] = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise MappingError(name, [f"{path or 'the mapping'}: key {key!r} is not text"], hint=hint)
+            ready[key] = _yaml_ready(name, item, _join(path, key))
+        return ready
+    raise MappingError(name, [f"{path or 'the mapping'}: a {type(value).__name__} cannot be written "
+                              "in a mapping"], hint=hint)
+
+
+def parse_mapping(text: str, path: str, columns: Sequence[str], *, header: Header | None = None,
+                  lines: bool = True) -> Mapping:
+    """Check mapping text against the input's columns; see load_mapping.
+    ``lines=False``: problems name key paths only (a mapping given as a dict)."""
     digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -832,6 +875,7 @@ def parse_mapping(text: str, path: str, columns: Sequence[str], *, header: Heade
     except yaml.YAMLError as error:
         raise MappingError(path, [f"YAML syntax error: {error}"]) from None
     compiler = _Compiler(columns, header)
+    compiler.lines = lines
     build = compiler.compile(root)
     if compiler.problems or build is None:
         raise MappingError(path, compiler.problems, hint=compiler.header_hint())
@@ -844,6 +888,7 @@ def parse_mapping(text: str, path: str, columns: Sequence[str], *, header: Heade
         build=build,
         due_dates=compiler.dates,
         folded=frozenset(compiler.folded),
+        fed=compiler.fed,
     )
 
 
@@ -876,6 +921,8 @@ class _Compiler:
         self.folded: set[str] = set()  # payload paths of emails, compared ignoring case in keys
         self.problems: list[str] = []
         self.columns_used: dict[str, None] = {}  # ordered set
+        self.fed: dict[str, list[tuple[str, str]]] = {}  # column -> (payload path, spec type) it fills
+        self.lines = True  # problems start with the file's line (False: a mapping given as a dict)
         self.key_paths: list[str] = []
         self.campaign_id: str | None = None
         self.constructor = SafeConstructor()
@@ -897,8 +944,14 @@ class _Compiler:
                 f" row {self.header.row}): pass --header-row {row}")
 
     def problem(self, node: Node, path: str, message: str) -> None:
+        if not self.lines:
+            self.problems.append(f"{path or 'the mapping'}: {message}")
+            return
         where = f"line {_line(node)}, {path}" if path else f"line {_line(node)}"
         self.problems.append(f"{where}: {message}")
+
+    def feeds(self, column: str, path: str, spec_type: str) -> None:
+        self.fed.setdefault(column, []).append((path, spec_type))
 
     def entries(self, node: MappingNode, path: str) -> list[tuple[str, Node, Node]]:
         """The (name, key node, value node) of a mapping; reports odd and repeated keys.
@@ -1057,6 +1110,7 @@ class _Compiler:
                 found = self.use_column(node, path, column)
                 if found is None:
                     return None
+                self.feeds(found, path, default_type)
                 where = f"column {_quote(found)}: "
                 convert = (
                     self.due_converter(where, default_type, None, None, None, allow_past=False)
@@ -1298,6 +1352,9 @@ class _Compiler:
         separator = split if split is not None else _DEFAULT_SPLIT
         if len(self.problems) != before:
             return None
+        for used in [column] if source == "column" else template_parts[1]:
+            # A template's columns are read as text, whatever the field's type.
+            self.feeds(used, path, kind_type if source == "column" else "string")
         due = kind == "due"
         allow_past = past == "allow"
         default: Any = _OMIT

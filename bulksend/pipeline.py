@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -28,13 +29,14 @@ if TYPE_CHECKING:
     from bulksend.checkpoints import Chain
     from bulksend.mapping import Mapping
     from bulksend.reading import Table
-    from bulksend.run import RunConfig, Summary
+    from bulksend.run import RunConfig, StopRequest, Summary
 
 
 async def send_rows(config: RunConfig, table: Table, mapping: Mapping, recorder: Recorder,
-                    resume: Chain | None, excluded: set[str]) -> None:
+                    resume: Chain | None, excluded: set[str], stop: StopRequest | None = None) -> None:
     """Send every row of ``table`` (from the checkpoint ``resume`` on) that needs
-    it; ``excluded``: request ids that existed before the run (existing.py).
+    it; ``excluded``: request ids that existed before the run (existing.py);
+    ``stop``: how another thread stops the run (the Python API's worker thread).
 
     A refused key or a quota ends the run early: recorded in the summary as
     ``aborted``, not raised. Every row read gets its line either way."""
@@ -57,7 +59,7 @@ async def send_rows(config: RunConfig, table: Table, mapping: Mapping, recorder:
                             start=resume.last.mark if resume is not None else None,
                             skipped=(resume.last.number, resume.base_run) if resume is not None else None)
             try:
-                with _stop_on_signals(dispatcher, summary, config.stop_grace):
+                with _stop_on_signals(dispatcher, summary, config.stop_grace, stop):
                     await dispatcher.run(feeder.run)
             finally:
                 summary.posts = sender.posts
@@ -71,10 +73,13 @@ async def send_rows(config: RunConfig, table: Table, mapping: Mapping, recorder:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(dispatcher: Dispatcher, summary: Summary, grace: float) -> Iterator[None]:
+def _stop_on_signals(dispatcher: Dispatcher, summary: Summary, grace: float,
+                     stop: StopRequest | None = None) -> Iterator[None]:
     """Ctrl-C / SIGTERM: no new rows, a bounded wait for requests in flight; a
     second one stops at once (the journal holds every attempt: rows in flight
-    read back as unknown and are looked up before any resend)."""
+    read back as unknown and are looked up before any resend). Signal handlers
+    are installed from the main thread only; ``stop`` does the same from
+    another thread (a run in the Python API's worker thread, api.py)."""
     loop = asyncio.get_running_loop()
     main_task = asyncio.current_task()
     assert main_task is not None
@@ -91,14 +96,17 @@ def _stop_on_signals(dispatcher: Dispatcher, summary: Summary, grace: float) -> 
                                     "flight (press Ctrl-C again to stop at once)")
 
     installed = []
-    for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")):
-        # ValueError: not the main thread (a notebook's worker thread), where
-        # only the main thread's handlers run.
+    in_main = threading.current_thread() is threading.main_thread()
+    for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")) if in_main else ():
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, on_signal, name)
             installed.append(sig)
+    if stop is not None:
+        stop.attach(loop, on_signal)
     try:
         yield
     finally:
+        if stop is not None:
+            stop.detach()
         for sig in installed:
             loop.remove_signal_handler(sig)

@@ -14,9 +14,10 @@ import dataclasses
 import hashlib
 import itertools
 import tempfile
+import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ from bulksend.errors import (
 )
 from bulksend.items import Catalogue
 from bulksend.journal import LOOKUP_NEW, Journal
-from bulksend.mapping import Mapping, load_mapping
+from bulksend.mapping import Mapping, load_mapping, mapping_from_dict
 from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, UNKNOWN, Outcome
 from bulksend.progress import Progress
 from bulksend.reading import Mark, Row, Table, open_table
@@ -84,6 +85,44 @@ class RunConfig:
     # A rehearsal against the in-process sandbox (send --sandbox, rehearsal.py):
     # its journal is marked so that a real run never takes its rows as sent.
     sandbox: bool = False
+    # The Python API (api.py): contacts held in memory (a list of dicts, a
+    # DataFrame) are opened by this instead of reading `contacts`, which is
+    # then only their name in messages; likewise a mapping given as a dict.
+    open_rows: Callable[[], Table] | None = field(default=None, repr=False, compare=False)
+    mapping_doc: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+
+
+class StopRequest:
+    """A stop asked from another thread, as SIGINT would ask it: the first
+    request stops the run gracefully, the next stops it at once. For a run in a
+    worker thread (the Python API inside a running event loop), where signal
+    handlers cannot be installed. A request made before the sending starts
+    applies when it starts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._target: tuple[asyncio.AbstractEventLoop, Callable[[str], None]] | None = None
+        self._pending: str | None = None
+
+    def request(self, name: str = "Ctrl-C") -> None:
+        with self._lock:
+            if self._target is None:
+                self._pending = self._pending or name
+                return
+            loop, handler = self._target
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the run is over
+                loop.call_soon_threadsafe(handler, name)
+
+    def attach(self, loop: asyncio.AbstractEventLoop, handler: Callable[[str], None]) -> None:
+        with self._lock:
+            self._target = (loop, handler)
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                loop.call_soon_threadsafe(handler, pending)
+
+    def detach(self) -> None:
+        with self._lock:
+            self._target = None
 
 
 @dataclass
@@ -143,12 +182,19 @@ def _iso_utc(epoch: float) -> str:
 
 
 def open_input(config: RunConfig) -> tuple[Table, Mapping]:
-    table = open_table(
-        config.contacts, sheet=config.sheet, encoding=config.encoding, delimiter=config.delimiter,
-        header_row=config.header_row, include_hidden=config.include_hidden,
-    )
+    if config.open_rows is not None:
+        table = config.open_rows()
+    else:
+        table = open_table(
+            config.contacts, sheet=config.sheet, encoding=config.encoding, delimiter=config.delimiter,
+            header_row=config.header_row, include_hidden=config.include_hidden,
+        )
     try:
-        mapping = load_mapping(config.mapping, table.columns, header=table.header)
+        if config.mapping_doc is not None:
+            mapping = mapping_from_dict(config.mapping_doc, config.mapping, table.columns,
+                                        header=table.header)
+        else:
+            mapping = load_mapping(config.mapping, table.columns, header=table.header)
     except BaseException:
         table.close()
         raise
@@ -348,7 +394,8 @@ def _seeded_warning(path: Path, results: Path, seeded: Seeded, fresh: bool) -> s
             f"{path.name}-wal and {path.name}-shm")
 
 
-def send_file(config: RunConfig, progress: Progress) -> Summary:
+def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = None) -> Summary:
+    """Run a send; ``stop``: how another thread stops it (else SIGINT/SIGTERM, main thread only)."""
     if config.dry_run and journal_path(config.results).exists():
         raise UsageError(
             f"{config.results}: holds the results of a real run; a dry run would overwrite them",
@@ -372,7 +419,7 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
                 journal = Journal(Path(tmp) / "dry-run.journal")
                 try:
                     progress.event("input", table.describe())  # the encoding, delimiter... chosen
-                    return _run(config, table, mapping, journal, summary, progress)
+                    return _run(config, table, mapping, journal, summary, progress, stop=stop)
                 finally:
                     journal.close()
         with _locked_journal(config, mapping, summary) as journal:
@@ -396,7 +443,8 @@ def send_file(config: RunConfig, progress: Progress) -> Summary:
             progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
             excluded = asyncio.run(_before_sending(config, table, mapping, journal, summary.total,
                                                    resume.last.mark if resume else None, progress))
-            return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded)
+            return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded,
+                        stop=stop)
 
 
 async def _before_sending(config: RunConfig, table: Table, mapping: Mapping, journal: Journal, rows: int,
@@ -463,7 +511,8 @@ def _file_stat(path: str | None) -> tuple[int, int, int] | None:
 
 def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
          summary: Summary, progress: Progress, resume: Chain | None = None,
-         input_stat: tuple[int, int, int] | None = None, excluded: set[str] | None = None) -> Summary:
+         input_stat: tuple[int, int, int] | None = None, excluded: set[str] | None = None,
+         stop: StopRequest | None = None) -> Summary:
     writer = ResultsWriter(config.results, journal, table.columns, with_payload=config.dry_run)
     writer.open(keep=resume.last.results_offset if resume else 0)
     tracker = Tracker()
@@ -474,7 +523,7 @@ def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
         # aiohttp is imported here, not at module level: validate and --help never need it.
         from bulksend.pipeline import send_rows
 
-        asyncio.run(send_rows(config, table, mapping, recorder, resume, excluded or set()))
+        asyncio.run(send_rows(config, table, mapping, recorder, resume, excluded or set(), stop))
         completed = True
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Second Ctrl-C: stop at once. The journal holds every attempt; rows in
