@@ -33,10 +33,12 @@ if TYPE_CHECKING:
 
 
 async def send_rows(config: RunConfig, table: Table, mapping: Mapping, recorder: Recorder,
-                    resume: Chain | None, excluded: set[str], stop: StopRequest | None = None) -> None:
+                    resume: Chain | None, excluded: set[str], stop: StopRequest | None = None,
+                    gate: RateGate | None = None) -> None:
     """Send every row of ``table`` (from the checkpoint ``resume`` on) that needs
     it; ``excluded``: request ids that existed before the run (existing.py);
-    ``stop``: how another thread stops the run (the Python API's worker thread).
+    ``stop``: how another thread stops the run (the Python API's worker thread);
+    ``gate``: the run's rate gate, which the preflight already used.
 
     A refused key or a quota ends the run early: recorded in the summary as
     ``aborted``, not raised. Every row read gets its line either way."""
@@ -46,7 +48,7 @@ async def send_rows(config: RunConfig, table: Table, mapping: Mapping, recorder:
         progress.carried(resume.last.counts)
         progress.event("resume", f"{resume.last.rows:,} rows up to row {resume.last.number} were settled by "
                                  "earlier runs and are unchanged: not read again")
-    gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
+    gate = gate or RateGate(config.rate, progress=progress, max_pause=config.max_pause)
     policy = Policy(max_attempts=config.max_attempts, max_pause=config.max_pause)
     try:
         async with Client(config.api_url, config.api_key, timeout=config.timeout,

@@ -37,6 +37,7 @@ from bulksend.journal import LOOKUP_NEW, Journal
 from bulksend.mapping import Mapping, load_mapping, mapping_from_dict
 from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, UNKNOWN, Outcome
 from bulksend.progress import Progress
+from bulksend.rategate import RateGate
 from bulksend.reading import Mark, Row, Table, open_table
 from bulksend.recorder import Recorder
 from bulksend.results import (
@@ -49,6 +50,7 @@ from bulksend.results import (
 from bulksend.runlock import RunLock, journal_path, remove_journal
 
 if TYPE_CHECKING:
+    from bulksend.client import Answer, Client
     from bulksend.existing import Existing
 
 
@@ -436,27 +438,27 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
                 summary.examples = resume.examples_upto(resume.last.number)
             for warning in summary.warnings:
                 progress.event("warning", warning)
+            # One gate for every call of the run, the preflight's included (issue 18).
+            gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
             # Rows are mapped for sending only from here on, in the team's zone (issue 17).
-            mapping.use_team_zone(asyncio.run(preflight(config, uses, progress)))
+            mapping.use_team_zone(asyncio.run(preflight(config, uses, progress, gate)))
             mapping.use_items(uses.catalogues)  # items named by name are sent as ids (issue 15)
             _note_due_zone(mapping, progress)
             progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
             excluded = asyncio.run(_before_sending(config, table, mapping, journal, summary.total,
-                                                   resume.last.mark if resume else None, progress))
+                                                   resume.last.mark if resume else None, progress, gate))
             return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded,
-                        stop=stop)
+                        stop=stop, gate=gate)
 
 
 async def _before_sending(config: RunConfig, table: Table, mapping: Mapping, journal: Journal, rows: int,
-                          start: Mark | None, progress: Progress) -> set[str]:
+                          start: Mark | None, progress: Progress, gate: RateGate) -> set[str]:
     """Settle many unknown rows at once (settling.py), then the pre-send check
     (existing.py). Returns the request ids that existed before the run."""
     from bulksend.client import Client
     from bulksend.existing import check_existing
-    from bulksend.rategate import RateGate
     from bulksend.settling import settle_unknown
 
-    gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
     async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=2) as client:
         await settle_unknown(client, gate, journal, mapping.key_paths, progress)
         # With lookup_new (the journal knew less than the CSV), every row the
@@ -512,7 +514,7 @@ def _file_stat(path: str | None) -> tuple[int, int, int] | None:
 def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
          summary: Summary, progress: Progress, resume: Chain | None = None,
          input_stat: tuple[int, int, int] | None = None, excluded: set[str] | None = None,
-         stop: StopRequest | None = None) -> Summary:
+         stop: StopRequest | None = None, gate: RateGate | None = None) -> Summary:
     writer = ResultsWriter(config.results, journal, table.columns, with_payload=config.dry_run)
     writer.open(keep=resume.last.results_offset if resume else 0)
     tracker = Tracker()
@@ -523,7 +525,7 @@ def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
         # aiohttp is imported here, not at module level: validate and --help never need it.
         from bulksend.pipeline import send_rows
 
-        asyncio.run(send_rows(config, table, mapping, recorder, resume, excluded or set(), stop))
+        asyncio.run(send_rows(config, table, mapping, recorder, resume, excluded or set(), stop, gate))
         completed = True
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Second Ctrl-C: stop at once. The journal holds every attempt; rows in
@@ -579,20 +581,19 @@ def _rows_text(rows: list[int]) -> str:
     return ", ".join(str(r) for r in rows[:3]) + (", …" if len(rows) > 3 else "")
 
 
-async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> object:
+async def preflight(config: RunConfig, uses: Uses, progress: Progress,
+                    gate: RateGate | None = None) -> object:
     """Before the first POST: GET /team proves the key; GET /campaigns/{id}
-    proves each campaign and the item ids the rows ask for (collect-api.md §6).
+    proves each campaign and the item ids the rows ask for (collect-api.md §6),
+    the campaigns read at once. Every call passes the run's rate gate, so the
+    server's burst they use is not mistaken for room later (issue 18).
     Returns the team's time zone, GET /team's `tz` as answered (None if absent)."""
     from bulksend.client import Ambiguous, Client, NotSent, error_text
 
-    problems: list[str] = []
-    async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=2) as client:
+    gate = gate or RateGate(config.rate, progress=progress, max_pause=config.max_pause)
+    async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=4) as client:
         try:
-            for attempt in range(5):
-                team = await client.call("GET", "/team")
-                if team.status not in (429, 500, 502, 503, 504):
-                    break
-                await asyncio.sleep(min(team.retry_after or 2.0**attempt, config.max_pause))
+            team = await _get_answered(client, gate, "/team", config.max_pause)
             if team.status == 401:
                 raise AuthError(
                     "the API key was refused (HTTP 401 on GET /team); nothing was sent",
@@ -602,28 +603,28 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> object
                 raise AbortError(f"GET /team failed: {error_text(team)}; nothing was sent",
                                  hint="the API may be down: rerun the same command later")
             team_tz = team.body.get("tz") if isinstance(team.body, dict) else None
-            for campaign, rows in sorted(uses.campaigns.items()):
-                for attempt in range(5):
-                    answer = await client.call("GET", f"/campaigns/{campaign}")
-                    if answer.status not in (429, 500, 502, 503, 504):
-                        break
-                    await asyncio.sleep(min(answer.retry_after or 2.0**attempt, config.max_pause))
-                if answer.status in (404, 400, 403):
-                    problems.append(f"campaign {campaign!r} does not exist ({error_text(answer)}); "
-                                    f"rows {_rows_text(rows)}")
-                    continue
-                if answer.status != 200 or not isinstance(answer.body, dict):
-                    raise AbortError(f"GET /campaigns/{campaign} failed: {error_text(answer)}; "
-                                     "nothing was sent", hint="rerun the same command later")
-                # §6/§9: "an array of itemId"; campaign elements carry an `id`
-                # and, per schema, an `itemId`. Either is sent as written; an
-                # element's name is sent as its `id` (items.py, issue 15).
-                catalogue = Catalogue.from_body(campaign, answer.body)
-                uses.catalogues[campaign] = catalogue
-                problems += _item_problems(catalogue, uses)
+            campaigns = sorted(uses.campaigns.items())
+            answers = await asyncio.gather(*(
+                _get_answered(client, gate, f"/campaigns/{campaign}", config.max_pause)
+                for campaign, _ in campaigns))
         except (NotSent, Ambiguous) as exc:
             raise AbortError(f"{exc}; nothing was sent",
                              hint="check --api-url and the network, then rerun") from None
+    problems: list[str] = []
+    for (campaign, rows), answer in zip(campaigns, answers, strict=True):
+        if answer.status in (404, 400, 403):
+            problems.append(f"campaign {campaign!r} does not exist ({error_text(answer)}); "
+                            f"rows {_rows_text(rows)}")
+            continue
+        if answer.status != 200 or not isinstance(answer.body, dict):
+            raise AbortError(f"GET /campaigns/{campaign} failed: {error_text(answer)}; "
+                             "nothing was sent", hint="rerun the same command later")
+        # §6/§9: "an array of itemId"; campaign elements carry an `id` and, per
+        # schema, an `itemId`. Either is sent as written; an element's name is
+        # sent as its `id` (items.py, issue 15).
+        catalogue = Catalogue.from_body(campaign, answer.body)
+        uses.catalogues[campaign] = catalogue
+        problems += _item_problems(catalogue, uses)
     if problems:
         raise PreflightError(
             f"{config.contacts}: " + "; ".join(problems[:5])
@@ -632,6 +633,29 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress) -> object
         )
     progress.event("preflight", f"key accepted; {len(uses.campaigns)} campaign(s) checked")
     return team_tz
+
+
+async def _get_answered(client: Client, gate: RateGate, path: str, max_pause: float) -> Answer:
+    """A preflight GET through the gate: 429s pause it (a quota-sized
+    Retry-After stops the run, as for a POST), 5xx are retried a few times
+    with backoff; any other answer is returned."""
+    from bulksend.sending import quota_reached
+
+    answer = None
+    for attempt in range(5):
+        sent = await gate.acquire()
+        answer = await client.call("GET", path)
+        if answer.status == 429:
+            if answer.retry_after is not None and answer.retry_after > max_pause:
+                raise quota_reached(answer.retry_after, max_pause)
+            gate.throttled(sent, answer.retry_after)
+            continue
+        if answer.status not in (500, 502, 503, 504):
+            gate.success(sent)
+            return answer
+        await asyncio.sleep(min(answer.retry_after or 2.0**attempt, max_pause))
+    assert answer is not None
+    return answer
 
 
 def _item_problems(catalogue: Catalogue, uses: Uses) -> list[str]:

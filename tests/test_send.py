@@ -100,7 +100,9 @@ def test_429_storm_and_5xx_still_send_every_valid_row(workdir: Path, sandbox: Sa
 
     assert code == 0, err + out
     stats = sandbox.stats["post_request"]
-    assert stats["429"] > 0 and stats["500"] + stats["503"] > 0  # the storm happened
+    # The storm happened. Its 429s may all land on the look-ups before the
+    # first POST: they pass the same gate, which learns the limit from them.
+    assert stats["429"] + sandbox.stats["get"].get("429", 0) > 0 and stats["500"] + stats["503"] > 0
     assert Counter(c["email"] for c in sandbox.created) == Counter(r["Email"] for r in people(60))
     _, results = read_results(workdir / "results.csv")
     assert {r["status"] for r in results} == {"sent"}
