@@ -94,7 +94,7 @@ class Server:
         if self.limit is not None:
             tokens = min(float(self.burst), self.tokens + (now - self.at) * self.limit)
             self.at = now
-            if tokens < 1.0:
+            if tokens < 1.0 - 1e-9:  # float noise is not a request too early
                 self.tokens = tokens
                 self.counts["429"] += 1
                 return 429, float(max(1, math.ceil((1.0 - tokens) / self.limit)))
@@ -119,18 +119,19 @@ class Result:
 
 def simulate(*, limit: float | None, burst: int, ceiling: float | None, rows: int,
              concurrency: int = 8, rtt: float = 0.002, fail_503: float = 0.0,
-             preflight: int = 2, jitter: float = 0.0, seed: int = 1) -> Result:
+             preflight: int = 2, gap: float = 0.05, jitter: float = 0.0, seed: int = 1) -> Result:
     """Send ``rows`` requests through a gate to :class:`Server`; see the module doc.
 
-    ``preflight`` requests reach the server just before the gate opens (they
-    drain its burst, as bulksend's preflight does). ``jitter``: each request's
+    ``preflight`` requests reach the server ``gap`` seconds before the gate
+    opens (they drain its burst, as bulksend's preflight does; between the two
+    come the check pass and the pipeline's start-up). ``jitter``: each request's
     way to the server takes rtt/2 plus up to that many seconds more (random).
     A 503'd row is retried after 0.5 s, as Sender's backoff would."""
     vt = VirtualTime()
     server = Server(limit, burst, fail_503)
-    server.at = vt.now
+    server.at = vt.now - gap
     for _ in range(preflight):
-        server.answer(vt.now)
+        server.answer(vt.now - gap)
     progress = RecordingProgress()
     gate = RateGate(ceiling, progress=progress, clock=vt.clock, sleep=vt.sleep)
     rng = random.Random(seed)
