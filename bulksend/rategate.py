@@ -314,13 +314,11 @@ class RateGate:
         measured = (sent_n - 1) / elapsed if sent_n >= 2 and elapsed > 0 else math.inf
         flight = min(self.rate, measured) if elapsed >= 0.25 or math.isinf(self.rate) else self.rate
         self._before_503 = None
-        if accepted == 0 and self.storms == 0:
-            # Refused before anything was accepted: the server's bucket was
-            # spent before this run (the preflight, another client). No pace
-            # was refused yet: pause, and keep the rate.
-            new = self.rate
-        else:
-            new = self._estimate(accepted, elapsed, flight)
+        # Refused before anything was accepted: the server's bucket was spent
+        # before this run (the preflight, another client). No pace was refused
+        # yet: pause, and keep the rate.
+        fresh = accepted == 0 and self.storms == 0
+        new = self.rate if fresh else self._estimate(accepted, elapsed, flight)
         # The server may allow no burst at all: from now on no catch-up,
         # every departure at least 1/rate after the one before.
         self._catch_up = 0.0
