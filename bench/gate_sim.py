@@ -172,24 +172,46 @@ def simulate(*, limit: float | None, burst: int, ceiling: float | None, rows: in
                   server.counts["429"], gate.rate, pauses, gate)
 
 
+def floor(limit: float, burst: int, ceiling: float | None, rows: int) -> float:
+    """The best ratio any gate can reach in a cell that needs a storm to learn
+    the limit (--rate above it): one Retry-After pause of at least 1 s, of which
+    the server's refilled burst gives back burst/limit seconds."""
+    if ceiling is not None and ceiling <= limit:
+        return 1.0
+    ideal = rows / limit
+    return (ideal + max(0.0, 1.0 - burst / limit)) / ideal
+
+
+TARGETS = {"R": 1.03, "5R": 1.10, "none": 1.15}
+
+
 def grid(rows_list: list[int], limits: list[float], quick: bool) -> int:
-    worst = (0.0, "")
-    print(f"{'limit':>6} {'burst':>5} {'--rate':>7} {'rows':>5}  {'ratio':>6} {'storms':>6} "
-          f"{'429s':>5} {'final rate':>10}")
+    worst: dict[str, tuple[float, str]] = {}
+    print(f"{'limit':>6} {'burst':>5} {'--rate':>7} {'rows':>5}  {'ratio':>6} {'floor':>6} {'target':>6} "
+          f"{'storms':>6} {'429s':>5} {'final rate':>10}")
     for limit, rows in itertools.product(limits, rows_list):
         for burst in sorted({1, max(1, int(limit / 10))}):
-            for ceiling in (limit, 5 * limit, None):
+            for kind, ceiling in (("R", limit), ("5R", 5 * limit), ("none", None)):
                 r = simulate(limit=limit, burst=burst, ceiling=ceiling, rows=rows)
+                low = floor(limit, burst, ceiling, rows)
+                target = TARGETS[kind]
                 label = "none" if ceiling is None else f"{ceiling:g}"
-                print(f"{limit:>6g} {burst:>5} {label:>7} {rows:>5}  {r.ratio:6.3f} {r.storms:>6} "
-                      f"{r.refused:>5} {r.rate:>10.1f}")
-                if r.ratio > worst[0]:
-                    worst = (r.ratio, f"limit {limit:g} burst {burst} --rate {label} rows {rows}")
+                mark = "" if r.ratio <= target else (" (floor above target)" if low > target else " MISSED")
+                print(f"{limit:>6g} {burst:>5} {label:>7} {rows:>5}  {r.ratio:6.3f} {low:6.3f} {target:6.2f} "
+                      f"{r.storms:>6} {r.refused:>5} {r.rate:>10.1f}{mark}")
+                cell = f"limit {limit:g} burst {burst} --rate {label} rows {rows}"
+                if r.ratio > worst.get(kind, (0.0, ""))[0]:
+                    worst[kind] = (r.ratio, cell)
+                share = r.refused / rows
+                if share > worst.get("429 share", (0.0, ""))[0]:
+                    worst["429 share"] = (share, cell)
     for rows in rows_list:
         r = simulate(limit=None, burst=1, ceiling=50.0, rows=rows, fail_503=0.05)
         print(f"{'none':>6} {'':>5} {'50':>7} {rows:>5}  {r.ratio:6.3f}  5 % 503, final rate {r.rate:.1f}")
-        worst = max(worst, (r.ratio, f"5 % 503 rows {rows}"))
-    print(f"worst: {worst[0]:.3f} ({worst[1]})")
+        if r.ratio > worst.get("503", (0.0, ""))[0]:
+            worst["503"] = (r.ratio, f"5 % 503 rows {rows}")
+    for kind, (value, cell) in worst.items():
+        print(f"worst {kind}: {value:.3f} ({cell})")
     return 0
 
 
