@@ -112,11 +112,17 @@ class RateGate:
     BURST_GUESS = 0.1  # seconds of requests a server's bucket may hold
     SETTLED = 1.05  # hi/rate at which the search stops
     STEP = 2.0  # largest step up from a rate that held
-    HOLD_MIN = 0.5  # shortest hold, seconds
+    HOLD_MIN = 0.2  # shortest hold, seconds
+    HELD = 0.5  # seconds at a rate before a 429 that make it a rate that held
     PROBE_AFTER = 60.0  # seconds settled before trying a little more
     RECHECK = 0.05  # longest single sleep of a parked waiter (sees rate changes)
     MIN_RATE = 0.05
     WINDOW = 2.0  # seconds of answers the 503 share and paces look at
+    MARGIN = 0.97  # of an estimated limit, for the next rate
+    JITTER_CUT = 0.9  # of a rate that held and then was refused
+    SETTLE_GAP = 1.25  # hi/lo below which a storm ends the search
+    TINY_BURST_CUT = 0.25  # of the pace refused within its first 2 requests
+    PROVEN = 0.9  # lo/rate at which a rate has held and the next step may come
 
     def __init__(
         self,
@@ -142,6 +148,12 @@ class RateGate:
         self._generation = 0  # bumped by every change: parked claims are void
         self._granted = 0  # departures since changed_at
         self._hold = 1.0
+        # The server's burst B, in requests: an upper estimate once a storm
+        # showed it (see _cut), else None (BURST_GUESS seconds of the rate).
+        self.burst: float | None = None
+        # Whether the server's bucket is believed full at changed_at: after a
+        # pause, or when the rate before the change had held.
+        self._full = False
         # ~20 ms of catch-up absorbs event-loop timer lateness (a gate at R
         # really sends R/s); none once a 429 showed the server may mind.
         self._catch_up = 0.02
@@ -152,7 +164,11 @@ class RateGate:
         self._reported = self.rate
         self.schedule: Schedule | None = None
         if math.isfinite(self.rate):
+            # The first departure is 1/rate after the gate opens: a request made
+            # just before (the preflight, the check) may have taken the server's
+            # last token, and a server with no burst refuses anything sooner.
             self.schedule = Schedule(self.rate, slack=self._catch_up, now=now)
+            self.schedule.restart(self.rate, now)
 
     # -- departures ---------------------------------------------------------
 
@@ -201,6 +217,7 @@ class RateGate:
         self.changed_at = start
         self._granted = 0
         self._generation += 1
+        self._full = False
         if math.isinf(rate):
             self.schedule = None
         elif self.schedule is None:
@@ -239,9 +256,11 @@ class RateGate:
         held = now - self.changed_at
         if self._granted < 0.8 * self.rate * held:
             return  # the workers did not keep up: the server never saw this rate
-        # A rate r above the limit L empties a burst of BURST_GUESS*L requests
-        # in BURST_GUESS*L/(r-L) seconds: r held that long proves L > r(1 - BURST_GUESS/held).
-        self.lo = max(self.lo, self.rate * (1.0 - self.BURST_GUESS / held))
+        # A rate r above the limit L empties a burst of B requests in B/(r-L)
+        # seconds: r held that long with no 429 proves L >= r - B/held.
+        self.lo = max(self.lo, self.rate - self._burst() / held)
+        if self.lo < self.rate * self.PROVEN:
+            return  # not proven yet: the server's burst may still be paying for it
         if self.hi <= self.rate * self.SETTLED:
             if held >= self.PROBE_AFTER:
                 self.hi = max(self.hi, self.rate * self.SETTLED)  # the limit may have moved
@@ -249,12 +268,19 @@ class RateGate:
             return
         self._step(min(self.rate * self.STEP, math.sqrt(self.rate * self.hi), self.ceiling), now)
 
+    def _burst(self) -> float:
+        """The server's burst B in requests: learned (an upper estimate), or
+        BURST_GUESS seconds of the current rate."""
+        return self.burst if self.burst is not None else self.BURST_GUESS * self.rate
+
     def _step(self, rate: float, now: float) -> None:
-        step = rate / self.rate - 1.0
-        # A rate x% above the limit empties a burst of BURST_GUESS seconds in
-        # BURST_GUESS/x seconds: hold that long before calling it safe.
-        self._hold = min(2.0, max(self.HOLD_MIN, self.BURST_GUESS / max(step, 1e-6)))
+        step = rate - self.rate
+        # A rate that is ``step`` above the limit empties a burst of B requests
+        # in B/step seconds: hold that long before calling it safe. The bucket
+        # is full now: the rate so far held.
+        self._hold = min(2.0, max(self.HOLD_MIN, self._burst() / max(step, 1e-6)))
         self._set(rate, now)
+        self._full = True
 
     def throttled(self, sent: float, retry_after: float | None) -> float:
         """A 429 to a request that left at ``sent``: pause every worker for
@@ -288,29 +314,69 @@ class RateGate:
         measured = (sent_n - 1) / elapsed if sent_n >= 2 and elapsed > 0 else math.inf
         flight = min(self.rate, measured) if elapsed >= 0.25 or math.isinf(self.rate) else self.rate
         self._before_503 = None
-        # What the server accepted since the last change, over that time plus
-        # the burst it may have had in store: its limit, give or take the burst.
-        estimate = max(accepted, 1) / (elapsed + self.BURST_GUESS)
-        if accepted == 0 and self.storms == 0:
-            # Refused before anything was accepted: the server's bucket was
-            # spent before this run (the preflight, another client). No pace
-            # was refused yet: pause, and keep the rate.
-            new = self.rate
-        else:
-            self.hi = min(self.hi, flight)
-            new = max(self.lo, estimate)
-            if math.isfinite(self.hi):
-                # Two answers or fewer say more about a burst than about a pace.
-                floor = self.hi / 4 if accepted < 3 else self.hi / 64
-                new = min(self.hi * 0.97, max(floor, new))
+        # Refused before anything was accepted: the server's bucket was spent
+        # before this run (the preflight, another client). No pace was refused
+        # yet: pause, and keep the rate.
+        fresh = accepted == 0 and self.storms == 0
+        new = self.rate if fresh else self._estimate(accepted, elapsed, flight)
         # The server may allow no burst at all: from now on no catch-up,
         # every departure at least 1/rate after the one before.
         self._catch_up = 0.0
         if self.schedule is not None:
             self.schedule.slack = 0.0
-        self._hold = 1.0
         self.paused_until = until
         self._set(new, now, start=until)
+        # Long enough for the server's burst to have paid for no more than
+        # 1 - PROVEN of the rate (see success).
+        self._hold = min(2.0, max(self.HOLD_MIN, self._burst() / ((1 - self.PROVEN) * new)))
+        self._full = until - now >= 0.5  # a pause refills any bucket of half a second
+
+    def _estimate(self, accepted: int, elapsed: float, flight: float) -> float:
+        """The rate after a storm: ``accepted`` requests went through in the
+        ``elapsed`` seconds from the last change to the refused one, at the
+        pace ``flight``. Moves hi, lo and the burst; returns the new rate.
+
+        From a full bucket of B, a limit R lets B + R*elapsed requests through
+        before the first refusal: accepted + 1 > B + R*elapsed >= accepted.
+        With B known, that gives R; with R >= lo, it bounds B."""
+        refused = self.rate
+        self.hi = min(self.hi, flight)
+        if self.lo >= self.hi:
+            # A rate that held was refused: timing noise (a server without
+            # burst refuses any two requests that arrive closer than 1/R), or
+            # the limit fell. Leave room for the noise.
+            self.lo = self.hi = min(self.hi, refused)
+            self.lo *= self.JITTER_CUT
+            return self.lo
+        full = self._full and elapsed > 0
+        if full and self.burst is not None and accepted > self.burst:
+            # The lower end: R >= (accepted - B)/elapsed, near enough.
+            estimate = (accepted - self.burst) / elapsed
+        else:
+            # The server's burst unknown: BURST_GUESS seconds of its limit.
+            estimate = max(accepted, 1) / (elapsed + self.BURST_GUESS)
+        if elapsed <= 0:
+            # A flood (every request at once): the bucket let ``accepted`` through.
+            self.burst = max(1.0, accepted) if self.burst is None else self.burst
+        else:
+            # B + R*elapsed < accepted + 1 with R > lo >= 0, and a bucket holds
+            # whole requests: B <= ceil(accepted + 1 - lo*elapsed) - 1.
+            bound = max(1.0, math.ceil(accepted + 1 - self.lo * elapsed) - 1.0)
+            self.burst = bound if self.burst is None else min(self.burst, bound)
+        if self.lo > 0 and self.hi <= self.lo * self.SETTLE_GAP:
+            # Close enough: another storm costs more than the difference.
+            self.hi = self.lo * self.SETTLED
+            return self.lo
+        new = max(self.lo, estimate * self.MARGIN)
+        if elapsed >= self.HELD:
+            # Refused after it held a while: most likely timing noise near the
+            # limit (what a refusal within the first requests cannot be).
+            new = max(new, refused * self.JITTER_CUT)
+        if math.isfinite(self.hi):
+            # Two answers or fewer say more about a burst than about a pace.
+            floor = self.hi * self.TINY_BURST_CUT if accepted < 3 else self.hi / 64
+            new = min(self.hi * self.MARGIN, max(floor, new))
+        return new
 
     def _share_503(self, now: float) -> float:
         recent = [status for sent, status in self._answers if sent >= now - self.WINDOW]

@@ -48,12 +48,12 @@ def test_a_parked_waiter_leaves_at_once_when_the_rate_is_raised() -> None:
 
     start = vt.now
     vt.spawn(two())
-    vt.run(until=start + 0.1)
+    vt.run(until=start + 5.1)  # the first leaves 1/rate after the gate opens
     assert len(left) == 1
     gate.ceiling = 100.0
     gate._set(100.0, vt.now)  # what a recovery does
     vt.run()
-    assert left[1] - start < 0.2
+    assert left[1] - start < 5.2
 
 
 def test_rate_none_finds_the_limit_within_a_few_storms() -> None:
@@ -134,3 +134,47 @@ def test_with_the_limit_as_rate_and_a_burst_there_is_no_storm() -> None:
                      preflight=0)
         assert r.storms == 0, (limit, r)
         assert r.ratio <= 1.02, (limit, r)
+
+
+def test_the_first_departure_waits_one_interval() -> None:
+    # The preflight's calls come just before the gate opens: against a server
+    # with no burst, a first POST at once was refused (a whole 1 s pause).
+    vt = VirtualTime()
+    gate = RateGate(50.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
+    assert gate.open_now() is None
+    vt.now += 0.02
+    assert gate.open_now() == vt.now
+    for limit in (20.0, 50.0, 200.0):
+        r = simulate(limit=limit, burst=1, ceiling=limit, rows=500, gap=0.0)
+        assert r.storms == 0, (limit, r)
+
+
+def test_a_rate_that_held_and_then_was_refused_leaves_room_for_noise() -> None:
+    vt = VirtualTime()
+    gate = RateGate(100.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
+    vt.now += 0.01
+    for _ in range(200):  # two seconds accepted at the ceiling
+        sent = gate.open_now()
+        assert sent is not None
+        gate.success(sent)
+        vt.now += 0.01
+    gate.throttled(vt.now - 0.01, retry_after=1.0)
+    assert 90.0 <= gate.rate < 97.0  # at least 0.9x, and below what was refused
+
+
+def test_a_flood_shows_the_burst_and_the_next_storm_the_limit() -> None:
+    # --rate none against 50/s with a burst of 5: the flood's storm says B;
+    # the storm of the first step above the limit then gives L itself.
+    r = simulate(limit=50.0, burst=5, ceiling=None, rows=5000)
+    assert r.gate.burst is not None and 4.0 <= r.gate.burst <= 6.0
+    assert 45.0 <= r.rate <= 50.5
+    assert r.storms <= 5
+
+
+def test_a_server_without_burst_is_found_from_five_times_its_limit() -> None:
+    # Refused within the first two requests: the burst is 1, and each storm
+    # says only "below this pace"; the gate cuts to a quarter and climbs.
+    r = simulate(limit=50.0, burst=1, ceiling=250.0, rows=5000)
+    assert r.gate.burst == 1.0
+    assert 45.0 <= r.rate <= 50.0
+    assert r.ratio <= 1.13, r
