@@ -58,8 +58,8 @@ from typing import Any, Final, NamedTuple, TypeVar
 import aiohttp
 from aiohttp import web
 
-from bulksend import sandbox_progress
-from bulksend.sandbox_progress import CUSTOM_STATUSES, PatchRefused
+from bulksend.sandbox import progress as sandbox_progress
+from bulksend.sandbox.progress import CUSTOM_STATUSES, PatchRefused
 
 __all__ = [
     "CUSTOM_STATUSES",

@@ -1,0 +1,41 @@
+"""The sandbox: a local stand-in for the Collect API (see server.py while it is split up)."""
+
+from bulksend.sandbox.server import (
+    CUSTOM_STATUSES,
+    DEFAULT_API_KEY,
+    DEMO_CAMPAIGN_ID,
+    DEMO_ITEM_IDS,
+    LOOKUP_FAULTS,
+    ONBOARDING_CAMPAIGN_ID,
+    ONBOARDING_ITEM_IDS,
+    SCRIPT_FATES,
+    SEEDED_CONTACT_IDS,
+    SEEDED_REQUEST_ID,
+    USER_IDS,
+    Sandbox,
+    SandboxConfig,
+    SandboxSnapshot,
+    config_problems,
+    running_sandbox,
+    serve,
+)
+
+__all__ = [
+    "CUSTOM_STATUSES",
+    "DEFAULT_API_KEY",
+    "DEMO_CAMPAIGN_ID",
+    "DEMO_ITEM_IDS",
+    "LOOKUP_FAULTS",
+    "ONBOARDING_CAMPAIGN_ID",
+    "ONBOARDING_ITEM_IDS",
+    "SCRIPT_FATES",
+    "SEEDED_CONTACT_IDS",
+    "SEEDED_REQUEST_ID",
+    "USER_IDS",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxSnapshot",
+    "config_problems",
+    "running_sandbox",
+    "serve",
+]
