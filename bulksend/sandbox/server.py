@@ -40,7 +40,6 @@ import contextvars
 import copy
 import dataclasses
 import email.utils
-import hashlib
 import hmac
 import json
 import math
@@ -51,7 +50,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, NamedTuple, TypeVar
 
@@ -59,7 +57,44 @@ import aiohttp
 from aiohttp import web
 
 from bulksend.sandbox import progress as sandbox_progress
+from bulksend.sandbox.bodies import Invalid as _Invalid
+from bulksend.sandbox.bodies import batch_shape, contact_shape_problem, single_shape
+from bulksend.sandbox.bodies import page as _page
+from bulksend.sandbox.bodies import parse_due_date as _parse_due_date
+from bulksend.sandbox.catalogue import (
+    DEMO_CAMPAIGN_ID,
+    DEMO_ITEM_IDS,
+    ONBOARDING_CAMPAIGN_ID,
+    ONBOARDING_ITEM_IDS,
+    SEEDED_CONTACT_IDS,
+    SEEDED_REQUEST_ID,
+    USER_IDS,
+    campaigns,
+    derived_id,
+    new_id,
+    seeded_contacts,
+    seeded_request,
+)
+from bulksend.sandbox.catalogue import ELEMENT_KINDS as _ELEMENT_KINDS
+from bulksend.sandbox.catalogue import PORTAL as _PORTAL
+from bulksend.sandbox.catalogue import TEAM as _TEAM
+from bulksend.sandbox.catalogue import USERS as _USERS
+from bulksend.sandbox.config import (
+    CREATED_FATES,
+    DEFAULT_API_KEY,
+    FAULT_FIELDS,
+    LOOKUP_FAULTS,
+    NOTHING_CREATED_FATES,
+    RATE_BANDS,
+    SCRIPT_FATES,
+    SandboxConfig,
+    config_problems,
+)
+from bulksend.sandbox.preload import parse_preload
 from bulksend.sandbox.progress import CUSTOM_STATUSES, PatchRefused
+from bulksend.sandbox.records import Contact as _Contact
+from bulksend.sandbox.records import Request as _Request
+from bulksend.sandbox.records import search_text as _search_text
 
 __all__ = [
     "CUSTOM_STATUSES",
@@ -84,204 +119,7 @@ __all__ = [
 _T = TypeVar("_T")
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-DEFAULT_API_KEY: Final = "sandbox-key"
 
-# Meteor's "unmistakable" alphabet: Collect ids such as xvr69EYLKXvTkfYuk are
-# Meteor ids, 17 characters from this set (§1).
-_ID_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
-_ID_LENGTH: Final = 17
-_PORTAL: Final = "https://app.usecollect.com/portal"
-
-# --- The seeded world -----------------------------------------------------------
-# Fixed for every seed, so the demo and the tests can name campaigns, elements and
-# contacts; only ids the sandbox generates at run time depend on the seed.
-
-DEMO_CAMPAIGN_ID: Final = "xvr69EYLKXvTkfYuk"  # the campaign id of the §4 example
-DEMO_ITEM_IDS: Final[dict[str, str]] = {  # element name -> element `id` (what `items` takes)
-    "ID card": "pdHfyaXvuoEWnRNnm",
-    "Proof of address": "S7pJyePKjxXimLipA",
-    "Registration certificate": "8oMXrrSvERrsEnBix",
-    "Driving licence": "vJBoynXXMEDXTiSD7",
-    "Vehicle details": "2GMd7Jw8Zi8efHaCn",  # a form
-    "Instructions": "sxcr6nyAZbi47xYwd",  # a text block
-}
-ONBOARDING_CAMPAIGN_ID: Final = "zZCYitJRjp8n7XG5Q"
-ONBOARDING_ITEM_IDS: Final[dict[str, str]] = {
-    "Signed contract": "nWHdn2bYErXrZpbt6",
-    "Bank details": "r7v6Lk7oJKWaTQr3C",
-    "Personal information": "Zu68KzNpYKcWvKxM3",  # a form
-    "Welcome": "LYCAQa7kwtSpHQtaj",  # a page
-}
-SEEDED_CONTACT_IDS: Final[dict[str, str]] = {  # email -> contact `_id`
-    "maincontact@example.com": "xtPWKQqcAk8MJfoz5",  # the contact of the §4 example
-    "jane.smith@example.com": "WmTjsFknzHdmfs3Ra",  # the id used in the §5 example
-    "Grace.Hopper@Example.com": "K9eMhWR7YQRFHSE8A",  # mixed case: §6 email look-up is exact
-}
-# An old request of maincontact in the demo campaign: reconciliation must filter on
-# createdAt (§6) rather than take any request it finds.
-SEEDED_REQUEST_ID: Final = "nw42MmBsJoccgutST"
-USER_IDS: Final[dict[str, str]] = {  # email -> user `_id` (for createdBy / assignedTo)
-    "owner@sandbox.example": "yvsbMv2mRPfSPuRNv",
-    "assistant@sandbox.example": "vsxQAWiyaKs3J49q5",
-}
-_TEAM_ID: Final = "CDFHTHYHLLSaw8Mhi"
-_EXTENSIONS: Final = ["pdf", "jpg", "jpeg", "png"]
-
-
-def _document(id_: str, item_id: str, name: str, order: int) -> dict[str, Any]:
-    # itemId differs from id on purpose: `items` takes the element's `id` (§6), and a
-    # client that sends itemId instead gets a 400 naming it.
-    return {
-        "id": id_,
-        "itemId": item_id,
-        "name": name,
-        "order": order,
-        "visibility": "visible",
-        "mandatory": True,
-        "multipleupload": False,
-        "extensions": list(_EXTENSIONS),
-    }
-
-
-def _element(id_: str, item_id: str, name: str, order: int, **extra: Any) -> dict[str, Any]:
-    return {"id": id_, "itemId": item_id, "name": name, "order": order, "visibility": "visible"} | extra
-
-
-def _catalogue() -> list[dict[str, Any]]:
-    demo = DEMO_ITEM_IDS
-    onb = ONBOARDING_ITEM_IDS
-    return [
-        {
-            "_id": DEMO_CAMPAIGN_ID,
-            "name": "Vehicle documents",
-            "createdAt": "2022-06-01T09:00:00Z",
-            "status": "open",
-            "documents": [
-                _document(demo["ID card"], "TMjehMxdX2LeLW8SN", "ID card", 0),
-                _document(demo["Proof of address"], "wsZN5XcA2C8CXcPDq", "Proof of address", 1),
-                _document(
-                    demo["Registration certificate"],
-                    "3Sa5Dhn7Wi9i9Dtbn",
-                    "Registration certificate",
-                    2,
-                ),
-                _document(demo["Driving licence"], "FZ9W2wEdA9wgrEcdq", "Driving licence", 3),
-            ],
-            "forms": [
-                _element(
-                    demo["Vehicle details"],
-                    "t2J2Di6rkmZePHFD6",
-                    "Vehicle details",
-                    4,
-                    items=[
-                        {"id": "cvKTPGNCtXjR73Qrn", "name": "Brand", "type": "shortText"},
-                        {"id": "93yLdbzqzfh76tY9B", "name": "Model", "type": "shortText"},
-                        {"id": "vj4tjFbSiYpL2SWfk", "name": "Plate", "type": "shortText"},
-                    ],
-                )
-            ],
-            "texts": [_element(demo["Instructions"], "WTz4vrkJJv7kQsrTQ", "Instructions", 5)],
-            "pages": [],
-        },
-        {
-            "_id": ONBOARDING_CAMPAIGN_ID,
-            "name": "Employee onboarding",
-            "createdAt": "2023-01-16T08:30:00Z",
-            "status": "open",
-            "documents": [
-                _document(onb["Signed contract"], "gjS2PzsifPzu2YnYp", "Signed contract", 0),
-                _document(onb["Bank details"], "7PNLxHZyMCFnKKgrP", "Bank details", 1),
-            ],
-            "forms": [
-                _element(
-                    onb["Personal information"],
-                    "8mfMFpFW4tm8xmc9d",
-                    "Personal information",
-                    2,
-                    items=[
-                        {"id": "XDwMdkvxio6B2LdPP", "name": "Date of birth", "type": "date"},
-                        {"id": "jfAawhKLJyfQMSz83", "name": "Address", "type": "longText"},
-                    ],
-                )
-            ],
-            "texts": [],
-            "pages": [_element(onb["Welcome"], "nKC7nYWzBBpvcn2cz", "Welcome", 3)],
-        },
-    ]
-
-
-_TEAM: Final = {
-    "_id": _TEAM_ID,
-    "tz": "Europe/Paris",
-    "name": "Sandbox team",
-    "plan": {"name": "Premium", "end": "2030-12-31T23:59:59Z"},
-}
-_USERS: Final = [
-    {
-        "_id": USER_IDS["owner@sandbox.example"],
-        "role": "admin",
-        "email": "owner@sandbox.example",
-        "status": "active",
-        "firstName": "Olivia",
-        "lastName": "Owner",
-    },
-    {
-        "_id": USER_IDS["assistant@sandbox.example"],
-        "role": "member",
-        "email": "assistant@sandbox.example",
-        "status": "active",
-        "firstName": "Adam",
-        "lastName": "Assistant",
-    },
-]
-_ELEMENT_KINDS: Final = ("documents", "forms", "texts", "pages")
-
-# --- Request bodies (§4, §5) ----------------------------------------------------
-
-_FLAGS: Final = (
-    "sendMessage",
-    "sendCompletionMessage",
-    "sendRejectionMessage",
-    "sendReopenMessage",
-)
-_SINGLE_FIELDS: Final = frozenset(
-    {
-        "campaignId",
-        "contact",
-        "items",
-        "esignDocs",
-        "esignTriggers",
-        "data",
-        "sample",
-        "dueDate",
-        "createdBy",
-        "assignedTo",
-        *_FLAGS,
-    }
-)
-_BATCH_FIELDS: Final = frozenset(
-    {"campaignId", "contacts", "items", "samples", "dueDate", "assignedTo", *_FLAGS}
-)
-# Hints for the fields a client most often puts on the wrong endpoint (§5 lists
-# what POST /requests lacks).
-_WRONG_ENDPOINT_HINTS: Final = {
-    ("/requests", "contact"): "POST /requests takes `contacts` (an array)",
-    ("/requests", "sample"): "POST /requests takes `samples` (an array)",
-    ("/requests", "data"): "POST /requests has no `data`; put it in each contact's `data`",
-    ("/requests", "createdBy"): "POST /requests does not accept `createdBy`",
-    ("/requests", "esignDocs"): "POST /requests does not accept `esignDocs`",
-    ("/requests", "esignTriggers"): "POST /requests does not accept `esignTriggers`",
-    ("/request", "contacts"): "POST /request takes one `contact`",
-    ("/request", "samples"): "POST /request takes one `sample` object",
-}
-_CONTACT_FIELDS: Final = frozenset(
-    {"email", "firstName", "lastName", "company", "data", "tag", "tags", "customFields"}
-)
-_CUSTOM_FIELD_KEYS: Final = frozenset({"_id", "name", "variable", "value"})
-_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_MAX_BATCH: Final = 50  # §3, §5
-_MAX_LIMIT: Final = 100  # §3: list endpoints
-_DEFAULT_LIMIT: Final = 50
 _MAX_EMBEDDED_REQUESTS: Final = 50  # §6: GET /contacts/{id}
 _HIDDEN_BY_DEFAULT: Final = frozenset({"cancelled", "archived", "draft"})  # §6 step 3
 _CONTACT_SORTS: Final[dict[str, tuple[str, bool]]] = {  # §7 GET /contacts `sort`
@@ -298,48 +136,6 @@ _CONTACT_SORTS: Final[dict[str, tuple[str, bool]]] = {  # §7 GET /contacts `sor
 # --- Stats ----------------------------------------------------------------------
 
 _POST_KINDS: Final = {"/v1/request": "post_request", "/v1/requests": "post_requests"}
-# The fates a POST /request(s) can meet: "ok" is a normal answer; the others are
-# faults, each allowed by collect-api.md (§2, §3, §9) or by plain HTTP.
-_NOTHING_CREATED_FATES: Final = (  # answered without processing the body
-    "500",
-    "503",
-    "dropped",
-    "401",
-    "quota-429",
-    "redirect-302",
-    "redirect-307",
-    "refused-200",
-)
-_CREATED_FATES: Final = (  # processed (requests created), then answered oddly
-    "ambiguous",
-    "slow",
-    "created-500",
-    "created-502",
-    "created-504",
-    "empty-200",
-    "html-200",
-    "warned-200",
-)
-SCRIPT_FATES: Final = (  # every fate, in the order --help lists them
-    "ok",
-    "500",
-    "503",
-    "dropped",
-    "ambiguous",
-    "slow",
-    "created-500",
-    "created-502",
-    "created-504",
-    "refused-200",
-    "empty-200",
-    "html-200",
-    "warned-200",
-    "redirect-302",
-    "redirect-307",
-    "quota-429",
-    "401",
-)
-assert set(SCRIPT_FATES) == {"ok", *_NOTHING_CREATED_FATES, *_CREATED_FATES}
 # Every outcome a POST is counted under (present in stats even when 0): the HTTP
 # status of a normal answer, or the fate's name for a fault.
 _OUTCOMES: Final = (
@@ -350,274 +146,14 @@ _OUTCOMES: Final = (
     "429",
     "500",
     "503",
-    *(fate for fate in _NOTHING_CREATED_FATES + _CREATED_FATES if not fate.isdigit()),
+    *(fate for fate in NOTHING_CREATED_FATES + CREATED_FATES if not fate.isdigit()),
 )
-# The random draw's bands, in this order: a seed gives the same pattern it gave
-# before the later bands existed, as long as their rates are 0.
-_RATE_BANDS: Final = (
-    ("fail_rate", ("500", "503")),
-    ("drop_rate", ("dropped",)),
-    ("ambiguous_rate", ("ambiguous",)),
-    ("slow_rate", ("slow",)),
-    ("created_5xx_rate", ("created-500", "created-502", "created-504")),
-    ("odd_200_rate", ("refused-200", "empty-200", "html-200", "warned-200")),
-    ("redirect_rate", ("redirect-302", "redirect-307")),
-)
-_RATE_FIELDS: Final = tuple(name for name, _ in _RATE_BANDS)
-_FAULT_FIELDS: Final = frozenset(
-    {
-        "rate_limit",
-        "burst",
-        "retry_after_format",
-        *_RATE_FIELDS,
-        "slow_delay",
-        "latency",
-        "script",
-        "redirect_to",
-        "embedded_order",
-        "case_sensitive_emails",
-        "quota_after",
-        "quota_retry_after",
-        "lookup_fault",
-        "clock_skew",
-        "preload",
-        "progress_rate",
-    }
-)
-_RETRY_AFTER_FORMATS: Final = ("seconds", "http-date", "none")
-_EMBEDDED_ORDERS: Final = ("newest", "oldest")
-LOOKUP_FAULTS: Final = ("html", "object", "404", "500")
-
-
-@dataclass
-class SandboxConfig:
-    """How the sandbox behaves. Every field but api_key and seed can change at run time.
-
-    Rates are shares of the POST /request(s) calls that pass the rate limit and the
-    key check: one uniform draw per such POST picks at most one fault, so the rates
-    together must not exceed 1. ``script`` overrides the draw for the next POSTs.
-    ``strict()`` turns on every documented-worst behaviour that still lets a run end.
-    """
-
-    api_key: str = DEFAULT_API_KEY
-    seed: int = 0
-    rate_limit: float | None = None  # token-bucket refill, calls per second; None: no limit
-    burst: int = 1  # bucket size: 1 means calls must be spaced 1/rate_limit apart
-    retry_after_format: str = "seconds"  # "seconds" | "http-date" | "none"
-    fail_rate: float = 0.0  # POSTs answered 500 or 503 (half each), nothing created
-    drop_rate: float = 0.0  # POSTs whose connection is closed before processing
-    ambiguous_rate: float = 0.0  # POSTs processed, then the connection closed unanswered
-    slow_rate: float = 0.0  # POSTs processed and answered only after slow_delay
-    slow_delay: float = 5.0
-    latency: float = 0.0  # seconds added to every /v1 call
-    # POSTs processed, then answered 500, 502 or 504 (a third each; §9: a 5xx other
-    # than 503 does not say "not created"). 500 has a JSON body, 502/504 a gateway's HTML.
-    created_5xx_rate: float = 0.0
-    # POSTs answered 200 with a body that is not {request, errors: []} (§9), a quarter
-    # each: refused-200 (nothing created, request null + errors), empty-200 ({}),
-    # html-200 (an HTML page), warned-200 (the request and a non-empty errors).
-    odd_200_rate: float = 0.0
-    # Fates for the next POSTs, one consumed per POST, before the draw (which still
-    # happens, so the random pattern after the script does not shift). See SCRIPT_FATES.
-    script: list[str] = field(default_factory=list)
-    redirect_to: str = ""  # base URL (ending in /v1) that the redirect fates point to
-    redirect_rate: float = 0.0  # POSTs answered 302 or 307 (half each), nothing created
-    embedded_order: str = "newest"  # GET /contacts/{id} requests: "newest" or "oldest" first (§6)
-    # True: contacts are matched by exact email, on POST and GET /contacts?email= (§6/§7).
-    # False: case-insensitively. The email is kept as first sent either way.
-    case_sensitive_emails: bool = True
-    quota_after: int | None = None  # once this many requests were created: every POST 429
-    quota_retry_after: float = 3600.0  # the Retry-After of a quota 429, seconds
-    lookup_fault: str | None = None  # every look-up GET: "html" | "object" | "404" | "500"
-    clock_skew: float = 0.0  # seconds added to the clock behind every createdAt written
-    # Contacts and requests that exist before any POST: a JSON file path or a dict
-    # (format in bulksend sandbox --help and docs/operations.md).
-    preload: str | dict[str, Any] | None = None
-    team_tz: str = "Europe/Paris"  # GET /team's `tz`: the zone a due day ends in (issue 17)
-    # Issue 14: steps per open request per second through the statuses of §7
-    # (pending -> waiting/due/completed/error/on-hold, waiting -> completed...),
-    # as clients and the team would move them; 0: requests stay as they are.
-    progress_rate: float = 0.0
-    # Campaigns added to the seeded two, in GET /campaigns/{id}'s shape ({_id, name,
-    # documents, forms, texts, pages}); `send --sandbox` stands in for the user's own.
-    campaigns: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def strict(cls, **overrides: Any) -> SandboxConfig:
-        """Every documented-worst behaviour at once, at rates a run still finishes under.
-
-        Embedded requests oldest first (capped at 50), case-sensitive emails, 3% of
-        POSTs created then answered 500/502/504, 3% odd 200s, 3% each of 503/500
-        (nothing created), dropped and ambiguous. No quota, look-up fault, redirect or
-        slow answer: those stop or stall a run, and stay separate options.
-        ``overrides`` are SandboxConfig fields set on top.
-        """
-        profile: dict[str, Any] = {
-            "embedded_order": "oldest",
-            "case_sensitive_emails": True,
-            "created_5xx_rate": 0.03,
-            "odd_200_rate": 0.03,
-            "fail_rate": 0.03,
-            "drop_rate": 0.03,
-            "ambiguous_rate": 0.03,
-        }
-        return cls(**(profile | overrides))
-
-
-def config_problems(config: SandboxConfig) -> list[str]:
-    """Every problem with a configuration, so they can be reported together."""
-    problems: list[str] = []
-    if not isinstance(config.api_key, str) or not config.api_key:
-        problems.append("api_key must be a non-empty string")
-    if not _is_int(config.seed):
-        problems.append("seed must be an integer")
-    if config.rate_limit is not None and not (_is_number(config.rate_limit) and config.rate_limit > 0):
-        problems.append("rate_limit must be a positive number of calls per second, or None")
-    if not (_is_int(config.burst) and config.burst >= 1):
-        problems.append("burst must be an integer >= 1")
-    if config.retry_after_format not in _RETRY_AFTER_FORMATS:
-        problems.append("retry_after_format must be one of " + ", ".join(_RETRY_AFTER_FORMATS))
-    problems.extend(_rate_problems(config))
-    for name in ("slow_delay", "latency", "quota_retry_after", "progress_rate"):
-        value = getattr(config, name)
-        if not (_is_number(value) and value >= 0):
-            problems.append(f"{name} must be a number of seconds >= 0")
-    problems.extend(_strict_option_problems(config))
-    problems.extend(_parse_preload(config.preload)[1])
-    if not isinstance(config.team_tz, str):  # any text: a client must cope with an unknown zone
-        problems.append("team_tz must be a string (an IANA time zone such as Europe/Paris)")
-    return problems
-
-
-def _rate_problems(config: SandboxConfig) -> list[str]:
-    problems: list[str] = []
-    for name in _RATE_FIELDS:
-        value = getattr(config, name)
-        if not (_is_number(value) and 0.0 <= value <= 1.0):
-            problems.append(f"{name} must be a number between 0 and 1")
-    numbers = [getattr(config, name) for name in _RATE_FIELDS]
-    if all(_is_number(value) for value in numbers) and sum(numbers) > 1.0 + 1e-9:
-        problems.append(" + ".join(_RATE_FIELDS) + " must not exceed 1")
-    return problems
-
-
-def _strict_option_problems(config: SandboxConfig) -> list[str]:
-    """Problems with the options of issue 10's documented-worst behaviours."""
-    problems: list[str] = []
-    script = config.script
-    if not _is_str_list(script):
-        problems.append("script must be a list of fate names")
-    else:
-        unknown = [name for name in script if name not in SCRIPT_FATES]
-        if unknown:
-            problems.append(f"script: unknown fate {unknown[0]!r} (known: {', '.join(SCRIPT_FATES)})")
-    redirects = (_is_number(config.redirect_rate) and config.redirect_rate > 0) or (
-        _is_str_list(script) and any(name.startswith("redirect-") for name in script)
-    )
-    if not isinstance(config.redirect_to, str):
-        problems.append("redirect_to must be a base URL string")
-    elif config.redirect_to and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", config.redirect_to):
-        problems.append(f"redirect_to {config.redirect_to!r} must be an http:// or https:// base URL")
-    elif redirects and not config.redirect_to:
-        problems.append("redirect_to must be set (a base URL such as http://127.0.0.1:9/v1) for redirects")
-    if config.embedded_order not in _EMBEDDED_ORDERS:
-        problems.append("embedded_order must be one of " + ", ".join(_EMBEDDED_ORDERS))
-    if not isinstance(config.case_sensitive_emails, bool):
-        problems.append("case_sensitive_emails must be true or false")
-    if config.quota_after is not None and not (_is_int(config.quota_after) and config.quota_after >= 0):
-        problems.append("quota_after must be a number of requests >= 0, or None")
-    if config.lookup_fault is not None and config.lookup_fault not in LOOKUP_FAULTS:
-        problems.append("lookup_fault must be one of " + ", ".join(LOOKUP_FAULTS) + ", or None")
-    if not _is_number(config.clock_skew):
-        problems.append("clock_skew must be a number of seconds (negative: the server is behind)")
-    return problems
-
-
 class SandboxSnapshot(NamedTuple):
     """A consistent copy of what the sandbox did, safe to read from any thread."""
 
     created: list[dict[str, Any]]
     stats: dict[str, Any]
 
-
-# --- Internal records -------------------------------------------------------------
-
-
-@dataclass(slots=True, eq=False)
-class _Contact:
-    id: str
-    email: str
-    first_name: str | None
-    last_name: str | None
-    company: str | None
-    tags: list[str]
-    custom: list[dict[str, Any]]
-    created_at: str
-    nb_request: int = 0
-    last_activity: str | None = None
-    requests: list[_Request] = field(default_factory=list)  # oldest first
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "_id": self.id,
-            "email": self.email,
-            "firstName": self.first_name,
-            "lastName": self.last_name,
-            "company": self.company,
-            "tag": list(self.tags),
-            "custom": [dict(c) for c in self.custom],
-            "nbRequest": self.nb_request,
-            "createdAt": self.created_at,
-            "lastActivity": self.last_activity,
-        }
-
-
-@dataclass(slots=True, eq=False)
-class _Request:
-    id: str
-    campaign_id: str
-    created_at: str
-    portal_url: str
-    due_date: str | None
-    contact: _Contact
-    contact_json: dict[str, Any]  # the contact as it was when the request was created
-    data: dict[str, Any]
-    items: list[str] | None
-    status: str = "pending"
-    privacy: str = "private"
-    assigned_to: str | None = None  # PATCH /request's assignedTo (not in the §4 object)
-
-    def to_json(self, contact_json: dict[str, Any] | None = None) -> dict[str, Any]:
-        # The request object of §4.
-        return {
-            "_id": self.id,
-            "campaignId": self.campaign_id,
-            "createdAt": self.created_at,
-            "portalUrl": self.portal_url,
-            "status": self.status,
-            "dueDate": self.due_date,
-            "privacy": self.privacy,
-            "contact": self.contact_json if contact_json is None else contact_json,
-            "contributors": [],
-            "branding": {"useBranding": False},
-        }
-
-
-class _Invalid(Exception):
-    """A request the API refuses: its status and the message of the error body."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
@@ -662,224 +198,6 @@ def _gateway_page(status: int) -> str:
     )
 
 
-def _derived_id(*parts: str) -> str:
-    """A stable Meteor-style id for things computed on demand (request elements)."""
-    digest = hashlib.blake2b(":".join(parts).encode(), digest_size=_ID_LENGTH).digest()
-    return "".join(_ID_ALPHABET[b % len(_ID_ALPHABET)] for b in digest)
-
-
-def _parse_due_date(value: object) -> str | None:
-    """dueDate (§4): ISO 8601 date or date-time, or null; answered in UTC like createdAt."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise _Invalid(400, "dueDate must be an ISO 8601 date or date-time string, or null")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise _Invalid(400, f"dueDate {value!r} is not an ISO 8601 date or date-time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _page(query: Any) -> tuple[int, int]:
-    """offset and limit of a list endpoint (§3: limit default 50, at most 100)."""
-    values: dict[str, int] = {}
-    for name, default, low, high in (
-        ("offset", 0, 0, None),
-        ("limit", _DEFAULT_LIMIT, 1, _MAX_LIMIT),
-    ):
-        raw = query.get(name)
-        if raw is None:
-            values[name] = default
-            continue
-        try:
-            number = int(raw)
-        except ValueError:
-            raise _Invalid(400, f"{name} must be an integer, got {raw!r}") from None
-        if number < low or (high is not None and number > high):
-            bound = f"between {low} and {high}" if high is not None else f">= {low}"
-            raise _Invalid(400, f"{name} must be {bound}, got {number}")
-        values[name] = number
-    return values["offset"], values["limit"]
-
-
-def _inline_contact_problem(entry: dict[str, Any]) -> str | None:
-    """Why an inline contact object (§4) is refused, or None when it is fine."""
-    for key in entry:
-        if key not in _CONTACT_FIELDS:
-            allowed = ", ".join(sorted(_CONTACT_FIELDS))
-            return f"contact has unknown field {key!r} (allowed: {allowed})"
-    address = entry.get("email")
-    if address is None:
-        return "contact.email is required"
-    if not isinstance(address, str) or not _EMAIL.fullmatch(address):
-        return f"contact.email {address!r} is not an email address"
-    for key in ("firstName", "lastName", "company"):
-        if key in entry and not isinstance(entry[key], str):
-            return f"contact.{key} must be a string"
-    if "data" in entry and not isinstance(entry["data"], dict):
-        return "contact.data must be an object"
-    for key in ("tag", "tags"):
-        tags = entry.get(key)
-        if key in entry and not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
-            return f"contact.{key} must be an array of strings"
-    if "customFields" in entry:
-        fields = entry["customFields"]
-        if not isinstance(fields, list):
-            return "contact.customFields must be an array of objects"
-        for index, custom in enumerate(fields):
-            if not isinstance(custom, dict) or not isinstance(custom.get("variable"), str):
-                return f"contact.customFields[{index}] must be an object with a string `variable`"
-            extra = set(custom) - _CUSTOM_FIELD_KEYS
-            if extra:
-                return f"contact.customFields[{index}] has unknown field {sorted(extra)[0]!r}"
-    return None
-
-
-def _search_text(request: _Request) -> list[str]:
-    # §6 step 3: the contact's names and email, plus all custom data (the request's
-    # and the contact's custom attributes).
-    contact = request.contact
-    texts = [contact.first_name or "", contact.last_name or "", contact.email]
-    values = [*request.data.values(), *(custom.get("value") for custom in contact.custom)]
-    for value in values:
-        texts.append(value if isinstance(value, str) else json.dumps(value))
-    return texts
-
-
-# --- Preloaded contacts and requests ------------------------------------------------
-
-_PRELOAD_CONTACT_KEYS: Final = frozenset({"_id", "email", "firstName", "lastName", "company", "data"})
-_PRELOAD_REQUEST_KEYS: Final = frozenset(
-    {"_id", "campaignId", "email", "contactId", "status", "createdAt", "dueDate", "data"}
-)
-
-
-def _parse_preload(value: object) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
-    """Read and check a preload (a JSON file path or a dict); return (records, problems).
-
-    The records are normalised: timestamps in the ISO form the sandbox writes,
-    ``status`` defaulting to "pending", contacts' ``data`` kept as custom attributes.
-    Problems name the file (or "preload") and the entry, e.g. ``requests[2].status``.
-    """
-    empty: dict[str, list[dict[str, Any]]] = {"contacts": [], "requests": []}
-    if value is None:
-        return empty, []
-    where = "preload"
-    if isinstance(value, str):
-        where = value
-        try:
-            with open(value, encoding="utf-8") as handle:
-                value = json.load(handle)
-        except OSError as exc:
-            return empty, [f"preload file {where}: cannot be read ({exc.strerror or exc})"]
-        except UnicodeDecodeError:
-            return empty, [f"preload file {where}: not UTF-8 text"]
-        except json.JSONDecodeError as exc:
-            return empty, [f"{where}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})"]
-    if not isinstance(value, dict) or set(value) - {"contacts", "requests"}:
-        return empty, [f"{where}: must be an object with only `contacts` and `requests` (arrays)"]
-    problems: list[str] = []
-    records = {"contacts": [], "requests": []} | {k: v for k, v in value.items() if isinstance(v, list)}
-    for key in ("contacts", "requests"):
-        if key in value and not isinstance(value[key], list):
-            problems.append(f"{where}: `{key}` must be an array")
-    taken = {*SEEDED_CONTACT_IDS.values(), SEEDED_REQUEST_ID}
-    emails: dict[str, str] = dict(SEEDED_CONTACT_IDS)  # email -> whose it is
-    contacts = [_preload_contact(entry, f"{where}: contacts[{i}]", taken, emails, problems)
-                for i, entry in enumerate(records["contacts"])]
-    contact_ids = {*SEEDED_CONTACT_IDS.values(), *(c["_id"] for c in contacts if c.get("_id"))}
-    requests = [_preload_request(entry, f"{where}: requests[{i}]", taken, contact_ids, problems)
-                for i, entry in enumerate(records["requests"])]
-    return {"contacts": contacts, "requests": requests}, problems
-
-
-def _preload_common(
-    entry: object, where: str, allowed: frozenset[str], taken: set[str], problems: list[str]
-) -> dict[str, Any]:
-    """Checks shared by contacts and requests: an object, known keys, a free `_id`, `data`."""
-    if not isinstance(entry, dict):
-        problems.append(f"{where} must be an object")
-        return {}
-    unknown = sorted(set(entry) - allowed)
-    if unknown:
-        problems.append(f"{where}: unknown field {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
-    if "_id" in entry:
-        if not (isinstance(entry["_id"], str) and entry["_id"]):
-            problems.append(f"{where}._id must be a non-empty string")
-        elif entry["_id"] in taken:
-            problems.append(f"{where}._id {entry['_id']!r} is already used")
-        else:
-            taken.add(entry["_id"])
-    if "data" in entry and not isinstance(entry["data"], dict):
-        problems.append(f"{where}.data must be an object")
-    return dict(entry)
-
-
-def _preload_contact(
-    entry: object, where: str, taken: set[str], emails: dict[str, str], problems: list[str]
-) -> dict[str, Any]:
-    record = _preload_common(entry, where, _PRELOAD_CONTACT_KEYS, taken, problems)
-    if not record:
-        return record
-    address = record.get("email")
-    if not (isinstance(address, str) and _EMAIL.fullmatch(address)):
-        problems.append(f"{where}.email {address!r} is not an email address")
-    elif address in emails:
-        problems.append(f"{where}.email {address} is already a contact ({emails[address]}): list it once")
-    else:
-        record.setdefault("_id", None)
-        emails[address] = record["_id"] or where
-    for key in ("firstName", "lastName", "company"):
-        if key in record and not isinstance(record[key], str):
-            problems.append(f"{where}.{key} must be a string")
-    return record
-
-
-def _preload_request(
-    entry: object, where: str, taken: set[str], contact_ids: set[str], problems: list[str]
-) -> dict[str, Any]:
-    record = _preload_common(entry, where, _PRELOAD_REQUEST_KEYS, taken, problems)
-    if not record:
-        return record
-    if record.get("campaignId") not in {DEMO_CAMPAIGN_ID, ONBOARDING_CAMPAIGN_ID}:
-        known = f"{DEMO_CAMPAIGN_ID} (Vehicle documents) or {ONBOARDING_CAMPAIGN_ID} (Employee onboarding)"
-        campaign = record.get("campaignId")
-        problems.append(f"{where}.campaignId {campaign!r} is not a sandbox campaign: use {known}")
-    if ("email" in record) == ("contactId" in record):
-        problems.append(f"{where}: give exactly one of `email` and `contactId`")
-    elif "email" in record and not (isinstance(record["email"], str) and _EMAIL.fullmatch(record["email"])):
-        problems.append(f"{where}.email {record['email']!r} is not an email address")
-    elif "contactId" in record and record["contactId"] not in contact_ids:
-        problems.append(f"{where}.contactId {record['contactId']!r} is not a seeded or preloaded contact _id")
-    status = record.setdefault("status", "pending")
-    if not (isinstance(status, str) and status):
-        problems.append(f"{where}.status must be a status name such as pending, completed or cancelled")
-    for key in ("createdAt", "dueDate"):
-        if record.get(key) is None:
-            continue
-        try:
-            record[key] = _timestamp(record[key])
-        except _Invalid:
-            problems.append(
-                f"{where}.{key} {record[key]!r} is not a timestamp "
-                "(\"2022-07-04 07:20:06 UTC\" or ISO 8601, §1)"
-            )
-    return record
-
-
-def _timestamp(value: object) -> str:
-    """A §1 timestamp in either documented form, as the ISO UTC form the sandbox writes."""
-    if isinstance(value, str) and value.endswith(" UTC"):
-        value = value.removesuffix(" UTC") + "+00:00"
-    result = _parse_due_date(value)
-    if result is None:
-        raise _Invalid(400, "a timestamp is required")
-    return result
-
-
 # --- The server -------------------------------------------------------------------
 
 
@@ -898,7 +216,7 @@ class Sandbox:
             raise ValueError("invalid sandbox config: " + "; ".join(problems))
         config.script = list(config.script)  # consumed as POSTs arrive: our own copy
         self._config = config
-        self._preloaded = _parse_preload(config.preload)[0]
+        self._preloaded = parse_preload(config.preload)[0]
         self._clock = clock  # for the token bucket; tests pass a fake one
         self._expected_auth = "Basic " + base64.b64encode(f":{config.api_key}".encode()).decode()
         self.url = ""
@@ -917,7 +235,7 @@ class Sandbox:
         self._fault_rng = random.Random(seed)
         self._data_rng = random.Random(f"bulksend-sandbox-data:{seed}")
         extra = copy.deepcopy(self._config.campaigns)
-        self._campaigns = {c["_id"]: c for c in [*_catalogue(), *extra]}
+        self._campaigns = {c["_id"]: c for c in [*campaigns(), *extra]}
         # §6/§9: `items` is "an array of itemId", and campaign elements carry
         # both an `id` and an `itemId`; which one POST /request wants is not
         # settled by the docs, so the sandbox takes either.
@@ -937,40 +255,10 @@ class Sandbox:
         self._patches: list[dict[str, Any]] = []  # every PATCH /request applied
         self._progress_rng = random.Random(f"bulksend-sandbox-progress:{seed}")
         self._progressed_at = time.monotonic()
-        names = {
-            "maincontact@example.com": ("John", "Doe", "Acme"),
-            "jane.smith@example.com": ("Jane", "Smith", None),
-            "Grace.Hopper@Example.com": ("Grace", "Hopper", "US Navy"),
-        }
-        for address, contact_id in SEEDED_CONTACT_IDS.items():
-            first, last, company = names[address]
-            contact = _Contact(
-                id=contact_id,
-                email=address,
-                first_name=first,
-                last_name=last,
-                company=company,
-                tags=[],
-                custom=[],
-                created_at="2022-07-03T13:51:27Z",
-            )
+        for contact in seeded_contacts():
             self._add_contact(contact)
-        main = self._contacts[SEEDED_CONTACT_IDS["maincontact@example.com"]]
-        main.nb_request = 1
-        main.last_activity = "2022-07-04T07:20:06Z"
-        old = _Request(
-            id=SEEDED_REQUEST_ID,
-            campaign_id=DEMO_CAMPAIGN_ID,
-            created_at="2022-07-04T07:20:06Z",
-            portal_url=f"{_PORTAL}/uGFRDeEL3Ct2uYo2c/{SEEDED_REQUEST_ID}",
-            due_date="2022-07-11T21:59:00Z",
-            contact=main,
-            contact_json=main.to_json(),
-            data={},
-            items=None,
-            status="completed",
-        )
-        main.requests.append(old)
+        old = seeded_request(self._contacts[SEEDED_CONTACT_IDS["maincontact@example.com"]])
+        old.contact.requests.append(old)
         self._requests[old.id] = old
         self._by_campaign[DEMO_CAMPAIGN_ID].append(old)
         self._load_preload(self._preloaded)
@@ -1033,7 +321,7 @@ class Sandbox:
             company=entry.get("company"),
             tags=[],
             custom=[
-                {"_id": _derived_id(entry["email"], key), "name": key, "variable": key, "value": value}
+                {"_id": derived_id(entry["email"], key), "name": key, "variable": key, "value": value}
                 for key, value in entry.get("data", {}).items()
             ],
             created_at=now,
@@ -1064,7 +352,7 @@ class Sandbox:
         self._bucket_time = self._clock()
 
     def _new_id(self) -> str:
-        return "".join(self._data_rng.choices(_ID_ALPHABET, k=_ID_LENGTH))
+        return new_id(self._data_rng)
 
     # -- thread-safe inspection and control ------------------------------------------
 
@@ -1168,15 +456,15 @@ class Sandbox:
         }
 
     def _faults_json(self) -> dict[str, Any]:
-        faults = {name: getattr(self._config, name) for name in sorted(_FAULT_FIELDS)}
+        faults = {name: getattr(self._config, name) for name in sorted(FAULT_FIELDS)}
         faults["script"] = list(self._config.script)  # what remains of it
         return faults
 
     def _apply_faults(self, changes: dict[str, Any]) -> None:
-        unknown = sorted(set(changes) - _FAULT_FIELDS)
+        unknown = sorted(set(changes) - FAULT_FIELDS)
         if unknown:
             raise ValueError(
-                f"not a fault setting: {', '.join(unknown)} (settable: {', '.join(sorted(_FAULT_FIELDS))})"
+                f"not a fault setting: {', '.join(unknown)} (settable: {', '.join(sorted(FAULT_FIELDS))})"
             )
         updated = dataclasses.replace(self._config, **changes)
         problems = config_problems(updated)
@@ -1186,7 +474,7 @@ class Sandbox:
         if "preload" in changes:
             # New records join the world at once (and at every reset); records an
             # earlier preload added stay until the next reset.
-            preloaded = _parse_preload(updated.preload)[0]
+            preloaded = parse_preload(updated.preload)[0]
             self._load_preload(preloaded)
             self._preloaded = preloaded
         bucket_changed = (updated.rate_limit, updated.burst) != (
@@ -1461,7 +749,7 @@ class Sandbox:
         u = self._fault_rng.random()
         scripted = config.script.pop(0) if config.script else None
         fate = "ok"
-        for name, fates in _RATE_BANDS:
+        for name, fates in RATE_BANDS:
             rate = getattr(config, name)
             if u < rate:
                 fate = fates[min(int(u / rate * len(fates)), len(fates) - 1)]
@@ -1491,27 +779,7 @@ class Sandbox:
 
     async def _post_request(self, request: web.Request) -> web.Response:
         body = await self._read_json(request)
-        self._check_fields(body, _SINGLE_FIELDS, "/request")
-        campaign_id = self._check_common(body)
-        if "contact" not in body:
-            raise _Invalid(400, "contact is required: a contact id or a contact object")
-        entry = body["contact"]
-        problem = self._contact_shape_problem(entry)
-        if problem is not None:
-            raise _Invalid(400, problem)
-        if "data" in body and not isinstance(body["data"], dict):
-            raise _Invalid(400, "data must be an object")
-        if "createdBy" in body and not (isinstance(body["createdBy"], str) and body["createdBy"]):
-            raise _Invalid(400, "createdBy must be a non-empty string (a user id)")
-        if "esignDocs" in body and not (
-            isinstance(body["esignDocs"], list) and all(isinstance(doc, dict) for doc in body["esignDocs"])
-        ):
-            raise _Invalid(400, "esignDocs must be an array of objects")
-        if "esignTriggers" in body and not _is_str_list(body["esignTriggers"]):
-            raise _Invalid(400, "esignTriggers must be an array of strings")
-        if "sample" in body:
-            self._check_sample(body["sample"], "sample")
-        due_date = _parse_due_date(body.get("dueDate"))
+        campaign_id, entry, due_date = single_shape(body)
         # Shape is fine; now what the ids refer to.
         self._check_references(body, campaign_id)
         if "sample" in body:
@@ -1524,23 +792,7 @@ class Sandbox:
 
     async def _post_requests(self, request: web.Request) -> web.Response:
         body = await self._read_json(request)
-        self._check_fields(body, _BATCH_FIELDS, "/requests")
-        campaign_id = self._check_common(body)
-        contacts = body.get("contacts")
-        if "contacts" not in body:
-            raise _Invalid(400, "contacts is required: an array of contact ids or objects")
-        if not isinstance(contacts, list):
-            raise _Invalid(400, "contacts must be an array of contact ids or objects")
-        if not 1 <= len(contacts) <= _MAX_BATCH:
-            raise _Invalid(400, f"contacts must hold 1 to {_MAX_BATCH} entries, got {len(contacts)}")
-        if "samples" in body:
-            samples = body["samples"]
-            # §5: typed "object", described as an array; the sandbox takes the array.
-            if not isinstance(samples, list):
-                raise _Invalid(400, "samples must be an array of {itemId, url} objects")
-            for index, sample in enumerate(samples):
-                self._check_sample(sample, f"samples[{index}]")
-        due_date = _parse_due_date(body.get("dueDate"))
+        campaign_id, contacts, due_date = batch_shape(body)
         self._check_references(body, campaign_id)
         for index, sample in enumerate(body.get("samples", ())):
             self._check_sample_item(sample, campaign_id, f"samples[{index}]")
@@ -1549,7 +801,7 @@ class Sandbox:
         requests: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         for entry in contacts:
-            problem = self._contact_shape_problem(entry) or self._contact_reference_problem(entry)
+            problem = contact_shape_problem(entry) or self._contact_reference_problem(entry)
             if problem is not None:
                 errors.append({"contact": entry, "message": problem})
                 continue
@@ -1559,35 +811,6 @@ class Sandbox:
         # depend on position; match on contact._id / contact.email instead.
         self._data_rng.shuffle(requests)
         return web.json_response({"requests": requests, "errors": errors})
-
-    @staticmethod
-    def _check_fields(body: dict[str, Any], allowed: frozenset[str], endpoint: str) -> None:
-        for key in body:
-            if key not in allowed:
-                hint = _WRONG_ENDPOINT_HINTS.get((endpoint, key))
-                if hint is not None:
-                    raise _Invalid(400, f"unknown field {key!r}: {hint}")
-                raise _Invalid(400, f"unknown field {key!r} in the POST {endpoint} body")
-
-    def _check_common(self, body: dict[str, Any]) -> str:
-        """Fields shared by §4 and §5, checked for shape; returns the campaign id."""
-        if "campaignId" not in body:
-            raise _Invalid(400, "campaignId is required")
-        campaign_id = body["campaignId"]
-        if not isinstance(campaign_id, str) or not campaign_id:
-            raise _Invalid(400, "campaignId must be a non-empty string")
-        if "items" in body:
-            items = body["items"]
-            if not _is_str_list(items):
-                raise _Invalid(400, "items must be an array of element ids (strings)")
-            if not items:
-                raise _Invalid(400, "items must not be empty: omit it to send the whole campaign")
-        for flag in _FLAGS:
-            if flag in body and not isinstance(body[flag], bool):
-                raise _Invalid(400, f"{flag} must be a boolean (true or false)")
-        if "assignedTo" in body and not (isinstance(body["assignedTo"], str) and body["assignedTo"]):
-            raise _Invalid(400, "assignedTo must be a non-empty string (a user id or email)")
-        return campaign_id
 
     def _check_references(self, body: dict[str, Any], campaign_id: str) -> None:
         if campaign_id not in self._campaigns:
@@ -1601,31 +824,12 @@ class Sandbox:
                     f"(see GET /campaigns/{campaign_id})",
                 )
 
-    @staticmethod
-    def _check_sample(sample: object, where: str) -> None:
-        if not isinstance(sample, dict):
-            raise _Invalid(400, f"{where} must be an object {{itemId, url}}")
-        for key in sample:
-            if key not in ("itemId", "url"):
-                raise _Invalid(400, f"{where} has unknown field {key!r} (expected itemId, url)")
-        for key in ("itemId", "url"):
-            if not isinstance(sample.get(key), str) or not sample[key]:
-                raise _Invalid(400, f"{where}.{key} is required and must be a string")
-
     def _check_sample_item(self, sample: dict[str, Any], campaign_id: str, where: str) -> None:
         if self._elements[campaign_id].get(sample["itemId"]) != "documents":
             raise _Invalid(
                 400,
                 f"{where}.itemId {sample['itemId']!r} is not a document element of campaign {campaign_id}",
             )
-
-    @staticmethod
-    def _contact_shape_problem(entry: object) -> str | None:
-        if isinstance(entry, str):
-            return None if entry else "contact id must not be empty"
-        if isinstance(entry, dict):
-            return _inline_contact_problem(entry)
-        return "contact must be a contact id (string) or a contact object"
 
     def _contact_reference_problem(self, entry: object) -> str | None:
         if isinstance(entry, str) and entry not in self._contacts:
@@ -1756,7 +960,7 @@ class Sandbox:
             for element in campaign[kind]:
                 if wanted is not None and element["id"] not in wanted and element.get("itemId") not in wanted:
                     continue
-                own = dict(element, id=_derived_id(found.id, element["id"]), itemId=element["id"])
+                own = dict(element, id=derived_id(found.id, element["id"]), itemId=element["id"])
                 own["status"] = "open"
                 if kind == "documents":
                     own["uploads"] = []
@@ -1922,10 +1126,6 @@ class Sandbox:
     async def _admin_reset(self, request: web.Request) -> web.Response:
         self._reset()
         return web.json_response({"reset": True})
-
-
-def _is_str_list(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def _with_all_outcomes(counts: Counter[str]) -> dict[str, int]:
