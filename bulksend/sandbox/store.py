@@ -69,7 +69,8 @@ class Store:
         self._progressed_at = time.monotonic()
         for contact in catalogue.seeded_contacts():
             self._add_contact(contact)
-        self._file(catalogue.seeded_request(self.contacts[catalogue.SEEDED_CONTACT_IDS["maincontact@example.com"]]))
+        main = self.contacts[catalogue.SEEDED_CONTACT_IDS["maincontact@example.com"]]
+        self._file(catalogue.seeded_request(main))
         self.load_preload(self.preloaded)
 
     # -- contacts ----------------------------------------------------------------------
