@@ -77,7 +77,7 @@ class VirtualTime:
 
 @dataclass
 class Server:
-    """The sandbox's token bucket (bulksend/sandbox.py ``_take_token``), plus 503s."""
+    """The sandbox's token bucket (bulksend/sandbox/faults.py ``TokenBucket.take``), plus 503s."""
 
     limit: float | None
     burst: int

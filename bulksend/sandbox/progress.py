@@ -1,6 +1,6 @@
 """The sandbox's side of issue 14: PATCH /request and requests that move on by themselves.
 
-Pure rules, no HTTP and no sandbox state, so ``sandbox.py`` stays the server:
+Pure rules, no HTTP and no sandbox state (the store applies them):
 
 * ``patch_changes`` checks a PATCH /request body as collect-api.md §7 documents
   it (``requestId``; ``status`` one of ``pending``, ``completed``, ``waiting``,
