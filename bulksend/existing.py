@@ -25,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from bulksend.client import Ambiguous, Client, NotSent
 from bulksend.errors import AbortError, InputError
-from bulksend.lookup import CALLS_PER_LOOK_UP, Found, campaign_requests, look_up, parse_time
+from bulksend.lookup import (
+    CALLS_PER_LOOK_UP,
+    Found,
+    campaign_requests,
+    contact_identity,
+    look_up,
+    parse_time,
+)
 from bulksend.mapping import Mapping
 from bulksend.reading import Mark, Table
 
@@ -62,14 +69,6 @@ class Existing:
     @property
     def request_ids(self) -> set[str]:
         return {f.request_id for _, f in self.found}
-
-
-def _who(contact: Any) -> str:
-    if isinstance(contact, str):
-        return "id:" + contact
-    if isinstance(contact, dict):
-        return "email:" + str(contact.get("email", "")).casefold()
-    return ""
 
 
 def new_rows(table: Table, mapping: Mapping, journal: Journal, start: Mark | None) -> Iterator[NewRow]:
@@ -152,7 +151,10 @@ async def _check_new_rows(client: Client, gate: RateGate, table: Table, mapping:
             await _look_up_each(client, gate, rows, result)
         elif index:
             matched = rows if not overflow else _every_new_row(table, mapping, journal, start, campaign)
-            result.found.extend((r, index[_who(r.contact)]) for r in matched if _who(r.contact) in index)
+            for new in matched:
+                who = contact_identity(new.contact)
+                if who in index:
+                    result.found.append((new, index[who]))
 
 
 def _every_new_row(table: Table, mapping: Mapping, journal: Journal, start: Mark | None,
@@ -184,7 +186,8 @@ async def _list_campaign(client: Client, gate: RateGate, campaign: str, budget: 
             if not isinstance(contact, dict):
                 raise Ambiguous(f"a request of campaign {campaign} carries no contact")
             found = _as_found(request, contact)
-            for who in (_who(str(contact.get("_id") or "")), _who({"email": contact.get("email") or ""})):
+            for who in (contact_identity(str(contact.get("_id") or "")),
+                        contact_identity({"email": contact.get("email") or ""})):
                 if who not in ("id:", "email:") and (who not in index or _older(found, index[who])):
                     index[who] = found
     except _OverBudget:

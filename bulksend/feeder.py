@@ -17,9 +17,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from bulksend.journal import INFLIGHT, PENDING
-from bulksend.lookup import key_fields
+from bulksend.lookup import contact_identity, key_fields
 from bulksend.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN, Outcome
-from bulksend.sending import BATCH_SIZE, BatchPlan, Job, contact_identity
+from bulksend.sending import BATCH_SIZE, BatchPlan, Job
 
 if TYPE_CHECKING:
     from bulksend.journal import Journal, Record

@@ -98,6 +98,16 @@ class Unmatchable(Ambiguous):
     look-up cannot tell this row's request from another's."""
 
 
+def contact_identity(contact: Any) -> str:
+    """How answers name a payload's contact: ``id:<contact id>`` or
+    ``email:<lower-cased email>`` (a batch answer's, a campaign listing's)."""
+    if isinstance(contact, str):
+        return "id:" + contact
+    if isinstance(contact, dict):
+        return "email:" + str(contact.get("email", "")).lower()
+    return ""
+
+
 def key_fields(payload: dict[str, Any], key_paths: list[str] | None) -> dict[str, Any]:
     """The key's fields beyond campaign and contact, with the row's values:
     ``{"dueDate": "2026-12-31T23:59:00+01:00"}``. Empty for the default keys."""

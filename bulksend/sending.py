@@ -34,7 +34,7 @@ from bulksend.client import (  # noqa: F401 - re-exported: the HTTP client's nam
 )
 from bulksend.errors import AbortError
 from bulksend.journal import Journal, utc_now
-from bulksend.lookup import Found, Unmatchable, iso_utc, look_up
+from bulksend.lookup import Found, Unmatchable, contact_identity, iso_utc, look_up
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
 from bulksend.progress import Progress
 from bulksend.rategate import RateGate as RateGate  # re-exported: run.py, reconciling.py, tests
@@ -389,15 +389,6 @@ class BatchPlan:
             why.append(f"{n} {reason}")
         text = f"--batch: {self.batched} rows in {self.calls} POST /requests call(s), {alone} alone"
         return text + (f" ({'; '.join(why)})" if why else "")
-
-
-def contact_identity(contact: Any) -> str:
-    """How a batch answer names a contact: its id, or its lower-cased email."""
-    if isinstance(contact, str):
-        return "id:" + contact
-    if isinstance(contact, dict):
-        return "email:" + str(contact.get("email", "")).lower()
-    return ""
 
 
 def batch_body(jobs: list[Job]) -> dict[str, Any]:
