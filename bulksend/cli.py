@@ -186,6 +186,13 @@ def check_outputs(contacts: str, mapping: str, api_key_file: str | None, results
                 for what, path in side_files(results)]
     if summary_json:
         outputs.append(("--summary-json", summary_json))
+        # Checked before anything is sent: a monitor that reads this file would
+        # otherwise go on reading a stale one after a run that could not write it.
+        folder = Path(summary_json).parent
+        if not folder.is_dir() or not os.access(folder, os.W_OK):
+            raise UsageError(f"{summary_json}: --summary-json cannot be written there "
+                             f"({folder} is not a folder this user can write)",
+                             hint="pass a path in a folder that exists and is writable")
     inputs: list[tuple[str, Path | str]] = [("the contacts file", contacts), ("the mapping", mapping)]
     if api_key_file:
         inputs.append(("--api-key-file", api_key_file))

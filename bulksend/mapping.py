@@ -1734,6 +1734,11 @@ def _all_paths(shape: dict[str, Any], prefix: str = "") -> list[str]:
     return found
 
 
+def zone_named(name: str) -> tzinfo | None:
+    """The IANA time zone ``name`` ("Europe/Paris"), or None when unknown."""
+    return _zone(name)
+
+
 def _zone(name: str) -> tzinfo | None:
     try:
         return zoneinfo.ZoneInfo(name)

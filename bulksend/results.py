@@ -544,15 +544,15 @@ def check_outputs_apart(outputs: Sequence[tuple[str, Path | str]],
     ``..`` path, another mount of the folder). ``outputs``/``inputs``: (what,
     path) pairs, e.g. ("--summary-json", "last.json"), ("the contacts file",
     "contacts.csv"); an input "-" (standard input) is left out."""
-    seen: dict[tuple[int, int], tuple[str, Path | str]] = {}
+    # A file that exists is known by its device and inode; one that does not
+    # yet (two outputs of a first run) by its resolved path.
+    seen: dict[object, tuple[str, Path | str]] = {}
     for what, path in inputs:
-        ident = None if str(path) == "-" else _identity(path)
-        if ident is not None:
-            seen.setdefault(ident, (what, path))
+        found = None if str(path) == "-" else _identity(path)
+        if found is not None:
+            seen.setdefault(found, (what, path))
     for what, path in outputs:
-        ident = _identity(path)
-        if ident is None:
-            continue
+        ident: object = _identity(path) or os.path.realpath(path)
         if ident in seen:
             other, other_path = seen[ident]
             raise UsageError(f"{path}: {what} is the same file as {other} ({other_path}); "

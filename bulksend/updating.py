@@ -30,7 +30,7 @@ import sqlite3
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -48,6 +48,7 @@ from bulksend.client import (
 from bulksend.errors import BulksendError, ResultsError, UsageError
 from bulksend.journal import utc_now
 from bulksend.lookup import parse_time
+from bulksend.mapping import END_OF_DAY, zone_named
 from bulksend.progress import Progress
 from bulksend.rategate import RateGate
 from bulksend.runlock import RunLock
@@ -389,6 +390,7 @@ class _Patcher:
         self.queue = list(reversed(plan.todo))
         self.client: Client | None = None
         self.gate: RateGate | None = None
+        self._team_zone: tzinfo | None = None  # read once, for a bare --due-date
 
     async def run(self, api_url: str, api_key: str, wait: float, rate: float | None,
                   concurrency: int, progress: Progress) -> None:
@@ -447,12 +449,26 @@ class _Patcher:
     async def _patch(self, row: SentRow) -> Entry | str:
         """One PATCH: its Entry when the answer settles it, else why not (retry)."""
         body = {"requestId": row.request_id, **self.plan.change.fields()}
+        if "dueDate" in body and len(str(body["dueDate"])) == 10:
+            body["dueDate"] = await self._end_of_day(str(body["dueDate"]))
         verdict, request, text = read_created(await self._call("PATCH", "/request", body))
         if verdict == CREATED and request is not None:
             return self._finish(row, DONE, "done", request)
         if verdict == REFUSED:
             return self._finish(row, FAILED, text)
         return text
+
+    async def _end_of_day(self, day: str) -> str:
+        """A bare due day as ``send`` sends it (issue 17): 23:59 that day in the
+        team's time zone (GET /team's ``tz``, read once), as an ISO 8601
+        instant; in UTC when the team's zone is unknown. How Collect reads a
+        bare date is not documented (collect-api.md §9)."""
+        if self._team_zone is None:
+            answer = await self._call("GET", "/team")
+            tz = answer.body.get("tz") if answer.status == 200 and isinstance(answer.body, dict) else None
+            self._team_zone = (zone_named(tz) if isinstance(tz, str) else None) or UTC
+        when = datetime.combine(date.fromisoformat(day), END_OF_DAY, tzinfo=self._team_zone)
+        return when.isoformat()
 
     async def _get(self, request_id: str) -> dict[str, Any] | None:
         answer = await self._call("GET", f"/requests/{quote(request_id, safe='')}")
@@ -485,7 +501,9 @@ class _Patcher:
 
 def plan_lines(plan: Plan, *, shown: int = 20) -> list[str]:
     """The confirmation: what will change, on which rows (the first ``shown``)."""
-    out = [f"{plan.results}: {len(plan.todo)} requests will change: {plan.change.describe()}"]
+    count = len(plan.todo)
+    noun = "request" if count == 1 else "requests"
+    out = [f"{plan.results}: {count} {noun} will change: {plan.change.describe()}"]
     for row in plan.todo[:shown]:
         now = row.track["request_status"] or "?"
         out.append(f"  row {row.row:<6} {row.who:<32} {now:<10} request {row.request_id}")

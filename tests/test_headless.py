@@ -82,7 +82,9 @@ def test_json_log_every_line_is_an_event(workdir: Path) -> None:
         code, _, err = run_headless("send", "contacts.csv", "-m", "mapping.yaml", "--results",
                                       "results.csv", "--api-url", sb.url, "--rate", "12/s",
                                       "--log-format", "json", "--verbose", cwd=workdir)
-        assert sb.stats["post_request"]["429"] > 0
+        # The 429s may land on the look-ups before the first POST: they pass
+        # the same gate, and pause every worker just the same.
+        assert sb.stats["post_request"]["429"] + sb.stats["get"].get("429", 0) > 0
 
     assert code == 0, err
     records = []

@@ -441,3 +441,23 @@ def test_a_multi_line_key_in_the_environment_is_refused(workdir: Path, sandbox: 
     assert r.code == 2 and r.stderr.startswith("bulksend: error: COLLECT_API_KEY holds 2 lines"), r.stderr
     assert KEY not in r.stderr
     assert sandbox.created == []
+
+
+def test_summary_json_on_the_results_path_is_refused_before_anything_is_sent(
+        workdir: Path, sandbox: Sandbox) -> None:
+    # Two outputs of a first run, neither existing yet: the summary would have
+    # replaced the results file once the run ended (the record of what was sent).
+    write_contacts(workdir / "contacts.csv", people(2))
+    r = run_cli(*send_args(sandbox), "--summary-json", OUT, cwd=workdir)
+    assert r.code == 2, r.stderr
+    assert "--summary-json is the same file as the --results file" in r.stderr
+    assert sandbox.created == [] and not (workdir / OUT).exists()
+
+
+def test_a_summary_json_that_cannot_be_written_is_refused_before_anything_is_sent(
+        workdir: Path, sandbox: Sandbox) -> None:
+    write_contacts(workdir / "contacts.csv", people(2))
+    r = run_cli(*send_args(sandbox), "--summary-json", "no-such-folder/summary.json", cwd=workdir)
+    assert r.code == 2, r.stderr
+    assert "--summary-json cannot be written there" in r.stderr
+    assert sandbox.created == []

@@ -234,8 +234,22 @@ def test_update_sets_due_date_assignee_and_message_flags(tmp_path: Path) -> None
         patches = sb.patches
     assert r.code == 0, r.stdout + r.stderr
     assert [p["received"] for p in patches] == [
-        {"requestId": request_id(i), "dueDate": "2099-12-31", "assignedTo": "owner@sandbox.example",
+        {"requestId": request_id(i), "dueDate": "2099-12-31T23:59:00+01:00",
+         "assignedTo": "owner@sandbox.example",
          "sendCompletionMessage": False, "sendReopenMessage": True} for i in (0, 2)]
+
+
+def test_a_bare_due_day_is_sent_as_the_end_of_that_day_in_the_teams_zone(tmp_path: Path) -> None:
+    # As send does (issue 17): a bare 2099-07-01 is 23:59 that day in the team's
+    # zone (GET /team), not a date the API may read as midnight UTC.
+    records, results = sent_world(tmp_path, ["pending"])
+    with running_sandbox(SandboxConfig(api_key=KEY, preload=records, team_tz="America/New_York")) as sb:
+        r = run_cli("update", str(results), "--all", "--due-date", "2099-07-01", "--api-url", sb.url,
+                    "--yes", cwd=tmp_path)
+        patches = sb.patches
+    assert r.code == 0, r.stdout + r.stderr
+    assert [p["received"]["dueDate"] for p in patches] == ["2099-07-01T23:59:00-04:00"]
+    assert "1 request will change" in r.stdout
 
 
 def test_update_killed_midway_and_rerun_changes_each_row_once(tmp_path: Path) -> None:
