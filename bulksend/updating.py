@@ -48,7 +48,8 @@ from bulksend.client import (
 from bulksend.errors import BulksendError, ResultsError, UsageError
 from bulksend.journal import utc_now
 from bulksend.lookup import parse_time
-from bulksend.mapping import END_OF_DAY, zone_named
+from bulksend.mapping import END_OF_DAY
+from bulksend.mapping.converters import find_zone
 from bulksend.progress import Progress
 from bulksend.rategate import RateGate
 from bulksend.runlock import RunLock
@@ -466,7 +467,7 @@ class _Patcher:
         if self._team_zone is None:
             answer = await self._call("GET", "/team")
             tz = answer.body.get("tz") if answer.status == 200 and isinstance(answer.body, dict) else None
-            self._team_zone = (zone_named(tz) if isinstance(tz, str) else None) or UTC
+            self._team_zone = (find_zone(tz) if isinstance(tz, str) else None) or UTC
         when = datetime.combine(date.fromisoformat(day), END_OF_DAY, tzinfo=self._team_zone)
         return when.isoformat()
 

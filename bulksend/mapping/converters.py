@@ -1,0 +1,197 @@
+"""Converters: a cell's text → its payload value, by the field's type.
+
+The spec types are string, int, bool, date, datetime, list and email. Each
+converter is built once per field when the mapping is loaded; `where` is the
+prefix of its row errors, e.g. 'column "Due": '. A converter takes the cell's
+text (stripped, non-empty) and returns the value, None for "empty" (a list of
+blanks), or raises RowError. The request's dueDate has its own rules
+(duedates.py), built on ``read_moment`` and ``calendar_time`` here.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zoneinfo
+from datetime import UTC, datetime, time, tzinfo
+from typing import Final
+
+from bulksend.mapping.getters import Converter
+from bulksend.mapping.problems import RowError, quote
+from bulksend.reading import INVISIBLE
+
+TYPES: Final = ("string", "int", "bool", "date", "datetime", "list", "email")
+DEFAULT_SPLIT: Final = ","
+
+_BOOLS: Final[dict[str, bool]] = {
+    "true": True,
+    "yes": True,
+    "y": True,
+    "1": True,
+    "false": False,
+    "no": False,
+    "n": False,
+    "0": False,
+}
+_INT: Final = re.compile(r"[+-]?[0-9]{1,30}")
+# ISO 8601 as spreadsheets export it; the space separator is what Excel's text
+# rendering of a date cell gives. Any number of fraction digits (ISO 8601 sets
+# no limit; .NET's round-trip format writes 7): fromisoformat keeps 6.
+_ISO_DATE: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"(?:[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?(?:Z|[+-][0-9]{2}:?[0-9]{2})?)?"
+)
+# Email-shaped: one @, a dotted domain, no spaces, brackets, quotes, separators
+# or control characters (a "Name <a@b.c>" cell or "a@b.c; d@e.f" is refused).
+_EMAIL_ATOM: Final = r"[^\s@<>()\[\],;:\"\\\x00-\x1f\x7f"
+_EMAIL: Final = re.compile(rf"{_EMAIL_ATOM}]+@(?:{_EMAIL_ATOM}.]+\.)+{_EMAIL_ATOM}.]+")
+
+
+def converter(where: str, kind: str, split: str, fmt: str | None, zone: tzinfo | None) -> Converter | None:
+    """The converter of spec type ``kind``; None for string (the text itself).
+
+    ``split`` separates a list's items; ``fmt`` (strptime) and ``zone`` read dates."""
+    if kind == "int":
+        return _int_converter(where)
+    if kind == "bool":
+        return _bool_converter(where)
+    if kind == "email":
+        return _email_converter(where)
+    if kind == "list":
+        return _list_converter(split)
+    if kind in ("date", "datetime"):
+        return _date_converter(where, kind, fmt, zone)
+    return None  # string: the text itself
+
+
+def _int_converter(where: str) -> Converter:
+    def convert(text: str) -> int:
+        if _INT.fullmatch(text) is None:
+            raise RowError(f"{where}{quote(text)} is not a whole number")
+        return int(text)
+
+    return convert
+
+
+def _bool_converter(where: str) -> Converter:
+    def convert(text: str) -> bool:
+        value = _BOOLS.get(text.lower())
+        if value is None:
+            raise RowError(f"{where}{quote(text)} is not true/false (or yes/no, y/n, 1/0)")
+        return value
+
+    return convert
+
+
+def _email_converter(where: str) -> Converter:
+    """An address as the sheet writes it, less the characters no one can see
+    (zero-width space, BOM, soft hyphen, ...: reading.INVISIBLE), which would
+    make the API create a second contact and the key miss the duplicate."""
+
+    def convert(text: str) -> str:
+        address = text if text.isascii() else INVISIBLE.sub("", text).strip()
+        if _EMAIL.fullmatch(address) is None:
+            raise RowError(f"{where}{quote(text)} is not an email address")
+        return address
+
+    return convert
+
+
+def _list_converter(separator: str) -> Converter:
+    def convert(text: str) -> list[str] | None:
+        items = [item.strip() for item in text.split(separator)]
+        kept = [item for item in items if item]
+        return kept or None
+
+    return convert
+
+
+_SHEET_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}:\d{2})?")
+# strptime directives that read a time of day or an offset: a format with none reads a day.
+_TIME_DIRECTIVES: Final = re.compile(r"%[HIMSfpXcz]")
+MIDNIGHT: Final = time(0)
+
+
+@functools.cache
+def _reads_time(fmt: str) -> bool:
+    """Whether a strptime format reads a time of day or an offset."""
+    return _TIME_DIRECTIVES.search(fmt.replace("%%", "")) is not None
+
+
+def read_moment(where: str, text: str, fmt: str | None) -> tuple[datetime, bool]:
+    """Parse a cell with `fmt` (strptime) or as ISO 8601.
+
+    Returns the moment (naive unless the text or format gave an offset) and
+    whether the text gave a time of day. Raises RowError naming the cell.
+    """
+    if fmt is not None:
+        try:
+            return datetime.strptime(text, fmt), _reads_time(fmt)
+        except ValueError:
+            # A real date cell of a spreadsheet reads as ISO text (see
+            # reading.py): the same mapping then serves its CSV export too.
+            if _SHEET_DATE.fullmatch(text) is None:
+                raise RowError(f"{where}{quote(text)} is not a date in format {fmt}") from None
+    elif _ISO_DATE.fullmatch(text) is None:
+        raise RowError(
+            f"{where}{quote(text)} is not an ISO 8601 date (YYYY-MM-DD);"
+            ' set format in the mapping, e.g. format: "%d/%m/%Y"'
+        )
+    try:
+        return datetime.fromisoformat(text), len(text) > len("YYYY-MM-DD")
+    except ValueError:
+        raise RowError(f"{where}{quote(text)} is not a valid date") from None
+
+
+def calendar_time(wall: datetime, zone: tzinfo) -> datetime:
+    """A wall-clock time in `zone` as an instant, read the way a calendar reads it
+    (RFC 5545 §3.3.5): a time that happens twice (clocks set back) is the first
+    one; a time that never happens (clocks set forward) is read with the offset
+    from before the gap, so 02:30 on a spring-forward night is 03:30, the later
+    instant. Returned in `zone` with the offset then in force (a real wall time).
+    fold=0 is exactly that reading (PEP 495)."""
+    return wall.replace(tzinfo=zone, fold=0).astimezone(UTC).astimezone(zone)
+
+
+def _date_converter(where: str, kind: str, fmt: str | None, zone: tzinfo | None) -> Converter:
+    """Parse with `fmt` (strptime) or as ISO 8601; render a date or a datetime.
+
+    For `date` and `datetime` fields of `data`; the request's dueDate has its
+    own rules (duedates.due_converter)."""
+
+    def convert(text: str) -> str:
+        parsed, _has_time = read_moment(where, text, fmt)
+        try:
+            if kind == "date":
+                if parsed.tzinfo is not None and zone is not None:
+                    parsed = parsed.astimezone(zone)
+                return parsed.date().isoformat()
+            if parsed.tzinfo is None:
+                if zone is None:
+                    raise RowError(f"{where}{quote(text)} has no UTC offset; set timezone in the mapping")
+                parsed = calendar_time(parsed, zone)
+            return parsed.isoformat()
+        except (OverflowError, ValueError):
+            raise RowError(f"{where}{quote(text)} is out of the range of dates") from None
+
+    return convert
+
+
+def find_zone(name: str) -> tzinfo | None:
+    """The IANA time zone called ``name`` (e.g. "Europe/Paris"), or None when there is none."""
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+def bad_format(fmt: str) -> str | None:
+    """Why strptime cannot use fmt, or None when it can."""
+    try:
+        datetime.strptime("", fmt)
+    except ValueError as error:
+        message = str(error)
+        if message.startswith(("time data", "unconverted data")):
+            return None
+        return f"is not a strptime format: {message}"
+    return "has no date directives (such as %d/%m/%Y)"
