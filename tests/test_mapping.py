@@ -860,3 +860,18 @@ def _leaves(value: Any) -> list[Any]:
     if isinstance(value, list):
         return [leaf for item in value for leaf in _leaves(item)]
     return [value]
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("campaignId: {value: !!int x}\ncontact: {email: Email}\n",
+     "line 1, campaignId: cannot read value 'x' as int"),
+    ("campaignId: {value: c}\ncontact: {email: Email}\nsendMessage: !!bool maybe\n",
+     "line 3, sendMessage: cannot read value 'maybe' as bool"),
+    ("campaignId: {value: c}\ncontact: {email: Email, firstName: !!float 1e}\n",
+     "line 2, contact.firstName: cannot read value '1e' as float"),
+])
+def test_an_explicit_tag_a_value_does_not_fit_is_a_mapping_problem(text: str, problem: str) -> None:
+    # PyYAML raises ValueError/KeyError there, not YAMLError: it was a traceback.
+    with pytest.raises(MappingError) as caught:
+        parse_mapping(text, "m.yaml", ["Email"])
+    assert problem in str(caught.value)
