@@ -122,24 +122,37 @@ def key_fields(payload: dict[str, Any], key_paths: list[str] | None) -> dict[str
     return fields
 
 
-async def call_understood(client: Client, gate: RateGate, path: str,
-                          params: dict[str, str] | None = None) -> Answer:
-    """One look-up GET through the gate, retried on 429; a 200 or ``Ambiguous``.
-
-    Raises ``AuthError`` on 401 and ``Ambiguous`` on anything but a 200 (a 404
-    included: a proxy's or a wrong URL's 404 does not say "not created")."""
+async def gated_call(client: Client, gate: RateGate, method: str, path: str, body: Any = None,
+                     params: dict[str, str] | None = None) -> Answer:
+    """One call through the run's gate, made again after each 429 (20 times at
+    most); the answer tells the gate how it went. Raises ``AuthError`` on 401,
+    ``Ambiguous`` when the 429s never stop, ``NotSent``/``Ambiguous`` as
+    ``Client.call`` does."""
     for _ in range(20):
         sent = await gate.acquire()
-        answer = await client.call("GET", path, params=params)
+        answer = await client.call(method, path, body, params)
         if answer.status == 429:
             gate.throttled(sent, answer.retry_after)
             continue
         if answer.status == 401:
             raise key_refused()
-        if answer.status != 200:
-            raise Ambiguous(f"look-up GET {path} answered {error_text(answer)}")
+        if answer.status == 503:
+            gate.unavailable(sent)
+        else:
+            gate.success(sent)
         return answer
-    raise Ambiguous(f"look-up GET {path} kept being rate limited")
+    raise Ambiguous(f"{method} {path} kept being rate limited")
+
+
+async def call_understood(client: Client, gate: RateGate, path: str,
+                          params: dict[str, str] | None = None) -> Answer:
+    """One look-up GET through the gate (``gated_call``): a 200, or ``Ambiguous``
+    on anything else (a 404 included: a proxy's or a wrong URL's 404 does not
+    say "not created"). Raises ``AuthError`` on 401."""
+    answer = await gated_call(client, gate, "GET", path, params=params)
+    if answer.status != 200:
+        raise Ambiguous(f"look-up GET {path} answered {error_text(answer)}")
+    return answer
 
 
 def _list_of_dicts(answer: Answer, what: str) -> list[dict[str, Any]]:

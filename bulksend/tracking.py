@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import IO, Any, cast
 from urllib.parse import quote
 
-from bulksend.client import Ambiguous, Client, NotSent, error_text, key_refused
+from bulksend.client import Ambiguous, Client, NotSent, error_text
 from bulksend.errors import AbortError
 from bulksend.journal import utc_now
-from bulksend.lookup import campaign_requests, parse_time
+from bulksend.lookup import campaign_requests, gated_call, parse_time
 from bulksend.progress import Progress
 from bulksend.rategate import RateGate
 from bulksend.runlock import RunLock
@@ -219,23 +219,14 @@ class _Reader:
         """GET /requests/{id} through the gate: the request, or None on 404."""
         assert self.client is not None and self.gate is not None
         path = f"/requests/{quote(request_id, safe='')}"
-        for _ in range(20):
-            sent = await self.gate.acquire()
-            self.calls += 1
-            answer = await self.client.call("GET", path)
-            if answer.status == 429:
-                self.gate.throttled(sent, answer.retry_after)
-                continue
-            if answer.status == 401:
-                raise key_refused()
-            if answer.status == 404:
-                return None
-            body = answer.body
-            if answer.status == 200 and isinstance(body, dict) and body.get("_id") == request_id:
-                self.gate.success(sent)
-                return body
-            raise Ambiguous(f"GET {path} answered {error_text(answer)}")
-        raise Ambiguous(f"GET {path} kept being rate limited")
+        self.calls += 1
+        answer = await gated_call(self.client, self.gate, "GET", path)
+        if answer.status == 404:
+            return None
+        body = answer.body
+        if answer.status == 200 and isinstance(body, dict) and body.get("_id") == request_id:
+            return body
+        raise Ambiguous(f"GET {path} answered {error_text(answer)}")
 
 
 # -- what a person (or a scheduler) reads ------------------------------------------

@@ -42,12 +42,11 @@ from bulksend.client import (
     Client,
     NotSent,
     error_text,
-    key_refused,
     read_created,
 )
 from bulksend.errors import BulksendError, ResultsError, UsageError
 from bulksend.journal import utc_now
-from bulksend.lookup import parse_time
+from bulksend.lookup import gated_call, parse_time
 from bulksend.mapping import END_OF_DAY
 from bulksend.mapping.converters import find_zone
 from bulksend.progress import Progress
@@ -482,19 +481,7 @@ class _Patcher:
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
         """One call through the gate, again after each 429; 401 ends the run."""
         assert self.client is not None and self.gate is not None
-        while True:
-            sent = await self.gate.acquire()
-            answer = await self.client.call(method, path, body)
-            if answer.status == 429:
-                self.gate.throttled(sent, answer.retry_after)
-                continue
-            if answer.status == 401:
-                raise key_refused()
-            if answer.status == 503:
-                self.gate.unavailable(sent)
-            else:
-                self.gate.success(sent)
-            return answer
+        return await gated_call(self.client, self.gate, method, path, body)
 
 
 # -- what a person reads ----------------------------------------------------------------
