@@ -156,7 +156,8 @@ def test_sandbox_http_date_retry_after_is_honoured(tmp_path: Path) -> None:
         elapsed = time.monotonic() - started
         stats = sandbox.stats
     assert r.code == 0, r.stderr
-    assert stats["post_request"]["429"] >= 1
+    # The 429 may land on the look-ups before the first POST: one gate for all.
+    assert stats["post_request"]["429"] + stats["get"].get("429", 0) >= 1
     assert '"event": "pause"' in r.stderr
     assert stats["created"] == 8
     # 8 POSTs plus the preflight's 2 GETs at 4 per second: at least ~1.5 s.
