@@ -77,7 +77,7 @@ def auth_header(api_key: str) -> str:
 def key_refused() -> AuthError:
     """A 401 ends the run at once (collect-api.md §2: the API key is wrong)."""
     return AuthError(
-        "the API key was refused (HTTP 401); nothing more is sent",
+        "the API key was refused (HTTP 401); the run stops here and makes no further call",
         hint="check COLLECT_API_KEY or --api-key-file, then rerun the same command",
     )
 
