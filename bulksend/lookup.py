@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bulksend.client import Ambiguous, Answer, Client, error_text, key_refused
+from bulksend.client import Ambiguous, Answer, Client, error_text, key_refused, quota_reached
 
 if TYPE_CHECKING:
     from bulksend.journal import Record
@@ -126,12 +126,15 @@ async def gated_call(client: Client, gate: RateGate, method: str, path: str, bod
                      params: dict[str, str] | None = None) -> Answer:
     """One call through the run's gate, made again after each 429 (20 times at
     most); the answer tells the gate how it went. Raises ``AuthError`` on 401,
-    ``Ambiguous`` when the 429s never stop, ``NotSent``/``Ambiguous`` as
+    ``QuotaError`` on a Retry-After longer than ``--max-pause`` (as a POST
+    does), ``Ambiguous`` when the 429s never stop, ``NotSent``/``Ambiguous`` as
     ``Client.call`` does."""
     for _ in range(20):
         sent = await gate.acquire()
         answer = await client.call(method, path, body, params)
         if answer.status == 429:
+            if answer.retry_after is not None and answer.retry_after > gate.max_pause:
+                raise quota_reached(answer.retry_after, gate.max_pause)
             gate.throttled(sent, answer.retry_after)
             continue
         if answer.status == 401:
@@ -278,12 +281,17 @@ def _server_value(request: dict[str, Any], path: str) -> Any:
 def _same(path: str, ours: Any, theirs: Any) -> bool:
     if path != "dueDate" or ours is None or theirs is None:
         return ours == theirs or (ours in (None, "") and theirs in (None, ""))
-    mine, server = parse_time(str(ours)), parse_time(str(theirs))
+    return same_due(str(ours), str(theirs))
+
+
+def same_due(ours: str, theirs: str) -> bool:
+    """Whether the server's ``dueDate`` is the one we sent: the same instant
+    to the minute, or for a bare day a time on that day in the team's zone
+    (§9: 23:59 local in every example), anywhere from UTC-12 to UTC+14."""
+    mine, server = parse_time(ours), parse_time(theirs)
     if mine is None or server is None:
-        return str(ours) == str(theirs)
-    if len(str(ours).strip()) == 10:
-        # A bare day: the server keeps a time on that day in its team's zone
-        # (§9: 23:59 local in every example), anywhere from UTC-12 to UTC+14.
+        return ours == theirs
+    if len(ours.strip()) == 10:
         return -14 * 3600 <= (server - mine).total_seconds() < 38 * 3600
     return abs((server - mine).total_seconds()) < 60
 

@@ -46,7 +46,7 @@ from bulksend.client import (
 )
 from bulksend.errors import BulksendError, ResultsError, UsageError
 from bulksend.journal import utc_now
-from bulksend.lookup import gated_call, parse_time
+from bulksend.lookup import gated_call, same_due
 from bulksend.mapping import END_OF_DAY
 from bulksend.mapping.converters import find_zone
 from bulksend.progress import Progress
@@ -114,17 +114,6 @@ class Change:
                 return False
             visible = True
         return visible
-
-
-def same_due(ours: str, theirs: str) -> bool:
-    """Whether the server's dueDate is the one we set. A bare day is stored as a
-    time on that day in the team's zone (§9), anywhere from UTC-12 to UTC+14."""
-    mine, server = parse_time(ours), parse_time(theirs)
-    if mine is None or server is None:
-        return ours == theirs
-    if len(ours.strip()) == 10:
-        return -14 * 3600 <= (server - mine).total_seconds() < 38 * 3600
-    return abs((server - mine).total_seconds()) < 60
 
 
 def build_change(*, status: str | None, due_date: str | None, assign: str | None,
