@@ -12,6 +12,7 @@ import base64
 import datetime as dt
 import email.utils
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ import aiohttp
 import yarl
 
 from bulksend import __version__
-from bulksend.errors import AuthError
+from bulksend.errors import AbortError, AuthError
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -79,6 +80,21 @@ def key_refused() -> AuthError:
     return AuthError(
         "the API key was refused (HTTP 401); the run stops here and makes no further call",
         hint="check COLLECT_API_KEY or --api-key-file, then rerun the same command",
+    )
+
+
+class QuotaError(AbortError):
+    """A 429 whose Retry-After is longer than ``--max-pause``: a quota, not a
+    rate. The run stops at once (exit 3) and says when to rerun."""
+
+
+def quota_reached(retry_after: float, max_pause: float) -> QuotaError:
+    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=retry_after)
+    return QuotaError(
+        f"the API asks to wait {retry_after:,.0f}s before the next request (HTTP 429 Retry-After), "
+        f"longer than --max-pause {max_pause:g}s: stopped; the API allows the next try at "
+        f"{when:%Y-%m-%dT%H:%M:%SZ}",
+        hint=f"rerun the same command after that time, or pass --max-pause {math.ceil(retry_after)} to wait",
     )
 
 

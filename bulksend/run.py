@@ -593,12 +593,13 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress,
     gate = gate or RateGate(config.rate, progress=progress, max_pause=config.max_pause)
     async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=4) as client:
         try:
-            team = await _get_answered(client, gate, "/team", config.max_pause)
-            if team.status == 401:
+            try:
+                team = await _get_answered(client, gate, "/team", config.max_pause)
+            except AuthError:
                 raise AuthError(
                     "the API key was refused (HTTP 401 on GET /team); nothing was sent",
                     hint="check COLLECT_API_KEY or --api-key-file",
-                )
+                ) from None
             if team.status != 200:
                 raise AbortError(f"GET /team failed: {error_text(team)}; nothing was sent",
                                  hint="the API may be down: rerun the same command later")
@@ -636,25 +637,17 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress,
 
 
 async def _get_answered(client: Client, gate: RateGate, path: str, max_pause: float) -> Answer:
-    """A preflight GET through the gate: 429s pause it (a quota-sized
-    Retry-After stops the run, as for a POST), 5xx are retried a few times
-    with backoff; any other answer is returned."""
-    from bulksend.sending import quota_reached
+    """A preflight GET through the gate (``lookup.gated_call``: 429s pause it,
+    a quota-sized Retry-After stops the run); 5xx are retried a few times with
+    backoff; any other answer is returned."""
+    from bulksend.lookup import gated_call
 
-    answer = None
-    for attempt in range(5):
-        sent = await gate.acquire()
-        answer = await client.call("GET", path)
-        if answer.status == 429:
-            if answer.retry_after is not None and answer.retry_after > max_pause:
-                raise quota_reached(answer.retry_after, max_pause)
-            gate.throttled(sent, answer.retry_after)
-            continue
+    answer = await gated_call(client, gate, "GET", path)
+    for attempt in range(4):
         if answer.status not in (500, 502, 503, 504):
-            gate.success(sent)
-            return answer
+            break
         await asyncio.sleep(min(answer.retry_after or 2.0**attempt, max_pause))
-    assert answer is not None
+        answer = await gated_call(client, gate, "GET", path)
     return answer
 
 

@@ -8,9 +8,7 @@ queue fed by the reader, so memory does not grow with the file.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
-import math
 import random
 import time
 from collections import Counter
@@ -25,14 +23,15 @@ from bulksend.client import (  # noqa: F401 - re-exported: the HTTP client's nam
     Answer,
     Client,
     NotSent,
+    QuotaError,
     auth_header,
     error_text,
     key_refused,
     parse_retry_after,
+    quota_reached,
     read_created,
     tune_malloc,
 )
-from bulksend.errors import AbortError
 from bulksend.journal import Journal, utc_now
 from bulksend.lookup import Found, Unmatchable, contact_identity, iso_utc, look_up
 from bulksend.outcome import FAILED, SENT, UNKNOWN, Outcome
@@ -84,21 +83,6 @@ class _Tries:
     started: float
     failures: int = 0
     throttled: int = 0
-
-
-class QuotaError(AbortError):
-    """A 429 whose Retry-After is longer than ``--max-pause``: a quota, not a
-    rate. The run stops at once (exit 3) and says when to rerun."""
-
-
-def quota_reached(retry_after: float, max_pause: float) -> QuotaError:
-    when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=retry_after)
-    return QuotaError(
-        f"the API asks to wait {retry_after:,.0f}s before the next request (HTTP 429 Retry-After), "
-        f"longer than --max-pause {max_pause:g}s: stopped; the API allows the next try at "
-        f"{when:%Y-%m-%dT%H:%M:%SZ}",
-        hint=f"rerun the same command after that time, or pass --max-pause {math.ceil(retry_after)} to wait",
-    )
 
 
 class Sender:

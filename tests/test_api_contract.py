@@ -299,7 +299,7 @@ def test_a_redirect_is_a_failure_naming_its_location_and_is_never_followed(work:
 
 # 9. A look-up that is not understood never means "not created" ------------------------
 
-@pytest.mark.parametrize("fault", ["html", "object", "404"])
+@pytest.mark.parametrize("fault", ["html", "object", "404", "500"])
 def test_a_look_up_not_understood_leaves_the_row_unknown(work: Path, fault: str) -> None:
     with running_sandbox(config(lookup_fault=fault)) as sandbox:
         # The pre-send check is a look-up too: not understood, nothing is sent.
