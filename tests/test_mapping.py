@@ -869,9 +869,14 @@ def _leaves(value: Any) -> list[Any]:
      "line 3, sendMessage: cannot read value 'maybe' as bool"),
     ("campaignId: {value: c}\ncontact: {email: Email, firstName: !!float 1e}\n",
      "line 2, contact.firstName: cannot read value '1e' as float"),
+    # Other constructors raise other things: AttributeError from !!timestamp.
+    ("campaignId: !!timestamp nope\ncontact: {email: Email}\n",
+     "line 1, campaignId: cannot read value 'nope' as timestamp, as its tag !!timestamp asks"),
+    ("campaignId: {value: c}\ncontact: {email: Email}\ndueDate: {value: !!timestamp 2020-02-30}\n",
+     "line 3, dueDate: cannot read value '2020-02-30' as timestamp"),
 ])
 def test_an_explicit_tag_a_value_does_not_fit_is_a_mapping_problem(text: str, problem: str) -> None:
-    # PyYAML raises ValueError/KeyError there, not YAMLError: it was a traceback.
+    # PyYAML raises ValueError/KeyError/AttributeError there, not YAMLError: it was a traceback.
     with pytest.raises(MappingError) as caught:
         parse_mapping(text, "m.yaml", ["Email"])
     assert problem in str(caught.value)

@@ -68,11 +68,13 @@ class Nodes:
             return self.constructor.construct_object(node)
         except yaml.YAMLError as error:
             raise Problem(f"cannot read value: {getattr(error, 'problem', error)}", node) from None
-        except (ValueError, TypeError, KeyError, OverflowError) as error:
-            # An explicit tag on a value it does not fit (`!!int x`, `!!bool x`):
-            # PyYAML's constructors raise these, not YAMLError.
-            raise Problem(f"cannot read value {node.value!r} as {node.tag.rsplit(':', 1)[-1]}: "
-                          f"{type(error).__name__}", node) from None
+        except Exception:
+            # An explicit tag on a value it does not fit (`!!int x`, `!!bool x`,
+            # `!!timestamp x`): PyYAML's constructors raise whatever their parsing
+            # meets (ValueError, TypeError, AttributeError...), not YAMLError.
+            kind = node.tag.rsplit(":", 1)[-1]
+            raise Problem(f"cannot read value {node.value!r} as {kind}, as its tag !!{kind} asks: "
+                          f"remove the tag or write a value of that kind", node) from None
 
     def plain(self, node: Node, inside: frozenset[int] = frozenset()) -> Any:
         """A YAML value as JSON-ready Python (dates as ISO text); Problem otherwise.
