@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
@@ -415,11 +416,6 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
             dry_run=dry_run,
             limit=limit,
             only_failed=only_failed,
-            sheet=_sheet(sheet),
-            encoding=encoding,
-            delimiter=delimiter,
-            header_row=header_row,
-            include_hidden=include_hidden,
             batch=batch,
         )
         progress = make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose)
@@ -905,6 +901,11 @@ Change any fault while it runs:
 """
 
 
+def _share_of_posts(flag: str, help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A sandbox option: the share of POSTs (0 to 1) that meet a fault."""
+    return click.option(flag, type=click.FloatRange(0, 1), default=0.0, show_default=True, help=help)
+
+
 @cli.command(context_settings=CONTEXT, epilog=_SANDBOX_EPILOG)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
@@ -920,23 +921,23 @@ Change any fault while it runs:
               help="Token-bucket size.")
 @click.option("--retry-after-format", type=click.Choice(["seconds", "http-date", "none"]),
               default="seconds", show_default=True)
-@click.option("--fail-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of POSTs answered 500/503 (nothing created).")
-@click.option("--drop-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of POSTs whose connection is dropped before processing.")
-@click.option("--ambiguous-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of POSTs created, then the connection dropped.")
-@click.option("--slow-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of POSTs created and answered only after --slow-delay.")
+@_share_of_posts("--fail-rate",
+                  "Share of POSTs answered 500/503 (nothing created).")
+@_share_of_posts("--drop-rate",
+                  "Share of POSTs whose connection is dropped before processing.")
+@_share_of_posts("--ambiguous-rate",
+                  "Share of POSTs created, then the connection dropped.")
+@_share_of_posts("--slow-rate",
+                  "Share of POSTs created and answered only after --slow-delay.")
 @click.option("--slow-delay", type=click.FloatRange(0), default=5.0, show_default=True)
 @click.option("--latency", type=click.FloatRange(0), default=0.0, show_default=True,
               help="Seconds added to every answer.")
-@click.option("--created-5xx-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of POSTs created, then answered 500, 502 or 504 (a 5xx is not 'not created').")
-@click.option("--odd-200-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of POSTs answered refused-200, empty-200, html-200 or warned-200 (see below).")
-@click.option("--redirect-rate", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Share of POSTs answered 302/307 to --redirect-to, nothing created.")
+@_share_of_posts("--created-5xx-rate",
+                  "Share of POSTs created, then answered 500, 502 or 504 (a 5xx is not 'not created').")
+@_share_of_posts("--odd-200-rate",
+                  "Share of POSTs answered refused-200, empty-200, html-200 or warned-200 (see below).")
+@_share_of_posts("--redirect-rate",
+                  "Share of POSTs answered 302/307 to --redirect-to, nothing created.")
 @click.option("--redirect-to", metavar="BASE_URL", default="",
               help="Where redirects point, e.g. http://127.0.0.1:8081/v1 (Location: BASE_URL/request).")
 @click.option("--script", metavar="FATE,...", callback=_parse_script,

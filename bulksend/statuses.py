@@ -16,17 +16,24 @@ PATCH_STATUSES = ("pending", "completed", "waiting", "canceled", "archived")  # 
 CUSTOM = "custom:"
 
 
+def _read(name: str, *, cancelled: str) -> tuple[str, str, str]:
+    """``name`` stripped; lower-cased with either spelling of cancelled as
+    ``cancelled`` spells it; and the NAME of ``custom:NAME`` (else "")."""
+    text = name.strip()
+    if text.startswith(CUSTOM) and text[len(CUSTOM):]:
+        return text, text, text[len(CUSTOM):]
+    lowered = text.lower()
+    return text, cancelled if lowered in ("canceled", "cancelled") else lowered, ""
+
+
 def list_status(name: str, *, param: str, custom: frozenset[str] = frozenset()) -> str:
     """A status as lists spell it: ``canceled`` -> ``cancelled``, ``custom:X`` -> ``X``;
     ``custom``: other names accepted as they are (custom statuses seen in a file).
 
     Raises ``UsageError`` naming ``param`` for an unknown name."""
-    text = name.strip()
-    if text.startswith(CUSTOM) and text[len(CUSTOM):]:
-        return text[len(CUSTOM):]
-    lowered = text.lower()
-    if lowered == "canceled":
-        return "cancelled"
+    text, lowered, custom_name = _read(name, cancelled="cancelled")
+    if custom_name:
+        return custom_name
     if lowered in LIST_STATUSES:
         return lowered
     if text in custom:
@@ -40,12 +47,9 @@ def patch_status(name: str) -> str:
 
     Raises ``UsageError`` for an unknown name and for ``due`` and ``error``,
     which Collect sets by itself (§7 lists neither among PATCH's statuses)."""
-    text = name.strip()
-    if text.startswith(CUSTOM) and text[len(CUSTOM):]:
-        return text[len(CUSTOM):]
-    lowered = text.lower()
-    if lowered == "cancelled":
-        return "canceled"
+    text, lowered, custom_name = _read(name, cancelled="canceled")
+    if custom_name:
+        return custom_name
     if lowered in PATCH_STATUSES:
         return lowered
     if lowered in ("due", "error"):
