@@ -205,12 +205,19 @@ def lookups(sandbox: Sandbox) -> int:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs mounted for the test (root only; skipped where mount is refused)."""
+    """An 8 MiB tmpfs mounted for the test (root only; skipped where mount is refused).
+
+    The tests fill it to a few hundred KiB, so where a run stops depends on
+    what they leave, not on its size; the size is the room a resumed run has
+    once the filler is gone. The journal's WAL is only folded back at the
+    end of a run (journal.py: every ~40 MB), and a loaded machine makes more,
+    smaller commits: a 400-row run wrote up to 920 KiB of WAL, so 1 MiB made
+    the resume fail for want of room now and then."""
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a small tmpfs needs root")
     disk = tmp_path / "disk"
     disk.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(disk)],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
