@@ -8,12 +8,20 @@ real CLI in its own process — its own cwd, environment, standard streams, exit
 code, signal handling and ``atexit`` — exactly as ``python -m bulksend`` would
 run it, only already imported.
 
-Protocol (one per test process, over an AF_UNIX SOCK_SEQPACKET socket given as
-argv[1]): the test sends one JSON message ``{"args", "cwd", "env", "timeout"}``
-with three file descriptors (stdin, stdout, stderr) attached; this server forks,
-waits for the child (killing it at the timeout) and answers
-``{"code": int, "timed_out": bool}``. It exits when the test process closes its
-end. The server never runs a command itself and stays single-threaded, so a fork
+Protocol (one server per test process, over an AF_UNIX SOCK_SEQPACKET socket
+given as argv[1]), one JSON object a message:
+
+- ``{"op": "spawn", "id", "args", "cwd", "env"}`` with three file descriptors
+  attached (stdin, stdout, stderr): forks; answers ``{"op": "spawned", "id",
+  "pid"}``.
+- ``{"op": "signal", "id", "pid", "signal"}``: signals the child if it has not
+  been reaped (so its pid cannot be another process's); answers ``{"op":
+  "signalled", "id", "alive"}``.
+- when a child ends: ``{"op": "exited", "pid", "code"}`` (negative: the signal
+  that killed it), as ``subprocess`` reports it.
+
+It exits when the test process closes its end, killing any child still running.
+The server never runs a command itself and stays single-threaded, so a fork
 copies nothing half-done.
 
 A run whose environment changes what is read at start-up (``PYTHON*``, locale
@@ -91,44 +99,75 @@ def _exit_code(value: object) -> int:
     return 1
 
 
-def _wait(pid: int, timeout: float) -> tuple[int, bool]:
-    """The child's exit code (negative: killed by that signal) and whether it timed out."""
-    pidfd = os.pidfd_open(pid)
-    try:
-        ready, _, _ = select.select([pidfd], [], [], timeout)
-        timed_out = not ready
-        if timed_out:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        return os.waitstatus_to_exitcode(status), timed_out
-    finally:
-        os.close(pidfd)
+class _Server:
+    """The loop: start runs, signal them, report each one's end; one thread, no blocking wait."""
 
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+        self.children: dict[int, int] = {}  # pidfd -> pid, for each child not reaped yet
 
-def serve(channel: socket.socket) -> None:
-    """Answer run requests until the test process closes the channel."""
-    while True:
-        message, fds, _, _ = socket.recv_fds(channel, 1 << 20, 3)
+    def serve(self) -> None:
+        """Until the test process closes the channel; then no child outlives it."""
+        try:
+            while True:
+                ready, _, _ = select.select([self.channel, *self.children], [], [])
+                for fd in ready:
+                    if fd is self.channel:
+                        if not self._answer():
+                            return
+                    else:
+                        self._reap(fd)
+        finally:
+            for pidfd, pid in self.children.items():
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                os.close(pidfd)
+
+    def _answer(self) -> bool:
+        message, fds, _, _ = socket.recv_fds(self.channel, 1 << 20, 3)
         if not message:
-            return
+            return False
         request = json.loads(message)
+        if request["op"] == "spawn":
+            pid = self._fork(request, fds)
+            self._send({"op": "spawned", "id": request["id"], "pid": pid})
+        elif request["op"] == "signal":
+            # Only a child not reaped yet: its pid cannot have been reused.
+            alive = request["pid"] in self.children.values()
+            if alive:
+                os.kill(request["pid"], request["signal"])
+            self._send({"op": "signalled", "id": request["id"], "alive": alive})
+        return True
+
+    def _fork(self, request: dict[str, object], fds: list[int]) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:
-            channel.close()
+            self.channel.close()
+            for pidfd in self.children:
+                os.close(pidfd)
             _run_child(request, fds)
         for fd in fds:
             os.close(fd)
-        code, timed_out = _wait(pid, float(request["timeout"]))
-        channel.send(json.dumps({"code": code, "timed_out": timed_out}).encode())
+        self.children[os.pidfd_open(pid)] = pid
+        return pid
+
+    def _reap(self, pidfd: int) -> None:
+        pid = self.children.pop(pidfd)
+        _, status = os.waitpid(pid, 0)
+        os.close(pidfd)
+        self._send({"op": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+
+    def _send(self, answer: dict[str, object]) -> None:
+        self.channel.send(json.dumps(answer).encode())
 
 
 def main() -> None:
     channel = socket.socket(fileno=int(sys.argv[1]))
     _preload()
     channel.send(b"ready")
-    serve(channel)
+    _Server(channel).serve()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import KEY, MAPPING, people, read_results, run_cli, write_contacts
+from forked import ForkedProcess, spawn
 
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, Sandbox, SandboxConfig, running_sandbox
 
@@ -39,7 +39,7 @@ class Run:
     """A bulksend run started in the background; output goes to files so a
     chatty run can never block on a full pipe."""
 
-    proc: subprocess.Popen[bytes]
+    proc: ForkedProcess | subprocess.Popen[bytes]
     out_path: Path
     err_path: Path
 
@@ -103,10 +103,7 @@ def start(workdir: Path, args: list[str], tag: str) -> Run:
     env["COLLECT_API_KEY"] = KEY
     out_path, err_path = workdir / f"{tag}.out", workdir / f"{tag}.err"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bulksend", *args], cwd=workdir, env=env,
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-        )
+        proc = spawn(args, cwd=workdir, env=env, stdout=out, stderr=err)
     run = Run(proc, out_path, err_path)
     _started.append(run)
     return run

@@ -7,12 +7,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 from conftest import KEY, people, read_results, run_cli, write_contacts
+from forked import spawn
 
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, ONBOARDING_CAMPAIGN_ID, Sandbox, SandboxConfig, running_sandbox
 
@@ -24,9 +23,12 @@ def run_headless(*args: str, cwd: Path, key: str = KEY, timeout: float = 120) ->
     env.pop("COLUMNS", None)
     out_path, err_path = cwd / "cron.out", cwd / "cron.err"
     with open(out_path, "w", encoding="utf-8") as out, open(err_path, "w", encoding="utf-8") as err:
-        proc = subprocess.run([sys.executable, "-m", "bulksend", *args], cwd=cwd, env=env,
-                              stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=timeout)
-    return (proc.returncode, out_path.read_text(encoding="utf-8"),
+        proc = spawn(list(args), cwd=cwd, env=env, stdout=out, stderr=err)
+        try:
+            code = proc.wait(timeout)
+        finally:
+            proc.kill()  # nothing once it has ended
+    return (code, out_path.read_text(encoding="utf-8"),
             err_path.read_text(encoding="utf-8"))
 
 

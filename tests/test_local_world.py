@@ -12,7 +12,6 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from conftest import KEY, people, read_results, run_cli, write_contacts
+from forked import ForkedProcess, spawn
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -45,7 +45,7 @@ def no_traceback(stderr: str) -> None:
     assert "Traceback" not in stderr and "Exception in callback" not in stderr, stderr
 
 
-_started: list[subprocess.Popen[bytes]] = []
+_started: list[ForkedProcess | subprocess.Popen[bytes]] = []
 
 
 @pytest.fixture(autouse=True)
@@ -59,17 +59,16 @@ def _reap() -> Iterator[None]:
         proc.wait(timeout=15)
 
 
-def start(workdir: Path, args: list[str]) -> subprocess.Popen[bytes]:
+def start(workdir: Path, args: list[str]) -> ForkedProcess | subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "COLLECT_API_KEY"}
     env["COLLECT_API_KEY"] = KEY
     with open(workdir / "bg.err", "wb") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "bulksend", *args], cwd=workdir, env=env,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        proc = spawn(args, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=err)
     _started.append(proc)
     return proc
 
 
-def wait_for(what: str, predicate: Callable[[], bool], proc: subprocess.Popen[bytes],
+def wait_for(what: str, predicate: Callable[[], bool], proc: ForkedProcess | subprocess.Popen[bytes],
              timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():

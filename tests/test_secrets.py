@@ -8,13 +8,12 @@ import base64
 import csv
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from conftest import MAPPING, people, read_results, run_cli, write_contacts
+from forked import spawn
 
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, SandboxConfig, running_sandbox
 
@@ -43,8 +42,7 @@ def run_watched(args: list[str], cwd: Path, env: dict[str, str],
     out_path, err_path = cwd.parent / "logs" / "out.txt", cwd.parent / "logs" / "err.txt"
     out_path.parent.mkdir(exist_ok=True)
     with open(out_path, "w", encoding="utf-8") as out, open(err_path, "w", encoding="utf-8") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "bulksend", *args], cwd=cwd, env=env,
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        proc = spawn(args, cwd=cwd, env=env, stdout=out, stderr=err)
         deadline = time.monotonic() + 120
         while proc.poll() is None and time.monotonic() < deadline:
             snapshot(cwd, seen)
