@@ -201,6 +201,27 @@ def test_a_retry_after_longer_than_max_pause_stops_the_run_at_once(work: Path) -
         assert json.loads((work / "summary.json").read_text())["exit_code"] == 3
 
 
+def test_a_quota_sized_retry_after_on_a_look_up_stops_the_run_at_once(work: Path) -> None:
+    # The rows are left unknown (created, then the answers lost; the look-ups
+    # answer 500), so the next run's first calls after the preflight are GETs.
+    with running_sandbox(config(script=["ambiguous"] * 3, lookup_fault="500")) as sandbox:
+        r = send(work, sandbox, "--send-anyway", "--max-attempts", "2")
+        assert {line["status"] for line in lines(work).values()} == {"unknown"}, r.stderr
+        # A limit of one call an hour: the preflight's two calls use the burst,
+        # the first look-up is refused with a Retry-After of about an hour.
+        sandbox.set_faults(lookup_fault=None, rate_limit=1 / 3600, burst=2)
+        gets_before = sum(sandbox.stats["get"].values())
+        started = time.monotonic()
+        r = send(work, sandbox, "--summary-json", "summary.json", timeout=60)
+        assert time.monotonic() - started < 30, "waited the Retry-After out"
+        assert r.code == 3, r.stderr
+        assert "--max-pause" in r.stdout + r.stderr, r.stderr
+        assert len(sandbox.created) == 3  # nothing resent
+        assert {line["status"] for line in lines(work).values()} == {"unknown"}
+        assert sum(sandbox.stats["get"].values()) - gets_before <= 3  # the preflight's, and one refused
+        assert json.loads((work / "summary.json").read_text())["exit_code"] == 3
+
+
 def test_sigterm_while_waiting_out_a_quota_leaves_unsent_rows_as_they_were(work: Path) -> None:
     with running_sandbox(config(quota_after=0, quota_retry_after=3600)) as sandbox:
         proc = subprocess.Popen(
