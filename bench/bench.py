@@ -665,15 +665,18 @@ class Bench:
         self.say(f"\n[grid] {len(cells)} cells x {a.grid_reps}, ideal sum {total:.0f}s; "
                  f"-c {a.grid_concurrency}; whole command (spawn to exit) ÷ rows/min(limit, --rate)")
         kinds = {"5R": ("--rate 5R", "<= 1.10"), "R": ("--rate R", "<= 1.03"),
-                 "none": ("--rate none", "<= 1.15"), "503": (f"{a.grid_fail_rate / 2:.0%} 503s", "<= 1.20")}
+                 "none": ("--rate none", "<= 1.15"),
+                 "503": (f"{a.grid_503_rate:.0%} 503s" + (f", {a.grid_fail_rate:.0%} 500/503"
+                                                          if a.grid_fail_rate else ""), "<= 1.20")}
         worst: dict[str, list[tuple[float, str]]] = {k: [] for k in kinds}
         refused: list[tuple[float, str]] = []
         for limit, burst, option, rows, ideal in cells:
             kind = "503" if limit is None else (
                 "none" if option == "none" else "R" if float(option) == limit else "5R")
-            label = (f"no limit, {a.grid_fail_rate:.0%} 500/503, --rate {option}" if limit is None
+            label = (f"no limit, {kinds['503'][0]}, --rate {option}" if limit is None
                      else f"limit {limit:g}/s burst {burst}, --rate {option}") + f", {rows} rows"
-            extra = ("--fail-rate", f"{a.grid_fail_rate:g}", "--seed", "7") if limit is None else ()
+            extra = ("--unavailable-rate", f"{a.grid_503_rate:g}", "--fail-rate", f"{a.grid_fail_rate:g}",
+                     "--seed", "7") if limit is None else ()
             contacts = self.tmp / f"grid-{rows}.csv"
             if not contacts.exists():
                 write_contacts(contacts, rows, f"grid{rows}")
@@ -811,14 +814,17 @@ def main() -> int:
     ap.add_argument("--help-reps", type=int, help="runs of bulksend --help (full 11, quick 5)")
     ap.add_argument("--grid-rows", help="grid: comma list of row counts (full 500,1000,5000; quick 500,1000)")
     ap.add_argument("--grid-limits", help="grid: server limits, requests/s "
-                    "(full 5,20,50,200; quick 20,50,200)")
+                    "(full 5,20,50,200; quick 20,50,200; none: only the no-limit 503 cells)")
     ap.add_argument("--grid-bursts", default="1,R/10", help="grid: server bursts, 1 and/or R/10")
     ap.add_argument("--grid-rates", default="R,5R,none", help="grid: bulksend --rate, of R, 5R, none")
     ap.add_argument("--grid-no-503", dest="grid_503", action="store_false",
-                    help="grid: leave out the no-limit cells with 500/503 answers at --rate 50")
-    ap.add_argument("--grid-fail-rate", type=float, default=0.10,
-                    help="grid: the sandbox's --fail-rate in those cells (half 500, half 503: "
-                         "0.10 is 5 %% 503s)")
+                    help="grid: leave out the no-limit cells with 503 answers at --rate 50")
+    ap.add_argument("--grid-503-rate", type=float, default=0.05,
+                    help="grid: the sandbox's --unavailable-rate (503 alone) in those cells "
+                         "(issue 18's case: 5 %% of answers 503)")
+    ap.add_argument("--grid-fail-rate", type=float, default=0.0,
+                    help="grid: and its --fail-rate (half 500, half 503; a 500 may have created "
+                         "the request, so each is looked up before any resend)")
     ap.add_argument("--grid-reps", type=int, default=1, help="grid: repetitions of each cell")
     ap.add_argument("--grid-concurrency", type=int, default=8, help="grid: bulksend -c (its default)")
     ap.add_argument("--bulksend", help="command that runs bulksend (default: the bulksend script "
@@ -839,7 +845,8 @@ def main() -> int:
     a.resume_reps = a.resume_reps or (2 if q else 3)
     a.help_reps = a.help_reps or (5 if q else 11)
     a.grid_rows = [int(x) for x in (a.grid_rows or ("500,1000" if q else "500,1000,5000")).split(",")]
-    a.grid_limits = [float(x) for x in (a.grid_limits or ("20,50,200" if q else "5,20,50,200")).split(",")]
+    limits = a.grid_limits or ("20,50,200" if q else "5,20,50,200")  # "none": only the 503 cells
+    a.grid_limits = [] if limits == "none" else [float(x) for x in limits.split(",")]
     a.grid_bursts = a.grid_bursts.split(",")
     a.grid_rates = a.grid_rates.split(",")
     if a.bulksend:

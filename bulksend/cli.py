@@ -923,6 +923,8 @@ def _share_of_posts(flag: str, help: str) -> Callable[[Callable[..., Any]], Call
               default="seconds", show_default=True)
 @_share_of_posts("--fail-rate",
                   "Share of POSTs answered 500/503 (nothing created).")
+@_share_of_posts("--unavailable-rate",
+                  "Share of POSTs answered 503 alone (nothing created; --fail-rate mixes in 500s).")
 @_share_of_posts("--drop-rate",
                   "Share of POSTs whose connection is dropped before processing.")
 @_share_of_posts("--ambiguous-rate",

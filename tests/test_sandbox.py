@@ -420,6 +420,17 @@ def test_fail_rate_answers_500_and_503_and_creates_nothing() -> None:
     with_api(body, SandboxConfig(fail_rate=1.0))
 
 
+def test_unavailable_rate_answers_503_alone_and_keeps_the_other_faults_pattern() -> None:
+    async def body(sandbox: Sandbox, api: Api) -> list[int]:
+        return [(await api.post("/request", one())).status for _ in range(40)]
+
+    only_503 = with_api(body, SandboxConfig(seed=7, unavailable_rate=0.3))
+    assert set(only_503) == {200, 503}
+    # Its band comes after the others: a seed's fail_rate pattern is unchanged by it.
+    assert with_api(body, SandboxConfig(seed=7, fail_rate=0.3)) == \
+        with_api(body, SandboxConfig(seed=7, fail_rate=0.3, unavailable_rate=0.0))
+
+
 def test_fault_pattern_is_reproducible_from_the_seed() -> None:
     async def body(sandbox: Sandbox, api: Api) -> list[int]:
         return [(await api.post("/request", one())).status for _ in range(30)]

@@ -82,6 +82,7 @@ RATE_BANDS: Final = (
     ("created_5xx_rate", ("created-500", "created-502", "created-504")),
     ("odd_200_rate", ("refused-200", "empty-200", "html-200", "warned-200")),
     ("redirect_rate", ("redirect-302", "redirect-307")),
+    ("unavailable_rate", ("503",)),
 )
 RATE_FIELDS: Final = tuple(name for name, _ in RATE_BANDS)
 FAULT_FIELDS: Final = frozenset(
@@ -125,6 +126,7 @@ class SandboxConfig:
     burst: int = 1  # bucket size: 1 means calls must be spaced 1/rate_limit apart
     retry_after_format: str = "seconds"  # "seconds" | "http-date" | "none"
     fail_rate: float = 0.0  # POSTs answered 500 or 503 (half each), nothing created
+    unavailable_rate: float = 0.0  # POSTs answered 503 alone, nothing created (§2: retry later)
     drop_rate: float = 0.0  # POSTs whose connection is closed before processing
     ambiguous_rate: float = 0.0  # POSTs processed, then the connection closed unanswered
     slow_rate: float = 0.0  # POSTs processed and answered only after slow_delay
