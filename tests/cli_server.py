@@ -25,8 +25,8 @@ The server never runs a command itself and stays single-threaded, so a fork
 copies nothing half-done.
 
 A run whose environment changes what is read at start-up (``PYTHON*``, locale
-variables, ``BULKSEND_*`` read at import) is not sent here: conftest.run_cli
-starts a real interpreter for it.
+variables, ``BULKSEND_*`` read at import) is not sent here: forked.spawn starts
+a real interpreter for it. The client side is tests/forked.py.
 """
 
 from __future__ import annotations
