@@ -38,10 +38,8 @@ from pathlib import Path
 from bulksend.outcome import DUPLICATE, INVALID, SENT, Outcome
 from bulksend.reading import Mark, Table
 
-# Records between checkpoints: at most this many known rows are read again. The
-# variable is for tests, which need checkpoints inside small files.
-_every = os.environ.get("BULKSEND_CHECKPOINT_EVERY", "")
-INTERVAL = int(_every) if _every.isdigit() and int(_every) > 0 else 4096
+# Records between checkpoints: at most this many known rows are read again.
+INTERVAL = 4096
 SETTLED = frozenset({SENT, INVALID, DUPLICATE})  # final: a rerun would do nothing else with them
 META = "checkpoints"
 VERSION = 1
@@ -169,20 +167,28 @@ def usable(stored: str | None, table: Table, mapping_digest: str, results: Path)
     return chain
 
 
+def interval() -> int:
+    """INTERVAL, or BULKSEND_CHECKPOINT_EVERY when it is a positive whole
+    number (for tests, which need checkpoints inside small files)."""
+    every = os.environ.get("BULKSEND_CHECKPOINT_EVERY", "")
+    return int(every) if every.isdigit() and int(every) > 0 else INTERVAL
+
+
 class Tracker:
     """What the end of a run needs to lay new checkpoints: per-bucket status
     counts, the first row that is not settled, and the last row seen."""
 
     def __init__(self) -> None:
+        self.interval = interval()
         self.buckets: dict[int, Counter[str]] = {}
         self.first_unsettled: int | None = None
         self.last_row = 0
 
     def note(self, outcome: Outcome) -> None:
         row = outcome.row
-        bucket = self.buckets.get((row - 1) // INTERVAL)
+        bucket = self.buckets.get((row - 1) // self.interval)
         if bucket is None:
-            bucket = self.buckets[(row - 1) // INTERVAL] = Counter()
+            bucket = self.buckets[(row - 1) // self.interval] = Counter()
         bucket[outcome.status] += 1
         if outcome.status not in SETTLED and (self.first_unsettled is None or row < self.first_unsettled):
             self.first_unsettled = row
@@ -190,21 +196,21 @@ class Tracker:
             self.last_row = row
 
     def candidates(self, after: int, header_row: int) -> list[int]:
-        """Record numbers that may take a checkpoint: every INTERVAL-th below the
+        """Record numbers that may take a checkpoint: every ``interval``-th below the
         first unsettled row, and the last row when all are settled."""
         stop = self.first_unsettled if self.first_unsettled is not None else self.last_row + 1
         low = max(after, header_row)
-        numbers = list(range((low // INTERVAL + 1) * INTERVAL, stop, INTERVAL))
+        numbers = list(range((low // self.interval + 1) * self.interval, stop, self.interval))
         if self.first_unsettled is None and self.last_row > low and self.last_row not in numbers:
             numbers.append(self.last_row)
         return numbers
 
     def counts_upto(self, base: dict[str, int], number: int) -> dict[str, int]:
         """``base`` plus the statuses of this run's rows up to ``number``.
-        Exact at multiples of INTERVAL; at the last row, every bucket counts."""
+        Exact at multiples of ``interval``; at the last row, every bucket counts."""
         total: Counter[str] = Counter(base)
         for bucket, counts in self.buckets.items():
-            if (bucket + 1) * INTERVAL <= number or number == self.last_row:
+            if (bucket + 1) * self.interval <= number or number == self.last_row:
                 total.update(counts)
         return dict(total)
 

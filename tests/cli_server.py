@@ -25,7 +25,7 @@ The server never runs a command itself and stays single-threaded, so a fork
 copies nothing half-done.
 
 A run whose environment changes what is read at start-up (``PYTHON*``, locale
-variables, ``BULKSEND_*`` read at import) is not sent here: forked.spawn starts
+variables) is not sent here: forked.spawn starts
 a real interpreter for it. The client side is tests/forked.py.
 """
 

@@ -33,7 +33,7 @@ def needs_fresh_interpreter(env: dict[str, str]) -> bool:
     not at each run: a forked run would not see the difference."""
 
     def read_at_start(name: str) -> bool:
-        return name.startswith(("PYTHON", "LC_", "BULKSEND_")) or name == "LANG"
+        return name.startswith(("PYTHON", "LC_")) or name == "LANG"
 
     names = {name for name in [*env, *os.environ] if read_at_start(name)}
     return any(env.get(name) != os.environ.get(name) for name in names)
