@@ -378,13 +378,13 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     """
     from bulksend.display import make_progress
     from bulksend.problems import input_errors, together
-    from bulksend.rehearsal import closing_lines, rehearsal_results, rehearse
     from bulksend.run import RunConfig, resolve_results, send_file
 
     rehearsal = None
     try:
         if sandbox:
             _refuse_beside_sandbox(contacts, api_key_file=api_key_file, dry_run=dry_run)
+            from bulksend.rehearsal import rehearsal_results  # only here: a real send need not import it
         target = (rehearsal_results(contacts, results) if sandbox
                   else resolve_results(contacts, results, dry_run))
         # First, and with no summary written on failure: it may be the input.
@@ -425,6 +425,8 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         progress = make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose)
         try:
             if sandbox:
+                from bulksend.rehearsal import rehearse
+
                 summary, rehearsal = rehearse(config, progress)
             else:
                 summary = send_file(config, progress)
@@ -442,6 +444,8 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         _write_json(summary_json, summary.as_dict())
     _print_summary(summary, contacts=contacts, argv=sys.argv)
     if rehearsal is not None:
+        from bulksend.rehearsal import closing_lines
+
         click.echo("\n".join(["", *closing_lines(rehearsal, sys.argv, target, mapping)]))
     sys.exit(int(summary.exit_status))
 
