@@ -6,6 +6,11 @@ received is asserted."""
 from __future__ import annotations
 
 import csv
+import json
+import os
+import pstats
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +91,37 @@ def test_a_refused_key_is_told_as_get_team_s_and_stops_before_any_post(tmp_path:
     assert "Traceback" not in r.stderr
     assert stats["get"] == {"401": 2}, stats  # the campaign's GET went with it; nothing else
     assert sum(stats["post_request"].values()) == 0 and stats["created"] == 0
+
+
+def test_the_exit_without_teardown_keeps_the_status_the_output_and_the_journal(tmp_path: Path) -> None:
+    """A run that ends with a row not sent (exit 1) leaves its whole summary on
+    a pipe, its --summary-json, and a journal the rerun trusts (no POST again)."""
+    work = work_dir(tmp_path)
+    with open(work / "contacts.csv", "a", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerow(["not-an-email", "Bad"])
+    with running_sandbox(SandboxConfig(api_key=KEY, seed=1)) as sandbox:
+        r = send(work, sandbox, "--summary-json", "summary.json")
+        assert r.code == 1, r.stderr
+        assert "Traceback" not in r.stderr
+        summary = json.loads((work / "summary.json").read_text(encoding="utf-8"))
+        assert summary["exit_code"] == 1 and summary["counts"] == {"sent": 4, "invalid": 1}, summary
+        assert "invalid" in r.stdout  # the summary's counts reached the pipe
+        posts = sum(sandbox.stats["post_request"].values())
+        again = send(work, sandbox)
+        assert again.code == 1, again.stderr
+        assert sum(sandbox.stats["post_request"].values()) == posts  # the journal knew every sent row
+
+
+def test_a_profiled_run_still_writes_its_profile(tmp_path: Path) -> None:
+    """cProfile (like coverage) writes its data after the program ends: the
+    ordinary exit is kept under a profiler or tracer."""
+    work = work_dir(tmp_path)
+    with running_sandbox(SandboxConfig(api_key=KEY, seed=1)) as sandbox:
+        env = {k: v for k, v in os.environ.items() if k != "COLLECT_API_KEY"}
+        proc = subprocess.run(
+            [sys.executable, "-m", "cProfile", "-o", "run.prof", "-m", "bulksend", "send", "contacts.csv",
+             "-m", "mapping.yaml", "-o", "out.csv", "--api-url", sandbox.url, "--rate", "none"],
+            cwd=work, env={**env, "COLLECT_API_KEY": KEY}, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "run.prof").exists(), proc.stderr
+    pstats.Stats(str(work / "run.prof"))  # a profile, read back
