@@ -374,14 +374,19 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
 def _check_world(journal: Journal, config: RunConfig, fresh: bool) -> None:
     """A results file is either a rehearsal's (--sandbox) or real sends', for
     good: its journal says which ("world" meta; none: real, as before issue 15).
-    UsageError when this run is the other kind."""
-    from bulksend.rehearsal import is_rehearsal_name, world_mismatch
-
+    UsageError when this run is the other kind. (rehearsal.py, and scaffold.py
+    with it, are imported only when they have something to say: ~10 ms of a
+    real send's start-up, issue 18.)"""
     recorded = journal.get_meta("world") or ("" if fresh else "api")
-    if fresh and config.results.exists() and is_rehearsal_name(config.results):
-        recorded = "sandbox"  # a rehearsal's CSV without its journal: still a rehearsal's
+    if fresh and config.results.exists():
+        from bulksend.rehearsal import is_rehearsal_name
+
+        if is_rehearsal_name(config.results):
+            recorded = "sandbox"  # a rehearsal's CSV without its journal: still a rehearsal's
     world = "sandbox" if config.sandbox else "api"
     if recorded and recorded != world:
+        from bulksend.rehearsal import world_mismatch
+
         raise world_mismatch(config.results, rehearsal=config.sandbox)
     if recorded != world:
         journal.set_meta("world", world)
