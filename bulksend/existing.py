@@ -20,7 +20,6 @@ that knows every row makes no call at all.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -194,9 +193,11 @@ async def _list_campaign(client: Client, gate: RateGate, campaign: str, budget: 
         spent += 1
         result.calls += 1
 
-    async def listing(status: str | None) -> list[dict[str, Any]]:
-        return [r async for r in campaign_requests(client, gate, campaign, on_call=on_call,
-                                                   statuses=(status,))]
+    async def listing(status: str | None) -> Index:
+        index: Index = {}
+        async for request in campaign_requests(client, gate, campaign, on_call=on_call, statuses=(status,)):
+            _index_request(index, campaign, request)
+        return index
 
     try:
         async with asyncio.TaskGroup() as group:  # one failing listing cancels the others
@@ -207,8 +208,10 @@ async def _list_campaign(client: Client, gate: RateGate, campaign: str, budget: 
             return None
         raise error from None
     index: Index = {}
-    for request in itertools.chain.from_iterable(task.result() for task in tasks):
-        _index_request(index, campaign, request)
+    for task in tasks:
+        for who, found in task.result().items():
+            if who not in index or _older(found, index[who]):
+                index[who] = found
     return index
 
 
@@ -221,6 +224,8 @@ def _first_error(group_error: BaseExceptionGroup) -> BaseException:
 
 
 def _index_request(index: Index, campaign: str, request: dict[str, Any]) -> None:
+    """Add one listed request to the index: under its contact's id and email,
+    unless an older request is there already."""
     contact = request.get("contact")
     if not isinstance(contact, dict):
         raise Ambiguous(f"a request of campaign {campaign} carries no contact")
