@@ -268,6 +268,12 @@ class ResultsWriter:
         in_place = self._ends_in_place(list(after)) if self._in_order else None
         if in_place is not None:
             ends = in_place
+            try:  # a .tmp left by a killed rewrite goes, as the rewrite would replace it
+                os.unlink(tmp_path(self.path))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise storage_error(tmp_path(self.path), exc, "remove the old rewrite") from exc
         else:
             tmp = tmp_path(self.path)
             try:

@@ -101,3 +101,11 @@ def test_a_hard_link_made_during_the_run_is_refused_as_the_rewrite_refuses_it(tm
     os.link(path, tmp_path / "other.csv")
     with pytest.raises(ResultsError, match="2 names"):
         writer.finish()
+
+
+def test_a_stale_tmp_from_a_killed_rewrite_goes_when_the_stream_is_kept(tmp_path: Path) -> None:
+    path = tmp_path / "r.csv"
+    (tmp_path / "r.csv.tmp").write_text("half a rewrite", encoding="utf-8")
+    content, _, same_file = finish(path, outcomes([("k1", "sent", "")], first=2), journal=True)
+    assert same_file and content.count(b"\n") == 2
+    assert not (tmp_path / "r.csv.tmp").exists()
