@@ -19,6 +19,7 @@ that knows every row makes no call at all.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from bulksend.client import Ambiguous, Client, NotSent
 from bulksend.errors import AbortError, InputError
 from bulksend.lookup import (
     CALLS_PER_LOOK_UP,
+    HIDDEN,
     Found,
     campaign_requests,
     contact_identity,
@@ -105,9 +107,10 @@ async def check_existing(client: Client, gate: RateGate, table: Table, mapping: 
     that could not check must not send."""
     result = Existing()
     try:
-        if await _first_run_campaign_is_empty(client, gate, mapping, journal, rows, result):
+        listed = await _first_run_listing(client, gate, mapping, journal, rows, result)
+        if listed is not None and not any(listed.values()):
             return _checked(result, progress)
-        await _check_new_rows(client, gate, table, mapping, journal, start, result)
+        await _check_new_rows(client, gate, table, mapping, journal, start, result, listed or {})
     except (Ambiguous, NotSent) as exc:
         raise AbortError(
             f"could not check the campaign's existing requests before sending: {exc}; nothing was sent",
@@ -122,21 +125,29 @@ def _checked(result: Existing, progress: Progress) -> Existing:
     return result
 
 
-async def _first_run_campaign_is_empty(client: Client, gate: RateGate, mapping: Mapping, journal: Journal,
-                                       rows: int, result: Existing) -> bool:
+Index = dict[str, Found]  # a campaign's requests by contact (``email:…`` / ``id:…``)
+
+
+async def _first_run_listing(client: Client, gate: RateGate, mapping: Mapping, journal: Journal,
+                             rows: int, result: Existing) -> dict[str, Index] | None:
     """A first run (the journal has attempted nothing) of a mapping with one
-    campaign: every row is new, so when that campaign holds no request at all
-    (the usual case), no row needs mapping here. True when that settles it."""
+    campaign: every row is new, so that campaign is listed before any row is
+    mapped here. ``{campaign: its index}``: an empty index (the usual case)
+    settles the check; a full one is matched against the rows without being
+    listed again. None when this is not a first run, or when the listing would
+    cost more than a look-up per row."""
     if mapping.campaign_id is None or rows <= 0 or journal.attempted_any():
-        return False
+        return None
     index = await _list_campaign(client, gate, mapping.campaign_id, CALLS_PER_LOOK_UP * rows, result)
-    return index is not None and not index
+    return None if index is None else {mapping.campaign_id: index}
 
 
 async def _check_new_rows(client: Client, gate: RateGate, table: Table, mapping: Mapping,
-                          journal: Journal, start: Mark | None, result: Existing) -> None:
+                          journal: Journal, start: Mark | None, result: Existing,
+                          listed: dict[str, Index]) -> None:
     """Map the rows, keep those the journal never attempted, and check them
-    campaign by campaign (listing or per-row look-ups, whichever costs less)."""
+    campaign by campaign (listing or per-row look-ups, whichever costs less);
+    a campaign in ``listed`` was listed already and is not listed again."""
     by_campaign: dict[str, list[NewRow]] = {}
     overflow = False
     for count, new in enumerate(new_rows(table, mapping, journal, start)):
@@ -146,7 +157,8 @@ async def _check_new_rows(client: Client, gate: RateGate, table: Table, mapping:
         by_campaign.setdefault(new.campaign, []).append(new)
     for campaign, rows in by_campaign.items():
         budget = None if overflow else CALLS_PER_LOOK_UP * len(rows)
-        index = await _list_campaign(client, gate, campaign, budget, result)
+        index = listed[campaign] if campaign in listed else await _list_campaign(
+            client, gate, campaign, budget, result)
         if index is None:  # the listing would cost more than a look-up per row
             await _look_up_each(client, gate, rows, result)
         elif index:
@@ -167,9 +179,11 @@ class _OverBudget(Exception):
 
 
 async def _list_campaign(client: Client, gate: RateGate, campaign: str, budget: int | None,
-                         result: Existing) -> dict[str, Found] | None:
-    """The campaign's requests by contact (``email:…`` / ``id:…``), the oldest
-    one kept for each; None when it would take more than ``budget`` calls."""
+                         result: Existing) -> Index | None:
+    """The campaign's requests by contact, the oldest one kept for each; None
+    when it would take more than ``budget`` calls. The listings of each status
+    (§6.3: the default one hides cancelled and archived requests) are read at
+    once, each page by page; they are merged in that order."""
     spent = 0
 
     def on_call() -> None:
@@ -179,20 +193,47 @@ async def _list_campaign(client: Client, gate: RateGate, campaign: str, budget: 
         spent += 1
         result.calls += 1
 
-    index: dict[str, Found] = {}
+    async def listing(status: str | None) -> Index:
+        index: Index = {}
+        async for request in campaign_requests(client, gate, campaign, on_call=on_call, statuses=(status,)):
+            _index_request(index, campaign, request)
+        return index
+
     try:
-        async for request in campaign_requests(client, gate, campaign, on_call=on_call):
-            contact = request.get("contact")
-            if not isinstance(contact, dict):
-                raise Ambiguous(f"a request of campaign {campaign} carries no contact")
-            found = _as_found(request, contact)
-            for who in (contact_identity(str(contact.get("_id") or "")),
-                        contact_identity({"email": contact.get("email") or ""})):
-                if who not in ("id:", "email:") and (who not in index or _older(found, index[who])):
-                    index[who] = found
-    except _OverBudget:
-        return None
+        async with asyncio.TaskGroup() as group:  # one failing listing cancels the others
+            tasks = [group.create_task(listing(status)) for status in (None, *HIDDEN)]
+    except BaseExceptionGroup as group_error:
+        error = _first_error(group_error)
+        if isinstance(error, _OverBudget):
+            return None
+        raise error from None
+    index: Index = {}
+    for task in tasks:
+        for who, found in task.result().items():
+            if who not in index or _older(found, index[who]):
+                index[who] = found
     return index
+
+
+def _first_error(group_error: BaseExceptionGroup) -> BaseException:
+    """The error a listing raised, as if the listings had been read one by one:
+    over budget first (the check falls back to look-ups), then the first other."""
+    errors = [e for e in group_error.exceptions if not isinstance(e, asyncio.CancelledError)]
+    over = [e for e in errors if isinstance(e, _OverBudget)]
+    return (over or errors or [group_error])[0]
+
+
+def _index_request(index: Index, campaign: str, request: dict[str, Any]) -> None:
+    """Add one listed request to the index: under its contact's id and email,
+    unless an older request is there already."""
+    contact = request.get("contact")
+    if not isinstance(contact, dict):
+        raise Ambiguous(f"a request of campaign {campaign} carries no contact")
+    found = _as_found(request, contact)
+    for who in (contact_identity(str(contact.get("_id") or "")),
+                contact_identity({"email": contact.get("email") or ""})):
+        if who not in ("id:", "email:") and (who not in index or _older(found, index[who])):
+            index[who] = found
 
 
 def _older(a: Found, b: Found) -> bool:

@@ -167,14 +167,17 @@ def _list_of_dicts(answer: Answer, what: str) -> list[dict[str, Any]]:
 
 async def campaign_requests(client: Client, gate: RateGate, campaign: str, search: str = "",
                             clock: ServerClock | None = None,
-                            on_call: Callable[[], None] | None = None) -> AsyncIterator[dict[str, Any]]:
+                            on_call: Callable[[], None] | None = None,
+                            statuses: tuple[str | None, ...] = (None, *HIDDEN),
+                            ) -> AsyncIterator[dict[str, Any]]:
     """Every request of ``campaign`` (matching ``search`` when given), in every
-    status: the default listing, then each hidden status, page by page.
-    ``on_call()`` runs before each call (it may raise to stop the listing).
+    status: the default listing (``None``), then each hidden status, page by
+    page; ``statuses``: only these listings. ``on_call()`` runs before each call
+    (it may raise to stop the listing).
 
     Raises ``Ambiguous`` when any page is not understood or there are more
     than ``MAX_PAGES`` pages of them."""
-    for status in (None, *HIDDEN):
+    for status in statuses:
         for page in range(MAX_PAGES):
             if on_call is not None:
                 on_call()

@@ -6,7 +6,8 @@ names are re-exported below for the code and tests that import them from here.
 Each outcome is appended to ``RESULTS.csv`` as it happens; when the run ends
 (or is interrupted cleanly) the file is rewritten in input order, one line per
 input row, reading each row's line back from where it was appended (the
-journal indexes where each line sits).
+journal indexes where each line sits). A file whose lines were appended in
+input order, once each, already is that file: it is kept as it is (issue 18).
 """
 
 from __future__ import annotations
@@ -148,6 +149,9 @@ class ResultsWriter:
         self._sizes = array("q")
         self._pos = 0
         self._keep = 0  # bytes of the existing file kept at its start
+        self._start = 0  # where the first line of this run goes (after the header or the kept bytes)
+        self._last_row = -1  # the row of the last line written
+        self._in_order = True  # every line so far for a higher row than the one before
         self._identity: tuple[int, int] | None = None  # (device, inode) of the live file
 
     def open(self, keep: int = 0) -> None:
@@ -177,6 +181,8 @@ class ResultsWriter:
             header = _line(self.header)
             self._write(header)
             self._pos = len(codecs.BOM_UTF8) + len(header.encode("utf-8"))
+        self._start = self._pos
+        self._last_row, self._in_order = -1, True
         if self.journal is not None:
             self.journal.clear_index()
             self.journal.after_commit.append(self.flush)
@@ -217,6 +223,9 @@ class ResultsWriter:
         line = self.format(outcome)
         self._write(line)
         row = outcome.row
+        if row <= self._last_row:
+            self._in_order = False
+        self._last_row = row
         size = len(line.encode("utf-8"))
         if self.journal is not None:
             self.journal.index_line(row, self._pos, size)  # a row written twice: the later wins
@@ -238,7 +247,8 @@ class ResultsWriter:
                 raise storage_error(self.path, exc, "write the results file") from exc
 
     def finish(self, after: Sequence[int] = ()) -> dict[int, int]:
-        """Rewrite the file in input order: one line per input row. Returns, for
+        """Rewrite the file in input order: one line per input row (a file
+        streamed in that order is kept as it is: the same bytes). Returns, for
         each row number in ``after`` (ascending), the size of the file's part
         that holds the header and the lines of rows up to that one.
 
@@ -255,18 +265,62 @@ class ResultsWriter:
                 raise storage_error(self.path, exc, "write the results file") from exc
         if self.journal is not None:
             self.journal.commit()
-        tmp = tmp_path(self.path)
-        try:
-            ends = self._rewrite(tmp, list(after))
-            replace_checked(tmp, self.path, self._identity)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise storage_error(tmp, exc, "rewrite the results file") from exc
+        in_place = self._ends_in_place(list(after)) if self._in_order else None
+        if in_place is not None:
+            ends = in_place
+            try:  # a .tmp left by a killed rewrite goes, as the rewrite would replace it
+                os.unlink(tmp_path(self.path))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise storage_error(tmp_path(self.path), exc, "remove the old rewrite") from exc
+        else:
+            tmp = tmp_path(self.path)
+            try:
+                ends = self._rewrite(tmp, list(after))
+                replace_checked(tmp, self.path, self._identity)
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise storage_error(tmp, exc, "rewrite the results file") from exc
         if self.journal is not None:
             self.journal.set_meta(STAMP, results_stamp(self.path))
             self.journal.commit()
         return ends
+
+    def _ends_in_place(self, wanted: list[int]) -> dict[int, int] | None:
+        """When the live file already is what the rewrite would write (each
+        row's one line, in row order, right after the header or the kept
+        bytes, and nothing after them), ``finish``'s answer for ``wanted``
+        without rewriting it; else None. The file must still be this run's,
+        under this one name: a hard link made during the run is left the live
+        file, as the rewrite leaves it, so it is rewritten."""
+        try:
+            st = os.lstat(self.path)
+        except OSError:
+            return None
+        if (not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or (st.st_dev, st.st_ino) != self._identity
+                or st.st_size != self._pos):
+            return None
+        ends: dict[int, int] = {}
+        pos = self._start
+        for row, offset, size in self._index():
+            while wanted and wanted[0] < row:
+                ends[wanted.pop(0)] = pos
+            if offset >= 0:
+                if offset != pos:
+                    return None
+                pos += size
+        for number in wanted:
+            ends[number] = pos
+        return ends if pos == self._pos else None
+
+    def _index(self) -> Iterable[tuple[int, int, int]]:
+        """(row, offset, size) of each row's line in the live file, by row;
+        offset -1: no line."""
+        if self.journal is not None:
+            return self.journal.iter_index()
+        return ((row, o, s) for row, (o, s) in enumerate(zip(self._offsets, self._sizes, strict=True)))
 
     def _rewrite(self, tmp: Path, wanted: list[int]) -> dict[int, int]:
         ends: dict[int, int] = {}
@@ -279,11 +333,7 @@ class ResultsWriter:
                 shutil.copyfileobj(_Limited(live, self._keep), out, 1 << 20)
             else:
                 out.write(codecs.BOM_UTF8 + _line(self.header).encode("utf-8"))
-            index: Iterable[tuple[int, int, int]] = (
-                self.journal.iter_index() if self.journal is not None
-                else ((row, o, s) for row, (o, s) in enumerate(zip(self._offsets, self._sizes, strict=True)))
-            )
-            for row, offset, size in index:
+            for row, offset, size in self._index():
                 while wanted and wanted[0] < row:
                     ends[wanted.pop(0)] = out.tell()
                 if offset >= 0:

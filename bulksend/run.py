@@ -374,14 +374,19 @@ def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> It
 def _check_world(journal: Journal, config: RunConfig, fresh: bool) -> None:
     """A results file is either a rehearsal's (--sandbox) or real sends', for
     good: its journal says which ("world" meta; none: real, as before issue 15).
-    UsageError when this run is the other kind."""
-    from bulksend.rehearsal import is_rehearsal_name, world_mismatch
-
+    UsageError when this run is the other kind. (rehearsal.py, and scaffold.py
+    with it, are imported only when they have something to say: ~10 ms of a
+    real send's start-up, issue 18.)"""
     recorded = journal.get_meta("world") or ("" if fresh else "api")
-    if fresh and config.results.exists() and is_rehearsal_name(config.results):
-        recorded = "sandbox"  # a rehearsal's CSV without its journal: still a rehearsal's
+    if fresh and config.results.exists():
+        from bulksend.rehearsal import is_rehearsal_name
+
+        if is_rehearsal_name(config.results):
+            recorded = "sandbox"  # a rehearsal's CSV without its journal: still a rehearsal's
     world = "sandbox" if config.sandbox else "api"
     if recorded and recorded != world:
+        from bulksend.rehearsal import world_mismatch
+
         raise world_mismatch(config.results, rehearsal=config.sandbox)
     if recorded != world:
         journal.set_meta("world", world)
@@ -440,35 +445,45 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
                 progress.event("warning", warning)
             # One gate for every call of the run, the preflight's included (issue 18).
             gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
-            # Rows are mapped for sending only from here on, in the team's zone (issue 17).
-            mapping.use_team_zone(asyncio.run(preflight(config, uses, progress, gate)))
-            mapping.use_items(uses.catalogues)  # items named by name are sent as ids (issue 15)
-            _note_due_zone(mapping, progress)
-            progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
-            excluded = asyncio.run(_before_sending(config, table, mapping, journal, summary.total,
-                                                   resume.last.mark if resume else None, progress, gate))
+            excluded = asyncio.run(_prepare(config, table, mapping, journal, uses, summary.total,
+                                            resume.last.mark if resume else None, progress, gate))
             return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded,
                         stop=stop, gate=gate)
 
 
-async def _before_sending(config: RunConfig, table: Table, mapping: Mapping, journal: Journal, rows: int,
-                          start: Mark | None, progress: Progress, gate: RateGate) -> set[str]:
+async def _prepare(config: RunConfig, table: Table, mapping: Mapping, journal: Journal, uses: Uses,
+                   rows: int, start: Mark | None, progress: Progress, gate: RateGate) -> set[str]:
+    """Every call before the first POST, in one event loop over one client: the
+    preflight, then the settling of unknown rows and the pre-send check.
+    Returns the request ids that existed before the run."""
+    from bulksend.client import Client
+
+    async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=4) as client:
+        # Rows are mapped for sending only from here on, in the team's zone (issue 17).
+        mapping.use_team_zone(await preflight(config, uses, progress, gate, client=client))
+        mapping.use_items(uses.catalogues)  # items named by name are sent as ids (issue 15)
+        _note_due_zone(mapping, progress)
+        progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
+        return await _before_sending(client, config, table, mapping, journal, rows, start, progress, gate)
+
+
+async def _before_sending(client: Client, config: RunConfig, table: Table, mapping: Mapping,
+                          journal: Journal, rows: int, start: Mark | None, progress: Progress,
+                          gate: RateGate) -> set[str]:
     """Settle many unknown rows at once (settling.py), then the pre-send check
     (existing.py). Returns the request ids that existed before the run."""
-    from bulksend.client import Client
     from bulksend.existing import check_existing
     from bulksend.settling import settle_unknown
 
-    async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=2) as client:
-        await settle_unknown(client, gate, journal, mapping.key_paths, progress)
-        # With lookup_new (the journal knew less than the CSV), every row the
-        # journal never met is looked up, at any time, before it is sent: a
-        # request it finds is taken as this row's, which the check would only
-        # have reported.
-        if config.existing == "send" or config.only_failed or journal.lookup_new:
-            return set()
-        found = await check_existing(client, gate, table, mapping, journal, start, progress, rows=rows)
-        return _existing(config, found, journal, progress)
+    await settle_unknown(client, gate, journal, mapping.key_paths, progress)
+    # With lookup_new (the journal knew less than the CSV), every row the
+    # journal never met is looked up, at any time, before it is sent: a
+    # request it finds is taken as this row's, which the check would only
+    # have reported.
+    if config.existing == "send" or config.only_failed or journal.lookup_new:
+        return set()
+    found = await check_existing(client, gate, table, mapping, journal, start, progress, rows=rows)
+    return _existing(config, found, journal, progress)
 
 
 def _existing(config: RunConfig, found: Existing, journal: Journal, progress: Progress) -> set[str]:
@@ -582,37 +597,31 @@ def _rows_text(rows: list[int]) -> str:
 
 
 async def preflight(config: RunConfig, uses: Uses, progress: Progress,
-                    gate: RateGate | None = None) -> object:
+                    gate: RateGate | None = None, client: Client | None = None) -> object:
     """Before the first POST: GET /team proves the key; GET /campaigns/{id}
-    proves each campaign and the item ids the rows ask for (collect-api.md §6),
-    the campaigns read at once. Every call passes the run's rate gate, so the
-    server's burst they use is not mistaken for room later (issue 18).
+    proves each campaign and the item ids the rows ask for (collect-api.md §6).
+    All are asked at once (``client``: over this one, else a client of its
+    own); every call passes the run's rate gate, so the server's burst they
+    use is not mistaken for room later (issue 18). Errors are told as if the
+    calls had been made one by one: a refused key (AuthError, exit 3) first.
     Returns the team's time zone, GET /team's `tz` as answered (None if absent)."""
-    from bulksend.client import Ambiguous, Client, NotSent, error_text
+    from bulksend.client import Client, error_text
 
+    if client is None:
+        async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=4) as own:
+            return await preflight(config, uses, progress, gate, own)
     gate = gate or RateGate(config.rate, progress=progress, max_pause=config.max_pause)
-    async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=4) as client:
-        try:
-            try:
-                team = await _get_answered(client, gate, "/team", config.max_pause)
-            except AuthError:
-                raise AuthError(
-                    "the API key was refused (HTTP 401 on GET /team); nothing was sent",
-                    hint="check COLLECT_API_KEY or --api-key-file",
-                ) from None
-            if team.status != 200:
-                raise AbortError(f"GET /team failed: {error_text(team)}; nothing was sent",
-                                 hint="the API may be down: rerun the same command later")
-            team_tz = team.body.get("tz") if isinstance(team.body, dict) else None
-            campaigns = sorted(uses.campaigns.items())
-            answers = await asyncio.gather(*(
-                _get_answered(client, gate, f"/campaigns/{campaign}", config.max_pause)
-                for campaign, _ in campaigns))
-        except (NotSent, Ambiguous) as exc:
-            raise AbortError(f"{exc}; nothing was sent",
-                             hint="check --api-url and the network, then rerun") from None
+    campaigns = sorted(uses.campaigns.items())
+    team, *answers = await _preflight_gets(
+        client, gate, config.max_pause, ["/team", *(f"/campaigns/{c}" for c, _ in campaigns)])
+    team = _answered("/team", team)
+    if team.status != 200:
+        raise AbortError(f"GET /team failed: {error_text(team)}; nothing was sent",
+                         hint="the API may be down: rerun the same command later")
+    team_tz = team.body.get("tz") if isinstance(team.body, dict) else None
     problems: list[str] = []
-    for (campaign, rows), answer in zip(campaigns, answers, strict=True):
+    for (campaign, rows), got in zip(campaigns, answers, strict=True):
+        answer = _answered(f"/campaigns/{campaign}", got)
         if answer.status in (404, 400, 403):
             problems.append(f"campaign {campaign!r} does not exist ({error_text(answer)}); "
                             f"rows {_rows_text(rows)}")
@@ -634,6 +643,35 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress,
         )
     progress.event("preflight", f"key accepted; {len(uses.campaigns)} campaign(s) checked")
     return team_tz
+
+
+async def _preflight_gets(client: Client, gate: RateGate, max_pause: float,
+                          paths: list[str]) -> list[Answer | Exception]:
+    """GET every path at once (``_get_answered``): each one's answer, or the
+    error that stopped it, in ``paths``' order (see ``_answered``)."""
+    from bulksend.client import Ambiguous, NotSent
+
+    async def get(path: str) -> Answer | Exception:
+        try:
+            return await _get_answered(client, gate, path, max_pause)
+        except (NotSent, Ambiguous, BulksendError) as exc:
+            return exc
+
+    return list(await asyncio.gather(*(get(path) for path in paths)))
+
+
+def _answered(path: str, got: Answer | Exception) -> Answer:
+    """A preflight GET's answer, or its error raised as the run's: AuthError
+    (exit 3) for a refused key, AbortError for a call not made or not read."""
+    if isinstance(got, AuthError):
+        raise AuthError(f"the API key was refused (HTTP 401 on GET {path}); nothing was sent",
+                        hint="check COLLECT_API_KEY or --api-key-file") from None
+    if isinstance(got, BulksendError):
+        raise got
+    if isinstance(got, Exception):
+        raise AbortError(f"{got}; nothing was sent",
+                         hint="check --api-url and the network, then rerun") from None
+    return got
 
 
 async def _get_answered(client: Client, gate: RateGate, path: str, max_pause: float) -> Answer:
