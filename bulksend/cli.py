@@ -443,17 +443,20 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         from bulksend.rehearsal import closing_lines
 
         click.echo("\n".join(["", *closing_lines(rehearsal, sys.argv, target, mapping)]))
-    exit_at_once(int(summary.exit_status))
+    sys.exit(int(summary.exit_status))
 
 
 def exit_at_once(status: int) -> NoReturn:
     """``sys.exit(status)`` without the interpreter's teardown: freeing every
     object of every module (aiohttp's among them) costs 50-100 ms of CPU for
-    nothing once a run is over (issue 18). Every file of the run is closed by
-    then (journal, results, summary); the atexit handlers still run and the
-    standard streams are flushed. The ordinary exit when a thread of ours
-    is still running (it waits for it) or a profiler or tracer is on (cProfile
-    and coverage write their data after the program ends)."""
+    nothing once a run is over (issue 18). Only ``main``, the program's entry
+    point, calls it, after the command has returned: every file of the run is
+    closed by then (journal, results, summary), and a program that calls the
+    commands itself (click's ``CliRunner``, ``cli.main(standalone_mode=False)``)
+    keeps its process. The atexit handlers still run and the standard streams
+    are flushed. The ordinary exit when a thread of ours is still running (it
+    waits for it) or a profiler or tracer is on (cProfile and coverage write
+    their data after the program ends)."""
     import atexit
     import threading
 
@@ -1051,8 +1054,13 @@ def demo(results: str) -> None:
 
 
 def main() -> None:
+    """The program (``bulksend``, ``python -m bulksend``): the command, then a fast exit."""
     try:
         cli.main(prog_name="bulksend", standalone_mode=True)
     except KeyboardInterrupt:
         click.echo("bulksend: interrupted", err=True)
         sys.exit(int(ExitStatus.INTERRUPTED))
+    except SystemExit as done:
+        if done.code is None or isinstance(done.code, int):
+            exit_at_once(done.code or 0)
+        raise
