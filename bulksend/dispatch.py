@@ -167,12 +167,12 @@ class Dispatcher:
 
     async def _wind_down(self, feeder: asyncio.Task[None], workers: list[asyncio.Task[None]],
                          *, wait: bool) -> None:
-        """After a stop or an abort: a bounded wait for the requests in flight
-        (none on abort), then every row still queued or still to read gets its
+        """After a stop or an abort: a bounded wait for the requests on the
+        wire (none on abort), then every row still queued or still to read gets its
         line from the journal, and nothing more is sent."""
         if wait:
             deadline = time.monotonic() + self.grace
-            while self.in_flight and time.monotonic() < deadline:  # noqa: ASYNC110 - polling, bounded
+            while self._posting() and time.monotonic() < deadline:  # noqa: ASYNC110 - polling, bounded
                 await asyncio.sleep(0.05)
         # Taken first: a cancelled worker forgets its job. Whether each job's
         # POST is on the wire is read before the cancellation clears the flag.
@@ -196,6 +196,12 @@ class Dispatcher:
                 getter.cancel()
         while not self.queue.empty():
             self._unattempted(self.queue.get_nowait())
+
+    def _posting(self) -> bool:
+        """A request is on the wire (or its answer is being made sense of). A
+        worker waiting for the gate or backing off has nothing to wait for:
+        its row keeps what it knows (Recorder.stopped)."""
+        return any(job.posting for item in self.in_flight.values() for job in _jobs(item))
 
     def _unattempted(self, item: Item | None) -> None:
         for job in _jobs(item):

@@ -234,6 +234,7 @@ class Sender:
         try:
             answer = await self.client.call("POST", "/request", job.payload)
         except NotSent as exc:
+            job.posting = False  # not on the wire while it backs off: a stop need not wait
             tries.failures += 1
             o.error, o.http_status = str(exc), None
             self._interim(o)
@@ -415,6 +416,8 @@ class BatchSender:
             try:
                 answer = await s.client.call("POST", "/requests", body)
             except NotSent as exc:
+                for job in jobs:
+                    job.posting = False  # not on the wire while it backs off
                 failures += 1
                 self._each_failed(jobs, str(exc), None)
                 await s.sleep(s.backoff(failures))

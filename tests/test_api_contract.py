@@ -235,8 +235,12 @@ def test_sigterm_while_waiting_out_a_quota_leaves_unsent_rows_as_they_were(work:
                 assert time.monotonic() < deadline and proc.poll() is None
                 time.sleep(0.05)
             time.sleep(0.3)
+            signalled = time.monotonic()
             proc.send_signal(signal.SIGTERM)
             _, err = proc.communicate(timeout=60)
+            # Nothing is on the wire while every worker waits out the pause:
+            # nothing to wait for (it waited the whole 10 s grace).
+            assert time.monotonic() - signalled < 5, err
         finally:
             if proc.poll() is None:
                 proc.kill()

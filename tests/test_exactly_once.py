@@ -350,6 +350,31 @@ def test_the_graceful_stop_waits_no_longer_than_it_says(workdir: Path, n_rows: i
         assert_request_ids_match(workdir, sandbox)
 
 
+def test_a_stop_while_the_workers_wait_for_the_gate_does_not_wait_the_grace(workdir: Path) -> None:
+    """At --rate 1/s the workers spend their time waiting for the gate, with no
+    request on the wire: a SIGTERM has nothing to wait for. Each row gets its
+    line (sent, or as it was: ready), and a rerun sends each row once."""
+    rows = people(12)
+    write_contacts(workdir / CONTACTS, rows)
+    with running_sandbox(SandboxConfig(api_key=KEY, seed=9)) as sandbox:
+        args = send_args(sandbox, "--rate", "1/s", "--concurrency", "4")
+        run = start(workdir, args, "gate")
+        wait_for("2 requests created", lambda: len(sandbox.created) >= 2, timeout=30, run=run)
+        signalled = time.monotonic()
+        run.signal(signal.SIGTERM)
+        code = run.wait(timeout=30)
+        waited = time.monotonic() - signalled
+
+        assert code == 130, f"exit {code}\n{run.stderr}"
+        assert waited < 3, f"waited {waited:.1f}s with nothing on the wire\n{run.stderr}"
+        by_row = assert_one_line_per_row(workdir, len(rows))
+        assert {r["status"] for r in by_row.values()} <= {"sent", "ready"}, by_row
+        r = run_cli(*send_args(sandbox, "--rate", "none"), cwd=workdir, timeout=60)
+        assert r.code == 0, r.stderr
+        assert per_email(sandbox) == Counter(row["Email"] for row in rows)
+        assert_request_ids_match(workdir, sandbox)
+
+
 def test_a_second_ctrl_c_stops_at_once_and_the_rerun_settles_what_was_in_flight(workdir: Path) -> None:
     """The first Ctrl-C waits for requests in flight and says "press Ctrl-C again
     to stop at once"; the second must stop at once, resumably (exit 130)."""
