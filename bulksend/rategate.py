@@ -33,12 +33,15 @@ class Schedule:
     """When the next request may leave, at ``rate`` requests per second.
 
     GCRA, virtual scheduling: ``next_at`` is the theoretical time of the next
-    departure and each departure moves it on by ``1/rate``. A departure later
-    than its slot (a late timer, a busy event loop) is made up by the following
-    ones for up to ``slack`` seconds, so a schedule at R really sends R a second;
-    an idle schedule therefore lets at most ``1 + slack*rate`` requests go at
-    once. ``slack`` 0 spaces every departure at least ``1/rate`` apart, for a
-    server that allows no burst.
+    departure and each departure moves it on by ``1/rate``. A departure at most
+    ``slack`` seconds later than its slot (a late timer, a busy event loop)
+    keeps the schedule: the next slot is still one interval after the missed
+    one, so a schedule at R really sends R a second. A departure later than
+    that follows an idle time, which banks nothing: the next is a whole
+    interval later, so after a pause or a quiet moment (the preflight's calls,
+    then the check pass) requests never leave two at once, which a server that
+    allows no burst refuses. ``slack`` 0 spaces every departure at least
+    ``1/rate`` apart.
 
     Times are seconds on any monotonic clock; the caller passes ``now``.
     """
@@ -62,14 +65,19 @@ class Schedule:
         slot = self.next_at
         if slot > now:
             return False
-        self.next_at = max(slot, now - self.slack) + self.interval
+        self.next_at = self._after(slot, now) + self.interval
         return True
+
+    def _after(self, slot: float, now: float) -> float:
+        """The slot a departure at ``now`` (>= slot) counts as: its own when it
+        is at most ``slack`` late, else now (an idle schedule banks nothing)."""
+        return slot if now - slot <= self.slack else now
 
     def reserve(self, now: float) -> float:
         """Claim the next free departure and return its time (``now`` at the earliest).
 
         A claim made before :meth:`restart` is void: its holder must reserve again."""
-        slot = max(self.next_at, now - self.slack)
+        slot = self.next_at if self.next_at > now else self._after(self.next_at, now)
         self.next_at = slot + self.interval
         return max(slot, now)
 
@@ -110,6 +118,11 @@ class RateGate:
     """
 
     BURST_GUESS = 0.1  # seconds of requests a server's bucket may hold
+    # No catch-up: every departure at least 1/rate after the one before (a
+    # server without burst refuses anything sooner). Late timers do not slow
+    # the gate: a parked waiter's slot was reserved one interval after the
+    # previous one before it slept; only a gate nobody waits on runs late.
+    CATCH_UP = 0.0
     SETTLED = 1.05  # hi/rate at which the search stops
     STEP = 2.0  # largest step up from a rate that held
     HOLD_MIN = 0.2  # shortest hold, seconds
@@ -123,6 +136,9 @@ class RateGate:
     SETTLE_GAP = 1.25  # hi/lo below which a storm ends the search
     TINY_BURST_CUT = 0.25  # of the pace refused within its first 2 requests
     PROVEN = 0.9  # lo/rate at which a rate has held and the next step may come
+    GALLOP = 0.05  # the first step above a rate that held since the last storm: +5 %
+    GROWTH = 2.0  # each later step that holds is this many times larger (exponential search)
+    STORM_COST = 1.5  # seconds a storm costs: a Retry-After pause of >= 1 s, then the refill
 
     def __init__(
         self,
@@ -147,6 +163,12 @@ class RateGate:
         self.storms = 0
         self._generation = 0  # bumped by every change: parked claims are void
         self._granted = 0  # departures since changed_at
+        # Accepted answers to requests sent since changed_at: how many, and
+        # the first and last of their departures (the exact proof, see _proof).
+        self._n_ok = 0
+        self._first_ok = math.inf
+        self._last_ok = -math.inf
+        self._climbs = 0  # steps up that held since the last storm
         self._hold = 1.0
         # The server's burst B, in requests: an upper estimate once a storm
         # showed it (see _cut), else None (BURST_GUESS seconds of the rate).
@@ -154,9 +176,6 @@ class RateGate:
         # Whether the server's bucket is believed full at changed_at: after a
         # pause, or when the rate before the change had held.
         self._full = False
-        # ~20 ms of catch-up absorbs event-loop timer lateness (a gate at R
-        # really sends R/s); none once a 429 showed the server may mind.
-        self._catch_up = 0.02
         self._before_503: float | None = None  # the rate a 503 cut came from
         # Recent answers, (sent, status) pairs, status 200 for any 2xx; bounded,
         # a run without trouble would otherwise keep one per row.
@@ -167,7 +186,7 @@ class RateGate:
             # The first departure is 1/rate after the gate opens: a request made
             # just before (the preflight, the check) may have taken the server's
             # last token, and a server with no burst refuses anything sooner.
-            self.schedule = Schedule(self.rate, slack=self._catch_up, now=now)
+            self.schedule = Schedule(self.rate, slack=self.CATCH_UP, now=now)
             self.schedule.restart(self.rate, now)
 
     # -- departures ---------------------------------------------------------
@@ -216,12 +235,14 @@ class RateGate:
         self.rate = rate
         self.changed_at = start
         self._granted = 0
+        self._n_ok = 0
+        self._first_ok, self._last_ok = math.inf, -math.inf
         self._generation += 1
         self._full = False
         if math.isinf(rate):
             self.schedule = None
         elif self.schedule is None:
-            self.schedule = Schedule(rate, slack=self._catch_up, now=start)
+            self.schedule = Schedule(rate, slack=self.CATCH_UP, now=start)
         else:
             self.schedule.restart(rate, start)
         reported = self._reported
@@ -243,7 +264,12 @@ class RateGate:
     def success(self, sent: float) -> None:
         """A 2xx to a request that left at ``sent``: a rate that holds moves up."""
         self._answers.append((sent, 200))
-        if sent < self.changed_at or self.rate >= self.ceiling:
+        if sent < self.changed_at:
+            return
+        self._n_ok += 1
+        self._first_ok = min(self._first_ok, sent)
+        self._last_ok = max(self._last_ok, sent)
+        if self.rate >= self.ceiling:
             return
         now = self.clock()
         if now - self.changed_at < self._hold:
@@ -253,20 +279,47 @@ class RateGate:
                 back, self._before_503 = self._before_503, None
                 self._set(back, now)
             return
-        held = now - self.changed_at
-        if self._granted < 0.8 * self.rate * held:
-            return  # the workers did not keep up: the server never saw this rate
-        # A rate r above the limit L empties a burst of B requests in B/(r-L)
-        # seconds: r held that long with no 429 proves L >= r - B/held.
-        self.lo = max(self.lo, self.rate - self._burst() / held)
+        self.lo = max(self.lo, self._proof())
         if self.lo < self.rate * self.PROVEN:
             return  # not proven yet: the server's burst may still be paying for it
-        if self.hi <= self.rate * self.SETTLED:
+        self._climb(now)
+
+    def _proof(self) -> float:
+        """What the answers since the last change prove: L >= (n - B)/span.
+
+        From the first accepted departure to the last, ``span`` seconds, the
+        server let n requests through with no 429; its bucket held at most B
+        at the start and refilled at L: n <= B + L*span. Exact with B = 1 (two
+        requests 1/r apart prove r); never above the rate itself."""
+        span = self._last_ok - self._first_ok
+        if span <= 0:
+            return 0.0
+        return min(self.rate, (self._n_ok - self._burst()) / span)
+
+    def _climb(self, now: float) -> None:
+        """The step after a proven rate: none when within ``SETTLED`` of hi (but
+        3 % every ``PROBE_AFTER`` s); between it and a hi within ``SETTLE_GAP``,
+        the geometric middle once the time at this rate has cost as much as a
+        storm (ski rental: a probe there gains little and may cost a pause);
+        else an exponential search, +5 %, +10 %, +20 %... (a storm's estimate
+        is near the limit more often than far from it), never past the middle
+        of rate and hi."""
+        rate, hi = self.rate, self.hi
+        held = now - self.changed_at
+        if hi <= rate * self.SETTLED:
             if held >= self.PROBE_AFTER:
-                self.hi = max(self.hi, self.rate * self.SETTLED)  # the limit may have moved
-                self._step(min(self.rate * 1.03, self.ceiling), now)
+                self.hi = max(hi, rate * self.SETTLED)  # the limit may have moved
+                self._step(min(rate * 1.03, self.ceiling), now)
             return
-        self._step(min(self.rate * self.STEP, math.sqrt(self.rate * self.hi), self.ceiling), now)
+        middle = math.sqrt(rate * hi)
+        if hi <= rate * self.SETTLE_GAP:
+            if held * (middle / rate - 1.0) < self.STORM_COST:
+                return
+            target = middle
+        else:
+            target = min(middle, rate * min(self.STEP, 1.0 + self.GALLOP * self.GROWTH**self._climbs))
+        self._climbs += 1
+        self._step(min(target, self.ceiling), now)
 
     def _burst(self) -> float:
         """The server's burst B in requests: learned (an upper estimate), or
@@ -278,7 +331,7 @@ class RateGate:
         # A rate that is ``step`` above the limit empties a burst of B requests
         # in B/step seconds: hold that long before calling it safe. The bucket
         # is full now: the rate so far held.
-        self._hold = min(2.0, max(self.HOLD_MIN, self._burst() / max(step, 1e-6)))
+        self._hold = self.HOLD_MIN  # the proof (see _proof) says when it held
         self._set(rate, now)
         self._full = True
 
@@ -319,16 +372,11 @@ class RateGate:
         # yet: pause, and keep the rate.
         fresh = accepted == 0 and self.storms == 0
         new = self.rate if fresh else self._estimate(accepted, elapsed, flight)
-        # The server may allow no burst at all: from now on no catch-up,
-        # every departure at least 1/rate after the one before.
-        self._catch_up = 0.0
-        if self.schedule is not None:
-            self.schedule.slack = 0.0
         self.paused_until = until
         self._set(new, now, start=until)
         # Long enough for the server's burst to have paid for no more than
         # 1 - PROVEN of the rate (see success).
-        self._hold = min(2.0, max(self.HOLD_MIN, self._burst() / ((1 - self.PROVEN) * new)))
+        self._hold = self.HOLD_MIN
         self._full = until - now >= 0.5  # a pause refills any bucket of half a second
 
     def _estimate(self, accepted: int, elapsed: float, flight: float) -> float:
