@@ -125,7 +125,8 @@ class RateGate:
     CATCH_UP = 0.0
     SETTLED = 1.05  # hi/rate at which the search stops
     STEP = 2.0  # largest step up from a rate that held
-    HOLD_MIN = 0.2  # shortest hold, seconds
+    HOLD_MIN = 0.05  # shortest hold, seconds
+    PROOF_MIN = 4  # answers at a rate before it can be proven (timing noise)
     HELD = 0.5  # seconds at a rate before a 429 that make it a rate that held
     PROBE_AFTER = 60.0  # seconds settled before trying a little more
     RECHECK = 0.05  # longest single sleep of a parked waiter (sees rate changes)
@@ -134,7 +135,9 @@ class RateGate:
     MARGIN = 0.97  # of an estimated limit, for the next rate
     JITTER_CUT = 0.9  # of a rate that held and then was refused
     SETTLE_GAP = 1.25  # hi/lo below which a storm ends the search
-    TINY_BURST_CUT = 0.25  # of the pace refused within its first 2 requests
+    TINY_BURST_CUT = 0.125  # of the pace refused within its first 2 requests (the first storm)
+    TINY_BURST_AGAIN = 0.5  # of a rate refused within its first 2 requests later
+    IDLE = 0.02  # seconds without a departure that let the server's bucket refill
     PROVEN = 0.9  # lo/rate at which a rate has held and the next step may come
     GALLOP = 0.05  # the first step above a rate that held since the last storm: +5 %
     GROWTH = 2.0  # each later step that holds is this many times larger (exponential search)
@@ -253,13 +256,25 @@ class RateGate:
     # -- answers ------------------------------------------------------------
 
     def _window(self, until: float) -> tuple[int, int, float]:
-        """The answers to requests sent from the last change to ``until``:
-        (accepted, all, seconds from the first of them to ``until``)."""
-        sents = [(sent, status) for sent, status in self._answers if self.changed_at <= sent <= until]
+        """The answers to requests sent from the last change, or from the last
+        idle moment after it, to ``until``: (accepted, all, seconds from the
+        first of them to ``until``).
+
+        An idle moment (no departure for ``IDLE`` s, or two intervals of the
+        rate; the check pass after the preflight's calls) lets the server's
+        bucket refill, so what went through before it says nothing about the
+        pace that emptied the bucket after it."""
+        sents = sorted((sent, status) for sent, status in self._answers if self.changed_at <= sent <= until)
         if not sents:
             return 0, 0, 0.0
+        idle = max(self.IDLE, 2.0 / self.rate)
+        first = 0
+        for i in range(1, len(sents)):
+            if sents[i][0] - sents[i - 1][0] > idle:
+                first = i
+        sents = sents[first:]
         accepted = sum(1 for _, status in sents if status == 200)
-        return accepted, len(sents), until - min(sent for sent, _ in sents)
+        return accepted, len(sents), until - sents[0][0]
 
     def success(self, sent: float) -> None:
         """A 2xx to a request that left at ``sent``: a rate that holds moves up."""
@@ -278,6 +293,8 @@ class RateGate:
             if self._share_503(now) < 0.2:
                 back, self._before_503 = self._before_503, None
                 self._set(back, now)
+            return
+        if self._n_ok < self.PROOF_MIN:
             return
         self.lo = max(self.lo, self._proof())
         if self.lo < self.rate * self.PROVEN:
@@ -317,7 +334,10 @@ class RateGate:
                 return
             target = middle
         else:
-            target = min(middle, rate * min(self.STEP, 1.0 + self.GALLOP * self.GROWTH**self._climbs))
+            # With a burst of 1 or 2 a step is proven in a few requests: small
+            # steps cost little time, and the step that is refused is small.
+            growth = 1.0 if self._burst() <= 2.0 else self.GROWTH
+            target = min(middle, rate * min(self.STEP, 1.0 + self.GALLOP * growth**self._climbs))
         self._climbs += 1
         self._step(min(target, self.ceiling), now)
 
@@ -377,6 +397,7 @@ class RateGate:
         # Long enough for the server's burst to have paid for no more than
         # 1 - PROVEN of the rate (see success).
         self._hold = self.HOLD_MIN
+        self._climbs = 0
         self._full = until - now >= 0.5  # a pause refills any bucket of half a second
 
     def _estimate(self, accepted: int, elapsed: float, flight: float) -> float:
@@ -410,10 +431,13 @@ class RateGate:
             # B + R*elapsed < accepted + 1 with R > lo >= 0, and a bucket holds
             # whole requests: B <= ceil(accepted + 1 - lo*elapsed) - 1.
             bound = max(1.0, math.ceil(accepted + 1 - self.lo * elapsed) - 1.0)
-            self.burst = bound if self.burst is None else min(self.burst, bound)
+            if self.burst is not None:
+                self.burst = min(self.burst, bound)
+            elif bound <= max(2.0, refused):
+                self.burst = bound  # else a bucket of more than a second: no news
         if self.lo > 0 and self.hi <= self.lo * self.SETTLE_GAP:
-            # Close enough: another storm costs more than the difference.
-            self.hi = self.lo * self.SETTLED
+            # Close enough: another storm costs more than the difference
+            # (but see _climb: a long run makes a probe worth it).
             return self.lo
         new = max(self.lo, estimate * self.MARGIN)
         if elapsed >= self.HELD:
@@ -422,7 +446,8 @@ class RateGate:
             new = max(new, refused * self.JITTER_CUT)
         if math.isfinite(self.hi):
             # Two answers or fewer say more about a burst than about a pace.
-            floor = self.hi * self.TINY_BURST_CUT if accepted < 3 else self.hi / 64
+            tiny = self.TINY_BURST_CUT if self.storms == 0 else self.TINY_BURST_AGAIN
+            floor = self.hi * tiny if accepted < 3 else self.hi / 64
             new = min(self.hi * self.MARGIN, max(floor, new))
         return new
 
