@@ -138,7 +138,7 @@ class RateGate:
     TINY_BURST_CUT = 0.125  # of the pace refused within its first 2 requests (the first storm)
     TINY_BURST_AGAIN = 0.5  # of a rate refused within its first 2 requests later
     IDLE = 0.02  # seconds without a departure that let the server's bucket refill
-    PROVEN = 0.9  # lo/rate at which a rate has held and the next step may come
+    PROVEN = 0.97  # lo/rate at which a rate has held and the next step may come
     GALLOP = 0.05  # the first step above a rate that held since the last storm: +5 %
     GROWTH = 2.0  # each later step that holds is this many times larger (exponential search)
     STORM_COST = 1.5  # seconds a storm costs: a Retry-After pause of >= 1 s, then the refill
@@ -176,9 +176,9 @@ class RateGate:
         # The server's burst B, in requests: an upper estimate once a storm
         # showed it (see _cut), else None (BURST_GUESS seconds of the rate).
         self.burst: float | None = None
-        # Whether the server's bucket is believed full at changed_at: after a
-        # pause, or when the rate before the change had held.
-        self._full = False
+        # Whether the server's bucket is believed full at changed_at: at the
+        # start (the run's first call) and after a pause of half a second.
+        self._full = True
         self._before_503: float | None = None  # the rate a 503 cut came from
         # Recent answers, (sent, status) pairs, status 200 for any 2xx; bounded,
         # a run without trouble would otherwise keep one per row.
@@ -281,6 +281,9 @@ class RateGate:
         self._answers.append((sent, 200))
         if sent < self.changed_at:
             return
+        if sent - self._last_ok > max(self.IDLE, 2.0 / self.rate):
+            # After an idle moment (a refilled bucket) the proof starts again.
+            self._n_ok, self._first_ok = 0, sent
         self._n_ok += 1
         self._first_ok = min(self._first_ok, sent)
         self._last_ok = max(self._last_ok, sent)
@@ -304,9 +307,9 @@ class RateGate:
     def _proof(self) -> float:
         """What the answers since the last change prove: L >= (n - B)/span.
 
-        From the first accepted departure to the last, ``span`` seconds, the
-        server let n requests through with no 429; its bucket held at most B
-        at the start and refilled at L: n <= B + L*span. Exact with B = 1 (two
+        From the first accepted departure to the last, ``span`` seconds with
+        no idle moment, the server let n requests through with no 429; its
+        bucket held at most B at the start and refilled at L: n <= B + L*span. Exact with B = 1 (two
         requests 1/r apart prove r); never above the rate itself."""
         span = self._last_ok - self._first_ok
         if span <= 0:
@@ -353,7 +356,6 @@ class RateGate:
         # is full now: the rate so far held.
         self._hold = self.HOLD_MIN  # the proof (see _proof) says when it held
         self._set(rate, now)
-        self._full = True
 
     def throttled(self, sent: float, retry_after: float | None) -> float:
         """A 429 to a request that left at ``sent``: pause every worker for
@@ -417,24 +419,14 @@ class RateGate:
             self.lo = self.hi = min(self.hi, refused)
             self.lo *= self.JITTER_CUT
             return self.lo
-        full = self._full and elapsed > 0
-        if full and self.burst is not None and accepted > self.burst:
-            # The lower end: R >= (accepted - B)/elapsed, near enough.
+        if self.burst is not None and accepted > self.burst and elapsed > 0:
+            # The lower end: R >= (accepted - B)/elapsed (see _proof).
             estimate = (accepted - self.burst) / elapsed
         else:
             # The server's burst unknown: BURST_GUESS seconds of its limit.
             estimate = max(accepted, 1) / (elapsed + self.BURST_GUESS)
-        if elapsed <= 0:
-            # A flood (every request at once): the bucket let ``accepted`` through.
-            self.burst = max(1.0, accepted) if self.burst is None else self.burst
-        else:
-            # B + R*elapsed < accepted + 1 with R > lo >= 0, and a bucket holds
-            # whole requests: B <= ceil(accepted + 1 - lo*elapsed) - 1.
-            bound = max(1.0, math.ceil(accepted + 1 - self.lo * elapsed) - 1.0)
-            if self.burst is not None:
-                self.burst = min(self.burst, bound)
-            elif bound <= max(2.0, refused):
-                self.burst = bound  # else a bucket of more than a second: no news
+        if self._full:
+            self._bound_burst(accepted, elapsed, refused)
         if self.lo > 0 and self.hi <= self.lo * self.SETTLE_GAP:
             # Close enough: another storm costs more than the difference
             # (but see _climb: a long run makes a probe worth it).
@@ -450,6 +442,23 @@ class RateGate:
             floor = self.hi * tiny if accepted < 3 else self.hi / 64
             new = min(self.hi * self.MARGIN, max(floor, new))
         return new
+
+    def _bound_burst(self, accepted: int, elapsed: float, refused: float) -> None:
+        """What a storm says of the burst B when the window began with a full
+        bucket (the run's start, the end of a pause): B + L*elapsed requests
+        went through, give or take one. A window that began with the bucket
+        part spent bounds only what it held then, not B."""
+        if elapsed <= 0:
+            # A flood (every request at once): the bucket let ``accepted`` through.
+            self.burst = max(1.0, accepted) if self.burst is None else self.burst
+            return
+        # B + L*elapsed < accepted + 1 with L > lo >= 0, and a bucket holds
+        # whole requests: B <= ceil(accepted + 1 - lo*elapsed) - 1.
+        bound = max(1.0, math.ceil(accepted + 1 - self.lo * elapsed) - 1.0)
+        if self.burst is not None:
+            self.burst = min(self.burst, bound)
+        elif bound <= max(2.0, refused):
+            self.burst = bound  # else a bucket of more than a second: no news
 
     def _share_503(self, now: float) -> float:
         recent = [status for sent, status in self._answers if sent >= now - self.WINDOW]
