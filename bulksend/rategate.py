@@ -127,7 +127,7 @@ class RateGate:
     STEP = 2.0  # largest step up from a rate that held
     HOLD_MIN = 0.05  # shortest hold, seconds
     PROOF_MIN = 4  # answers at a rate before it can be proven (timing noise)
-    HELD = 0.5  # seconds at a rate before a 429 that make it a rate that held
+    HELD = 0.4  # seconds at a rate before a 429 that make it a rate that held
     PROBE_AFTER = 60.0  # seconds settled before trying a little more
     RECHECK = 0.05  # longest single sleep of a parked waiter (sees rate changes)
     MIN_RATE = 0.05
