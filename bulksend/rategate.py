@@ -172,7 +172,7 @@ class RateGate:
         self._first_ok = math.inf
         self._last_ok = -math.inf
         self._climbs = 0  # steps up that held since the last storm
-        self._hold = 1.0
+        self._hold = self.HOLD_MIN
         # The server's burst B, in requests: an upper estimate once a storm
         # showed it (see _cut), else None (BURST_GUESS seconds of the rate).
         self.burst: float | None = None
