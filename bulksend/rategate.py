@@ -350,11 +350,8 @@ class RateGate:
         return self.burst if self.burst is not None else self.BURST_GUESS * self.rate
 
     def _step(self, rate: float, now: float) -> None:
-        step = rate - self.rate
-        # A rate that is ``step`` above the limit empties a burst of B requests
-        # in B/step seconds: hold that long before calling it safe. The bucket
-        # is full now: the rate so far held.
-        self._hold = self.HOLD_MIN  # the proof (see _proof) says when it held
+        # The proof (see _proof) says when the new rate held.
+        self._hold = self.HOLD_MIN
         self._set(rate, now)
 
     def throttled(self, sent: float, retry_after: float | None) -> float:
