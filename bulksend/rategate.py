@@ -140,6 +140,7 @@ class RateGate:
     IDLE = 0.02  # seconds without a departure that let the server's bucket refill
     PROVEN = 0.97  # lo/rate at which a rate has held and the next step may come
     GALLOP = 0.05  # the first step above a rate that held since the last storm: +5 %
+    TINY_GROWTH = 1.0  # the same with a burst of 1 or 2 (steps are proven in a few answers)
     GROWTH = 2.0  # each later step that holds is this many times larger (exponential search)
     STORM_COST = 1.5  # seconds a storm costs: a Retry-After pause of >= 1 s, then the refill
 
@@ -339,7 +340,7 @@ class RateGate:
         else:
             # With a burst of 1 or 2 a step is proven in a few requests: small
             # steps cost little time, and the step that is refused is small.
-            growth = 1.0 if self._burst() <= 2.0 else self.GROWTH
+            growth = self.TINY_GROWTH if self._burst() <= 2.0 else self.GROWTH
             target = min(middle, rate * min(self.STEP, 1.0 + self.GALLOP * growth**self._climbs))
         self._climbs += 1
         self._step(min(target, self.ceiling), now)
