@@ -102,14 +102,18 @@ class RateGate:
     * ``lo``: the highest rate that held: sent at for ``hold`` seconds with the
       workers keeping up (so the server really saw it) and no 429.
 
-    The first storm with nothing held yet cuts to an estimate of L from the
-    answers: the requests accepted since sending started or resumed, over that
-    time plus a 0.1 s burst the server may have had in store. Later storms go
-    back to ``lo``. While hi is more than 5 % above lo, each rate that holds is
-    followed by a step towards hi (at most x1.5, geometric middle of lo and hi),
-    held for a time that is shorter the larger the step (a large overshoot empties
-    a server's burst quickly). Settled, the gate stays at lo and tries 3 % more
-    every ``PROBE_AFTER`` seconds, so over a long run it finds a raised limit.
+    With ``--rate`` set, the run's first departures leave at 0.92 of it (the
+    warm-up, see _warm_up): the first refusal at --rate after they all went
+    through is taken for timing noise, a cut of a tenth, unless the next storm
+    follows before that rate held. Otherwise the first storm with nothing held
+    yet cuts to an estimate of L from the answers: the requests accepted since
+    sending started or resumed, over that time plus a 0.1 s burst the server
+    may have had in store. Later storms go back to ``lo``. While hi is more
+    than 5 % above lo, each rate that holds is followed by a step towards hi
+    (at most x1.5, geometric middle of lo and hi), held for a time that is
+    shorter the larger the step (a large overshoot empties a server's burst
+    quickly). Settled, the gate stays at lo and tries 3 % more every
+    ``PROBE_AFTER`` seconds, so over a long run it finds a raised limit.
 
     Only answers to requests sent after the last change count, so the burst of
     429s in flight when the gate cuts cuts it once, and that storm logs one pause
@@ -135,7 +139,7 @@ class RateGate:
     MARGIN = 0.97  # of an estimated limit, for the next rate
     JITTER_CUT = 0.9  # of a rate that held and then was refused
     SETTLE_GAP = 1.25  # hi/lo below which a storm ends the search
-    TINY_BURST_CUT = 0.125  # of the pace refused within its first 2 requests (the first storm)
+    TINY_BURST_CUT = 0.14  # of the pace refused within its first 2 requests (the first storm)
     TINY_BURST_AGAIN = 0.5  # of a rate refused within its first 2 requests later
     IDLE = 0.02  # seconds without a departure that let the server's bucket refill
     PROVEN = 0.97  # lo/rate at which a rate has held and the next step may come
@@ -143,6 +147,9 @@ class RateGate:
     TINY_GROWTH = 1.0  # the same with a burst of 1 or 2 (steps are proven in a few answers)
     GROWTH = 2.0  # each later step that holds is this many times larger (exponential search)
     STORM_COST = 1.5  # seconds a storm costs: a Retry-After pause of >= 1 s, then the refill
+    WARM = 0.92  # of --rate, the pace of the run's first departures (see _warm_up)
+    WARM_MIN = 8  # departures at that pace, at least...
+    WARM_SECONDS = 0.04  # ...or this many seconds of --rate, if more
 
     def __init__(
         self,
@@ -181,6 +188,13 @@ class RateGate:
         # start (the run's first call) and after a pause of half a second.
         self._full = True
         self._before_503: float | None = None  # the rate a 503 cut came from
+        # The warm-up (see _warm_up): departures left at WARM of --rate, and
+        # when the last of them left.
+        self._warm_left = 0
+        self._warm_end = math.inf
+        # The first storm was taken for timing noise (see _estimate): the next
+        # one, before the rate it left held, says it was not.
+        self._doubt = False
         # Recent answers, (sent, status) pairs, status 200 for any 2xx; bounded,
         # a run without trouble would otherwise keep one per row.
         self._answers: deque[tuple[float, int]] = deque(maxlen=4096)
@@ -190,8 +204,9 @@ class RateGate:
             # The first departure is 1/rate after the gate opens: a request made
             # just before (the preflight, the check) may have taken the server's
             # last token, and a server with no burst refuses anything sooner.
-            self.schedule = Schedule(self.rate, slack=self.CATCH_UP, now=now)
-            self.schedule.restart(self.rate, now)
+            self._warm_left = max(self.WARM_MIN, math.ceil(self.WARM_SECONDS * self.rate))
+            self.schedule = Schedule(self.rate * self.WARM, slack=self.CATCH_UP, now=now)
+            self.schedule.restart(self.rate * self.WARM, now)
 
     # -- departures ---------------------------------------------------------
 
@@ -207,6 +222,8 @@ class RateGate:
             return now
         if schedule.take(now):
             self._granted += 1
+            if self._warm_left:
+                self._warm_up(now)
             return now
         return None
 
@@ -225,12 +242,43 @@ class RateGate:
                 return now
             generation = self._generation
             slot = schedule.reserve(now)
+            if self._warm_left:
+                self._warm_up(slot)
             while slot > now and generation == self._generation:
                 await self.sleep(min(slot - now, self.RECHECK))
                 now = self.clock()
             if generation == self._generation and now >= self.paused_until:
                 self._granted += 1
                 return now
+
+    def _warm_up(self, slot: float) -> None:
+        """One departure of the warm-up, claimed for ``slot``: the run's first
+        ``WARM_MIN`` departures (or ``WARM_SECONDS`` of --rate, if more) leave
+        at ``WARM`` of --rate, then the schedule goes on at --rate itself.
+        Counted as they are claimed: waiters parked on warm-up slots do not
+        make it longer.
+
+        A server whose limit is --rate and that allows no burst refuses a
+        request that arrives a hair early, and loopback timing is noisiest in
+        the first requests (new connections): one 429 within the first two
+        answers at --rate looked exactly like a server at a fifth of it, and
+        the gate started again at an eighth of --rate (2.19x the ideal for
+        1,000 rows at 50/s, burst 1). 8 % of room makes that refusal
+        unlikely, and the warm-up tells the two apart: a server far below
+        --rate, with a burst of at most ``BURST_GUESS`` s of its limit, refuses
+        one of these departures (at 0.92 of 5x its limit, a burst of B lets
+        about 1.3 B through, and B = 0.1 s of the limit is 0.026 s of --rate);
+        one that lets them all through is at --rate or near it (see
+        _estimate). Costs ``WARM_MIN`` x 0.087/--rate s (3.5 ms at 200/s), and
+        no more than 3.5 ms at higher rates."""
+        self._warm_left -= 1
+        if not self._warm_left and self.schedule is not None:
+            self.schedule.interval = 1.0 / self.rate  # from the slot after this one
+            self._warm_end = slot
+
+    def _pace(self) -> float:
+        """The pace the schedule sends at (the rate, or WARM of it in the warm-up)."""
+        return math.inf if self.schedule is None else self.schedule.rate
 
     def _set(self, rate: float, now: float, *, start: float | None = None) -> None:
         """The rate from ``start`` (default now) on; resets what measures a hold."""
@@ -243,6 +291,7 @@ class RateGate:
         self._first_ok, self._last_ok = math.inf, -math.inf
         self._generation += 1
         self._full = False
+        self._warm_left = 0
         if math.isinf(rate):
             self.schedule = None
         elif self.schedule is None:
@@ -385,13 +434,18 @@ class RateGate:
         # The pace really in flight: measured over a quarter second or more
         # (fewer is noise), never above the gate's own rate.
         measured = (sent_n - 1) / elapsed if sent_n >= 2 and elapsed > 0 else math.inf
-        flight = min(self.rate, measured) if elapsed >= 0.25 or math.isinf(self.rate) else self.rate
+        pace = self._pace()
+        flight = min(pace, measured) if elapsed >= 0.25 or math.isinf(pace) else pace
         self._before_503 = None
         # Refused before anything was accepted: the server's bucket was spent
         # before this run (the preflight, another client). No pace was refused
         # yet: pause, and keep the rate.
         fresh = accepted == 0 and self.storms == 0
-        new = self.rate if fresh else self._estimate(accepted, elapsed, flight)
+        # The first refusal at --rate, after the warm-up went through from a
+        # clean start: most likely timing noise (see _warm_up).
+        noise = (self.storms == 0 and self._full and sent > self._warm_end and accepted >= 3
+                 and self.rate >= self.ceiling)
+        new = self.rate if fresh else self._estimate(accepted, elapsed, flight, noise=noise)
         self.paused_until = until
         self._set(new, now, start=until)
         # Long enough for the server's burst to have paid for no more than
@@ -400,16 +454,26 @@ class RateGate:
         self._climbs = 0
         self._full = until - now >= 0.5  # a pause refills any bucket of half a second
 
-    def _estimate(self, accepted: int, elapsed: float, flight: float) -> float:
+    def _estimate(self, accepted: int, elapsed: float, flight: float, *, noise: bool = False) -> float:
         """The rate after a storm: ``accepted`` requests went through in the
         ``elapsed`` seconds from the last change to the refused one, at the
         pace ``flight``. Moves hi, lo and the burst; returns the new rate.
 
         From a full bucket of B, a limit R lets B + R*elapsed requests through
         before the first refusal: accepted + 1 > B + R*elapsed >= accepted.
-        With B known, that gives R; with R >= lo, it bounds B."""
-        refused = self.rate
+        With B known, that gives R; with R >= lo, it bounds B.
+
+        ``noise``: the first refusal at --rate after the warm-up went through
+        (see _warm_up). It is taken for timing noise: ``JITTER_CUT`` of the
+        pace, and it says nothing of the burst. If the next storm comes before
+        that rate held ``HELD`` s, it was not noise, and that storm is cut as a
+        first one."""
+        refused = self._pace()
         self.hi = min(self.hi, flight)
+        doubted, self._doubt = self._doubt and elapsed < self.HELD, False
+        if noise:
+            self._doubt = True
+            return refused * self.JITTER_CUT
         if self.lo >= self.hi:
             # A rate that held was refused: timing noise (a server without
             # burst refuses any two requests that arrive closer than 1/R), or
@@ -436,7 +500,8 @@ class RateGate:
             new = max(new, refused * self.JITTER_CUT)
         if math.isfinite(self.hi):
             # Two answers or fewer say more about a burst than about a pace.
-            tiny = self.TINY_BURST_CUT if self.storms == 0 else self.TINY_BURST_AGAIN
+            first = self.storms == 0 or doubted
+            tiny = self.TINY_BURST_CUT if first else self.TINY_BURST_AGAIN
             floor = self.hi * tiny if accepted < 3 else self.hi / 64
             new = min(self.hi * self.MARGIN, max(floor, new))
         return new

@@ -6,6 +6,7 @@ max(1, ceil(wait)) s), with workers that each loop acquire -> request -> answer.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -54,12 +55,14 @@ def test_a_parked_waiter_leaves_at_once_when_the_rate_is_raised() -> None:
 
     start = vt.now
     vt.spawn(two())
-    vt.run(until=start + 5.1)  # the first leaves 1/rate after the gate opens
+    # The first leaves one interval of the warm-up's pace after the gate opens.
+    first = 1.0 / (gate.WARM * 0.2)
+    vt.run(until=start + first + 0.1)
     assert len(left) == 1
     gate.ceiling = 100.0
     gate._set(100.0, vt.now)  # what a recovery does
     vt.run()
-    assert left[1] - start < 5.2
+    assert left[1] - start < first + 0.2
 
 
 def test_rate_none_finds_the_limit_within_a_few_storms() -> None:
@@ -148,7 +151,9 @@ def test_the_first_departure_waits_one_interval() -> None:
     vt = VirtualTime()
     gate = RateGate(50.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
     assert gate.open_now() is None
-    vt.now += 0.02
+    vt.now += 0.02  # (the warm-up's pace is a little slower, see below)
+    assert gate.open_now() is None
+    vt.now += 1.0 / (gate.WARM * 50.0) - 0.02
     assert gate.open_now() == vt.now
     for limit in (20.0, 50.0, 200.0):
         r = simulate(limit=limit, burst=1, ceiling=limit, rows=500, gap=0.0, gated=False)
@@ -158,14 +163,73 @@ def test_the_first_departure_waits_one_interval() -> None:
 def test_a_rate_that_held_and_then_was_refused_leaves_room_for_noise() -> None:
     vt = VirtualTime()
     gate = RateGate(100.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
-    vt.now += 0.01
-    for _ in range(200):  # two seconds accepted at the ceiling
-        sent = gate.open_now()
-        assert sent is not None
-        gate.success(sent)
-        vt.now += 0.01
-    gate.throttled(vt.now - 0.01, retry_after=1.0)
+    sent_at = _send_for(vt, gate, 2.0)  # two seconds accepted at the ceiling
+    gate.throttled(sent_at[-1] + 0.01, retry_after=1.0)
     assert 90.0 <= gate.rate < 97.0  # at least 0.9x, and below what was refused
+
+
+def _send_for(vt: VirtualTime, gate: RateGate, seconds: float) -> list[float]:
+    """Send whenever the gate opens (checked every ms) for ``seconds``, every
+    answer accepted; returns the departures."""
+    sent_at: list[float] = []
+    end = vt.now + seconds
+    while vt.now < end:
+        sent = gate.open_now()
+        if sent is not None:
+            gate.success(sent)
+            sent_at.append(sent)
+        vt.now += 0.001
+    return sent_at
+
+
+def test_the_first_departures_leave_a_little_slower_than_the_rate() -> None:
+    # The warm-up: WARM_MIN departures at WARM of --rate, then --rate itself.
+    vt = VirtualTime()
+    gate = RateGate(50.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
+    sent_at = _send_for(vt, gate, 1.0)
+    gaps = [b - a for a, b in itertools.pairwise(sent_at)]
+    warm = gate.WARM_MIN
+    assert all(gap >= 1.0 / (gate.WARM * 50.0) - 1e-9 for gap in gaps[: warm - 1])
+    assert all(0.02 - 1e-9 <= gap < 0.021 for gap in gaps[warm:])
+    assert gate.rate == 50.0
+
+
+def test_one_refusal_at_the_rate_after_a_clean_start_cuts_a_tenth() -> None:
+    # Measured on this machine (50/s, burst 1, --rate 50, 1,000 rows): one 429
+    # from loopback timing noise in the first requests (one arriving a hair
+    # less than 1/50 s after the one before) looked like a server at a fifth of
+    # --rate; the gate started again at an eighth of the pace and climbed in
+    # +5 % steps: 2.19x the ideal, where main took 1.50x. The warm-up went
+    # through, so the server is at --rate or near it: 0.9x, no lower.
+    vt = VirtualTime()
+    gate = RateGate(50.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
+    sent_at = _send_for(vt, gate, 0.25)  # the warm-up, then a few at 50/s
+    assert len(sent_at) >= 11  # the warm-up's 8, then 50/s
+    vt.now = sent_at[-1] + 0.02
+    sent = gate.open_now()
+    assert sent is not None
+    gate.throttled(sent, retry_after=1.0)
+    assert 45.0 <= gate.rate < 50.0
+    # The same noise in the model: 2 ms of random delay on the way to a server
+    # of 50/s with no burst (1.51x the ideal before).
+    r = simulate(limit=50.0, burst=1, ceiling=50.0, rows=1000, jitter=0.002)
+    assert r.storms <= 1
+    assert r.rate >= 45.0
+    assert r.ratio <= 1.2, r
+
+
+def test_a_second_storm_before_that_cut_held_was_no_noise() -> None:
+    # A server far below --rate whose burst let the warm-up through: the
+    # second storm, before 0.9x held, is cut from the answers, as a first one.
+    vt = VirtualTime()
+    gate = RateGate(100.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
+    sent_at = _send_for(vt, gate, 0.2)
+    gate.throttled(sent_at[-1] + 0.01, retry_after=1.0)
+    assert gate.rate == pytest.approx(90.0)
+    vt.now = gate.paused_until
+    sent_at = _send_for(vt, gate, 0.06)  # five accepted, then refused
+    gate.throttled(sent_at[-1] + 1 / 90, retry_after=1.0)
+    assert gate.rate < 45.0
 
 
 def test_a_flood_shows_the_burst_and_the_next_storm_the_limit() -> None:
@@ -182,10 +246,12 @@ def test_a_server_without_burst_is_found_from_five_times_its_limit() -> None:
     # only "below this pace". The gate starts at an eighth of it and climbs in
     # +5 % steps, each proven by a few answers (with B = 1, two requests 1/r
     # apart prove r): one more storm, at the step that crosses the limit.
-    r = simulate(limit=50.0, burst=1, ceiling=250.0, rows=5000)
+    r = simulate(limit=50.0, burst=1, ceiling=250.0, rows=2500)  # 50 s: no 60 s probe
     assert r.gate.burst == 1.0
     assert 47.5 <= r.rate <= 50.0
     assert r.storms == 2
+    assert r.ratio <= 1.07, r
+    r = simulate(limit=50.0, burst=1, ceiling=250.0, rows=5000)
     assert r.ratio <= 1.05, r
 
 
