@@ -103,9 +103,9 @@ class RateGate:
       workers keeping up (so the server really saw it) and no 429.
 
     With ``--rate`` set, the run's first departures leave at 0.92 of it (the
-    warm-up, see _warm_up): the first refusal at --rate after they all went
-    through is taken for timing noise, a cut of a tenth, unless the next storm
-    follows before that rate held. Otherwise the first storm with nothing held
+    warm-up, see _warm_up), and a storm at 0.8 of --rate or more that more
+    answers preceded than a server far below --rate allows is timing noise: a
+    cut of a tenth (see _noise). Otherwise the first storm with nothing held
     yet cuts to an estimate of L from the answers: the requests accepted since
     sending started or resumed, over that time plus a 0.1 s burst the server
     may have had in store. Later storms go back to ``lo``. While hi is more
@@ -150,6 +150,7 @@ class RateGate:
     WARM = 0.92  # of --rate, the pace of the run's first departures (see _warm_up)
     WARM_MIN = 8  # departures at that pace, at least...
     WARM_SECONDS = 0.04  # ...or this many seconds of --rate, if more
+    NOISE_PACE = 0.8  # of --rate: a storm at this pace or more may be timing noise (see _noise)
 
     def __init__(
         self,
@@ -188,13 +189,7 @@ class RateGate:
         # start (the run's first call) and after a pause of half a second.
         self._full = True
         self._before_503: float | None = None  # the rate a 503 cut came from
-        # The warm-up (see _warm_up): departures left at WARM of --rate, and
-        # when the last of them left.
-        self._warm_left = 0
-        self._warm_end = math.inf
-        # The first storm was taken for timing noise (see _estimate): the next
-        # one, before the rate it left held, says it was not.
-        self._doubt = False
+        self._warm_left = 0  # departures left at WARM of --rate (see _warm_up)
         # Recent answers, (sent, status) pairs, status 200 for any 2xx; bounded,
         # a run without trouble would otherwise keep one per row.
         self._answers: deque[tuple[float, int]] = deque(maxlen=4096)
@@ -223,7 +218,7 @@ class RateGate:
         if schedule.take(now):
             self._granted += 1
             if self._warm_left:
-                self._warm_up(now)
+                self._warm_up()
             return now
         return None
 
@@ -243,7 +238,7 @@ class RateGate:
             generation = self._generation
             slot = schedule.reserve(now)
             if self._warm_left:
-                self._warm_up(slot)
+                self._warm_up()
             while slot > now and generation == self._generation:
                 await self.sleep(min(slot - now, self.RECHECK))
                 now = self.clock()
@@ -251,30 +246,23 @@ class RateGate:
                 self._granted += 1
                 return now
 
-    def _warm_up(self, slot: float) -> None:
-        """One departure of the warm-up, claimed for ``slot``: the run's first
-        ``WARM_MIN`` departures (or ``WARM_SECONDS`` of --rate, if more) leave
-        at ``WARM`` of --rate, then the schedule goes on at --rate itself.
-        Counted as they are claimed: waiters parked on warm-up slots do not
-        make it longer.
+    def _warm_up(self) -> None:
+        """One departure of the warm-up: the run's first ``WARM_MIN``
+        departures (or ``WARM_SECONDS`` of --rate, if more) leave at ``WARM``
+        of --rate, then the schedule goes on at --rate itself. Counted as they
+        are claimed: waiters parked on warm-up slots do not make it longer.
 
         A server whose limit is --rate and that allows no burst refuses a
-        request that arrives a hair early, and loopback timing is noisiest in
-        the first requests (new connections): one 429 within the first two
-        answers at --rate looked exactly like a server at a fifth of it, and
-        the gate started again at an eighth of --rate (2.19x the ideal for
-        1,000 rows at 50/s, burst 1). 8 % of room makes that refusal
-        unlikely, and the warm-up tells the two apart: a server far below
-        --rate, with a burst of at most ``BURST_GUESS`` s of its limit, refuses
-        one of these departures (at 0.92 of 5x its limit, a burst of B lets
-        about 1.3 B through, and B = 0.1 s of the limit is 0.026 s of --rate);
-        one that lets them all through is at --rate or near it (see
-        _estimate). Costs ``WARM_MIN`` x 0.087/--rate s (3.5 ms at 200/s), and
-        no more than 3.5 ms at higher rates."""
+        request that arrives a hair early, and timing is noisiest in the first
+        requests (new connections, the preflight's look-ups): one 429 there
+        looks like a server far below --rate (see _noise), and gate3 started
+        again at an eighth of --rate (2.19x the ideal for 1,000 rows at 50/s,
+        burst 1, on this machine). 8 % of room makes it rarer. Costs
+        ``WARM_MIN`` x 0.087/--rate s (3.5 ms at 200/s), and no more than
+        3.5 ms at higher rates."""
         self._warm_left -= 1
         if not self._warm_left and self.schedule is not None:
             self.schedule.interval = 1.0 / self.rate  # from the slot after this one
-            self._warm_end = slot
 
     def _pace(self) -> float:
         """The pace the schedule sends at (the rate, or WARM of it in the warm-up)."""
@@ -441,10 +429,7 @@ class RateGate:
         # before this run (the preflight, another client). No pace was refused
         # yet: pause, and keep the rate.
         fresh = accepted == 0 and self.storms == 0
-        # The first refusal at --rate, after the warm-up went through from a
-        # clean start: most likely timing noise (see _warm_up).
-        noise = (self.storms == 0 and self._full and sent > self._warm_end and accepted >= 3
-                 and self.rate >= self.ceiling)
+        noise = self._noise(accepted, self._pace())
         new = self.rate if fresh else self._estimate(accepted, elapsed, flight, noise=noise)
         self.paused_until = until
         self._set(new, now, start=until)
@@ -453,6 +438,27 @@ class RateGate:
         self._hold = self.HOLD_MIN
         self._climbs = 0
         self._full = until - now >= 0.5  # a pause refills any bucket of half a second
+
+    def _noise(self, accepted: int, pace: float) -> bool:
+        """Whether a refusal at ``pace`` after ``accepted`` answers from a full
+        bucket is most likely timing noise rather than a pace above the limit.
+
+        A server whose limit is --rate and that allows no burst refuses a
+        request that arrives a hair early: measured here at 50/s, burst 1, one
+        429 in the first requests (new connections, a loaded machine), or one
+        every few seconds even at 0.9 of it. A server far below --rate refuses
+        sooner: from a full bucket of B at a pace p above its limit L it lets
+        n <= B/(1 - L/p) through; with B = ``BURST_GUESS`` s of L and p = 0.92
+        of 5 L (the warm-up of a 5x overestimate) that is 0.028 p. So noise is:
+        --rate set, a pace of at least ``NOISE_PACE`` of it, a window that
+        began with a full bucket (the start, a pause), and more accepted than
+        such a server lets through, 3 at least (a server with a burst of 1 or
+        2 at 5x refuses the 2nd or the 3rd). A 2x overestimate with a burst of
+        0.1 s lets 0.12 p through and is taken for noise: at most two cuts of a
+        tenth, then the pace is below ``NOISE_PACE`` and storms are read as
+        usual."""
+        return (math.isfinite(self.ceiling) and self._full and pace >= self.NOISE_PACE * self.ceiling
+                and accepted >= max(3.0, self.WARM_SECONDS * pace + 1.0))
 
     def _estimate(self, accepted: int, elapsed: float, flight: float, *, noise: bool = False) -> float:
         """The rate after a storm: ``accepted`` requests went through in the
@@ -463,17 +469,10 @@ class RateGate:
         before the first refusal: accepted + 1 > B + R*elapsed >= accepted.
         With B known, that gives R; with R >= lo, it bounds B.
 
-        ``noise``: the first refusal at --rate after the warm-up went through
-        (see _warm_up). It is taken for timing noise: ``JITTER_CUT`` of the
-        pace, and it says nothing of the burst. If the next storm comes before
-        that rate held ``HELD`` s, it was not noise, and that storm is cut as a
-        first one."""
+        ``noise``: timing noise (see _noise): ``JITTER_CUT`` of the pace,
+        and nothing learned of the burst."""
         refused = self._pace()
         self.hi = min(self.hi, flight)
-        doubted, self._doubt = self._doubt and elapsed < self.HELD, False
-        if noise:
-            self._doubt = True
-            return refused * self.JITTER_CUT
         if self.lo >= self.hi:
             # A rate that held was refused: timing noise (a server without
             # burst refuses any two requests that arrive closer than 1/R), or
@@ -481,6 +480,8 @@ class RateGate:
             self.lo = self.hi = min(self.hi, refused)
             self.lo *= self.JITTER_CUT
             return self.lo
+        if noise:
+            return refused * self.JITTER_CUT
         if self.burst is not None and accepted > self.burst and elapsed > 0:
             # The lower end: R >= (accepted - B)/elapsed (see _proof).
             estimate = (accepted - self.burst) / elapsed
@@ -500,8 +501,7 @@ class RateGate:
             new = max(new, refused * self.JITTER_CUT)
         if math.isfinite(self.hi):
             # Two answers or fewer say more about a burst than about a pace.
-            first = self.storms == 0 or doubted
-            tiny = self.TINY_BURST_CUT if first else self.TINY_BURST_AGAIN
+            tiny = self.TINY_BURST_CUT if self.storms == 0 else self.TINY_BURST_AGAIN
             floor = self.hi * tiny if accepted < 3 else self.hi / 64
             new = min(self.hi * self.MARGIN, max(floor, new))
         return new
