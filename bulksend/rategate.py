@@ -423,7 +423,7 @@ class RateGate:
         # (fewer is noise), never above the gate's own rate.
         measured = (sent_n - 1) / elapsed if sent_n >= 2 and elapsed > 0 else math.inf
         pace = self._pace()
-        flight = min(pace, measured) if elapsed >= 0.25 or math.isinf(pace) else pace
+        flight = min(self.rate, measured) if elapsed >= 0.25 or math.isinf(pace) else pace
         self._before_503 = None
         # Refused before anything was accepted: the server's bucket was spent
         # before this run (the preflight, another client). No pace was refused
@@ -469,8 +469,10 @@ class RateGate:
         before the first refusal: accepted + 1 > B + R*elapsed >= accepted.
         With B known, that gives R; with R >= lo, it bounds B.
 
-        ``noise``: timing noise (see _noise): ``JITTER_CUT`` of the pace,
-        and nothing learned of the burst."""
+        ``noise``: timing noise (see _noise): ``JITTER_CUT`` of the pace
+        (the schedule's, or the one measured in flight if faster: answers
+        reported for requests the schedule did not time), and nothing learned
+        of the burst."""
         refused = self._pace()
         self.hi = min(self.hi, flight)
         if self.lo >= self.hi:
@@ -481,7 +483,7 @@ class RateGate:
             self.lo *= self.JITTER_CUT
             return self.lo
         if noise:
-            return refused * self.JITTER_CUT
+            return max(refused, flight) * self.JITTER_CUT
         if self.burst is not None and accepted > self.burst and elapsed > 0:
             # The lower end: R >= (accepted - B)/elapsed (see _proof).
             estimate = (accepted - self.burst) / elapsed
