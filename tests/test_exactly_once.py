@@ -241,9 +241,12 @@ def test_killed_at_random_moments_then_resumed_sends_each_valid_row_exactly_once
 
         created = sandbox.created
         stats = sandbox.stats["post_request"]
+        refused_gets = sandbox.stats["get"].get("429", 0)
 
     # The storm happened, and the kills let requests through before landing.
-    assert stats["429"] > 0 and stats["500"] + stats["503"] > 0, stats
+    # (Its 429s may land on the look-ups: they pass the same gate, which may
+    # have learned the limit from them before any POST was refused.)
+    assert stats["429"] + refused_gets > 0 and stats["500"] + stats["503"] > 0, (stats, refused_gets)
     assert stats["dropped"] + stats["ambiguous"] + stats["slow"] > 0, stats
     assert after_kills >= 20, f"the kills let only {after_kills} requests through"
     # At least one kill caught a POST in flight (-1: the journal could not be read).
