@@ -33,15 +33,12 @@ class Schedule:
     """When the next request may leave, at ``rate`` requests per second.
 
     GCRA, virtual scheduling: ``next_at`` is the theoretical time of the next
-    departure and each departure moves it on by ``1/rate``. A departure at most
-    ``slack`` seconds later than its slot (a late timer, a busy event loop)
-    keeps the schedule: the next slot is still one interval after the missed
-    one, so a schedule at R really sends R a second. A departure later than
-    that follows an idle time, which banks nothing: the next is a whole
-    interval later, so after a pause or a quiet moment (the preflight's calls,
-    then the check pass) requests never leave two at once, which a server that
-    allows no burst refuses. ``slack`` 0 spaces every departure at least
-    ``1/rate`` apart.
+    departure and each departure moves it on by ``1/rate``. A departure later
+    than its slot (a late timer, a busy event loop) is made up by the following
+    ones for up to ``slack`` seconds, so a schedule at R really sends R a second;
+    an idle schedule therefore lets at most ``1 + slack*rate`` requests go at
+    once. ``slack`` 0 spaces every departure at least ``1/rate`` apart, for a
+    server that allows no burst.
 
     Times are seconds on any monotonic clock; the caller passes ``now``.
     """
@@ -65,19 +62,14 @@ class Schedule:
         slot = self.next_at
         if slot > now:
             return False
-        self.next_at = self._after(slot, now) + self.interval
+        self.next_at = max(slot, now - self.slack) + self.interval
         return True
-
-    def _after(self, slot: float, now: float) -> float:
-        """The slot a departure at ``now`` (>= slot) counts as: its own when it
-        is at most ``slack`` late, else now (an idle schedule banks nothing)."""
-        return slot if now - slot <= self.slack else now
 
     def reserve(self, now: float) -> float:
         """Claim the next free departure and return its time (``now`` at the earliest).
 
         A claim made before :meth:`restart` is void: its holder must reserve again."""
-        slot = self.next_at if self.next_at > now else self._after(self.next_at, now)
+        slot = max(self.next_at, now - self.slack)
         self.next_at = slot + self.interval
         return max(slot, now)
 
@@ -102,18 +94,14 @@ class RateGate:
     * ``lo``: the highest rate that held: sent at for ``hold`` seconds with the
       workers keeping up (so the server really saw it) and no 429.
 
-    With ``--rate`` set, the run's first departures leave at 0.92 of it (the
-    warm-up, see _warm_up), and a storm at 0.8 of --rate or more that more
-    answers preceded than a server far below --rate allows is timing noise: a
-    cut of a tenth (see _noise). Otherwise the first storm with nothing held
-    yet cuts to an estimate of L from the answers: the requests accepted since
-    sending started or resumed, over that time plus a 0.1 s burst the server
-    may have had in store. Later storms go back to ``lo``. While hi is more
-    than 5 % above lo, each rate that holds is followed by a step towards hi
-    (at most x1.5, geometric middle of lo and hi), held for a time that is
-    shorter the larger the step (a large overshoot empties a server's burst
-    quickly). Settled, the gate stays at lo and tries 3 % more every
-    ``PROBE_AFTER`` seconds, so over a long run it finds a raised limit.
+    The first storm with nothing held yet cuts to an estimate of L from the
+    answers: the requests accepted since sending started or resumed, over that
+    time plus a 0.1 s burst the server may have had in store. Later storms go
+    back to ``lo``. While hi is more than 5 % above lo, each rate that holds is
+    followed by a step towards hi (at most x1.5, geometric middle of lo and hi),
+    held for a time that is shorter the larger the step (a large overshoot empties
+    a server's burst quickly). Settled, the gate stays at lo and tries 3 % more
+    every ``PROBE_AFTER`` seconds, so over a long run it finds a raised limit.
 
     Only answers to requests sent after the last change count, so the burst of
     429s in flight when the gate cuts cuts it once, and that storm logs one pause
@@ -122,16 +110,10 @@ class RateGate:
     """
 
     BURST_GUESS = 0.1  # seconds of requests a server's bucket may hold
-    # No catch-up: every departure at least 1/rate after the one before (a
-    # server without burst refuses anything sooner). Late timers do not slow
-    # the gate: a parked waiter's slot was reserved one interval after the
-    # previous one before it slept; only a gate nobody waits on runs late.
-    CATCH_UP = 0.0
     SETTLED = 1.05  # hi/rate at which the search stops
     STEP = 2.0  # largest step up from a rate that held
-    HOLD_MIN = 0.05  # shortest hold, seconds
-    PROOF_MIN = 4  # answers at a rate before it can be proven (timing noise)
-    HELD = 0.4  # seconds at a rate before a 429 that make it a rate that held
+    HOLD_MIN = 0.2  # shortest hold, seconds
+    HELD = 0.5  # seconds at a rate before a 429 that make it a rate that held
     PROBE_AFTER = 60.0  # seconds settled before trying a little more
     RECHECK = 0.05  # longest single sleep of a parked waiter (sees rate changes)
     MIN_RATE = 0.05
@@ -139,18 +121,8 @@ class RateGate:
     MARGIN = 0.97  # of an estimated limit, for the next rate
     JITTER_CUT = 0.9  # of a rate that held and then was refused
     SETTLE_GAP = 1.25  # hi/lo below which a storm ends the search
-    TINY_BURST_CUT = 0.14  # of the pace refused within its first 2 requests (the first storm)
-    TINY_BURST_AGAIN = 0.5  # of a rate refused within its first 2 requests later
-    IDLE = 0.02  # seconds without a departure that let the server's bucket refill
-    PROVEN = 0.97  # lo/rate at which a rate has held and the next step may come
-    GALLOP = 0.05  # the first step above a rate that held since the last storm: +5 %
-    TINY_GROWTH = 1.0  # the same with a burst of 1 or 2 (steps are proven in a few answers)
-    GROWTH = 2.0  # each later step that holds is this many times larger (exponential search)
-    STORM_COST = 1.5  # seconds a storm costs: a Retry-After pause of >= 1 s, then the refill
-    WARM = 0.92  # of --rate, the pace of the run's first departures (see _warm_up)
-    WARM_MIN = 8  # departures at that pace, at least...
-    WARM_SECONDS = 0.04  # ...or this many seconds of --rate, if more
-    NOISE_PACE = 0.8  # of --rate: a storm at this pace or more may be timing noise (see _noise)
+    TINY_BURST_CUT = 0.25  # of the pace refused within its first 2 requests
+    PROVEN = 0.9  # lo/rate at which a rate has held and the next step may come
 
     def __init__(
         self,
@@ -175,21 +147,17 @@ class RateGate:
         self.storms = 0
         self._generation = 0  # bumped by every change: parked claims are void
         self._granted = 0  # departures since changed_at
-        # Accepted answers to requests sent since changed_at: how many, and
-        # the first and last of their departures (the exact proof, see _proof).
-        self._n_ok = 0
-        self._first_ok = math.inf
-        self._last_ok = -math.inf
-        self._climbs = 0  # steps up that held since the last storm
-        self._hold = self.HOLD_MIN
+        self._hold = 1.0
         # The server's burst B, in requests: an upper estimate once a storm
         # showed it (see _cut), else None (BURST_GUESS seconds of the rate).
         self.burst: float | None = None
-        # Whether the server's bucket is believed full at changed_at: at the
-        # start (the run's first call) and after a pause of half a second.
-        self._full = True
+        # Whether the server's bucket is believed full at changed_at: after a
+        # pause, or when the rate before the change had held.
+        self._full = False
+        # ~20 ms of catch-up absorbs event-loop timer lateness (a gate at R
+        # really sends R/s); none once a 429 showed the server may mind.
+        self._catch_up = 0.02
         self._before_503: float | None = None  # the rate a 503 cut came from
-        self._warm_left = 0  # departures left at WARM of --rate (see _warm_up)
         # Recent answers, (sent, status) pairs, status 200 for any 2xx; bounded,
         # a run without trouble would otherwise keep one per row.
         self._answers: deque[tuple[float, int]] = deque(maxlen=4096)
@@ -199,9 +167,8 @@ class RateGate:
             # The first departure is 1/rate after the gate opens: a request made
             # just before (the preflight, the check) may have taken the server's
             # last token, and a server with no burst refuses anything sooner.
-            self._warm_left = max(self.WARM_MIN, math.ceil(self.WARM_SECONDS * self.rate))
-            self.schedule = Schedule(self.rate * self.WARM, slack=self.CATCH_UP, now=now)
-            self.schedule.restart(self.rate * self.WARM, now)
+            self.schedule = Schedule(self.rate, slack=self._catch_up, now=now)
+            self.schedule.restart(self.rate, now)
 
     # -- departures ---------------------------------------------------------
 
@@ -217,8 +184,6 @@ class RateGate:
             return now
         if schedule.take(now):
             self._granted += 1
-            if self._warm_left:
-                self._warm_up()
             return now
         return None
 
@@ -237,36 +202,12 @@ class RateGate:
                 return now
             generation = self._generation
             slot = schedule.reserve(now)
-            if self._warm_left:
-                self._warm_up()
             while slot > now and generation == self._generation:
                 await self.sleep(min(slot - now, self.RECHECK))
                 now = self.clock()
             if generation == self._generation and now >= self.paused_until:
                 self._granted += 1
                 return now
-
-    def _warm_up(self) -> None:
-        """One departure of the warm-up: the run's first ``WARM_MIN``
-        departures (or ``WARM_SECONDS`` of --rate, if more) leave at ``WARM``
-        of --rate, then the schedule goes on at --rate itself. Counted as they
-        are claimed: waiters parked on warm-up slots do not make it longer.
-
-        A server whose limit is --rate and that allows no burst refuses a
-        request that arrives a hair early, and timing is noisiest in the first
-        requests (new connections, the preflight's look-ups): one 429 there
-        looks like a server far below --rate (see _noise), and gate3 started
-        again at an eighth of --rate (2.19x the ideal for 1,000 rows at 50/s,
-        burst 1, on this machine). 8 % of room makes it rarer. Costs
-        ``WARM_MIN`` x 0.087/--rate s (3.5 ms at 200/s), and no more than
-        3.5 ms at higher rates."""
-        self._warm_left -= 1
-        if not self._warm_left and self.schedule is not None:
-            self.schedule.interval = 1.0 / self.rate  # from the slot after this one
-
-    def _pace(self) -> float:
-        """The pace the schedule sends at (the rate, or WARM of it in the warm-up)."""
-        return math.inf if self.schedule is None else self.schedule.rate
 
     def _set(self, rate: float, now: float, *, start: float | None = None) -> None:
         """The rate from ``start`` (default now) on; resets what measures a hold."""
@@ -275,15 +216,12 @@ class RateGate:
         self.rate = rate
         self.changed_at = start
         self._granted = 0
-        self._n_ok = 0
-        self._first_ok, self._last_ok = math.inf, -math.inf
         self._generation += 1
         self._full = False
-        self._warm_left = 0
         if math.isinf(rate):
             self.schedule = None
         elif self.schedule is None:
-            self.schedule = Schedule(rate, slack=self.CATCH_UP, now=start)
+            self.schedule = Schedule(rate, slack=self._catch_up, now=start)
         else:
             self.schedule.restart(rate, start)
         reported = self._reported
@@ -294,38 +232,18 @@ class RateGate:
     # -- answers ------------------------------------------------------------
 
     def _window(self, until: float) -> tuple[int, int, float]:
-        """The answers to requests sent from the last change, or from the last
-        idle moment after it, to ``until``: (accepted, all, seconds from the
-        first of them to ``until``).
-
-        An idle moment (no departure for ``IDLE`` s, or two intervals of the
-        rate; the check pass after the preflight's calls) lets the server's
-        bucket refill, so what went through before it says nothing about the
-        pace that emptied the bucket after it."""
-        sents = sorted((sent, status) for sent, status in self._answers if self.changed_at <= sent <= until)
+        """The answers to requests sent from the last change to ``until``:
+        (accepted, all, seconds from the first of them to ``until``)."""
+        sents = [(sent, status) for sent, status in self._answers if self.changed_at <= sent <= until]
         if not sents:
             return 0, 0, 0.0
-        idle = max(self.IDLE, 2.0 / self.rate)
-        first = 0
-        for i in range(1, len(sents)):
-            if sents[i][0] - sents[i - 1][0] > idle:
-                first = i
-        sents = sents[first:]
         accepted = sum(1 for _, status in sents if status == 200)
-        return accepted, len(sents), until - sents[0][0]
+        return accepted, len(sents), until - min(sent for sent, _ in sents)
 
     def success(self, sent: float) -> None:
         """A 2xx to a request that left at ``sent``: a rate that holds moves up."""
         self._answers.append((sent, 200))
-        if sent < self.changed_at:
-            return
-        if sent - self._last_ok > max(self.IDLE, 2.0 / self.rate):
-            # After an idle moment (a refilled bucket) the proof starts again.
-            self._n_ok, self._first_ok = 0, sent
-        self._n_ok += 1
-        self._first_ok = min(self._first_ok, sent)
-        self._last_ok = max(self._last_ok, sent)
-        if self.rate >= self.ceiling:
+        if sent < self.changed_at or self.rate >= self.ceiling:
             return
         now = self.clock()
         if now - self.changed_at < self._hold:
@@ -335,52 +253,20 @@ class RateGate:
                 back, self._before_503 = self._before_503, None
                 self._set(back, now)
             return
-        if self._n_ok < self.PROOF_MIN:
-            return
-        self.lo = max(self.lo, self._proof())
+        held = now - self.changed_at
+        if self._granted < 0.8 * self.rate * held:
+            return  # the workers did not keep up: the server never saw this rate
+        # A rate r above the limit L empties a burst of B requests in B/(r-L)
+        # seconds: r held that long with no 429 proves L >= r - B/held.
+        self.lo = max(self.lo, self.rate - self._burst() / held)
         if self.lo < self.rate * self.PROVEN:
             return  # not proven yet: the server's burst may still be paying for it
-        self._climb(now)
-
-    def _proof(self) -> float:
-        """What the answers since the last change prove: L >= (n - B)/span.
-
-        From the first accepted departure to the last, ``span`` seconds with
-        no idle moment, the server let n requests through with no 429; its
-        bucket held at most B at the start and refilled at L: n <= B + L*span. Exact with B = 1 (two
-        requests 1/r apart prove r); never above the rate itself."""
-        span = self._last_ok - self._first_ok
-        if span <= 0:
-            return 0.0
-        return min(self.rate, (self._n_ok - self._burst()) / span)
-
-    def _climb(self, now: float) -> None:
-        """The step after a proven rate: none when within ``SETTLED`` of hi (but
-        3 % every ``PROBE_AFTER`` s); between it and a hi within ``SETTLE_GAP``,
-        the geometric middle once the time at this rate has cost as much as a
-        storm (ski rental: a probe there gains little and may cost a pause);
-        else an exponential search, +5 %, +10 %, +20 %... (a storm's estimate
-        is near the limit more often than far from it), never past the middle
-        of rate and hi."""
-        rate, hi = self.rate, self.hi
-        held = now - self.changed_at
-        if hi <= rate * self.SETTLED:
+        if self.hi <= self.rate * self.SETTLED:
             if held >= self.PROBE_AFTER:
-                self.hi = max(hi, rate * self.SETTLED)  # the limit may have moved
-                self._step(min(rate * 1.03, self.ceiling), now)
+                self.hi = max(self.hi, self.rate * self.SETTLED)  # the limit may have moved
+                self._step(min(self.rate * 1.03, self.ceiling), now)
             return
-        middle = math.sqrt(rate * hi)
-        if hi <= rate * self.SETTLE_GAP:
-            if held * (middle / rate - 1.0) < self.STORM_COST:
-                return
-            target = middle
-        else:
-            # With a burst of 1 or 2 a step is proven in a few requests: small
-            # steps cost little time, and the step that is refused is small.
-            growth = self.TINY_GROWTH if self._burst() <= 2.0 else self.GROWTH
-            target = min(middle, rate * min(self.STEP, 1.0 + self.GALLOP * growth**self._climbs))
-        self._climbs += 1
-        self._step(min(target, self.ceiling), now)
+        self._step(min(self.rate * self.STEP, math.sqrt(self.rate * self.hi), self.ceiling), now)
 
     def _burst(self) -> float:
         """The server's burst B in requests: learned (an upper estimate), or
@@ -388,9 +274,13 @@ class RateGate:
         return self.burst if self.burst is not None else self.BURST_GUESS * self.rate
 
     def _step(self, rate: float, now: float) -> None:
-        # The proof (see _proof) says when the new rate held.
-        self._hold = self.HOLD_MIN
+        step = rate - self.rate
+        # A rate that is ``step`` above the limit empties a burst of B requests
+        # in B/step seconds: hold that long before calling it safe. The bucket
+        # is full now: the rate so far held.
+        self._hold = min(2.0, max(self.HOLD_MIN, self._burst() / max(step, 1e-6)))
         self._set(rate, now)
+        self._full = True
 
     def throttled(self, sent: float, retry_after: float | None) -> float:
         """A 429 to a request that left at ``sent``: pause every worker for
@@ -422,58 +312,34 @@ class RateGate:
         # The pace really in flight: measured over a quarter second or more
         # (fewer is noise), never above the gate's own rate.
         measured = (sent_n - 1) / elapsed if sent_n >= 2 and elapsed > 0 else math.inf
-        pace = self._pace()
-        flight = min(self.rate, measured) if elapsed >= 0.25 or math.isinf(pace) else pace
+        flight = min(self.rate, measured) if elapsed >= 0.25 or math.isinf(self.rate) else self.rate
         self._before_503 = None
         # Refused before anything was accepted: the server's bucket was spent
         # before this run (the preflight, another client). No pace was refused
         # yet: pause, and keep the rate.
         fresh = accepted == 0 and self.storms == 0
-        noise = self._noise(accepted, self._pace())
-        new = self.rate if fresh else self._estimate(accepted, elapsed, flight, noise=noise)
+        new = self.rate if fresh else self._estimate(accepted, elapsed, flight)
+        # The server may allow no burst at all: from now on no catch-up,
+        # every departure at least 1/rate after the one before.
+        self._catch_up = 0.0
+        if self.schedule is not None:
+            self.schedule.slack = 0.0
         self.paused_until = until
         self._set(new, now, start=until)
         # Long enough for the server's burst to have paid for no more than
         # 1 - PROVEN of the rate (see success).
-        self._hold = self.HOLD_MIN
-        self._climbs = 0
+        self._hold = min(2.0, max(self.HOLD_MIN, self._burst() / ((1 - self.PROVEN) * new)))
         self._full = until - now >= 0.5  # a pause refills any bucket of half a second
 
-    def _noise(self, accepted: int, pace: float) -> bool:
-        """Whether a refusal at ``pace`` after ``accepted`` answers from a full
-        bucket is most likely timing noise rather than a pace above the limit.
-
-        A server whose limit is --rate and that allows no burst refuses a
-        request that arrives a hair early: measured here at 50/s, burst 1, one
-        429 in the first requests (new connections, a loaded machine), or one
-        every few seconds even at 0.9 of it. A server far below --rate refuses
-        sooner: from a full bucket of B at a pace p above its limit L it lets
-        n <= B/(1 - L/p) through; with B = ``BURST_GUESS`` s of L and p = 0.92
-        of 5 L (the warm-up of a 5x overestimate) that is 0.028 p. So noise is:
-        --rate set, a pace of at least ``NOISE_PACE`` of it, a window that
-        began with a full bucket (the start, a pause), and more accepted than
-        such a server lets through, 3 at least (a server with a burst of 1 or
-        2 at 5x refuses the 2nd or the 3rd). A 2x overestimate with a burst of
-        0.1 s lets 0.12 p through and is taken for noise: at most two cuts of a
-        tenth, then the pace is below ``NOISE_PACE`` and storms are read as
-        usual."""
-        return (math.isfinite(self.ceiling) and self._full and pace >= self.NOISE_PACE * self.ceiling
-                and accepted >= max(3.0, self.WARM_SECONDS * pace + 1.0))
-
-    def _estimate(self, accepted: int, elapsed: float, flight: float, *, noise: bool = False) -> float:
+    def _estimate(self, accepted: int, elapsed: float, flight: float) -> float:
         """The rate after a storm: ``accepted`` requests went through in the
         ``elapsed`` seconds from the last change to the refused one, at the
         pace ``flight``. Moves hi, lo and the burst; returns the new rate.
 
         From a full bucket of B, a limit R lets B + R*elapsed requests through
         before the first refusal: accepted + 1 > B + R*elapsed >= accepted.
-        With B known, that gives R; with R >= lo, it bounds B.
-
-        ``noise``: timing noise (see _noise): ``JITTER_CUT`` of the pace
-        (the schedule's, or the one measured in flight if faster: answers
-        reported for requests the schedule did not time), and nothing learned
-        of the burst."""
-        refused = self._pace()
+        With B known, that gives R; with R >= lo, it bounds B."""
+        refused = self.rate
         self.hi = min(self.hi, flight)
         if self.lo >= self.hi:
             # A rate that held was refused: timing noise (a server without
@@ -482,19 +348,24 @@ class RateGate:
             self.lo = self.hi = min(self.hi, refused)
             self.lo *= self.JITTER_CUT
             return self.lo
-        if noise:
-            return max(refused, flight) * self.JITTER_CUT
-        if self.burst is not None and accepted > self.burst and elapsed > 0:
-            # The lower end: R >= (accepted - B)/elapsed (see _proof).
+        full = self._full and elapsed > 0
+        if full and self.burst is not None and accepted > self.burst:
+            # The lower end: R >= (accepted - B)/elapsed, near enough.
             estimate = (accepted - self.burst) / elapsed
         else:
             # The server's burst unknown: BURST_GUESS seconds of its limit.
             estimate = max(accepted, 1) / (elapsed + self.BURST_GUESS)
-        if self._full:
-            self._bound_burst(accepted, elapsed, refused)
+        if elapsed <= 0:
+            # A flood (every request at once): the bucket let ``accepted`` through.
+            self.burst = max(1.0, accepted) if self.burst is None else self.burst
+        else:
+            # B + R*elapsed < accepted + 1 with R > lo >= 0, and a bucket holds
+            # whole requests: B <= ceil(accepted + 1 - lo*elapsed) - 1.
+            bound = max(1.0, math.ceil(accepted + 1 - self.lo * elapsed) - 1.0)
+            self.burst = bound if self.burst is None else min(self.burst, bound)
         if self.lo > 0 and self.hi <= self.lo * self.SETTLE_GAP:
-            # Close enough: another storm costs more than the difference
-            # (but see _climb: a long run makes a probe worth it).
+            # Close enough: another storm costs more than the difference.
+            self.hi = self.lo * self.SETTLED
             return self.lo
         new = max(self.lo, estimate * self.MARGIN)
         if elapsed >= self.HELD:
@@ -503,27 +374,9 @@ class RateGate:
             new = max(new, refused * self.JITTER_CUT)
         if math.isfinite(self.hi):
             # Two answers or fewer say more about a burst than about a pace.
-            tiny = self.TINY_BURST_CUT if self.storms == 0 else self.TINY_BURST_AGAIN
-            floor = self.hi * tiny if accepted < 3 else self.hi / 64
+            floor = self.hi * self.TINY_BURST_CUT if accepted < 3 else self.hi / 64
             new = min(self.hi * self.MARGIN, max(floor, new))
         return new
-
-    def _bound_burst(self, accepted: int, elapsed: float, refused: float) -> None:
-        """What a storm says of the burst B when the window began with a full
-        bucket (the run's start, the end of a pause): B + L*elapsed requests
-        went through, give or take one. A window that began with the bucket
-        part spent bounds only what it held then, not B."""
-        if elapsed <= 0:
-            # A flood (every request at once): the bucket let ``accepted`` through.
-            self.burst = max(1.0, accepted) if self.burst is None else self.burst
-            return
-        # B + L*elapsed < accepted + 1 with L > lo >= 0, and a bucket holds
-        # whole requests: B <= ceil(accepted + 1 - lo*elapsed) - 1.
-        bound = max(1.0, math.ceil(accepted + 1 - self.lo * elapsed) - 1.0)
-        if self.burst is not None:
-            self.burst = min(self.burst, bound)
-        elif bound <= max(2.0, refused):
-            self.burst = bound  # else a bucket of more than a second: no news
 
     def _share_503(self, now: float) -> float:
         recent = [status for sent, status in self._answers if sent >= now - self.WINDOW]
