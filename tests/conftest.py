@@ -7,6 +7,7 @@ import io
 import locale
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,19 +41,25 @@ class Result:
 
 
 def run_cli(*args: str, cwd: Path, key: str | None = KEY, timeout: float = 120,
-            env: dict[str, str] | None = None, stdin: str | None = None) -> Result:
+            env: dict[str, str] | None = None, stdin: str | None = None,
+            fresh: bool = False) -> Result:
     """``python -m bulksend ARGS`` in ``cwd``: its exit code and what it printed.
 
     The environment is this process's, without COLLECT_API_KEY unless ``key``
     is given, plus ``env``. The run is a process of its own, forked from the
     already-imported fork server (tests/cli_server.py), or a fresh interpreter
-    where the environment changes what is read at start-up. Raises
+    where the environment changes what is read at start-up, or where ``fresh``
+    (a test of timing as a person's run has it, imports and all). Raises
     subprocess.TimeoutExpired after ``timeout`` seconds (the run is killed).
     """
     full_env = {k: v for k, v in os.environ.items() if k != "COLLECT_API_KEY"}
     if key is not None:
         full_env["COLLECT_API_KEY"] = key
     full_env.update(env or {})
+    if fresh:
+        proc = subprocess.run([sys.executable, "-m", "bulksend", *args], cwd=cwd, env=full_env,
+                              capture_output=True, text=True, timeout=timeout, input=stdin)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
     with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, \
             tempfile.TemporaryFile() as ferr:
         fin.write((stdin or "").encode())
