@@ -210,8 +210,7 @@ async def _list_campaign(client: Client, gate: RateGate, campaign: str, budget: 
     index: Index = {}
     for task in tasks:
         for who, found in task.result().items():
-            if who not in index or _older(found, index[who]):
-                index[who] = found
+            _keep_oldest(index, who, found)
     return index
 
 
@@ -232,8 +231,15 @@ def _index_request(index: Index, campaign: str, request: dict[str, Any]) -> None
     found = _as_found(request, contact)
     for who in (contact_identity(str(contact.get("_id") or "")),
                 contact_identity({"email": contact.get("email") or ""})):
-        if who not in ("id:", "email:") and (who not in index or _older(found, index[who])):
-            index[who] = found
+        if who not in ("id:", "email:"):
+            _keep_oldest(index, who, found)
+
+
+def _keep_oldest(index: Index, who: str, found: Found) -> None:
+    """``found`` under ``who`` unless a request at least as old is there (the
+    first one met wins a tie or an unreadable time)."""
+    if who not in index or _older(found, index[who]):
+        index[who] = found
 
 
 def _older(a: Found, b: Found) -> bool:
