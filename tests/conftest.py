@@ -6,15 +6,12 @@ import csv
 import io
 import locale
 import os
-import subprocess
-import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from forked import spawn
+from forked import run
 
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, DEMO_ITEM_IDS, Sandbox, SandboxConfig, running_sandbox
 
@@ -56,24 +53,9 @@ def run_cli(*args: str, cwd: Path, key: str | None = KEY, timeout: float = 120,
     if key is not None:
         full_env["COLLECT_API_KEY"] = key
     full_env.update(env or {})
-    if fresh:
-        proc = subprocess.run([sys.executable, "-m", "bulksend", *args], cwd=cwd, env=full_env,
-                              capture_output=True, text=True, timeout=timeout, input=stdin)
-        return Result(proc.returncode, proc.stdout, proc.stderr)
-    with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, \
-            tempfile.TemporaryFile() as ferr:
-        fin.write((stdin or "").encode())
-        fin.seek(0)
-        run = spawn(list(args), cwd=cwd, env=full_env, stdin=fin, stdout=fout, stderr=ferr)
-        try:
-            code = run.wait(timeout)
-        except subprocess.TimeoutExpired:
-            run.kill()
-            run.wait()
-            raise
-        fout.seek(0)
-        ferr.seek(0)
-        return Result(code, _text(fout.read()), _text(ferr.read()))
+    code, out, err = run(list(args), cwd=cwd, env=full_env, stdin=(stdin or "").encode(),
+                         timeout=timeout, fresh=fresh)
+    return Result(code, _text(out), _text(err))
 
 
 def _text(data: bytes) -> str:

@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -163,11 +164,12 @@ _server_lock = threading.Lock()
 
 
 def spawn(args: list[str], *, cwd: Path, env: dict[str, str], stdin: Stream = None,
-          stdout: Stream, stderr: Stream) -> ForkedProcess | subprocess.Popen[bytes]:
+          stdout: Stream, stderr: Stream, fresh: bool = False) -> ForkedProcess | subprocess.Popen[bytes]:
     """Start ``python -m bulksend ARGS`` in ``cwd`` with exactly ``env``; its
     standard streams are open files or subprocess.DEVNULL. Forked from the
-    server, or a fresh interpreter when ``needs_fresh_interpreter(env)``."""
-    if needs_fresh_interpreter(env):
+    server, or a fresh interpreter when ``fresh`` (a test of timing as a
+    person's run has it, imports and all) or ``needs_fresh_interpreter(env)``."""
+    if fresh or needs_fresh_interpreter(env):
         return subprocess.Popen([sys.executable, "-m", "bulksend", *args], cwd=cwd, env=env,
                                 stdin=subprocess.DEVNULL if stdin is None else stdin,
                                 stdout=stdout, stderr=stderr)
@@ -189,3 +191,24 @@ def _the_server() -> _ForkServer:
         if _server is None or _server[0] != os.getpid():
             _server = (os.getpid(), _ForkServer())
         return _server[1]
+
+
+def run(args: list[str], *, cwd: Path, env: dict[str, str], stdin: bytes = b"", timeout: float = 120,
+        fresh: bool = False) -> tuple[int, bytes, bytes]:
+    """``python -m bulksend ARGS`` to its end (see spawn): exit code, standard
+    output and standard error as bytes. Raises subprocess.TimeoutExpired after
+    ``timeout`` seconds, the run killed."""
+    with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, \
+            tempfile.TemporaryFile() as ferr:
+        fin.write(stdin)
+        fin.seek(0)
+        process = spawn(args, cwd=cwd, env=env, stdin=fin, stdout=fout, stderr=ferr, fresh=fresh)
+        try:
+            code = process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise
+        fout.seek(0)
+        ferr.seek(0)
+        return code, fout.read(), ferr.read()

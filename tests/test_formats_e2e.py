@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import CONTRACT, read_results, run_cli
-from forked import spawn
+from forked import run
 
 from bulksend.sandbox import DEMO_CAMPAIGN_ID
 
@@ -106,18 +105,8 @@ FORMATS = [*TEXT, *SPREADSHEETS, *STDIN]
 def run_stdin(data: bytes, *args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     """run_cli with bytes on standard input (run_cli's text mode would re-encode them)."""
     env = {k: v for k, v in os.environ.items() if k != "COLLECT_API_KEY"}
-    with tempfile.TemporaryFile() as fin, tempfile.TemporaryFile() as fout, \
-            tempfile.TemporaryFile() as ferr:
-        fin.write(data)
-        fin.seek(0)
-        proc = spawn(list(args), cwd=cwd, env=env, stdin=fin, stdout=fout, stderr=ferr)
-        try:
-            code = proc.wait(120)
-        finally:
-            proc.kill()  # nothing once it has ended
-        fout.seek(0)
-        ferr.seek(0)
-        return subprocess.CompletedProcess(proc.args, code, fout.read(), ferr.read())
+    code, out, err = run(list(args), cwd=cwd, env=env, stdin=data)
+    return subprocess.CompletedProcess(list(args), code, out, err)
 
 
 def dry_run(fmt: str, wd: Path) -> list[dict[str, str]]:
