@@ -367,7 +367,7 @@ class Bench:
         raw_b, raw_l, raw_bw, raw_t = [], [], [], []
         cpu_b, cpu_l = [], []
         timeout = max(60.0, n / 100)
-        # bulksend.sending.tune_malloc() keeps asyncio's 256 KiB read buffer off
+        # bulksend.sending.sender.tune_malloc() keeps asyncio's 256 KiB read buffer off
         # mmap; glibc reads the same two settings from these variables.
         tuned_env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20),
                      "MALLOC_TRIM_THRESHOLD_": str(2 << 20)}

@@ -6,7 +6,7 @@
 A token-bucket server (the sandbox's: ``limit`` tokens a second, ``burst`` at
 most, a 429 with Retry-After = max(1, ceil(wait)) seconds when it is empty)
 and ``concurrency`` workers, each looping acquire -> request -> answer with a
-fixed round trip, drive :class:`bulksend.rategate.RateGate` through its
+fixed round trip, drive :class:`bulksend.collect.rategate.RateGate` through its
 injected clock and sleep. Printed: time to send ``rows`` ÷ the ideal
 (rows ÷ min(limit, ceiling)), the 429 storms, the 429s and the final rate.
 What it leaves out: start-up, the preflight, the results file, the event
@@ -30,8 +30,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bulksend.progress import RecordingProgress
-from bulksend.rategate import RateGate
+from bulksend.collect.rategate import RateGate
+from bulksend.common.progress import RecordingProgress
 
 
 class _Sleep:

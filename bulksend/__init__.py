@@ -25,18 +25,18 @@ if TYPE_CHECKING:  # the names, for type checkers; `as` marks them re-exported
     from bulksend.api import send as send
     from bulksend.api import status as status
     from bulksend.api import validate as validate
-    from bulksend.errors import AbortError as AbortError
-    from bulksend.errors import AuthError as AuthError
-    from bulksend.errors import BulksendError as BulksendError
-    from bulksend.errors import ExitStatus as ExitStatus
-    from bulksend.errors import InputError as InputError
-    from bulksend.errors import LockedError as LockedError
-    from bulksend.errors import MappingError as MappingError
-    from bulksend.errors import ResultsError as ResultsError
-    from bulksend.errors import UsageError as UsageError
-    from bulksend.existing import ExistingError as ExistingError
-    from bulksend.frames import TypedColumnWarning as TypedColumnWarning
-    from bulksend.outcome import Outcome as Outcome
+    from bulksend.common.errors import AbortError as AbortError
+    from bulksend.common.errors import AuthError as AuthError
+    from bulksend.common.errors import BulksendError as BulksendError
+    from bulksend.common.errors import ExitStatus as ExitStatus
+    from bulksend.common.errors import InputError as InputError
+    from bulksend.common.errors import LockedError as LockedError
+    from bulksend.common.errors import MappingError as MappingError
+    from bulksend.common.errors import ResultsError as ResultsError
+    from bulksend.common.errors import UsageError as UsageError
+    from bulksend.common.outcome import Outcome as Outcome
+    from bulksend.reading.frames import TypedColumnWarning as TypedColumnWarning
+    from bulksend.sending.existing import ExistingError as ExistingError
 
 # public name -> the module that defines it
 _LAZY = {
@@ -47,18 +47,18 @@ _LAZY = {
     "Validation": "bulksend.api",
     "Contacts": "bulksend.api",
     "MappingSource": "bulksend.api",
-    "Outcome": "bulksend.outcome",
-    "TypedColumnWarning": "bulksend.frames",
-    "ExitStatus": "bulksend.errors",
-    "BulksendError": "bulksend.errors",
-    "UsageError": "bulksend.errors",
-    "InputError": "bulksend.errors",
-    "MappingError": "bulksend.errors",
-    "ResultsError": "bulksend.errors",
-    "LockedError": "bulksend.errors",
-    "AuthError": "bulksend.errors",
-    "AbortError": "bulksend.errors",
-    "ExistingError": "bulksend.existing",
+    "Outcome": "bulksend.common.outcome",
+    "TypedColumnWarning": "bulksend.reading.frames",
+    "ExitStatus": "bulksend.common.errors",
+    "BulksendError": "bulksend.common.errors",
+    "UsageError": "bulksend.common.errors",
+    "InputError": "bulksend.common.errors",
+    "MappingError": "bulksend.common.errors",
+    "ResultsError": "bulksend.common.errors",
+    "LockedError": "bulksend.common.errors",
+    "AuthError": "bulksend.common.errors",
+    "AbortError": "bulksend.common.errors",
+    "ExistingError": "bulksend.sending.existing",
 }
 
 __all__ = ["__version__", *_LAZY]

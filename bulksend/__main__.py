@@ -1,3 +1,3 @@
-from bulksend.cli import main
+from bulksend.cli.commands import main
 
 main()

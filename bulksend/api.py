@@ -40,18 +40,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from bulksend.errors import BulksendError, ExitStatus, ResultsError, UsageError
-from bulksend.outcome import DUPLICATE, INVALID, READY, STATUSES, Outcome
-from bulksend.progress import NullProgress, Progress
-from bulksend.reading import Table
-from bulksend.results import COLUMNS, _results_lines, check_outputs_apart, unneutralise
-from bulksend.run import RunConfig, StopRequest, Summary, open_input, send_file, validate_file
-from bulksend.runlock import side_files
+from bulksend.common.errors import BulksendError, ExitStatus, ResultsError, UsageError
+from bulksend.common.outcome import DUPLICATE, INVALID, READY, STATUSES, Outcome, Summary
+from bulksend.common.progress import NullProgress, Progress
+from bulksend.reading.table import Table
+from bulksend.sending.run import open_input, send_file, validate_file
+from bulksend.sending.stop import StopRequest
+from bulksend.settings import RunConfig
+from bulksend.store.results import COLUMNS, _results_lines, check_outputs_apart, unneutralise
+from bulksend.store.runlock import side_files
 
 if TYPE_CHECKING:
     import pandas
 
-    from bulksend.tracking import StatusRun
+    from bulksend.tasks.status import StatusRun
 
 __all__ = ["Contacts", "MappingSource", "Run", "Validation", "send", "status", "validate"]
 
@@ -133,7 +135,7 @@ def send(
             read, as the options of the same names (files only).
         progress: True: a ``tqdm.auto`` bar on standard error (a widget in
             Jupyter) and the run's messages logged to the ``"bulksend"``
-            logger; False: the messages only; or a ``bulksend.progress.Progress``
+            logger; False: the messages only; or a ``bulksend.common.progress.Progress``
             that receives everything. It is closed when the run ends.
 
     Returns:
@@ -149,7 +151,7 @@ def send(
         TypeError: ``contacts`` or ``mapping`` is of none of the kinds above.
         KeyboardInterrupt: interrupted before the sending started.
     """
-    from bulksend import cli as checks  # check_api_url, read_api_key, parse_rate (module doc)
+    from bulksend.cli import commands as checks  # check_api_url, read_api_key, parse_rate (module doc)
 
     source = _contacts_source(contacts, sheet=sheet, encoding=encoding, delimiter=delimiter,
                               header_row=header_row, include_hidden=include_hidden)
@@ -188,7 +190,7 @@ class _Source:
 
 
 def _contacts_source(contacts: object, **file_options: object) -> _Source:
-    from bulksend import frames
+    from bulksend.reading import frames
 
     if isinstance(contacts, str | os.PathLike):
         path = os.fspath(contacts)
@@ -240,7 +242,7 @@ def _rate(rate: float | None) -> float | None:
 
 
 def _api_key(api_key: str | None) -> str:
-    from bulksend import cli as checks
+    from bulksend.cli import commands as checks
 
     if api_key is None:
         return checks.read_api_key(None)  # COLLECT_API_KEY
@@ -270,7 +272,7 @@ def _warn_typed(config: RunConfig, frame: Any) -> list[str]:
     mapping sends as text; the mapping is checked here, before any thread starts."""
     if frame is None:
         return []
-    from bulksend.frames import TypedColumnWarning, typed_column_problems
+    from bulksend.reading.frames import TypedColumnWarning, typed_column_problems
 
     table, mapping = open_input(config)
     table.close()
@@ -374,7 +376,7 @@ class Run:
     iterating the run (or ``to_pandas()``) reads as it is now.
 
     Attributes:
-        summary: the engine's own summary (bulksend.run.Summary), as the
+        summary: the engine's own summary (bulksend.sending.run.Summary), as the
             command line prints it.
         warnings: what was warned before the run (typed DataFrame columns).
     """
@@ -628,7 +630,7 @@ def status(
     ``api_key``, ``api_url``, ``rate``, ``timeout`` and ``progress`` as for ``send``.
 
     Returns:
-        A ``bulksend.tracking.StatusRun``: ``rows`` (one ``Tracked`` per sent
+        A ``bulksend.tasks.status.StatusRun``: ``rows`` (one ``Tracked`` per sent
         row: ``row``, ``key``, ``request_id``, ``status`` in the list spelling
         of §7, ``""`` when it could not be read; ``due_date``), ``counts`` by
         status, ``overdue`` rows, ``with_status(name)``, ``calls`` made,
@@ -640,8 +642,8 @@ def status(
             ``AuthError`` (key refused), ``AbortError`` (a listing could not be
             read: nothing written).
     """
-    from bulksend import cli as checks
-    from bulksend.tracking import track_file
+    from bulksend.cli import commands as checks
+    from bulksend.tasks.status import track_file
 
     _check_numbers(timeout=(timeout, 0.1, 600))
     url = checks.check_api_url(api_url or os.environ.get("COLLECT_API_URL") or checks.DEFAULT_API_URL)

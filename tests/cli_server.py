@@ -48,10 +48,10 @@ def _preload() -> None:
     import pkgutil
 
     import bulksend
-    import bulksend.cli
+    import bulksend.cli.commands
 
     for info in pkgutil.walk_packages(bulksend.__path__, "bulksend."):
-        if info.name in ("bulksend.frames", "bulksend.__main__"):
+        if info.name in ("bulksend.reading.frames", "bulksend.__main__"):
             continue
         importlib.import_module(info.name)
     assert "pandas" not in sys.modules, "the fork server must not preload pandas"
@@ -73,7 +73,7 @@ def _run_child(request: dict[str, object], fds: list[int]) -> None:
     sys.path[0] = os.getcwd()  # as `python -m` sets it
     code = 0
     try:
-        from bulksend.cli import main
+        from bulksend.cli.commands import main
 
         main()
     except SystemExit as exc:

@@ -11,10 +11,12 @@ from typing import Any
 
 from conftest import KEY
 
-from bulksend.outcome import FAILED, SENT, Outcome
-from bulksend.progress import RecordingProgress
+from bulksend.collect.client import Answer, Client
+from bulksend.collect.rategate import RateGate
+from bulksend.common.outcome import FAILED, SENT, Outcome
+from bulksend.common.progress import RecordingProgress
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, SandboxConfig, running_sandbox
-from bulksend.sending import Answer, BatchSender, Client, Job, Policy, RateGate, Sender
+from bulksend.sending.sender import BatchSender, Job, Policy, Sender
 
 
 def job(email: str, row: int) -> Job:

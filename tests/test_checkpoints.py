@@ -1,5 +1,5 @@
 """Resuming a long run skips, unread, the rows earlier runs settled (issue 5,
-item 3; bulksend/checkpoints.py) -- and gives exactly what a full read gives.
+item 3; bulksend/store/checkpoints.py) -- and gives exactly what a full read gives.
 
 Each test runs the real CLI against the real sandbox. The yardstick is a full
 read: the same command after the checkpoints are deleted from the journal
@@ -20,8 +20,8 @@ from typing import Any
 
 from conftest import KEY, people, read_results, run_cli, write_contacts
 
-from bulksend.checkpoints import INTERVAL
 from bulksend.sandbox import Sandbox
+from bulksend.store.checkpoints import INTERVAL
 
 SKIPPED = re.compile(r"resume:? ([\d,]+) rows up to row (\d+) were settled by earlier runs")
 

@@ -21,10 +21,10 @@ from conftest import KEY, Result, read_results, run_cli
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulksend.demo import SAMPLES_TODAY, find_samples, write_demo_contacts
 from bulksend.mapping import END_OF_DAY, load_mapping, parse_mapping
-from bulksend.reading import Row, open_table
+from bulksend.reading.table import Row, open_table
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, Sandbox, SandboxConfig, running_sandbox
+from bulksend.tasks.demo import SAMPLES_TODAY, find_samples, write_demo_contacts
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 from conftest import KEY, people, read_results, run_cli, write_contacts
 
-from bulksend.progress import RecordingProgress
+from bulksend.collect.client import parse_retry_after
+from bulksend.collect.rategate import RateGate
+from bulksend.common.progress import RecordingProgress
 from bulksend.sandbox import SandboxConfig, running_sandbox
-from bulksend.sending import RateGate, parse_retry_after
 
 
 class FakeTime:

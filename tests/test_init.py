@@ -15,8 +15,8 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from bulksend.demo import write_demo_contacts
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, DEMO_ITEM_IDS, Sandbox
+from bulksend.tasks.demo import write_demo_contacts
 
 ROOT = Path(__file__).resolve().parent.parent
 DUE = date.today() + timedelta(days=20)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from conftest import KEY, read_results, run_cli
 
-from bulksend.items import Catalogue, ItemProblem
 from bulksend.mapping import parse_mapping
-from bulksend.reading import Row
+from bulksend.mapping.items import Catalogue, ItemProblem
+from bulksend.reading.table import Row
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, DEMO_ITEM_IDS, Sandbox, SandboxConfig, running_sandbox
 
 MAPPING = f"""\

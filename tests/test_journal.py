@@ -11,7 +11,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulksend.results import Journal
+from bulksend.store.journal import Journal
 
 keys = st.lists(st.sampled_from(["a", "b", "c", "d", "e"]), max_size=30)
 

@@ -24,10 +24,11 @@ from forked import ForkedProcess, spawn
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bulksend.outcome import Outcome
-from bulksend.results import ResultsWriter, RunLock
-from bulksend.results import read_results as read_back
+from bulksend.common.outcome import Outcome
 from bulksend.sandbox import Sandbox, SandboxConfig, running_sandbox
+from bulksend.store.results import ResultsWriter
+from bulksend.store.results import read_results as read_back
+from bulksend.store.runlock import RunLock
 
 OUT = "out.csv"
 

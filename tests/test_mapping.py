@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulksend.errors import MappingError
+from bulksend.common.errors import MappingError
 from bulksend.mapping import Mapped, Mapping, load_mapping, parse_mapping
-from bulksend.reading import INVISIBLE, Row
+from bulksend.reading.table import INVISIBLE, Row
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ["Email", "First Name", "Last Name", "Company", "Brand", "Model", "Documents", "Due"]

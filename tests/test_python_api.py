@@ -331,12 +331,13 @@ def test_pandas_and_the_engine_are_imported_only_when_needed(tmp_path: Path) -> 
     script = f"""
 import sys, json
 import bulksend
-from bulksend.cli import cli
+from bulksend.cli.commands import cli
 try:
     cli.main(["--help"], prog_name="bulksend", standalone_mode=False)
 except SystemExit:
     pass
-after_help = sorted(m for m in ("pandas", "aiohttp", "bulksend.api", "bulksend.run") if m in sys.modules)
+after_help = sorted(m for m in ("pandas", "aiohttp", "bulksend.api", "bulksend.sending.run")
+                    if m in sys.modules)
 run = bulksend.send([{{"Email": "a@example.com", "First Name": "A"}}], {SHORT!r},
                     results={str(tmp_path / "d.csv")!r}, dry_run=True, progress=False)
 found = {{"after_help": after_help, "pandas": "pandas" in sys.modules, "ok": run.ok}}

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bulksend.progress import RecordingProgress
-from bulksend.rategate import RateGate, Schedule
+from bulksend.collect.rategate import RateGate, Schedule
+from bulksend.common.progress import RecordingProgress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from gate_sim import VirtualTime, simulate

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from bulksend import reading
-from bulksend.errors import InputError
-from bulksend.reading import Row, Table, open_table
+from bulksend.common.errors import InputError
+from bulksend.reading.table import Row, Table, open_table
+from bulksend.reading import table as reading
 
 DATA = Path(__file__).parent / "data" / "reading"
 TABLE = json.loads((DATA / "contacts.json").read_text(encoding="utf-8"))
@@ -632,7 +632,7 @@ def test_reading_text_does_not_import_pandas(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "contacts.csv", [HEADER, *ROWS])
     code = (
         "import sys\n"
-        "from bulksend.reading import open_table\n"
+        "from bulksend.reading.table import open_table\n"
         f"for source in [{str(path)!r}, {str(DATA / 'contacts.xlsx')!r}]:\n"
         "    with open_table(source) as table:\n"
         "        assert len(list(table.rows())) == 5\n"
@@ -643,7 +643,7 @@ def test_reading_text_does_not_import_pandas(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
-# --- reading from a mark (resume: bulksend/checkpoints.py) ------------------------
+# --- reading from a mark (resume: bulksend/store/checkpoints.py) ------------------------
 
 
 @pytest.mark.parametrize(

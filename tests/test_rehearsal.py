@@ -12,8 +12,8 @@ from pathlib import Path
 
 from conftest import read_results, run_cli
 
-from bulksend.demo import write_demo_contacts
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, DEMO_ITEM_IDS, Sandbox
+from bulksend.tasks.demo import write_demo_contacts
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK_URL = re.compile(r"the sandbox at http://127\.0\.0\.1:\d+/v1 holds (\d+) request\(s\)")

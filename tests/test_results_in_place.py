@@ -16,10 +16,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bulksend.errors import ResultsError
-from bulksend.journal import Journal
-from bulksend.outcome import STATUSES, Outcome
-from bulksend.results import ResultsWriter
+from bulksend.common.errors import ResultsError
+from bulksend.common.outcome import STATUSES, Outcome
+from bulksend.store.journal import Journal
+from bulksend.store.results import ResultsWriter
 
 SURROGATES: tuple[Literal["Cs"]] = ("Cs",)
 cell = st.text(st.characters(blacklist_categories=SURROGATES, blacklist_characters="\x00"), max_size=30)

@@ -11,8 +11,8 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from bulksend.outcome import STATUSES, Outcome
-from bulksend.results import COLUMNS, ResultsWriter, read_results
+from bulksend.common.outcome import STATUSES, Outcome
+from bulksend.store.results import COLUMNS, ResultsWriter, read_results
 
 cell = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40)
 

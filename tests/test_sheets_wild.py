@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from conftest import Result, read_results, run_cli
 
-from bulksend.charsets import guess_legacy
 from bulksend.mapping import parse_mapping
-from bulksend.reading import INVISIBLE, Row, normal_name, open_table
+from bulksend.reading.charsets import guess_legacy
+from bulksend.reading.table import INVISIBLE, Row, normal_name, open_table
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, SEEDED_CONTACT_IDS, Sandbox
 
 DATA = Path(__file__).parent / "data" / "sheets_wild"

@@ -33,7 +33,7 @@ from bulksend.mapping.keys import compile_key
 from bulksend.mapping.nodes import Nodes, typed_constant
 from bulksend.mapping.problems import Problem, Problems, RowError, describe, join, suggest
 from bulksend.mapping.specs import Specs
-from bulksend.reading import Header
+from bulksend.reading.table import Header
 
 
 class Compiler:

@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bulksend.items import Catalogue, ItemProblem, resolve_payload_items
 from bulksend.mapping.duedates import DueDates
 from bulksend.mapping.getters import OMIT, Getter
+from bulksend.mapping.items import Catalogue, ItemProblem, resolve_payload_items
 from bulksend.mapping.keys import key_plan, row_key
 from bulksend.mapping.problems import RowError, quote
-from bulksend.reading import Row
+from bulksend.reading.table import Row
 
 
 @dataclass(frozen=True, slots=True)

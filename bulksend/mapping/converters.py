@@ -18,7 +18,7 @@ from typing import Final
 
 from bulksend.mapping.getters import Converter
 from bulksend.mapping.problems import RowError, quote
-from bulksend.reading import INVISIBLE
+from bulksend.reading.table import INVISIBLE
 
 TYPES: Final = ("string", "int", "bool", "date", "datetime", "list", "email")
 DEFAULT_SPLIT: Final = ","

@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from yaml.nodes import Node, ScalarNode
 
-from bulksend.errors import MappingError
+from bulksend.common.errors import MappingError
 from bulksend.mapping.converters import MIDNIGHT, calendar_time, find_zone, read_moment
 from bulksend.mapping.getters import Converter, Getter, Shape
 from bulksend.mapping.nodes import Nodes, typed_constant

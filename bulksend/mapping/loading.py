@@ -9,11 +9,11 @@ from typing import Any
 
 import yaml
 
-from bulksend.errors import MappingError
+from bulksend.common.errors import MappingError
 from bulksend.mapping.body import Compiler
 from bulksend.mapping.compiled import Mapping
 from bulksend.mapping.problems import join
-from bulksend.reading import Header
+from bulksend.reading.table import Header
 
 
 def load_mapping(path: str, columns: Sequence[str], *, header: Header | None = None) -> Mapping:

@@ -1,0 +1,205 @@
+"""The feeder: rows in file order → mapping → journal claim → jobs.
+
+It is the only producer of the run's queue. Each row is mapped; an invalid row
+is recorded at once. Valid rows are claimed in the journal a chunk at a time
+(one SELECT, one INSERT batch), and each row's fate is then decided in file
+order, exactly as if each were claimed alone: a duplicate of an earlier row, a
+row an earlier run settled (carried, no API call), or a job for the workers.
+With ``--batch``, jobs gather into groups (``Grouper``) before they are queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from bulksend.collect.lookup import contact_identity, key_fields
+from bulksend.common.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN, Outcome
+from bulksend.sending.sender import BATCH_SIZE, BatchPlan, Job
+from bulksend.store.journal import INFLIGHT, PENDING
+
+if TYPE_CHECKING:
+    from bulksend.mapping.compiled import Mapping
+    from bulksend.reading.table import Mark, Table
+    from bulksend.sending.recorder import Recorder
+    from bulksend.settings import RunConfig
+    from bulksend.store.journal import Journal, Record
+
+Put = Callable[[Job | list[Job]], Awaitable[None]]
+
+
+def lookup_target(payload: dict[str, Any], key_paths: list[str] | None = None) -> str:
+    """What reconciliation needs to find a row's request: campaign, contact,
+    and the values of the key's other fields (matched by look-ups, lookup.py)."""
+    contact = payload.get("contact")
+    who = contact if isinstance(contact, str) else (contact or {}).get("email", "")
+    target: dict[str, Any] = {"campaignId": payload.get("campaignId", ""), "contact": who}
+    fields = key_fields(payload, key_paths)
+    if fields:
+        target["key"] = fields
+    return json.dumps(target)
+
+
+def _no_target(payload: dict[str, Any]) -> str:
+    return ""
+
+
+def carry(outcome: Outcome, record: Record | None) -> None:
+    """Fill an outcome from the journal's record of an earlier run."""
+    if record is None:
+        return
+    outcome.request_id = record.request_id
+    outcome.portal_url = record.portal_url
+    outcome.contact_id = record.contact_id
+    outcome.http_status = record.http_status
+    outcome.attempts = record.attempts
+    outcome.error = record.error
+    outcome.sent_at = record.sent_at
+    outcome.status = UNKNOWN if record.status == INFLIGHT else record.status
+    if outcome.status == PENDING:
+        outcome.status = READY
+
+
+class Grouper:
+    """``--batch``: rows gather by their request-level fields; a group leaves
+    when it holds 50 contacts, and at the end of the input. A group never
+    holds the same contact twice (a second one sends the group first), so the
+    answer can be matched by contact without doubt (§5)."""
+
+    def __init__(self, put: Put) -> None:
+        self.put = put
+        self.plan = BatchPlan()
+        self.groups: dict[str, dict[str, Job]] = {}  # group -> contact identity -> job
+
+    async def add(self, job: Job) -> None:
+        if job.reconcile_since is not None:
+            self.plan.looked_up_first()
+            await self.put(job)
+            return
+        group = self.plan.grouped(job.payload)
+        if group is None:
+            await self.put(job)
+            return
+        who = contact_identity(job.payload.get("contact"))
+        if who in self.groups.get(group, {}):
+            await self._send(group)
+        members = self.groups.setdefault(group, {})
+        members[who] = job
+        if len(members) >= BATCH_SIZE:
+            await self._send(group)
+        elif len(self.groups) > 256:  # many distinct groups: send the oldest
+            await self._send(next(iter(self.groups)))
+
+    async def flush(self) -> None:
+        for group in list(self.groups):
+            await self._send(group)
+
+    async def _send(self, group: str) -> None:
+        jobs = list(self.groups.pop(group).values())
+        self.plan.flushed(len(jobs))
+        await self.put(jobs)
+
+
+class Feeder:
+    """Turns the input's rows into claimed jobs; see the module's docstring."""
+
+    def __init__(self, config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
+                 recorder: Recorder, put: Put, stopping: asyncio.Event, *,
+                 start: Mark | None, skipped: tuple[int, int] | None) -> None:
+        self.config = config
+        self.table = table
+        self.mapping = mapping
+        self.journal = journal
+        self.recorder = recorder
+        self.put = put
+        self.stopping = stopping
+        self.start = start
+        self.skipped = skipped  # (row number, base run) up to which a checkpoint skipped rows
+        self.grouper = Grouper(put) if config.batch else None
+        self.queued = 0
+        # `bulksend reconcile` needs each key's campaign and contact; the default
+        # keys (campaignId|email, campaignId|contact id) say it themselves, so the
+        # target is stored only for custom keys.
+        default_key = mapping.key_paths in (["campaignId", "contact.email"], ["campaignId", "contact"])
+        self.target_of = _no_target if default_key else functools.partial(lookup_target,
+                                                                           key_paths=mapping.key_paths)
+
+    async def run(self) -> None:
+        chunk: list[tuple[Outcome, Any]] = []
+        for i, row in enumerate(self.table.rows(self.start)):
+            if i % 256 == 255:
+                await asyncio.sleep(0)  # let workers and the commit run
+            outcome = Outcome(row=row.number, values=row.values)
+            mapped = self.mapping.apply(row)
+            if mapped.error is not None or mapped.key is None or mapped.payload is None:
+                outcome.status, outcome.error = INVALID, mapped.error or "invalid row"
+                carried = mapped.key is not None and self._sent_before(outcome, mapped.key)
+                self.recorder.finish(outcome, carried=carried)  # carried: no API call
+                continue
+            outcome.key = mapped.key
+            outcome.payload = mapped.payload
+            chunk.append((outcome, mapped.payload))
+            if len(chunk) >= self.journal.CLAIM_CHUNK:
+                await self._decide(chunk)
+                chunk = []
+        if chunk:
+            await self._decide(chunk)
+        if self.grouper is not None:
+            await self.grouper.flush()
+
+    async def _decide(self, chunk: list[tuple[Outcome, Any]]) -> None:
+        records = self.journal.claim_many(
+            [(o.key, o.row, payload) for o, payload in chunk], self.target_of, self.skipped
+        )
+        for (outcome, payload), record in zip(chunk, records, strict=True):
+            job = self._job(outcome, payload, record)
+            if job is None:
+                continue
+            self.queued += 1
+            if self.grouper is not None:
+                await self.grouper.add(job)
+            else:
+                await self.put(job)
+
+    def _job(self, outcome: Outcome, payload: Any, record: Record | None) -> Job | None:
+        """The row's job, or None once its line is written (duplicate, carried, held back)."""
+        config = self.config
+        if record is not None and record.run_id == self.journal.run_id:
+            outcome.status = DUPLICATE
+            outcome.error = f"same key as row {record.row} ({outcome.key}); not sent"
+            self.recorder.finish(outcome)
+            return None
+        carry(outcome, record)
+        if config.dry_run:
+            outcome.status = READY
+            self.recorder.finish(outcome)
+            return None
+        previous = PENDING if record is None else record.status
+        held = (
+            previous == SENT  # already sent: no API call
+            or self.stopping.is_set()
+            or (config.only_failed and previous != FAILED)
+            or (config.limit is not None and self.queued >= config.limit)
+        )
+        if held:
+            self.recorder.finish(outcome, carried=True)
+            return None
+        since = None
+        if previous in (INFLIGHT, UNKNOWN):
+            since = record.first_attempt_at if record is not None else ""
+        return Job(outcome, payload, since, previous=previous)
+
+    def _sent_before(self, outcome: Outcome, key: str) -> bool:
+        """A row refused only because its due date is now past (its key is known):
+        when an earlier run sent it, or may have, it keeps that run's record rather
+        than turning invalid. Fills the outcome and returns True in that case."""
+        record = self.journal.get(key)
+        if record is None or record.run_id == self.journal.run_id or record.status not in (
+                SENT, INFLIGHT, UNKNOWN):
+            return False
+        outcome.key = key
+        carry(outcome, record)
+        return True

@@ -1,0 +1,193 @@
+"""The results file's side files, and the lock that makes one run its only writer.
+
+``RESULTS.csv`` has companions: ``.journal`` (and SQLite's ``-wal``/``-shm``),
+``.lock`` and ``.tmp``. They are found by the results file's name, so a results
+file must have exactly one name, and no side file is ever written through a
+link (issue 11): links are refused, side files are created exclusively.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+from bulksend.common.errors import AbortError, BulksendError, LockedError, ResultsError
+
+
+def journal_path(results: Path) -> Path:
+    return results.with_name(results.name + ".journal")
+
+
+def journal_files(results: Path) -> tuple[Path, Path, Path]:
+    """The journal and SQLite's two working files beside it: these three and the
+    results CSV belong together (a journal without its ``-wal`` is an older state)."""
+    journal = journal_path(results)
+    return journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")
+
+
+def remove_journal(results: Path) -> None:
+    """Delete a results file's journal, with SQLite's WAL and shared-memory files."""
+    for path in journal_files(results):
+        path.unlink(missing_ok=True)
+
+
+def lock_path(results: Path) -> Path:
+    return results.with_name(results.name + ".lock")
+
+
+def tmp_path(results: Path) -> Path:
+    """Where the results CSV is rewritten before it replaces the file (atomically)."""
+    return results.with_name(results.name + ".tmp")
+
+
+def side_files(results: Path) -> list[tuple[str, Path]]:
+    """Every file a run writes beside RESULTS.csv, with what it is (for messages)."""
+    journal, wal, shm = journal_files(results)
+    return [("its journal", journal), ("its journal's -wal", wal), ("its journal's -shm", shm),
+            ("its lock", lock_path(results)), ("its rewrite", tmp_path(results))]
+
+
+# -- one name per file: links are refused, never followed (issue 11) --------
+# The lock and the journal are found by the results file's *name*. A second
+# name for the same file (a symbolic or a hard link) would give a second lock
+# and a second journal, and a second run could send the same rows again. So a
+# results file, and every side file, must be a plain file with one name.
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+
+def storage_error(path: Path | str, exc: OSError | sqlite3.Error, doing: str) -> BulksendError:
+    """The error for a file that cannot be written. A full disk (or quota, or an
+    I/O error) is an abort, exit 3: free space and rerun, it resumes. Anything
+    else (no permission, a folder in the way) is a usage error, exit 2."""
+    if isinstance(exc, OSError):
+        cause = exc.strerror or str(exc)
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+    else:
+        cause = str(exc)
+        full = "full" in cause or "disk I/O" in cause
+    if full:
+        return AbortError(f"{path}: cannot {doing}: {cause}; nothing more is sent",
+                          hint=f"free space on the disk that holds {path}, then rerun the same command: "
+                          "it resumes")
+    return ResultsError(f"{path}: cannot {doing}: {cause}")
+
+
+def refuse_link(path: Path, what: str, hint: str) -> None:
+    """Raise ResultsError when ``path`` is a symbolic link, or a file with more
+    than one name (``st_nlink`` > 1). A missing file passes."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot check the {what}: {exc.strerror}") from exc
+    if stat.S_ISLNK(st.st_mode):
+        raise ResultsError(f"{path}: the {what} is a symbolic link (to {os.readlink(path)}); "
+                           "bulksend never writes through a link", hint=hint)
+    if st.st_nlink > 1:
+        raise ResultsError(f"{path}: the {what} has {st.st_nlink} names (hard links); bulksend "
+                           "needs it to have one, or two runs could each think it is theirs", hint=hint)
+
+
+def check_no_links(results: Path) -> None:
+    """The results file and every side file beside it: plain files with one name."""
+    real = os.path.realpath(results)
+    refuse_link(results, "results file",
+                f"pass the file's own path (--results {real})" if real != os.path.abspath(results)
+                else "pass a results file with one name (copy it, then remove the extra names)")
+    for what, path in side_files(results):
+        refuse_link(path, f"results file's {what.removeprefix('its ')} file",
+                    f"remove {path} (only the link goes), check who made it, and rerun")
+
+
+def _check_one_name(fd: int, path: Path, what: str) -> os.stat_result:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        os.close(fd)
+        shape = "is not a plain file" if not stat.S_ISREG(st.st_mode) else f"has {st.st_nlink} names"
+        raise ResultsError(f"{path}: the {what} {shape}; bulksend never writes through a link",
+                           hint=f"remove {path} and rerun")
+    return st
+
+
+def open_nofollow(path: Path, flags: int, what: str, mode: int = 0o666) -> tuple[int, os.stat_result]:
+    """``os.open`` that never follows a symbolic link and refuses a file with
+    other names: (fd, its stat). Raises ResultsError, or AbortError when the
+    disk is full (see ``storage_error``)."""
+    try:
+        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ResultsError(f"{path}: the {what} is a symbolic link; bulksend never writes through a link",
+                               hint=f"remove {path} (only the link goes) and rerun") from None
+        raise storage_error(path, exc, f"open the {what}") from exc
+    return fd, _check_one_name(fd, path, what)
+
+
+def create_exclusive(path: Path, what: str) -> int:
+    """A new file at ``path``, created here (O_EXCL, never through a link). One
+    left there (by a killed run, or planted) is removed first: unlinking a
+    name never touches the file a link points to."""
+    for _ in range(3):
+        try:
+            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666)
+        except FileExistsError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        except OSError as exc:
+            raise storage_error(path, exc, f"create the {what}") from exc
+    raise ResultsError(f"{path}: the {what} keeps coming back as another file; refusing to write it",
+                       hint="check what else writes in this folder")
+
+
+class RunLock:
+    """One run per results file. ``flock`` dies with its process, so a lock left by
+    a killed run never blocks the next one.
+
+    The lock file is opened without following a link and must have one name;
+    once it is held, the results file and its side files are checked the same
+    way (``check_no_links``), so a second name for the results file cannot get
+    a second lock. Raises LockedError when another run holds it, ResultsError
+    for a link, AbortError when the disk is full."""
+
+    def __init__(self, results: Path) -> None:
+        self.results = results
+        self.path = lock_path(results)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd, _ = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, "lock file", 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.read(fd, 32).decode("ascii", "replace").strip()
+            os.close(fd)
+            who = f" (pid {other})" if other else ""
+            raise LockedError(
+                f"{self.results}: another bulksend run is using this results file{who}",
+                hint="wait for it to finish, or pass a different --results file",
+            ) from None
+        try:
+            check_no_links(self.results)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+        except OSError as exc:
+            os.close(fd)
+            raise storage_error(self.path, exc, "write the lock file") from exc
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            # The file stays: removing it would race with a run that is opening it.

@@ -1,0 +1,188 @@
+"""The results CSV after the send: the columns ``status`` and ``update`` add (issue 14).
+
+``bulksend status`` and ``bulksend update`` write what they learn about each
+sent row's request into columns of their own, placed right after the
+contract's columns (PRODUCT.md, "Results CSV") and before the input's:
+
+| column | written by | meaning |
+|---|---|---|
+| ``request_status`` | status, update | the request's status in Collect (list spelling, §7) |
+| ``due_date`` | status | the request's ``dueDate`` as Collect returns it |
+| ``status_read_at`` | status, update | UTC ISO 8601 time that status was read |
+| ``last_update`` | update | the last change ``update`` made or tried, and its outcome |
+| ``updated_at`` | update | UTC ISO 8601 time of that outcome |
+
+What keeps ``send`` working: the contract's columns stay first and in order
+(``is_results_header``), every reader of a results file reads cells by column
+name (``read_results``, ``seed_journal_from_csv``, ``report``), and a ``send``
+rewrites the file from its journal, with the contract's and the input's
+columns only: it drops these columns (run ``status`` again), and never reads
+them. A rewrite here changes the file's bytes, so the next ``send`` reads its
+input from the start instead of from a checkpoint (checkpoints.py): slower on
+a very large file, never wrong.
+
+The rewrite goes through a temporary file and ``os.replace``: a kill leaves
+the old file or the new one, never half of each.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from bulksend.common.errors import ResultsError
+from bulksend.common.outcome import SENT
+from bulksend.store.results import (
+    COLUMNS,
+    check_results_target,
+    is_results_header,
+    neutralise,
+    not_results_file,
+    unneutralise,
+)
+from bulksend.store.runlock import journal_path
+
+TRACK_COLUMNS = ("request_status", "due_date", "status_read_at", "last_update", "updated_at")
+_ID = re.compile(r"[A-Za-z0-9]{17}")  # Collect ids (collect-api.md §1)
+
+
+@dataclass(slots=True)
+class SentRow:
+    """One ``sent`` line of a results file: its position among the data lines
+    (``index``, 0-based), ``row`` and ``key`` as the contract writes them, the
+    request's id, the campaign it was sent in when the send journal or the key
+    says (else ""), and the tracking columns' current values."""
+
+    index: int
+    row: int
+    key: str
+    request_id: str
+    campaign: str
+    track: dict[str, str]
+
+    @property
+    def who(self) -> str:
+        """The contact part of the key (``campaignId|email`` -> ``email``)."""
+        return self.key.rsplit("|", 1)[-1]
+
+
+def _open(path: Path) -> Iterator[list[str]]:
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read the results file: {exc.strerror}",
+                           hint="pass the results CSV a send wrote") from exc
+    with handle:
+        try:
+            yield from csv.reader(handle)
+        except (UnicodeDecodeError, csv.Error):
+            raise not_results_file(path) from None
+
+
+def _track_at(header: list[str]) -> dict[str, int]:
+    """Where the tracking columns are: right after the contract's, in their order."""
+    at: dict[str, int] = {}
+    for offset, name in enumerate(TRACK_COLUMNS):
+        position = len(COLUMNS) + offset
+        if position < len(header) and header[position] == name:
+            at[name] = position
+        else:
+            break
+    return at
+
+
+def sent_rows(path: Path) -> tuple[list[SentRow], dict[int, str]]:
+    """The ``sent`` lines of the results file at ``path``, and the status of
+    every other line by row number (``{14: "failed"}``).
+
+    Raises ``ResultsError`` (exit 2) when the file cannot be read, is not a
+    results file, or holds a ``sent`` line with no ``request_id`` (naming its row)."""
+    lines = _open(path)
+    header = next(lines, None)
+    if not is_results_header(header):
+        raise not_results_file(path)
+    at = {name: i for i, name in enumerate(header)}
+    track = _track_at(list(header))
+    campaigns = _journal_campaigns(path)
+    rows: list[SentRow] = []
+    others: dict[int, str] = {}
+    for index, cells in enumerate(lines):
+        if len(cells) <= at["request_id"] or cells[at["status"]] != SENT:
+            number = cells[at["row"]] if cells else ""
+            if number.isdigit():
+                others[int(number)] = cells[at["status"]] if len(cells) > at["status"] else ""
+            continue
+        key = unneutralise(cells[at["key"]])
+        request_id = cells[at["request_id"]]
+        row = cells[at["row"]]
+        if not request_id:
+            raise ResultsError(f"{path}: row {row}: status sent but no request_id",
+                               hint="the file was edited: restore the request id, or run send again")
+        part = key.split("|", 1)[0]
+        campaign = campaigns.get(key) or (part if "|" in key and _ID.fullmatch(part) else "")
+        values = {name: unneutralise(cells[i]) if i < len(cells) else "" for name, i in track.items()}
+        rows.append(SentRow(index, int(row) if row.isdigit() else 0, key, request_id, campaign,
+                            {name: values.get(name, "") for name in TRACK_COLUMNS}))
+    return rows, others
+
+
+def _journal_campaigns(results: Path) -> dict[str, str]:
+    """key -> campaignId from the send journal, read only (no run is counted)."""
+    path = journal_path(results)
+    if not path.exists():
+        return {}
+    import json
+
+    found: dict[str, str] = {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            for key, target in db.execute("SELECT key, target FROM rows WHERE target != ''"):
+                campaign = json.loads(target).get("campaignId")
+                if isinstance(campaign, str) and campaign:
+                    found[key] = campaign
+        finally:
+            db.close()
+    except (sqlite3.Error, ValueError, AttributeError):
+        return {}
+    return found
+
+
+def check_output(output: Path, results: Path) -> None:
+    """``--output FILE``: a new file, the results file itself, or another results file."""
+    if output.exists() and output.resolve() == results.resolve():
+        return
+    check_results_target(output, str(results))
+
+
+def rewrite(source: Path, target: Path, changes: Mapping[int, Mapping[str, str]]) -> None:
+    """Write ``source`` to ``target`` (the same path: in place) with the tracking
+    columns after the contract's; ``changes``: data line index -> new values of
+    tracking columns. Other cells are copied as they are."""
+    tmp = target.with_name(target.name + ".tmp")
+    lines = _open(source)
+    header = next(lines, None)
+    if not is_results_header(header):
+        raise not_results_file(source)
+    old = _track_at(list(header))
+    rest = [i for i in range(len(COLUMNS), len(header)) if i not in old.values()]
+    try:
+        with open(tmp, "w", encoding="utf-8-sig", newline="") as out:
+            writer = csv.writer(out, lineterminator="\r\n")
+            writer.writerow([*COLUMNS, *TRACK_COLUMNS, *(header[i] for i in rest)])
+            for index, cells in enumerate(lines):
+                new = changes.get(index, {})
+                track = [neutralise(new[name]) if name in new
+                         else (cells[old[name]] if name in old and old[name] < len(cells) else "")
+                         for name in TRACK_COLUMNS]
+                head = cells[:len(COLUMNS)] + [""] * (len(COLUMNS) - len(cells))
+                writer.writerow([*head, *track, *(cells[i] for i in rest if i < len(cells))])
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ResultsError(f"{target}: cannot write the results file: {exc.strerror}") from exc

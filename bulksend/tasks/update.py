@@ -1,0 +1,508 @@
+"""``bulksend update RESULTS.csv``: change many sent requests at once (issue 14).
+
+Each chosen row's request gets one ``PATCH /request`` (collect-api.md §7):
+``status`` (PATCH spelling: ``canceled``), ``dueDate``, ``assignedTo`` and the
+message flags. Rows are chosen by their current status (``--where
+status=pending``, as ``bulksend status`` last read it) or by row number
+(``--rows 12,40-55``).
+
+Exactly once, across kills: every change is recorded in its own journal,
+``RESULTS.csv.updates`` (SQLite, beside the results; the send journal is not
+touched), keyed by the change (the PATCH body without ``requestId``) and the
+request id. Before a PATCH leaves, the row is committed ``begun``; after its
+answer, ``done`` or ``failed``. A rerun of the same command skips ``done``
+rows without a call. A ``begun`` row's PATCH may or may not have been applied:
+the request is read first (``GET /requests/{id}``) and the PATCH is sent again
+only when the change does not show (its status, or its due date, differ). A
+change that shows in neither (an assignee alone) is sent again: setting the
+same value twice changes nothing, and status messages are sent only on a
+change of status (§4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import sqlite3
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, tzinfo
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from bulksend.collect.client import (
+    CREATED,
+    REFUSED,
+    Ambiguous,
+    Client,
+    NotSent,
+    error_text,
+    read_created,
+)
+from bulksend.collect.lookup import gated_call, same_due
+from bulksend.collect.rategate import RateGate
+from bulksend.collect.statuses import list_status, patch_status
+from bulksend.common.errors import BulksendError, ResultsError, UsageError
+from bulksend.common.progress import Progress
+from bulksend.mapping.converters import find_zone
+from bulksend.mapping.duedates import END_OF_DAY
+from bulksend.store.journal import utc_now
+from bulksend.store.runlock import RunLock
+from bulksend.store.tracked import SentRow, rewrite, sent_rows
+
+BEGUN, DONE, FAILED = "begun", "done", "failed"
+FLAGS = ("sendCompletionMessage", "sendRejectionMessage", "sendReopenMessage")
+MAX_ATTEMPTS = 5  # PATCHes (and checks) per row on 5xx, lost answers, connection errors
+
+
+def updates_path(results: Path) -> Path:
+    """The update journal of a results file: ``RESULTS.csv.updates``."""
+    return results.with_name(results.name + ".updates")
+
+
+# -- the change ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Change:
+    """What every chosen request gets: the PATCH /request body without its
+    ``requestId`` (§7). ``status`` in PATCH spelling; ``due_date`` ISO 8601 as given."""
+
+    status: str | None = None
+    due_date: str | None = None
+    assign: str | None = None
+    flags: tuple[tuple[str, bool], ...] = ()
+
+    def fields(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if self.status is not None:
+            body["status"] = self.status
+        if self.due_date is not None:
+            body["dueDate"] = self.due_date
+        if self.assign is not None:
+            body["assignedTo"] = self.assign
+        body.update(self.flags)
+        return body
+
+    @property
+    def key(self) -> str:
+        """The change's identity in the journal: its fields as canonical JSON."""
+        return json.dumps(self.fields(), sort_keys=True, separators=(",", ":"))
+
+    def describe(self) -> str:
+        """``status -> canceled, dueDate -> 2026-12-31`` (the flags after)."""
+        parts = [f"{name} -> {value}" for name, value in self.fields().items() if name not in FLAGS]
+        parts += [f"{name}={'true' if value else 'false'}" for name, value in self.flags]
+        return ", ".join(parts)
+
+    def shows_in(self, request: dict[str, Any]) -> bool:
+        """Whether ``request`` (as GET /requests/{id} returns it) already carries
+        this change; False when none of its fields can be seen there."""
+        visible = False
+        if self.status is not None:
+            listed = list_status(self.status, param="status", custom=frozenset({self.status}))
+            if request.get("status") != listed:
+                return False
+            visible = True
+        if self.due_date is not None:
+            if not same_due(self.due_date, str(request.get("dueDate") or "")):
+                return False
+            visible = True
+        return visible
+
+
+def build_change(*, status: str | None, due_date: str | None, assign: str | None,
+                 flags: dict[str, bool | None], now: datetime | None = None) -> Change:
+    """The change the options ask for, checked. Raises ``UsageError`` (exit 2)
+    for an unknown status, a due date that is not ISO 8601 or is in the past,
+    an empty assignee, or no change at all."""
+    now = now or datetime.now(UTC)
+    if due_date is not None:
+        due_date = _check_due(due_date, now)
+    if assign is not None and not assign.strip():
+        raise UsageError("--assign: empty", hint="a user id or email of your team, or unset")
+    change = Change(
+        status=patch_status(status) if status is not None else None,
+        due_date=due_date,
+        assign=assign.strip() if assign is not None else None,
+        flags=tuple((name, value) for name, value in flags.items() if value is not None),
+    )
+    if change.status is None and change.due_date is None and change.assign is None:
+        raise UsageError("nothing to change",
+                         hint="pass --status, --due-date or --assign (the message flags go with them)")
+    return change
+
+
+def _check_due(text: str, now: datetime) -> str:
+    value = text.strip()
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            past = day < now.date()
+        else:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            past = (when if when.tzinfo else when.replace(tzinfo=UTC)) < now
+    except ValueError:
+        raise UsageError(f"--due-date {text!r}: not an ISO 8601 date or date-time",
+                         hint="write it like 2026-12-31 or 2026-12-31T18:00:00+01:00") from None
+    if past:
+        raise UsageError(f"--due-date {text!r}: is in the past",
+                         hint="a due date must be today or later (Collect marks past ones due)")
+    return value
+
+
+# -- the rows -----------------------------------------------------------------------
+
+
+def parse_rows(text: str) -> set[int]:
+    """``12,40-55`` -> {12, 40, ..., 55}. Raises ``UsageError``."""
+    numbers: set[int] = set()
+    for part in (p.strip() for p in text.split(",")):
+        low, dash, high = part.partition("-")
+        if not low.isdigit() or (dash and not high.isdigit()) or (dash and int(high) < int(low)):
+            raise UsageError(f"--rows {text!r}: {part!r} is not a row number or a range like 40-55",
+                             hint="row numbers as the results file's row column shows them")
+        numbers.update(range(int(low), int(high if dash else low) + 1))
+    return numbers
+
+
+def parse_where(text: str) -> list[str]:
+    """``status=pending,due`` -> the status names as written. Raises ``UsageError``."""
+    name, eq, values = text.partition("=")
+    if name.strip() != "status" or not eq or not values.strip():
+        raise UsageError(f"--where {text!r}: not understood",
+                         hint="write --where status=pending (or several: status=pending,due)")
+    return [v.strip() for v in values.split(",") if v.strip()]
+
+
+@dataclass
+class Selection:
+    """Which rows ``update`` changes: by current status, by row number, or all sent rows."""
+
+    statuses: list[str] | None = None
+    rows: set[int] | None = None
+    every: bool = False
+
+
+def choose(results: Path, rows: list[SentRow], others: dict[int, str], selection: Selection) -> list[SentRow]:
+    """The chosen sent rows. Raises ``UsageError`` (exit 2) for a row number
+    that is not in the file or whose row has no request id, an unknown status,
+    or ``--where`` on a file ``status`` never read."""
+    if selection.rows is not None:
+        known = {r.row for r in rows}
+        for number in sorted(selection.rows):
+            if number in others:
+                status = others[number] or "empty"
+                raise UsageError(f"{results}: row {number}: no request_id (status {status}): nothing changed",
+                                 hint="choose rows whose status is sent")
+            if number not in known:
+                raise UsageError(f"{results}: no row {number}",
+                                 hint="row numbers as its row column shows them")
+        rows = [r for r in rows if r.row in selection.rows]
+    if selection.statuses is not None:
+        seen = frozenset(r.track["request_status"] for r in rows if r.track["request_status"])
+        if not seen and rows:
+            raise UsageError(f"{results}: no request_status yet: --where needs the statuses",
+                             hint=f"run `bulksend status {results}` first")
+        wanted = {list_status(name, param="--where", custom=seen) for name in selection.statuses}
+        rows = [r for r in rows if r.track["request_status"] in wanted]
+    return rows
+
+
+# -- the journal of changes ------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (
+    change TEXT NOT NULL,              -- the PATCH body without requestId, canonical JSON
+    request_id TEXT NOT NULL,
+    row INTEGER NOT NULL,
+    state TEXT NOT NULL,               -- begun | done | failed
+    outcome TEXT NOT NULL DEFAULT '',  -- one line for the results' last_update
+    status_after TEXT NOT NULL DEFAULT '',
+    at TEXT NOT NULL,
+    PRIMARY KEY (change, request_id)
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A request's record for one change: state, outcome, status after, when."""
+
+    state: str
+    outcome: str
+    status_after: str
+    at: str
+
+
+class UpdateJournal:
+    """The changes made, one row per (change, request): begun before the PATCH
+    leaves, done or failed once its answer is read. Each transition is one
+    committed statement (SQLite in WAL mode survives a kill at any instant)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            self.db = sqlite3.connect(path, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise ResultsError(f"{path}: not a bulksend update journal ({exc})",
+                               hint="move it away (the changes it recorded are then checked again)") from exc
+
+    def entries(self, change: str) -> dict[str, Entry]:
+        return {rid: Entry(*rest) for rid, *rest in self.db.execute(
+            "SELECT request_id, state, outcome, status_after, at FROM changes WHERE change=?", (change,))}
+
+    def begin(self, change: str, request_id: str, row: int) -> None:
+        self.db.execute(
+            "INSERT INTO changes (change, request_id, row, state, at) VALUES (?,?,?,?,?) "
+            "ON CONFLICT(change, request_id) DO UPDATE SET state=excluded.state, at=excluded.at",
+            (change, request_id, row, BEGUN, utc_now()))
+
+    def finish(self, change: str, request_id: str, state: str, outcome: str, status_after: str) -> Entry:
+        at = utc_now()
+        self.db.execute("UPDATE changes SET state=?, outcome=?, status_after=?, at=? "
+                        "WHERE change=? AND request_id=?",
+                        (state, outcome, status_after, at, change, request_id))
+        return Entry(state, outcome, status_after, at)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+# -- the run --------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """What ``update`` is about to do: the rows to change and those the journal
+    says already have this change (``made``)."""
+
+    results: Path
+    change: Change
+    todo: list[SentRow]
+    made: list[SentRow]
+
+
+@dataclass
+class UpdateRun:
+    """The outcome of each row this run touched (request id -> Entry), and how it ended."""
+
+    plan: Plan
+    entries: dict[str, Entry] = field(default_factory=dict)
+    interrupted: bool = False
+    aborted: BulksendError | None = None
+
+    @property
+    def counts(self) -> Counter[str]:
+        return Counter(e.state for e in self.entries.values())
+
+
+@contextlib.contextmanager
+def update_session(results: Path) -> Iterator[UpdateJournal]:
+    """Hold the results file's lock and open its update journal, from the plan
+    to the last write (a send cannot start in between)."""
+    if not results.exists():
+        raise ResultsError(f"{results}: no such results file", hint="pass the results CSV a send wrote")
+    lock = RunLock(results)
+    lock.acquire()
+    try:
+        journal = UpdateJournal(updates_path(results))
+        try:
+            yield journal
+        finally:
+            journal.close()
+    finally:
+        lock.release()
+
+
+def plan_update(results: Path, journal: UpdateJournal, change: Change, selection: Selection,
+                *, again: bool = False) -> Plan:
+    """The chosen rows, split by what the journal says of this change. Raises
+    ``ResultsError``/``UsageError`` (exit 2) for a file or a choice that cannot be used."""
+    rows, others = sent_rows(results)
+    chosen = choose(results, rows, others, selection)
+    entries = {} if again else journal.entries(change.key)
+    made = [r for r in chosen if r.request_id in entries and entries[r.request_id].state == DONE]
+    done_ids = {r.request_id for r in made}
+    return Plan(results, change, [r for r in chosen if r.request_id not in done_ids], made)
+
+
+def apply_plan(plan: Plan, journal: UpdateJournal, *, api_url: str, api_key: str, timeout: float,
+               rate: float | None, concurrency: int, progress: Progress) -> UpdateRun:
+    """Make the plan's changes, then write every outcome into the results.
+    Stops on 401 (``aborted``, exit 3) and on Ctrl-C / SIGTERM (``interrupted``):
+    what was done is written either way, and a rerun finishes the rest."""
+    run = UpdateRun(plan)
+    patcher = _Patcher(plan, journal, run)
+    try:
+        asyncio.run(patcher.run(api_url, api_key, timeout, rate, concurrency, progress))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM
+        run.interrupted = True
+    finally:
+        write_outcomes(plan, journal)
+    return run
+
+
+def write_outcomes(plan: Plan, journal: UpdateJournal) -> None:
+    """Each chosen row's outcome into the results' tracking columns."""
+    entries = journal.entries(plan.change.key)
+    changes: dict[int, dict[str, str]] = {}
+    for row in [*plan.made, *plan.todo]:
+        entry = entries.get(row.request_id)
+        if entry is None:
+            continue
+        outcome = entry.outcome or "not confirmed (stopped before its answer); rerun the same command"
+        values = {"last_update": f"{plan.change.describe()}: {outcome}",
+                  "updated_at": entry.at}
+        if entry.state == DONE and entry.status_after:
+            values |= {"request_status": entry.status_after, "status_read_at": entry.at}
+        changes[row.index] = values
+    if changes:
+        rewrite(plan.results, plan.results, changes)
+
+
+class _Patcher:
+    """The workers: each takes the next row, checks it if needed, PATCHes it."""
+
+    def __init__(self, plan: Plan, journal: UpdateJournal, run: UpdateRun) -> None:
+        self.plan = plan
+        self.journal = journal
+        self.run_state = run
+        self.known = journal.entries(plan.change.key)
+        self.queue = list(reversed(plan.todo))
+        self.client: Client | None = None
+        self.gate: RateGate | None = None
+        self._team_zone: tzinfo | None = None  # read once, for a bare --due-date
+
+    async def run(self, api_url: str, api_key: str, wait: float, rate: float | None,
+                  concurrency: int, progress: Progress) -> None:
+        self.gate = RateGate(rate, progress=progress)
+        main = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(signal.SIGTERM, lambda: main.cancel() if main else None)
+        try:
+            async with (Client(api_url, api_key, timeout=wait, concurrency=concurrency) as self.client,
+                        asyncio.TaskGroup() as group):
+                for _ in range(min(concurrency, len(self.queue)) or 1):
+                    group.create_task(self._worker())
+        except* BulksendError as stopped:  # 401: the key was refused
+            first = stopped.exceptions[0]
+            self.run_state.aborted = first if isinstance(first, BulksendError) else None
+        finally:
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.remove_signal_handler(signal.SIGTERM)
+
+    async def _worker(self) -> None:
+        while self.queue:
+            row = self.queue.pop()
+            entry = await self._apply(row, self.known.get(row.request_id))
+            self.run_state.entries[row.request_id] = entry
+
+    def _finish(self, row: SentRow, state: str, outcome: str, request: dict[str, Any] | None = None) -> Entry:
+        status = str(request.get("status") or "") if request is not None else ""
+        return self.journal.finish(self.plan.change.key, row.request_id, state, outcome, status)
+
+    async def _apply(self, row: SentRow, known: Entry | None) -> Entry:
+        """Make the change on one row's request, at most once (see the module's docstring)."""
+        begun = known is not None and known.state == BEGUN
+        why = ""
+        for attempt in range(MAX_ATTEMPTS):
+            if attempt:
+                await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))
+            try:
+                if begun:  # the last PATCH may have been applied: look before sending again
+                    current = await self._get(row.request_id)
+                    if current is None:
+                        return self._finish(row, FAILED, "HTTP 404: request not found")
+                    if self.plan.change.shows_in(current):
+                        return self._finish(row, DONE, "done", current)
+                self.journal.begin(self.plan.change.key, row.request_id, row.row)
+                begun = True
+                finished = await self._patch(row)
+            except (Ambiguous, NotSent) as exc:
+                why = str(exc)
+                continue
+            if isinstance(finished, Entry):
+                return finished
+            why = finished
+        return self._finish(row, BEGUN, f"not confirmed ({why}); rerun the same command to finish it")
+
+    async def _patch(self, row: SentRow) -> Entry | str:
+        """One PATCH: its Entry when the answer settles it, else why not (retry)."""
+        body = {"requestId": row.request_id, **self.plan.change.fields()}
+        if "dueDate" in body and len(str(body["dueDate"])) == 10:
+            body["dueDate"] = await self._end_of_day(str(body["dueDate"]))
+        verdict, request, text = read_created(await self._call("PATCH", "/request", body))
+        if verdict == CREATED and request is not None:
+            return self._finish(row, DONE, "done", request)
+        if verdict == REFUSED:
+            return self._finish(row, FAILED, text)
+        return text
+
+    async def _end_of_day(self, day: str) -> str:
+        """A bare due day as ``send`` sends it (issue 17): 23:59 that day in the
+        team's time zone (GET /team's ``tz``, read once), as an ISO 8601
+        instant; in UTC when the team's zone is unknown. How Collect reads a
+        bare date is not documented (collect-api.md §9)."""
+        if self._team_zone is None:
+            answer = await self._call("GET", "/team")
+            tz = answer.body.get("tz") if answer.status == 200 and isinstance(answer.body, dict) else None
+            self._team_zone = (find_zone(tz) if isinstance(tz, str) else None) or UTC
+        when = datetime.combine(date.fromisoformat(day), END_OF_DAY, tzinfo=self._team_zone)
+        return when.isoformat()
+
+    async def _get(self, request_id: str) -> dict[str, Any] | None:
+        answer = await self._call("GET", f"/requests/{quote(request_id, safe='')}")
+        if answer.status == 404:
+            return None
+        if answer.status == 200 and isinstance(answer.body, dict):
+            return answer.body
+        raise Ambiguous(f"GET /requests/{request_id} answered {error_text(answer)}")
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        """One call through the gate, again after each 429; 401 ends the run."""
+        assert self.client is not None and self.gate is not None
+        return await gated_call(self.client, self.gate, method, path, body)
+
+
+# -- what a person reads ----------------------------------------------------------------
+
+
+def plan_lines(plan: Plan, *, shown: int = 20) -> list[str]:
+    """The confirmation: what will change, on which rows (the first ``shown``)."""
+    count = len(plan.todo)
+    noun = "request" if count == 1 else "requests"
+    out = [f"{plan.results}: {count} {noun} will change: {plan.change.describe()}"]
+    for row in plan.todo[:shown]:
+        now = row.track["request_status"] or "?"
+        out.append(f"  row {row.row:<6} {row.who:<32} {now:<10} request {row.request_id}")
+    if len(plan.todo) > shown:
+        out.append(f"  ... and {len(plan.todo) - shown} more")
+    if plan.made:
+        out.append(f"  {len(plan.made)} more already have this change (an earlier run): not changed again")
+    return out
+
+
+def run_lines(run: UpdateRun, *, shown: int = 10) -> list[str]:
+    """The outcome: counts, the rows that failed or are not confirmed, what to do next."""
+    counts = run.counts
+    made = f" ({len(run.plan.made)} already made earlier)" if run.plan.made else ""
+    out = [f"update: {counts[DONE]} changed, {counts[FAILED]} failed, "
+           f"{counts[BEGUN]} not confirmed{made}"]
+    rows = {r.request_id: r for r in run.plan.todo}
+    problems = [(rows[rid], e) for rid, e in run.entries.items() if e.state != DONE and rid in rows]
+    for row, entry in sorted(problems, key=lambda p: p[0].row)[:shown]:
+        state = "failed" if entry.state == FAILED else "not confirmed"
+        out.append(f"  row {row.row}: {state}: {entry.outcome}")
+    out.append(f"results: {run.plan.results} (columns last_update, updated_at, request_status)")
+    if run.interrupted or run.aborted is not None or counts[BEGUN] or len(run.entries) < len(run.plan.todo):
+        out.append("rerun the same command to finish: no change is made twice")
+    return out
