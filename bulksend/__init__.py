@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from bulksend.common.version import __version__
 
 if TYPE_CHECKING:  # the names, for type checkers; `as` marks them re-exported
     from bulksend.api import Contacts as Contacts

@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 
 import click
 
-from bulksend import __version__
 from bulksend.common.errors import BulksendError, ExitStatus, UsageError
+from bulksend.common.version import __version__
 
 DEFAULT_API_URL = "https://api.usecollect.com/v1"
 

@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 import yarl
 
-from bulksend import __version__
 from bulksend.common.errors import AbortError, AuthError
+from bulksend.common.version import __version__
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
