@@ -22,7 +22,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bulksend.mapping import END_OF_DAY, load_mapping, parse_mapping
-from bulksend.reading.table import Row, open_table
+from bulksend.reading.sources import open_table
+from bulksend.reading.table import Row
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, Sandbox, SandboxConfig, running_sandbox
 from bulksend.tasks.demo import SAMPLES_TODAY, find_samples, write_demo_contacts
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from bulksend.common.errors import MappingError
 from bulksend.mapping import Mapped, Mapping, load_mapping, parse_mapping
-from bulksend.reading.table import INVISIBLE, Row
+from bulksend.reading.cells import INVISIBLE
+from bulksend.reading.table import Row
 
 REPO = Path(__file__).resolve().parent.parent
 COLUMNS = ["Email", "First Name", "Last Name", "Company", "Brand", "Model", "Documents", "Due"]

@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from bulksend.common.errors import InputError
-from bulksend.reading.table import Row, Table, open_table
-from bulksend.reading import table as reading
+from bulksend.reading import cells, delimited, files
+from bulksend.reading.sources import open_table
+from bulksend.reading.table import Row, Table
 
 DATA = Path(__file__).parent / "data" / "reading"
 TABLE = json.loads((DATA / "contacts.json").read_text(encoding="utf-8"))
@@ -214,7 +215,7 @@ def test_spreadsheet_content_wins_over_its_extension(tmp_path: Path) -> None:
     ],
 )
 def test_cell_text(value: object, text: str) -> None:
-    assert reading._cell_text(value) == text
+    assert cells.cell_text(value) == text
 
 
 # --- rows, numbers, cells --------------------------------------------------------
@@ -355,7 +356,7 @@ def test_late_bad_byte_names_its_row(tmp_path: Path) -> None:
     path = tmp_path / "late.csv"
     body = "".join(f"user{i}@example.com,Name {i}\n" for i in range(5000))
     path.write_bytes(b"Email,Name\n" + body.encode() + "x@example.com,Ren\xe9\n".encode("latin-1"))
-    assert path.stat().st_size > reading.SAMPLE_BYTES
+    assert path.stat().st_size > delimited.SAMPLE_BYTES
     error = read_error(path)
     assert_one_line(error, str(path))
     assert error.message.startswith(f"{path}: row 5002: ")
@@ -391,7 +392,7 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         def refuse(*args: object, **kwargs: object) -> object:
             raise PermissionError(13, "Permission denied")
 
-        monkeypatch.setattr(reading, "open", refuse, raising=False)
+        monkeypatch.setattr(files, "open", refuse, raising=False)
     try:
         error = read_error(path)
     finally:
@@ -519,7 +520,7 @@ def test_codec_error_past_the_sample_names_the_row(tmp_path: Path, fussy_codec: 
     path = tmp_path / "contacts.csv"
     body = "".join(f"user{i}@example.com,Name {i}\r\n" for i in range(5000))
     path.write_bytes(b"Email,Name\r\n" + body.encode() + b"x@example.com,Hi!\r\n")
-    assert path.stat().st_size > reading.SAMPLE_BYTES
+    assert path.stat().st_size > delimited.SAMPLE_BYTES
     error = read_error(path, encoding=fussy_codec)
     assert_one_line(error, str(path))
     assert error.message.startswith(f"{path}: row ")
@@ -632,7 +633,7 @@ def test_reading_text_does_not_import_pandas(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "contacts.csv", [HEADER, *ROWS])
     code = (
         "import sys\n"
-        "from bulksend.reading.table import open_table\n"
+        "from bulksend.reading.sources import open_table\n"
         f"for source in [{str(path)!r}, {str(DATA / 'contacts.xlsx')!r}]:\n"
         "    with open_table(source) as table:\n"
         "        assert len(list(table.rows())) == 5\n"

@@ -19,8 +19,10 @@ import pytest
 from conftest import Result, read_results, run_cli
 
 from bulksend.mapping import parse_mapping
+from bulksend.reading.cells import INVISIBLE, normal_name
 from bulksend.reading.charsets import guess_legacy
-from bulksend.reading.table import INVISIBLE, Row, normal_name, open_table
+from bulksend.reading.sources import open_table
+from bulksend.reading.table import Row
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, SEEDED_CONTACT_IDS, Sandbox
 
 DATA = Path(__file__).parent / "data" / "sheets_wild"

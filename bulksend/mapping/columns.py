@@ -17,7 +17,8 @@ from yaml.nodes import Node
 
 from bulksend.mapping.getters import Finish, Getter, Values
 from bulksend.mapping.problems import Problems, closest, quote
-from bulksend.reading.table import Header, normal_name
+from bulksend.reading.cells import normal_name
+from bulksend.reading.table import Header
 
 
 class Columns:

@@ -18,7 +18,7 @@ from typing import Final
 
 from bulksend.mapping.getters import Converter
 from bulksend.mapping.problems import RowError, quote
-from bulksend.reading.table import INVISIBLE
+from bulksend.reading.cells import INVISIBLE
 
 TYPES: Final = ("string", "int", "bool", "date", "datetime", "list", "email")
 DEFAULT_SPLIT: Final = ","
@@ -129,7 +129,7 @@ def read_moment(where: str, text: str, fmt: str | None) -> tuple[datetime, bool]
             return datetime.strptime(text, fmt), _reads_time(fmt)
         except ValueError:
             # A real date cell of a spreadsheet reads as ISO text (see
-            # reading.py): the same mapping then serves its CSV export too.
+            # reading/cells.py): the same mapping then serves its CSV export too.
             if _SHEET_DATE.fullmatch(text) is None:
                 raise RowError(f"{where}{quote(text)} is not a date in format {fmt}") from None
     elif _ISO_DATE.fullmatch(text) is None:

@@ -19,7 +19,7 @@ from typing import Final
 
 from yaml.nodes import MappingNode, Node, SequenceNode
 
-from bulksend.reading.table import normal_name
+from bulksend.reading.cells import normal_name
 
 
 class RowError(Exception):

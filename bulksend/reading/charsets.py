@@ -23,7 +23,8 @@ faults, wins, earlier candidates winning ties. Latin-1 is read as Windows-1252:
 they differ only on bytes 0x80-0x9F, which are control characters in Latin-1
 and never appear in its text. When even the best reading has hard faults (more
 than one non-ASCII character in twenty), the guess is not sure, and the caller
-asks for ``--encoding`` instead of sending it.
+asks for ``--encoding`` instead of sending it. ``codec_name`` gives a codec
+the name people know it by (Windows-1252, Mac Roman), for messages.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-__all__ = ["Guess", "guess_legacy"]
+__all__ = ["Guess", "codec_name", "guess_legacy"]
 
 # Tried first, in this order (earlier wins a tie): Western Europe and the
 # Windows code pages of the other European scripts. Then charset_normalizer's.
@@ -195,3 +196,12 @@ def _word_at(text: str, index: int) -> str:
     while end < len(text) - 1 and not text[end + 1].isspace() and text[end + 1] not in ",;\t|\"":
         end += 1
     return _ESCAPED.sub("\ufffd", text[start : end + 1])[:40]
+
+
+def codec_name(codec: str) -> str:
+    """A codec's name as people know it: UTF-8, Windows-1252, Mac Roman, ..."""
+    if re.fullmatch(r"cp125[0-8]", codec):
+        return f"Windows-{codec[2:]}"
+    names = {"utf-8": "UTF-8", "utf-8-sig": "UTF-8", "mac-roman": "Mac Roman",
+             "utf-16": "UTF-16", "utf-32": "UTF-32", "iso8859-1": "Latin-1"}
+    return names.get(codec, codec)

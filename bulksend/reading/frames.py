@@ -1,7 +1,7 @@
 """Contacts held in memory, as a ``Table``: a list of dicts, or a pandas DataFrame.
 
 The Python API (api.py) accepts contacts that never were a file. They are read
-as the reader reads a file (reading.py): every cell becomes text, a wholly
+as the reader reads a file (reading/table.py): every cell becomes text, a wholly
 blank row is skipped but counted, and rows are numbered as a spreadsheet would
 number them (the column names are row 1, the first record row 2), so results,
 journal and resume work the same way.
@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from bulksend.common.errors import InputError
-from bulksend.reading.table import Records, Table, _cell_text
+from bulksend.reading.cells import cell_text
+from bulksend.reading.table import Records, Table
 
 __all__ = [
     "FRAME_NAME",
@@ -87,12 +88,12 @@ class MemoryTable(Table):
 
 
 def _cell(value: object, name: str, number: int, column: str) -> str:
-    """A Python value as the text a spreadsheet would show (reading._cell_text);
+    """A Python value as the text a spreadsheet would show (cells.cell_text);
     InputError naming the row and column for a value that is not a cell."""
     if isinstance(value, str):
         return value
     if value is None or isinstance(value, bool | int | float | dt.date | dt.time | dt.timedelta):
-        return _cell_text(value)
+        return cell_text(value)
     if isinstance(value, decimal.Decimal | fractions.Fraction):
         return str(value)
     raise InputError(

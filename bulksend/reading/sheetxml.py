@@ -23,7 +23,7 @@ locale or of calamine's own date detection: zero padding (``00000``: 2494 shows
 ``02494``), a fixed or optional count of decimals (``0.00``, ``0.0#``), and
 integers (``0``). A thousands separator (``#,##0``) is left out, its character
 depending on the reader's locale; anything else (dates, percent, scientific,
-currency, text) is left to the General rendering of reading.py.
+currency, text) is left to the General rendering of cells.py.
 """
 
 from __future__ import annotations

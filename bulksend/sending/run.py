@@ -33,7 +33,8 @@ from bulksend.common.progress import Progress
 from bulksend.mapping.compiled import Mapping
 from bulksend.mapping.items import Catalogue
 from bulksend.mapping.loading import load_mapping, mapping_from_dict
-from bulksend.reading.table import Mark, Row, Table, open_table
+from bulksend.reading.sources import open_table
+from bulksend.reading.table import Mark, Row, Table
 from bulksend.sending.recorder import Recorder
 from bulksend.sending.stop import StopRequest
 from bulksend.settings import RunConfig

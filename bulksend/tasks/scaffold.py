@@ -26,7 +26,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Final
 
-from bulksend.reading.table import Table, open_table
+from bulksend.reading.sources import open_table
+from bulksend.reading.table import Table
 from bulksend.tasks.headers import compared, role_of
 
 __all__ = ["Column", "DateFormat", "InitConfig", "Plan", "detect_date", "plan_columns"]

@@ -1,0 +1,207 @@
+"""Spreadsheets (``.xlsx``, ``.xlsm``, ``.xlsb``, ``.xls``, ``.ods``) as records,
+through python-calamine: the sheet asked for (by name or number; else the first
+one not hidden), its rows numbered as the sheet numbers them, every value as
+the text a person sees (cells.py), and for .xlsx the hidden rows and plain
+number formats that calamine does not report (sheetxml.py). calamine is
+imported when a workbook is opened, not with this module.
+
+python-calamine is used directly rather than through
+``pandas.read_excel(engine="calamine")``. pandas would add nothing but layers
+to undo: its calamine engine calls the same library, then by default turns the
+*text* cells ``NA``, ``null``, ``nan`` and ``""`` into NaN, widens dates into
+datetimes, and copies the sheet into a DataFrame. Calamine's ``iter_rows()``
+hands over one row of native values at a time (str, int, float, bool, date,
+datetime, time, timedelta), including the sheet's leading blank rows, so real
+row numbers survive, and it reads the workbook's content whatever its extension
+(an ``.xls`` that is really ``.xlsx`` opens, as in Excel). pandas is therefore
+not imported at all. A spreadsheet's sheet is held in memory by calamine (the
+formats are zipped XML or binary records, and a sheet tops out at 1,048,576
+rows); only text is truly streamed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import os
+import zipfile
+import zlib
+from collections.abc import Iterator
+from typing import Any, TypeVar
+
+from bulksend.common.errors import InputError
+from bulksend.reading.cells import cell_text, is_blank
+from bulksend.reading.files import OLE_MAGIC, ZIP_MAGIC, open_binary
+from bulksend.reading.sheetxml import SheetXml, read_sheet_xml
+from bulksend.reading.table import Records, Table
+
+_T = TypeVar("_T")
+
+
+def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: int | None = None,
+                      include_hidden: bool = False) -> Table:
+    """Sheet ``sheet`` (a name, a 1-based number, or None: the first visible
+    one) of the workbook at ``path`` (``name`` in messages) as a ``Table``; the
+    workbook stays open until the table closes. Raises ``InputError`` for a file
+    that is not a spreadsheet, is password-protected or damaged, or has no such
+    sheet.
+    """
+    extension = os.path.splitext(path)[1].lower()
+    handle = open_binary(name, path)
+    try:
+        head = handle.read(512)
+        handle.seek(0)
+        if not head:
+            raise InputError(
+                f"{name}: the file is empty",
+                hint="save the spreadsheet again, or export it as CSV",
+            )
+        if not head.startswith((ZIP_MAGIC, OLE_MAGIC)):
+            raise _not_a_spreadsheet(name, extension, head)
+        from python_calamine import CalamineError, CalamineWorkbook, PasswordError
+
+        try:
+            book = CalamineWorkbook.from_filelike(handle)
+        except PasswordError:
+            raise InputError(
+                f"{name}: is password-protected",
+                hint="save an unprotected copy, or export the sheet as CSV",
+            ) from None
+        except (CalamineError, ValueError, OSError) as error:
+            raise _corrupt(name, extension, error) from None
+    except BaseException:
+        handle.close()
+        raise
+    try:
+        chosen = _choose_sheet(name, book, sheet)
+        try:
+            data = book.get_sheet_by_name(chosen)
+        except CalamineError as error:
+            raise _corrupt(name, extension, error) from None
+        start = data.start
+        offset = start[1] if start is not None else 0  # iter_rows() skips empty leading columns
+        xml = _sheet_xml(path, chosen) if head.startswith(ZIP_MAGIC) else None
+
+        def records() -> Records:
+            return _sheet_records(name, extension, data, xml, offset)
+
+        def column_label(index: int) -> str:
+            return _column_letter(offset + index)
+
+        table = Table(name, records, column_label, sheet=chosen, header_row=header_row,
+                      kind=extension.lstrip(".").upper(), include_hidden=include_hidden,
+                      hidden=xml.hidden if xml else frozenset(), filtered=bool(xml and xml.filtered))
+    except BaseException:
+        book.close()
+        handle.close()
+        raise
+    table.on_close(handle.close)
+    table.on_close(_close_book, book)
+    return table
+
+
+def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | None, offset: int) -> Records:
+    """(row number, cells) of the sheet's non-blank rows; a number shown
+    through a plain number format (``00000``) as the sheet shows it."""
+    from python_calamine import CalamineError
+
+    formats = _safely(xml.formats()) if xml is not None else iter(())
+    pending = next(formats, None)
+    try:
+        # Rows are numbered from the sheet's row 1: calamine yields the
+        # leading blank rows too (checked for .xlsx, .xls and .ods).
+        for number, values in enumerate(data.iter_rows(), start=1):
+            cells = [cell_text(v) for v in values]
+            while pending is not None and pending[0] < number:
+                pending = next(formats, None)
+            if pending is not None and pending[0] == number:
+                for column, fmt in pending[1].items():
+                    i = column - offset
+                    value = values[i] if 0 <= i < len(values) else None
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        cells[i] = fmt.render(value) or cells[i]
+            if not is_blank(cells):
+                yield number, cells
+    except CalamineError as error:
+        raise _corrupt(name, extension, error) from None
+
+
+def _sheet_xml(path: str, sheet: str) -> SheetXml | None:
+    """Hidden rows and number formats (bulksend/reading/sheetxml.py); None when they
+    cannot be read, the sheet then reading as calamine gives it."""
+    try:
+        return read_sheet_xml(path, sheet)
+    except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError):
+        return None
+
+
+def _safely(found: Iterator[_T]) -> Iterator[_T]:
+    try:
+        yield from found
+    except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError):
+        return
+
+
+def _close_book(book: Any) -> None:
+    with contextlib.suppress(Exception):  # already closed
+        book.close()
+
+
+def _choose_sheet(name: str, book: Any, wanted: str | int | None) -> str:
+    from python_calamine import SheetTypeEnum, SheetVisibleEnum
+
+    sheets = [m for m in book.sheets_metadata if m.typ == SheetTypeEnum.WorkSheet]
+    names: list[str] = [m.name for m in sheets]
+    if not names:
+        raise InputError(f"{name}: has no worksheets", hint="export the contacts sheet as CSV")
+    if wanted is None:
+        # What opens on screen: the first sheet that is not hidden.
+        visible = [m.name for m in sheets if m.visible == SheetVisibleEnum.Visible]
+        return visible[0] if visible else names[0]
+    if isinstance(wanted, str) and wanted in names:
+        return wanted
+    if isinstance(wanted, str) and wanted.strip().isdigit():
+        wanted = int(wanted.strip())
+    if isinstance(wanted, int) and not isinstance(wanted, bool) and 1 <= wanted <= len(names):
+        return names[wanted - 1]
+    listed = ", ".join(f'"{n}"' for n in names)
+    asked = f"no sheet {wanted}" if isinstance(wanted, int) else f'no sheet "{wanted}"'
+    raise InputError(
+        f"{name}: {asked}; its sheets are {listed}",
+        hint="--sheet takes a sheet's name or its number (1 = first)",
+    )
+
+
+def _not_a_spreadsheet(name: str, extension: str, head: bytes) -> InputError:
+    stripped = head.lstrip(b"\xef\xbb\xbf\xff\xfe \t\r\n").lower()
+    if stripped.startswith((b"<html", b"<!doctype", b"<table", b"<?xml")):
+        return InputError(
+            f"{name}: is not a spreadsheet ({extension}): it is an HTML or XML page",
+            hint="open it in Excel and save it as .xlsx, or export the contacts as CSV",
+        )
+    if b"\x00" not in head or head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return InputError(
+            f"{name}: is not a spreadsheet ({extension}): it looks like a text file",
+            hint="if it is CSV, rename it to .csv",
+        )
+    return InputError(
+        f"{name}: is not a spreadsheet ({extension}): unknown content",
+        hint="open it in Excel or LibreOffice and save it again, or export it as CSV",
+    )
+
+
+def _corrupt(name: str, extension: str, error: BaseException) -> InputError:
+    detail = " ".join(str(error).split())[:160]
+    return InputError(
+        f"{name}: cannot be read as a spreadsheet ({extension}): {detail}",
+        hint="open it in Excel or LibreOffice and save it again, or export it as CSV",
+    )
+
+
+def _column_letter(index: int) -> str:
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters
