@@ -78,7 +78,7 @@ def stand_in_campaigns(config: RunConfig) -> dict[str, list[str]]:
     items the (first 2,000) rows name, as written. Reads the input once."""
     from bulksend.sandbox.catalogue import DEMO_CAMPAIGN_ID, ONBOARDING_CAMPAIGN_ID
 
-    table, mapping = open_input(config)
+    table, mapping = open_input(config.input)
     with table:
         _total, uses = check_pass(table, mapping)
     seeded = (DEMO_CAMPAIGN_ID, ONBOARDING_CAMPAIGN_ID)
@@ -118,7 +118,9 @@ def rehearse(config: RunConfig, progress: Progress) -> tuple[Summary, Rehearsal]
     bodies = [campaign_body(c, items) for c, items in done.stand_ins.items()]
     with running_sandbox(SandboxConfig(api_key=REHEARSAL_KEY, campaigns=bodies)) as sandbox:
         done.url = sandbox.url
-        rehearsal = dataclasses.replace(config, api_url=sandbox.url, api_key=REHEARSAL_KEY, sandbox=True)
+        rehearsal = dataclasses.replace(config, api=dataclasses.replace(config.api, url=sandbox.url,
+                                                                        key=REHEARSAL_KEY),
+                                        mode=dataclasses.replace(config.mode, sandbox=True))
         progress.event("sandbox", f"rehearsal against the in-process sandbox at {sandbox.url}: no key, "
                                   "nothing reaches Collect")
         summary = send_file(rehearsal, progress)
