@@ -140,6 +140,10 @@ def check_pass(table: Table, mapping: Mapping, start: Mark | None = None) -> tup
 
 
 def validate_file(config: RunConfig, progress: Progress) -> Summary:
+    """Check every row of ``config.input`` against its mapping, as ``bulksend
+    validate``: no network, no key, no results file written. Each row's
+    outcome (ready, invalid, duplicate) goes to ``progress``; the summary
+    counts them. Raises what ``open_input`` and reading the rows raise."""
     summary = Summary(results=config.results)
     table, mapping = open_input(config.input)
     seen: dict[bytes, int] = {}
