@@ -46,7 +46,7 @@ from bulksend.common.progress import NullProgress, Progress
 from bulksend.reading.table import Table
 from bulksend.sending.run import open_input, send_file, validate_file
 from bulksend.sending.stop import StopRequest
-from bulksend.settings import RunConfig
+from bulksend.settings import ApiAccess, InputSettings, Mode, Pace, RunConfig
 from bulksend.store.results import COLUMNS, _results_lines, check_outputs_apart, unneutralise
 from bulksend.store.runlock import side_files
 
@@ -163,13 +163,14 @@ def send(
         raise UsageError(f"existing={existing!r}: must be 'stop', 'skip' or 'send'")
     url = checks.check_api_url(api_url or os.environ.get("COLLECT_API_URL") or checks.DEFAULT_API_URL)
     config = RunConfig(
-        contacts=source.name, mapping=map_name, results=Path(os.fspath(results)), api_url=url,
-        api_key="" if dry_run else _api_key(api_key),
-        rate=checks.parse_rate(rate) if isinstance(rate, str) else _rate(rate),
-        concurrency=concurrency, max_attempts=max_attempts, timeout=timeout, max_pause=max_pause,
-        existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed, sheet=sheet,
-        encoding=encoding, delimiter=delimiter, header_row=header_row, include_hidden=include_hidden,
-        batch=batch, open_rows=source.open, mapping_doc=map_doc,
+        InputSettings(source.name, map_name, sheet=sheet, encoding=encoding, delimiter=delimiter,
+                      header_row=header_row, include_hidden=include_hidden, open_rows=source.open,
+                      mapping_doc=map_doc),
+        results=Path(os.fspath(results)),
+        api=ApiAccess(url, "" if dry_run else _api_key(api_key), timeout=timeout),
+        pace=Pace(rate=checks.parse_rate(rate) if isinstance(rate, str) else _rate(rate),
+                  concurrency=concurrency, max_attempts=max_attempts, max_pause=max_pause),
+        mode=Mode(dry_run=dry_run, limit=limit, only_failed=only_failed, batch=batch, existing=existing),
     )
     _check_apart(config, source.path, None if map_doc is not None else map_name)
     warned = _warn_typed(config, source.frame)
@@ -274,7 +275,7 @@ def _warn_typed(config: RunConfig, frame: Any) -> list[str]:
         return []
     from bulksend.reading.frames import TypedColumnWarning, typed_column_problems
 
-    table, mapping = open_input(config)
+    table, mapping = open_input(config.input)
     table.close()
     problems = typed_column_problems(frame, mapping.fed)
     for problem in problems:
@@ -589,9 +590,11 @@ def validate(
                               header_row=header_row, include_hidden=include_hidden)
     map_name, map_doc = _mapping_source(mapping)
     _check_numbers(header_row=(header_row, 1, None), max_problems=(max_problems, 0, None))
-    config = RunConfig(contacts=source.name, mapping=map_name, results=Path("-"), sheet=sheet,
-                       encoding=encoding, delimiter=delimiter, header_row=header_row,
-                       include_hidden=include_hidden, open_rows=source.open, mapping_doc=map_doc)
+    config = RunConfig(InputSettings(source.name, map_name, sheet=sheet, encoding=encoding,
+                                     delimiter=delimiter, header_row=header_row,
+                                     include_hidden=include_hidden, open_rows=source.open,
+                                     mapping_doc=map_doc),
+                       results=Path("-"))
     warned = _warn_typed(config, source.frame)
     problems: list[Outcome] = []
 

@@ -381,7 +381,7 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     from bulksend.cli.problems import input_errors, together
     from bulksend.common.display import make_progress
     from bulksend.sending.run import resolve_results, send_file
-    from bulksend.settings import RunConfig
+    from bulksend.settings import ApiAccess, InputSettings, Mode, Pace, RunConfig
 
     rehearsal = None
     try:
@@ -399,8 +399,9 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     results_for_summary = str(target)
     try:
         config = RunConfig(
-            contacts=contacts, mapping=mapping, results=target, sheet=_sheet(sheet), encoding=encoding,
-            delimiter=delimiter, header_row=header_row, include_hidden=include_hidden,
+            InputSettings(contacts, mapping, sheet=_sheet(sheet), encoding=encoding, delimiter=delimiter,
+                          header_row=header_row, include_hidden=include_hidden),
+            results=target,
         )
         # Every reason not to start, at once: the API URL, the key, the input and mapping.
         url, key, errors = ("", "", []) if sandbox else _api_access(api_url, api_key_file,
@@ -409,18 +410,11 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
             raise together([*input_errors(config), *errors])
         config = dataclasses.replace(
             config,
-            api_url=url,
-            api_key=key,
-            rate=parse_rate(rate),
-            concurrency=concurrency,
-            max_attempts=max_attempts,
-            timeout=timeout,
-            max_pause=max_pause,
-            existing=existing or "stop",
-            dry_run=dry_run,
-            limit=limit,
-            only_failed=only_failed,
-            batch=batch,
+            api=ApiAccess(url, key, timeout=timeout),
+            pace=Pace(rate=parse_rate(rate), concurrency=concurrency, max_attempts=max_attempts,
+                      max_pause=max_pause),
+            mode=Mode(dry_run=dry_run, limit=limit, only_failed=only_failed, batch=batch,
+                      existing=existing or "stop"),
         )
         progress = make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose)
         try:
@@ -600,7 +594,7 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
     from bulksend.common.outcome import DUPLICATE, INVALID, READY
     from bulksend.common.progress import RecordingProgress
     from bulksend.sending.run import validate_file
-    from bulksend.settings import RunConfig
+    from bulksend.settings import InputSettings, RunConfig
 
     problems: list[str] = []
     previews: list[tuple[int, dict[str, Any]]] = []
@@ -614,9 +608,10 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
 
     try:
         summary = validate_file(
-            RunConfig(contacts=contacts, mapping=mapping, results=Path("-"), sheet=_sheet(sheet),
-                      encoding=encoding, delimiter=delimiter, header_row=header_row,
-                      include_hidden=include_hidden),
+            RunConfig(InputSettings(contacts, mapping, sheet=_sheet(sheet), encoding=encoding,
+                                    delimiter=delimiter, header_row=header_row,
+                                    include_hidden=include_hidden),
+                      results=Path("-")),
             Collect(),
         )
     except BulksendError as exc:

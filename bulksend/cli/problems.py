@@ -26,7 +26,7 @@ def input_errors(config: RunConfig) -> list[BulksendError]:
     unreadable, mapping problems, …), as a list of at most one; nothing is sent
     and no results file is touched. Reads the header, not the rows."""
     try:
-        table, _mapping = open_input(config)
+        table, _mapping = open_input(config.input)
     except BulksendError as exc:
         return [exc]
     table.close()

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bulksend.collect.lookup import contact_identity, key_fields
@@ -25,8 +26,9 @@ if TYPE_CHECKING:
     from bulksend.mapping.compiled import Mapping
     from bulksend.reading.table import Mark, Table
     from bulksend.sending.recorder import Recorder
-    from bulksend.settings import RunConfig
-    from bulksend.store.journal import Journal, Record
+    from bulksend.settings import Mode
+    from bulksend.store.checkpoints import Chain
+    from bulksend.store.journal import Record
 
 Put = Callable[[Job | list[Job]], Awaitable[None]]
 
@@ -103,22 +105,43 @@ class Grouper:
         await self.put(jobs)
 
 
-class Feeder:
-    """Turns the input's rows into claimed jobs; see the module's docstring."""
+@dataclass(frozen=True)
+class Rows:
+    """The rows a send reads: the input, the mapping that makes each a request,
+    and the checkpoint chain the run resumes from (None: the first row;
+    checkpoints.py)."""
 
-    def __init__(self, config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
-                 recorder: Recorder, put: Put, stopping: asyncio.Event, *,
-                 start: Mark | None, skipped: tuple[int, int] | None) -> None:
-        self.config = config
-        self.table = table
-        self.mapping = mapping
-        self.journal = journal
+    table: Table
+    mapping: Mapping
+    resume: Chain | None = None
+
+    @property
+    def start(self) -> Mark | None:
+        """Where the reading starts: the last checkpoint's mark, or None."""
+        return self.resume.last.mark if self.resume is not None else None
+
+    @property
+    def skipped(self) -> tuple[int, int] | None:
+        """(row number, base run) up to which a checkpoint skipped rows, or None."""
+        return (self.resume.last.number, self.resume.base_run) if self.resume is not None else None
+
+
+class Feeder:
+    """Turns the input's rows into claimed jobs; see the module's docstring.
+    ``mode``: whether anything is sent (a dry run), which rows (only failed
+    ones, a limit) and how (``--batch``)."""
+
+    def __init__(self, mode: Mode, rows: Rows, recorder: Recorder, put: Put, stopping: asyncio.Event) -> None:
+        self.mode = mode
+        self.table = rows.table
+        self.mapping = mapping = rows.mapping
+        self.journal = recorder.journal
         self.recorder = recorder
         self.put = put
         self.stopping = stopping
-        self.start = start
-        self.skipped = skipped  # (row number, base run) up to which a checkpoint skipped rows
-        self.grouper = Grouper(put) if config.batch else None
+        self.start = rows.start
+        self.skipped = rows.skipped  # (row number, base run) up to which a checkpoint skipped rows
+        self.grouper = Grouper(put) if mode.batch else None
         self.queued = 0
         # `bulksend reconcile` needs each key's campaign and contact; the default
         # keys (campaignId|email, campaignId|contact id) say it themselves, so the
@@ -166,14 +189,14 @@ class Feeder:
 
     def _job(self, outcome: Outcome, payload: Any, record: Record | None) -> Job | None:
         """The row's job, or None once its line is written (duplicate, carried, held back)."""
-        config = self.config
+        mode = self.mode
         if record is not None and record.run_id == self.journal.run_id:
             outcome.status = DUPLICATE
             outcome.error = f"same key as row {record.row} ({outcome.key}); not sent"
             self.recorder.finish(outcome)
             return None
         carry(outcome, record)
-        if config.dry_run:
+        if mode.dry_run:
             outcome.status = READY
             self.recorder.finish(outcome)
             return None
@@ -181,8 +204,8 @@ class Feeder:
         held = (
             previous == SENT  # already sent: no API call
             or self.stopping.is_set()
-            or (config.only_failed and previous != FAILED)
-            or (config.limit is not None and self.queued >= config.limit)
+            or (mode.only_failed and previous != FAILED)
+            or (mode.limit is not None and self.queued >= mode.limit)
         )
         if held:
             self.recorder.finish(outcome, carried=True)

@@ -21,53 +21,49 @@ from bulksend.collect.client import Client
 from bulksend.collect.rategate import RateGate
 from bulksend.common.errors import AbortError, AuthError
 from bulksend.sending.dispatch import Dispatcher
-from bulksend.sending.feeder import Feeder
+from bulksend.sending.feeder import Feeder, Rows
 from bulksend.sending.recorder import Recorder
 from bulksend.sending.sender import BatchSender, Policy, Sender
 
 if TYPE_CHECKING:
     from bulksend.common.outcome import Summary
-    from bulksend.mapping.compiled import Mapping
-    from bulksend.reading.table import Table
     from bulksend.sending.stop import StopRequest
     from bulksend.settings import RunConfig
-    from bulksend.store.checkpoints import Chain
 
 
-async def send_rows(config: RunConfig, table: Table, mapping: Mapping, recorder: Recorder,
-                    resume: Chain | None, excluded: set[str], stop: StopRequest | None = None,
-                    gate: RateGate | None = None) -> None:
-    """Send every row of ``table`` (from the checkpoint ``resume`` on) that needs
-    it; ``excluded``: request ids that existed before the run (existing.py);
-    ``stop``: how another thread stops the run (the Python API's worker thread);
-    ``gate``: the run's rate gate, which the preflight already used.
+async def send_rows(config: RunConfig, rows: Rows, recorder: Recorder, gate: RateGate,
+                    excluded: set[str], stop: StopRequest | None = None) -> None:
+    """Send every row of ``rows`` (from the checkpoint it resumes from) that
+    needs it; ``config``: its API access, pace and mode are read here;
+    ``gate``: the run's rate gate, which the preflight already used;
+    ``excluded``: request ids that existed before the run (existing.py);
+    ``stop``: how another thread stops the run (the Python API's worker thread).
 
     A refused key or a quota ends the run early: recorded in the summary as
     ``aborted``, not raised. Every row read gets its line either way."""
+    api = config.api
+    pace = config.pace
     summary, progress, journal = recorder.summary, recorder.progress, recorder.journal
     progress.start(summary.total)
-    if resume is not None:
-        progress.carried(resume.last.counts)
-        progress.event("resume", f"{resume.last.rows:,} rows up to row {resume.last.number} were settled by "
+    if rows.resume is not None:
+        last = rows.resume.last
+        progress.carried(last.counts)
+        progress.event("resume", f"{last.rows:,} rows up to row {last.number} were settled by "
                                  "earlier runs and are unchanged: not read again")
-    gate = gate or RateGate(config.rate, progress=progress, max_pause=config.max_pause)
-    policy = Policy(max_attempts=config.max_attempts, max_pause=config.max_pause)
+    policy = Policy(max_attempts=pace.max_attempts, max_pause=pace.max_pause)
     try:
-        async with Client(config.api_url, config.api_key, timeout=config.timeout,
-                          concurrency=config.concurrency) as client:
-            sender = Sender(client, gate, journal, policy, progress, key_paths=mapping.key_paths,
+        async with Client(api.url, api.key, timeout=api.timeout, concurrency=pace.concurrency) as client:
+            sender = Sender(client, gate, journal, policy, progress, key_paths=rows.mapping.key_paths,
                             excluded=excluded)
-            dispatcher = Dispatcher(concurrency=config.concurrency, journal=journal, recorder=recorder,
-                                    sender=sender, batcher=BatchSender(sender), grace=config.stop_grace)
-            feeder = Feeder(config, table, mapping, journal, recorder, dispatcher.put, dispatcher.stopping,
-                            start=resume.last.mark if resume is not None else None,
-                            skipped=(resume.last.number, resume.base_run) if resume is not None else None)
+            dispatcher = Dispatcher(concurrency=pace.concurrency, journal=journal, recorder=recorder,
+                                    sender=sender, batcher=BatchSender(sender), grace=pace.stop_grace)
+            feeder = Feeder(config.mode, rows, recorder, dispatcher.put, dispatcher.stopping)
             try:
-                with _stop_on_signals(dispatcher, summary, config.stop_grace, stop):
+                with _stop_on_signals(dispatcher, summary, pace.stop_grace, stop):
                     await dispatcher.run(feeder.run)
             finally:
                 summary.posts = sender.posts
-                if feeder.grouper is not None and not config.dry_run and feeder.grouper.plan.describe():
+                if feeder.grouper is not None and not config.mode.dry_run and feeder.grouper.plan.describe():
                     summary.notes.append(feeder.grouper.plan.describe())
     except (AuthError, AbortError) as exc:
         summary.aborted = exc

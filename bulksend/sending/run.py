@@ -3,19 +3,22 @@
 The CLI builds a ``RunConfig``, calls ``send_file`` or ``validate_file`` and maps
 what comes back (a ``Summary``) or what is raised (a ``BulksendError``) to an
 exit status. Nothing here prints.
+
+Follow a send: ``send_file`` opens the input (``open_input``), then the run's
+session on its results file (store/session.py: lock, journal, world, seeding,
+checkpoints), which reads the input once through (``check_pass``); ``_prepare``
+makes every call before the first POST (preflight, settling, pre-send check);
+``_send`` runs the sending phase (sending/pipeline.py) and ends the session's
+results file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import csv
 import dataclasses
 import hashlib
 import itertools
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,43 +40,38 @@ from bulksend.reading.sources import open_table
 from bulksend.reading.table import Mark, Row, Table
 from bulksend.sending.recorder import Recorder
 from bulksend.sending.stop import StopRequest
-from bulksend.settings import RunConfig
-from bulksend.store import checkpoints
-from bulksend.store.checkpoints import Chain, Tracker
-from bulksend.store.journal import LOOKUP_NEW, Journal
-from bulksend.store.results import (
-    ResultsWriter,
-    Seeded,
-    check_results_target,
-    journal_vouches,
-    seed_journal_from_csv,
-)
-from bulksend.store.runlock import RunLock, journal_path, remove_journal
-from bulksend.store.world import check_world
+from bulksend.settings import InputSettings, Mode, RunConfig
+from bulksend.store.results import check_results_target
+from bulksend.store.runlock import journal_path
+from bulksend.store.session import Session, open_session
 
 if TYPE_CHECKING:
     from bulksend.collect.client import Answer, Client
     from bulksend.sending.existing import Existing
+    from bulksend.store.journal import Journal
 
 
 class PreflightError(InputError):
     """A campaign or item the rows use does not exist: input error, nothing sent."""
 
 
-def open_input(config: RunConfig) -> tuple[Table, Mapping]:
-    if config.open_rows is not None:
-        table = config.open_rows()
+def open_input(source: InputSettings) -> tuple[Table, Mapping]:
+    """The contacts as a table and the mapping checked against its columns.
+    Raises InputError (the file cannot be opened or its header read) or
+    MappingError (every problem of the mapping); the table is closed then."""
+    if source.open_rows is not None:
+        table = source.open_rows()
     else:
         table = open_table(
-            config.contacts, sheet=config.sheet, encoding=config.encoding, delimiter=config.delimiter,
-            header_row=config.header_row, include_hidden=config.include_hidden,
+            source.contacts, sheet=source.sheet, encoding=source.encoding, delimiter=source.delimiter,
+            header_row=source.header_row, include_hidden=source.include_hidden,
         )
     try:
-        if config.mapping_doc is not None:
-            mapping = mapping_from_dict(config.mapping_doc, config.mapping, table.columns,
+        if source.mapping_doc is not None:
+            mapping = mapping_from_dict(source.mapping_doc, source.mapping, table.columns,
                                         header=table.header)
         else:
-            mapping = load_mapping(config.mapping, table.columns, header=table.header)
+            mapping = load_mapping(source.mapping, table.columns, header=table.header)
     except BaseException:
         table.close()
         raise
@@ -143,8 +141,12 @@ def check_pass(table: Table, mapping: Mapping, start: Mark | None = None) -> tup
 
 
 def validate_file(config: RunConfig, progress: Progress) -> Summary:
+    """Check every row of ``config.input`` against its mapping, as ``bulksend
+    validate``: no network, no key, no results file written. Each row's
+    outcome (ready, invalid, duplicate) goes to ``progress``; the summary
+    counts them. Raises what ``open_input`` and reading the rows raise."""
     summary = Summary(results=config.results)
-    table, mapping = open_input(config)
+    table, mapping = open_input(config.input)
     seen: dict[bytes, int] = {}
     far_ahead: list[int] = []  # the first rows whose due date is far ahead, and how many
     far_count = 0
@@ -188,171 +190,100 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
 # ---------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _locked_journal(config: RunConfig, mapping: Mapping, summary: Summary) -> Iterator[Journal]:
-    lock = RunLock(config.results)
-    lock.acquire()
-    try:
-        path = journal_path(config.results)
-        fresh = not path.exists()
-        journal = Journal(path)
-        try:
-            try:
-                check_world(journal, config.results, config.sandbox, fresh)
-            except UsageError:
-                journal.close()
-                if fresh:
-                    remove_journal(config.results)
-                raise
-            # The journal must know every row the CSV records (issue 11: a
-            # journal copied without its -wal, emptied, or an older copy).
-            if config.results.exists() and not journal_vouches(journal, config.results):
-                try:
-                    seeded = seed_journal_from_csv(journal, config.results)
-                except BaseException:
-                    journal.close()
-                    if fresh:
-                        remove_journal(config.results)
-                    raise
-                if seeded.total:
-                    summary.warnings.append(_seeded_warning(path, config.results, seeded, fresh))
-            elif fresh:
-                # A new record beside other records: likely a dated export run
-                # without a fixed --results, which would send everyone again.
-                others = sorted(
-                    p.name.removesuffix(".journal")
-                    for p in config.results.parent.glob("*.journal")
-                    if p != path
-                )
-                if others:
-                    summary.warnings.append(
-                        f"{config.results} is a new record, so nothing in it counts as sent yet; this "
-                        f"folder also holds {', '.join(others[:3])}{', …' if len(others) > 3 else ''}. "
-                        "To resume one of those, pass it as --results"
-                    )
-            previous = journal.get_meta("mapping_digest")
-            if previous is not None and previous != mapping.digest:
-                summary.warnings.append(
-                    f"{config.mapping} changed since the last run on {config.results.name}; "
-                    "rows already sent are matched by key and not sent again"
-                )
-            journal.set_meta("mapping_digest", mapping.digest)
-            journal.commit()
-            yield journal
-            if journal.lookup_new and summary.aborted is None and not summary.interrupted:
-                journal.delete_meta(LOOKUP_NEW)  # this run met every row: each is in the journal now
-                journal.commit()
-        finally:
-            journal.close()
-    finally:
-        lock.release()
+class _CheckPass:
+    """``check_pass`` as the session calls it: reads from a mark and returns
+    the rows read; what the rows use is kept for the preflight."""
 
+    def __init__(self, table: Table, mapping: Mapping) -> None:
+        self.table = table
+        self.mapping = mapping
+        self.uses = Uses()
 
-def _seeded_warning(path: Path, results: Path, seeded: Seeded, fresh: bool) -> str:
-    what = "was missing" if fresh else (
-        f"knew fewer rows than {results.name} (a copy without its -wal file, or an older one?)")
-    return (f"{path.name} {what}: took {seeded.total} rows from {results.name} ({seeded.sent} sent, "
-            f"{seeded.unknown} unknown, {seeded.failed} failed); unknown rows, and rows the journal never "
-            f"met, are looked up before they are sent. Keep {results.name} with {path.name}, "
-            f"{path.name}-wal and {path.name}-shm")
+    def __call__(self, start: Mark | None) -> int:
+        rows, self.uses = check_pass(self.table, self.mapping, start)
+        return rows
 
 
 def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = None) -> Summary:
     """Run a send; ``stop``: how another thread stops it (else SIGINT/SIGTERM, main thread only)."""
-    if config.dry_run and journal_path(config.results).exists():
+    results = config.results
+    mode = config.mode
+    if mode.dry_run and journal_path(results).exists():
         raise UsageError(
-            f"{config.results}: holds the results of a real run; a dry run would overwrite them",
+            f"{results}: holds the results of a real run; a dry run would overwrite them",
             hint="pass another --results file for the dry run",
         )
-    summary = Summary(results=config.results, dry_run=config.dry_run)
-    table, mapping = open_input(config)
+    summary = Summary(results=results, dry_run=mode.dry_run)
+    table, mapping = open_input(config.input)
     with table:
-        check_results_target(config.results, config.contacts)
+        check_results_target(results, config.input.contacts)
         # Rows settled by earlier runs up to a checkpoint both files still
         # match are skipped unread (checkpoints.py): peeked before the lock,
-        # confirmed under it.
-        input_stat = _file_stat(table.path)  # before any read: a change after it voids new checkpoints
-        stored = None if config.dry_run else checkpoints.peek(journal_path(config.results))
-        resume = checkpoints.usable(stored, table, mapping.digest, config.results)
-        summary.total, uses = check_pass(table, mapping, resume.last.mark if resume else None)
-        if config.dry_run:
-            _note_due_zone(mapping, progress)
-            # A throwaway journal gives the dry run the same duplicate check.
-            with tempfile.TemporaryDirectory(prefix="bulksend-") as tmp:
-                journal = Journal(Path(tmp) / "dry-run.journal")
-                try:
-                    progress.event("input", table.describe())  # the encoding, delimiter... chosen
-                    return _run(config, table, mapping, journal, summary, progress, stop=stop)
-                finally:
-                    journal.close()
-        with _locked_journal(config, mapping, summary) as journal:
-            if journal.get_meta(checkpoints.META) != stored:  # another run ended in between
-                resume = None
-                summary.total, uses = check_pass(table, mapping)
-            # Written again only at the end of a complete run: after a kill,
-            # the next run reads everything.
-            journal.delete_meta(checkpoints.META)
-            journal.commit()
-            if resume is not None:
-                summary.total += resume.last.rows
-                summary.counts.update(resume.last.counts)
-                summary.examples = resume.examples_upto(resume.last.number)
-            for warning in summary.warnings:
-                progress.event("warning", warning)
+        # confirmed under it, by the session.
+        checked = _CheckPass(table, mapping)
+        with open_session(results, table, mapping, summary, progress, read=checked,
+                          dry_run=mode.dry_run, sandbox=mode.sandbox) as session:
             # One gate for every call of the run, the preflight's included (issue 18).
-            gate = RateGate(config.rate, progress=progress, max_pause=config.max_pause)
-            excluded = asyncio.run(_prepare(config, table, mapping, journal, uses, summary.total,
-                                            resume.last.mark if resume else None, progress, gate))
-            return _run(config, table, mapping, journal, summary, progress, resume, input_stat, excluded,
-                        stop=stop, gate=gate)
+            gate = RateGate(config.pace.rate, progress=progress, max_pause=config.pace.max_pause)
+            if mode.dry_run:
+                _note_due_zone(mapping, progress)
+                progress.event("input", table.describe())  # the encoding, delimiter... chosen
+                excluded: set[str] = set()
+            else:
+                excluded = asyncio.run(_prepare(config, session, checked.uses, gate))
+            return _send(config, session, gate, excluded, stop)
 
 
-async def _prepare(config: RunConfig, table: Table, mapping: Mapping, journal: Journal, uses: Uses,
-                   rows: int, start: Mark | None, progress: Progress, gate: RateGate) -> set[str]:
+async def _prepare(config: RunConfig, session: Session, uses: Uses, gate: RateGate) -> set[str]:
     """Every call before the first POST, in one event loop over one client: the
     preflight, then the settling of unknown rows and the pre-send check.
     Returns the request ids that existed before the run."""
     from bulksend.collect.client import Client
 
-    async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=4) as client:
+    api = config.api
+    mapping, progress = session.mapping, session.progress
+    async with Client(api.url, api.key, timeout=api.timeout, concurrency=4) as client:
         # Rows are mapped for sending only from here on, in the team's zone (issue 17).
         mapping.use_team_zone(await preflight(config, uses, progress, gate, client=client))
         mapping.use_items(uses.catalogues)  # items named by name are sent as ids (issue 15)
         _note_due_zone(mapping, progress)
-        progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
-        return await _before_sending(client, config, table, mapping, journal, rows, start, progress, gate)
+        progress.event("input", session.table.describe())  # the encoding, delimiter... chosen (issue 13)
+        return await _before_sending(client, gate, session, config.mode, config.input.contacts)
 
 
-async def _before_sending(client: Client, config: RunConfig, table: Table, mapping: Mapping,
-                          journal: Journal, rows: int, start: Mark | None, progress: Progress,
-                          gate: RateGate) -> set[str]:
+async def _before_sending(client: Client, gate: RateGate, session: Session, mode: Mode,
+                          contacts: str) -> set[str]:
     """Settle many unknown rows at once (settling.py), then the pre-send check
     (existing.py). Returns the request ids that existed before the run."""
     from bulksend.sending.existing import check_existing
     from bulksend.sending.settling import settle_unknown
 
-    await settle_unknown(client, gate, journal, mapping.key_paths, progress)
+    journal, progress = session.journal, session.progress
+    await settle_unknown(client, gate, journal, session.mapping.key_paths, progress)
     # With lookup_new (the journal knew less than the CSV), every row the
     # journal never met is looked up, at any time, before it is sent: a
     # request it finds is taken as this row's, which the check would only
     # have reported.
-    if config.existing == "send" or config.only_failed or journal.lookup_new:
+    if mode.existing == "send" or mode.only_failed or journal.lookup_new:
         return set()
-    found = await check_existing(client, gate, table, mapping, journal, start, progress, rows=rows)
-    return _existing(config, found, journal, progress)
+    found = await check_existing(client, gate, session.table, session.mapping, journal, session.start,
+                                 progress, rows=session.summary.total)
+    return _existing(found, mode.existing, contacts, journal, progress)
 
 
-def _existing(config: RunConfig, found: Existing, journal: Journal, progress: Progress) -> set[str]:
-    """The pre-send check (existing.py): stop, or record the rows that already
-    have a request as sent. Returns the request ids that existed before the run."""
+def _existing(found: Existing, existing: str, contacts: str, journal: Journal,
+              progress: Progress) -> set[str]:
+    """The pre-send check (existing.py): stop, or (``existing`` = "skip")
+    record the rows that already have a request as sent. Returns the request
+    ids that existed before the run."""
     from bulksend.collect.lookup import iso_utc
     from bulksend.sending.existing import SKIPPED_NOTE, ExistingError, describe
 
     if not found.found:
         return set()
-    if config.existing != "skip":
+    if existing != "skip":
         raise ExistingError(
-            describe(found, config.contacts),
+            describe(found, contacts),
             hint="--skip-existing records them as sent with that request; --send-anyway sends them "
                  "a new one (docs/operations.md, 'Requests sent outside this results file')",
         )
@@ -372,31 +303,23 @@ def _note_due_zone(mapping: Mapping, progress: Progress) -> None:
         progress.event("note", note)
 
 
-def _file_stat(path: str | None) -> tuple[int, int, int] | None:
-    if path is None:
-        return None
-    try:
-        st = Path(path).stat()
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
-         summary: Summary, progress: Progress, resume: Chain | None = None,
-         input_stat: tuple[int, int, int] | None = None, excluded: set[str] | None = None,
-         stop: StopRequest | None = None, gate: RateGate | None = None) -> Summary:
-    writer = ResultsWriter(config.results, journal, table.columns, with_payload=config.dry_run)
-    writer.open(keep=resume.last.results_offset if resume else 0)
-    tracker = Tracker()
+def _send(config: RunConfig, session: Session, gate: RateGate, excluded: set[str],
+          stop: StopRequest | None) -> Summary:
+    """The sending phase (sending/pipeline.py), then the end of the session's
+    results file. A second Ctrl-C or an abort is recorded in the summary."""
+    summary, progress = session.summary, session.progress
+    writer = session.open_results()
+    recorder = Recorder(session.journal, writer, summary, session.tracker, progress,
+                        dry_run=config.mode.dry_run)
     started = time.monotonic()
     hard_stop = completed = False
-    recorder = Recorder(journal, writer, summary, tracker, progress, dry_run=config.dry_run)
     try:
         # aiohttp is imported here, not at module level: validate and --help never need it.
+        from bulksend.sending.feeder import Rows
         from bulksend.sending.pipeline import send_rows
 
-        asyncio.run(send_rows(config, table, mapping, recorder, resume, excluded or set(), stop, gate))
+        rows = Rows(session.table, session.mapping, session.resume)
+        asyncio.run(send_rows(config, rows, recorder, gate, excluded, stop))
         completed = True
     except (KeyboardInterrupt, asyncio.CancelledError):
         # Second Ctrl-C: stop at once. The journal holds every attempt; rows in
@@ -410,42 +333,8 @@ def _run(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
             progress.event("abort", str(exc))
     finally:
         summary.elapsed = time.monotonic() - started
-        if hard_stop:
-            with contextlib.suppress(AbortError):  # already said; the next run resumes from the journal
-                journal.commit()
-            writer.abandon()
-        else:
-            skipped = resume.last.number if resume else 0
-            ends = None
-            try:
-                ends = writer.finish(tracker.candidates(skipped, table.header_row))
-            except AbortError as exc:  # a full disk: the journal has the outcomes; a rerun rewrites
-                if summary.aborted is None:
-                    summary.aborted = exc
-                    progress.event("abort", str(exc))
-            unchanged = input_stat is not None and _file_stat(table.path) == input_stat
-            if ends is not None and completed and unchanged and not config.dry_run:
-                _lay_checkpoints(config, table, mapping, journal, summary, resume, tracker, ends)
+        session.end(completed=completed, hard_stop=hard_stop)
     return summary
-
-
-def _lay_checkpoints(config: RunConfig, table: Table, mapping: Mapping, journal: Journal,
-                     summary: Summary, resume: Chain | None, tracker: Tracker,
-                     ends: dict[int, int]) -> None:
-    """After a complete run: checkpoints for the next one (checkpoints.py).
-    Best effort: without them the next run reads every row, as it always could."""
-    try:
-        chain = checkpoints.extend(resume, table=table, results=config.results, mapping_digest=mapping.digest,
-                                   run_id=journal.run_id, tracker=tracker, results_offsets=ends,
-                                   examples=summary.examples)
-    except (OSError, BulksendError, ValueError, csv.Error):
-        return
-    if chain is None:
-        return
-    if resume is not None:
-        journal.forget_stale(resume.base_run, resume.last.number)
-    journal.set_meta(checkpoints.META, chain.to_json())
-    journal.commit()
 
 
 def _rows_text(rows: list[int]) -> str:
@@ -464,12 +353,12 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress,
     from bulksend.collect.client import Client, error_text
 
     if client is None:
-        async with Client(config.api_url, config.api_key, timeout=config.timeout, concurrency=4) as own:
+        async with Client(config.api.url, config.api.key, timeout=config.api.timeout, concurrency=4) as own:
             return await preflight(config, uses, progress, gate, own)
-    gate = gate or RateGate(config.rate, progress=progress, max_pause=config.max_pause)
+    gate = gate or RateGate(config.pace.rate, progress=progress, max_pause=config.pace.max_pause)
     campaigns = sorted(uses.campaigns.items())
     team, *answers = await _preflight_gets(
-        client, gate, config.max_pause, ["/team", *(f"/campaigns/{c}" for c, _ in campaigns)])
+        client, gate, config.pace.max_pause, ["/team", *(f"/campaigns/{c}" for c, _ in campaigns)])
     team = _answered("/team", team)
     if team.status != 200:
         raise AbortError(f"GET /team failed: {error_text(team)}; nothing was sent",
@@ -493,9 +382,10 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress,
         problems += _item_problems(catalogue, uses)
     if problems:
         raise PreflightError(
-            f"{config.contacts}: " + "; ".join(problems[:5])
+            f"{config.input.contacts}: " + "; ".join(problems[:5])
             + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "") + " — nothing was sent",
-            hint=f"name an item by its element's id or its name, as listed; fix the file or {config.mapping}",
+            hint="name an item by its element's id or its name, as listed; "
+                 f"fix the file or {config.input.mapping}",
         )
     progress.event("preflight", f"key accepted; {len(uses.campaigns)} campaign(s) checked")
     return team_tz

@@ -70,7 +70,7 @@ def run_demo(results: Path) -> ExitStatus:
     from bulksend.sandbox.config import SandboxConfig
     from bulksend.sandbox.server import running_sandbox
     from bulksend.sending.run import send_file
-    from bulksend.settings import RunConfig
+    from bulksend.settings import ApiAccess, InputSettings, Pace, RunConfig
     from bulksend.store.runlock import lock_path, remove_journal
     from bulksend.tasks.update import updates_path
 
@@ -92,9 +92,9 @@ def run_demo(results: Path) -> ExitStatus:
         echo(f"sandbox: {sandbox.url}  (15 requests/s, 10% 5xx, 5% answers lost after creation)")
         echo(f"sending {contacts} (samples/{sample.name}, due dates moved to the coming weeks) with "
              f"{mapping.name} -> {results}\n")
-        config = RunConfig(contacts=str(contacts), mapping=str(mapping), results=results,
-                           api_url=sandbox.url, api_key=DEMO_KEY, rate=50.0, concurrency=4,
-                           timeout=5.0)
+        config = RunConfig(InputSettings(str(contacts), str(mapping)), results=results,
+                           api=ApiAccess(sandbox.url, DEMO_KEY, timeout=5.0),
+                           pace=Pace(rate=50.0, concurrency=4))
         progress = make_progress(log_format="text", no_progress=False, verbose=True, stream=sys.stderr)
         try:
             summary = send_file(config, progress)

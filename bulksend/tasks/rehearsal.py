@@ -29,7 +29,7 @@ from bulksend.common.errors import UsageError
 from bulksend.common.outcome import Summary
 from bulksend.common.progress import Progress
 from bulksend.sending.run import check_pass, open_input
-from bulksend.settings import RunConfig
+from bulksend.settings import InputSettings, RunConfig
 from bulksend.store.world import MARK, is_rehearsal_name
 from bulksend.tasks.scaffold import PLACEHOLDER
 
@@ -73,12 +73,12 @@ def element_id(campaign: str, name: str) -> str:
     return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:17])
 
 
-def stand_in_campaigns(config: RunConfig) -> dict[str, list[str]]:
+def stand_in_campaigns(source: InputSettings) -> dict[str, list[str]]:
     """The campaigns the rows use that the sandbox does not hold, each with the
     items the (first 2,000) rows name, as written. Reads the input once."""
     from bulksend.sandbox.catalogue import DEMO_CAMPAIGN_ID, ONBOARDING_CAMPAIGN_ID
 
-    table, mapping = open_input(config)
+    table, mapping = open_input(source)
     with table:
         _total, uses = check_pass(table, mapping)
     seeded = (DEMO_CAMPAIGN_ID, ONBOARDING_CAMPAIGN_ID)
@@ -114,11 +114,13 @@ def rehearse(config: RunConfig, progress: Progress) -> tuple[Summary, Rehearsal]
     from bulksend.sandbox.server import running_sandbox
     from bulksend.sending.run import send_file
 
-    done = Rehearsal(stand_ins=stand_in_campaigns(config))
+    done = Rehearsal(stand_ins=stand_in_campaigns(config.input))
     bodies = [campaign_body(c, items) for c, items in done.stand_ins.items()]
     with running_sandbox(SandboxConfig(api_key=REHEARSAL_KEY, campaigns=bodies)) as sandbox:
         done.url = sandbox.url
-        rehearsal = dataclasses.replace(config, api_url=sandbox.url, api_key=REHEARSAL_KEY, sandbox=True)
+        rehearsal = dataclasses.replace(config, api=dataclasses.replace(config.api, url=sandbox.url,
+                                                                        key=REHEARSAL_KEY),
+                                        mode=dataclasses.replace(config.mode, sandbox=True))
         progress.event("sandbox", f"rehearsal against the in-process sandbox at {sandbox.url}: no key, "
                                   "nothing reaches Collect")
         summary = send_file(rehearsal, progress)
