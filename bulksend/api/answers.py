@@ -71,6 +71,7 @@ class Run:
 
     @property
     def dry_run(self) -> bool:
+        """It was a dry run: nothing sent, each payload in the results."""
         return self.summary.dry_run
 
     @property

@@ -73,7 +73,9 @@ _LOUD_EVENTS = frozenset({"warning", "abort", "interrupt", "pause"})
 
 
 class LoggingProgress(NullProgress):
-    """The API's Progress: a tqdm.auto bar (optional) and the ``bulksend`` logger."""
+    """The API's Progress (common/progress.py's protocol, each method as it
+    says): a tqdm.auto bar (optional) and the ``bulksend`` logger, events at
+    DEBUG (retries, look-ups), WARNING (warnings, pauses, stops) or INFO."""
 
     def __init__(self, bar: bool) -> None:
         self.want_bar = bar
