@@ -20,11 +20,15 @@ from bulksend.common.version import __version__
 if TYPE_CHECKING:  # the names, for type checkers; `as` marks them re-exported
     from bulksend.api import Contacts as Contacts
     from bulksend.api import MappingSource as MappingSource
-    from bulksend.api import Run as Run
-    from bulksend.api import Validation as Validation
+    from bulksend.api import init as init
+    from bulksend.api import reconcile as reconcile
+    from bulksend.api import report as report
     from bulksend.api import send as send
     from bulksend.api import status as status
+    from bulksend.api import update as update
     from bulksend.api import validate as validate
+    from bulksend.api.answers import Run as Run
+    from bulksend.api.answers import Validation as Validation
     from bulksend.common.errors import AbortError as AbortError
     from bulksend.common.errors import AuthError as AuthError
     from bulksend.common.errors import BulksendError as BulksendError
@@ -43,8 +47,12 @@ _LAZY = {
     "send": "bulksend.api",
     "validate": "bulksend.api",
     "status": "bulksend.api",
-    "Run": "bulksend.api",
-    "Validation": "bulksend.api",
+    "update": "bulksend.api",
+    "reconcile": "bulksend.api",
+    "report": "bulksend.api",
+    "init": "bulksend.api",
+    "Run": "bulksend.api.answers",
+    "Validation": "bulksend.api.answers",
     "Contacts": "bulksend.api",
     "MappingSource": "bulksend.api",
     "Outcome": "bulksend.common.outcome",

@@ -1,3 +1,3 @@
-from bulksend.cli.commands import main
+from bulksend.cli.main import main
 
 main()

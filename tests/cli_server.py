@@ -48,7 +48,7 @@ def _preload() -> None:
     import pkgutil
 
     import bulksend
-    import bulksend.cli.commands
+    import bulksend.cli.main
 
     for info in pkgutil.walk_packages(bulksend.__path__, "bulksend."):
         if info.name in ("bulksend.reading.frames", "bulksend.__main__"):
@@ -73,7 +73,7 @@ def _run_child(request: dict[str, object], fds: list[int]) -> None:
     sys.path[0] = os.getcwd()  # as `python -m` sets it
     code = 0
     try:
-        from bulksend.cli.commands import main
+        from bulksend.cli.main import main
 
         main()
     except SystemExit as exc:

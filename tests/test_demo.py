@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import CONTRACT, read_results, run_cli
 
-from bulksend.cli.commands import cli
+from bulksend.cli.main import cli
 
 
 def test_demo_runs_end_to_end_without_a_key(tmp_path: Path) -> None:

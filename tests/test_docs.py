@@ -28,7 +28,7 @@ from pathlib import Path
 import click
 import pytest
 
-from bulksend.cli.commands import cli
+from bulksend.cli.main import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -331,7 +331,7 @@ def test_pandas_and_the_engine_are_imported_only_when_needed(tmp_path: Path) -> 
     script = f"""
 import sys, json
 import bulksend
-from bulksend.cli.commands import cli
+from bulksend.cli.main import cli
 try:
     cli.main(["--help"], prog_name="bulksend", standalone_mode=False)
 except SystemExit:

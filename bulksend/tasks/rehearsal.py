@@ -29,6 +29,7 @@ from bulksend.common.errors import UsageError
 from bulksend.common.outcome import Summary
 from bulksend.common.progress import Progress
 from bulksend.sending.run import check_pass, open_input
+from bulksend.sending.stop import StopRequest
 from bulksend.settings import InputSettings, RunConfig
 from bulksend.store.world import MARK, is_rehearsal_name
 from bulksend.tasks.scaffold import PLACEHOLDER
@@ -106,10 +107,11 @@ def campaign_body(campaign: str, items: list[str]) -> dict[str, Any]:
             "status": "open", "documents": documents, "forms": [], "texts": [], "pages": []}
 
 
-def rehearse(config: RunConfig, progress: Progress) -> tuple[Summary, Rehearsal]:
+def rehearse(config: RunConfig, progress: Progress,
+             stop: StopRequest | None = None) -> tuple[Summary, Rehearsal]:
     """Run ``send_file`` against a sandbox started for the run (loopback, any
-    free port, key REHEARSAL_KEY), with ``config``'s results file and options.
-    Raises what send_file raises."""
+    free port, key REHEARSAL_KEY), with ``config``'s results file and options;
+    ``stop`` as for send_file. Raises what send_file raises."""
     from bulksend.sandbox.config import SandboxConfig
     from bulksend.sandbox.server import running_sandbox
     from bulksend.sending.run import send_file
@@ -123,7 +125,7 @@ def rehearse(config: RunConfig, progress: Progress) -> tuple[Summary, Rehearsal]
                                         mode=dataclasses.replace(config.mode, sandbox=True))
         progress.event("sandbox", f"rehearsal against the in-process sandbox at {sandbox.url}: no key, "
                                   "nothing reaches Collect")
-        summary = send_file(rehearsal, progress)
+        summary = send_file(rehearsal, progress, stop)
         done.created = len(sandbox.snapshot().created)
     return summary, done
 

@@ -1,0 +1,306 @@
+"""The way to a send: ``init`` (a mapping written for a file), ``validate``
+(every row checked, nothing sent) and ``send`` (or its rehearsal, --sandbox).
+Each calls its function in bulksend.api and turns the answer into output and
+an exit status; the engine is imported only when a command runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from bulksend.cli.shared import CONTEXT, api_options, fail, input_options, sheet_value
+from bulksend.common.errors import BulksendError, UsageError
+from bulksend.settings import check_outputs
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("contacts", metavar="CONTACTS")
+@click.option("--campaign", metavar="ID",
+              help="The campaign to send; with an API key its documents and forms are listed by name.")
+@click.option("--output", "-o", default="mapping.yaml", show_default=True, metavar="MAPPING.yaml",
+              help="Where to write the mapping.")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--sheet", metavar="NAME|N", help="Spreadsheet sheet, by name or 1-based number.")
+@click.option("--encoding", metavar="NAME", help="Text encoding (detected when omitted).")
+@click.option("--delimiter", metavar="CHAR", help="CSV delimiter (detected when omitted).")
+@click.option("--header-row", type=click.IntRange(1), metavar="N",
+              help="Row holding the column names (default: the first non-blank row).")
+@api_options
+def init(contacts: str, campaign: str | None, output: str, force: bool, sheet: str | None,
+         encoding: str | None, delimiter: str | None, header_row: int | None, api_url: str,
+         api_key_file: str | None) -> None:
+    """Write a commented mapping for CONTACTS, its columns matched for you.
+
+    Headers in English, French, German, Spanish and Italian are matched to the
+    contact's email, names and company, the items and the due date; the email
+    is also found by content; every other column goes under contact.data with
+    a camelCase key; dates get their format. The mapping passes validate on
+    CONTACTS. Never overwrites a file without --force.
+
+    \b
+    Examples:
+      bulksend init contacts.csv
+      bulksend init export.xlsx --sheet Clients --campaign xvr69EYLKXvTkfYuk -o clients.yaml
+      bulksend validate contacts.csv -m mapping.yaml --preview 3   # then
+      bulksend send contacts.csv -m mapping.yaml --sandbox          # and rehearse
+    """
+    from bulksend import api
+
+    try:
+        _text, lines = api.init(contacts, output=output, force=force, campaign=campaign, api_url=api_url,
+                                api_key_file=api_key_file, sheet=sheet_value(sheet), encoding=encoding,
+                                delimiter=delimiter, header_row=header_row)
+    except BulksendError as exc:
+        fail(exc)
+    click.echo("\n".join(lines))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("contacts", metavar="CONTACTS")
+@input_options
+@click.option("--show", type=click.IntRange(0), default=10, show_default=True,
+              help="How many problem rows to print.")
+@click.option("--preview", type=click.IntRange(0), default=0, metavar="N",
+              help="Print the first N valid requests as they will be sent, readably.")
+def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
+             delimiter: str | None, header_row: int | None, include_hidden: bool, show: int,
+             preview: int) -> None:
+    """Check CONTACTS against the mapping; no network, no API key needed.
+
+    Prints what was read (format, encoding, delimiter, header row, sheet, rows
+    and columns left out), with --preview N the first N requests as they will
+    be sent, a summary and the first problems; exit 0 when every row is valid,
+    1 otherwise, 2 when the file or the mapping cannot be used.
+
+    \b
+    Examples:
+      bulksend validate contacts.csv -m mapping.yaml
+      bulksend validate contacts.csv -m mapping.yaml --preview 3
+    """
+    from bulksend import api
+    from bulksend.common.outcome import DUPLICATE, INVALID, READY
+
+    try:
+        checked = api.validate(contacts, mapping, sheet=sheet_value(sheet), encoding=encoding,
+                               delimiter=delimiter, header_row=header_row, include_hidden=include_hidden,
+                               max_problems=show, preview=preview)
+    except BulksendError as exc:
+        fail(exc)
+    c = checked.counts
+    if checked.read:
+        click.echo(f"read {checked.read[0]}")
+        for note in checked.read[1:]:
+            click.echo(f"  left out: {note}")
+    if checked.previews:
+        from bulksend.cli.preview import preview_lines
+
+        for number, shown in enumerate(checked.previews, start=1):
+            assert shown.payload is not None  # api.validate keeps only rows with one
+            click.echo("\n".join(["", *preview_lines(shown.payload, row=shown.row, number=number)]))
+        click.echo("")
+    click.echo(f"{contacts}: {checked.total} rows: {c[READY]} valid, {c[INVALID]} invalid, "
+               f"{c[DUPLICATE]} duplicate")
+    for problem in checked.problems:
+        click.echo(f"{contacts}: row {problem.row}: {problem.status}: {problem.error}")
+    hidden = c[INVALID] + c[DUPLICATE] - len(checked.problems)
+    if hidden > 0:
+        click.echo(f"... and {hidden} more (--show N to list more, or send --dry-run for all)")
+    for warning in checked.warnings:
+        click.echo(f"{contacts}: warning: {warning}")
+    for note in checked.notes:
+        click.echo(f"{mapping}: {note}")
+    sys.exit(int(checked.exit_status))
+
+
+@click.command(context_settings=CONTEXT)
+@click.argument("contacts", metavar="CONTACTS")
+@input_options
+@click.option("--results", "-o", metavar="RESULTS.csv",
+              help="Results CSV; also the resume point. Default: CONTACTS-results.csv in the "
+              "current folder. Pass a fixed name for nightly runs over dated exports.")
+@api_options
+@click.option("--rate", default="10/s", show_default=True,
+              help="Ceiling on requests per second (10/s, 600/min, none); the rate adapts "
+              "down on 429 and recovers.")
+@click.option("--concurrency", "-c", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Requests in flight at once.")
+@click.option("--max-attempts", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="POSTs per row on 5xx or connection errors before it is failed.")
+@click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
+              help="Seconds to wait for one answer; a lost answer makes the row unknown "
+              "(looked up, never blindly resent).")
+@click.option("--max-pause", type=click.FloatRange(0.1, 7 * 86400), default=60.0, show_default=True,
+              metavar="SECONDS",
+              help="Longest pause a 429's Retry-After may impose; a longer one (a quota) stops the run "
+              "with exit 3 and the time to rerun. A nightly job may pass e.g. 3600 to wait instead.")
+@click.option("--skip-existing", "existing", flag_value="skip",
+              help="Rows new to the results file whose contact already has a request in the campaign "
+              "(sent from the app, or by a run with another results file) are recorded sent with "
+              "that request, not sent again. Default: such rows stop the run before sending (exit 2).")
+@click.option("--send-anyway", "existing", flag_value="send",
+              help="Send without checking the campaign's existing requests first.")
+@click.option("--dry-run", is_flag=True,
+              help="Map and validate every row, write each payload in the results, send nothing.")
+@click.option("--limit", type=click.IntRange(0), metavar="N",
+              help="Send at most N rows this run (a canary); rerun without it for the rest.")
+@click.option("--only-failed", is_flag=True, help="Resend only rows recorded failed.")
+@click.option("--batch", is_flag=True,
+              help="Group rows that share campaign and options into POST /requests (50 a call).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json: one JSON object per line on standard error.")
+@click.option("--summary-json", metavar="FILE", help="Write the run's totals and exit code to FILE.")
+@click.option("--verbose", "-v", is_flag=True, help="Show every retry and look-up.")
+@click.option("--sandbox", is_flag=True,
+              help="Rehearse: the whole run against an in-process sandbox on 127.0.0.1 (no key, no "
+              "network); results in CONTACTS-sandbox-results.csv, which a real send never reads.")
+def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
+         delimiter: str | None, header_row: int | None, include_hidden: bool, results: str | None,
+         api_url: str, api_key_file: str | None,
+         rate: str, concurrency: int, max_attempts: int, timeout: float, dry_run: bool,
+         max_pause: float, existing: str | None,
+         limit: int | None, only_failed: bool, batch: bool, no_progress: bool, log_format: str,
+         summary_json: str | None, verbose: bool, sandbox: bool) -> None:
+    """Send one Collect request per valid row of CONTACTS.
+
+    CONTACTS is a .csv/.tsv/.xlsx/.xls/.ods file, or - for CSV on standard input.
+    Rerunning the same command resumes: rows already sent are skipped without any
+    API call, unknown rows are looked up first, failed rows are retried, new rows
+    are sent.
+
+    \b
+    Examples:
+      export COLLECT_API_KEY=...            # from your Collect profile page
+      bulksend send contacts.csv -m mapping.yaml --dry-run
+      bulksend send contacts.csv -m mapping.yaml --limit 5      # canary
+      bulksend send contacts.csv -m mapping.yaml --rate 600/min
+      bulksend send export.xlsx --sheet Clients -m mapping.yaml -o clients-results.csv
+      bulksend send contacts.csv -m mapping.yaml --only-failed
+      bulksend send contacts.csv -m mapping.yaml --skip-existing   # some were sent from the app
+      bulksend send contacts.csv -m mapping.yaml --sandbox   # rehearse: no key, nothing leaves
+
+    Before the first POST, rows this results file has never sent are checked
+    against their campaign's requests: a contact that already has one stops the
+    run (exit 2) unless --skip-existing or --send-anyway says what to do.
+    """
+    from bulksend import api
+    from bulksend.common.display import make_progress
+
+    try:
+        if sandbox:
+            _refuse_beside_sandbox(contacts, api_key_file=api_key_file, dry_run=dry_run)
+        target = api.results_path(contacts, results, dry_run=dry_run, sandbox=sandbox)
+        # First, and with no summary written on failure: it may be the input.
+        check_outputs(target, contacts=contacts, mapping=mapping, api_key_file=api_key_file,
+                      summary_json=summary_json, results_name="the --results file")
+    except BulksendError as exc:
+        fail(exc)
+    try:
+        # Every reason not to start, at once (all_problems): the API URL, the key, the input and mapping.
+        run = api.send(
+            contacts, mapping, results=target, api_url=api_url, api_key_file=api_key_file, rate=rate,
+            concurrency=concurrency, max_attempts=max_attempts, timeout=timeout, max_pause=max_pause,
+            existing=existing or "stop", dry_run=dry_run, limit=limit, only_failed=only_failed,
+            batch=batch, sheet=sheet_value(sheet), encoding=encoding, delimiter=delimiter,
+            header_row=header_row, include_hidden=include_hidden, sandbox=sandbox, all_problems=True,
+            progress=make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose),
+        )
+    except BulksendError as exc:
+        if summary_json:
+            # The same keys as a finished run's summary, so a monitor reads one shape.
+            from bulksend.common.outcome import Summary
+
+            stopped = Summary(results=target, dry_run=dry_run, aborted=exc)
+            _write_json(summary_json, {**stopped.as_dict(), "error": exc.message})
+        fail(exc)
+    if summary_json:
+        _write_json(summary_json, run.summary.as_dict())
+    _print_summary(run.summary, argv=sys.argv)
+    if run.rehearsal is not None:
+        from bulksend.tasks.rehearsal import closing_lines
+
+        click.echo("\n".join(["", *closing_lines(run.rehearsal, sys.argv, target, mapping)]))
+    sys.exit(int(run.exit_status))
+
+
+def _refuse_beside_sandbox(contacts: str, *, api_key_file: str | None, dry_run: bool) -> None:
+    """--sandbox runs against its own sandbox, with its own key: UsageError for
+    --api-url on the command line (COLLECT_API_URL is ignored), --api-key-file
+    and --dry-run; and for standard input, which it would read twice (once to
+    learn the campaigns the sandbox must stand in for)."""
+    if contacts == "-":
+        raise UsageError("--sandbox reads CONTACTS twice, and standard input can be read once",
+                         hint="save it to a file and pass its name")
+    source = click.get_current_context().get_parameter_source("api_url")
+    given = [name for name, on in (
+        ("--api-url", source is click.core.ParameterSource.COMMANDLINE),
+        ("--api-key-file", api_key_file is not None), ("--dry-run", dry_run)) if on]
+    if given:
+        raise UsageError(f"--sandbox cannot go with {' or '.join(given)}: a rehearsal sends to its own "
+                         "sandbox on 127.0.0.1, with its own key",
+                         hint="drop --sandbox to send for real, or drop " + " and ".join(given))
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    """--summary-json: ``data`` written to ``path``; a warning (no exit) when it cannot be."""
+    try:
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"bulksend: warning: {path}: cannot write the summary: {exc.strerror}", err=True)
+
+
+def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
+                   add: str = "") -> str:
+    """The command line ``argv`` to run again: without ``drop``'s options and --dry-run, plus ``add``."""
+    import shlex
+
+    args = ["bulksend"]
+    skip = False
+    for arg in argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if arg in drop:
+            skip = True
+            continue
+        if any(arg.startswith(d + "=") for d in drop) or arg == "--dry-run":
+            continue
+        args.append(arg)
+    text = shlex.join(args)
+    return f"{text} {add}".rstrip()
+
+
+def _print_summary(summary: Any, *, argv: list[str]) -> None:
+    """A run's totals, its first problems, where the results are and how to resume (``argv``)."""
+    from bulksend.common.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN
+
+    c = summary.counts
+    out = click.echo
+    what = "dry run" if summary.dry_run else "run"
+    verb = "stopped" if summary.interrupted or summary.aborted else "finished"
+    out(f"\n{what} {verb} in {summary.elapsed:.1f}s: {summary.total} rows, {summary.posts} POSTs")
+    labels = [
+        (SENT, "sent"), (READY, "ready (not sent)"), (FAILED, "failed"), (UNKNOWN, "unknown"),
+        (INVALID, "invalid (not sent)"), (DUPLICATE, "duplicate (not sent)"),
+    ]
+    for status, label in labels:
+        if c[status]:
+            out(f"  {label:<22}{c[status]}")
+    for status in (INVALID, DUPLICATE, FAILED, UNKNOWN):
+        for o in summary.examples.get(status, [])[:3]:
+            out(f"  row {o.row}: {status}: {o.error}")
+    for note in summary.notes:
+        out(f"  {note}")
+    out(f"results: {summary.results}")
+    if summary.aborted is not None:
+        out(f"aborted: {summary.aborted}")
+        if summary.aborted.hint:
+            out(f"  hint: {summary.aborted.hint}")
+    if summary.interrupted or summary.aborted is not None or c[FAILED] or c[UNKNOWN]:
+        out(f"to resume: {_rerun_command(argv)}")
+    elif c[READY] and not summary.dry_run:
+        out(f"to send the rest: {_rerun_command(argv)}")
