@@ -18,12 +18,12 @@ from typing import NoReturn
 
 import click
 
-from bulksend import __version__
 from bulksend.cli.after import reconcile, report, status, update
 from bulksend.cli.send import init, send, validate
 from bulksend.cli.shared import CONTEXT
 from bulksend.cli.trial import demo, sandbox
 from bulksend.common.errors import ExitStatus
+from bulksend.common.version import __version__
 
 
 @click.group(context_settings=CONTEXT)
