@@ -10,26 +10,21 @@ outcome goes to ``Recorder.finish``: journal, results CSV, summary, progress.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bulksend.collect.client import Client
 from bulksend.collect.rategate import RateGate
+from bulksend.collect.retry import RetryPolicy
 from bulksend.common.errors import AbortError, AuthError
 from bulksend.sending.dispatch import Dispatcher
 from bulksend.sending.feeder import Feeder
 from bulksend.sending.recorder import Recorder
-from bulksend.sending.sender import BatchSender, Policy, Sender
+from bulksend.sending.sender import BatchSender, Sender
+from bulksend.sending.stop import StopRequest, graceful, stop_on_signals
 
 if TYPE_CHECKING:
-    from bulksend.common.outcome import Summary
     from bulksend.mapping.compiled import Mapping
     from bulksend.reading.table import Table
-    from bulksend.sending.stop import StopRequest
     from bulksend.settings import RunConfig
     from bulksend.store.checkpoints import Chain
 
@@ -51,7 +46,12 @@ async def send_rows(config: RunConfig, table: Table, mapping: Mapping, recorder:
         progress.event("resume", f"{resume.last.rows:,} rows up to row {resume.last.number} were settled by "
                                  "earlier runs and are unchanged: not read again")
     gate = gate or RateGate(config.rate, progress=progress, max_pause=config.max_pause)
-    policy = Policy(max_attempts=config.max_attempts, max_pause=config.max_pause)
+    policy = RetryPolicy(max_attempts=config.max_attempts)  # --max-pause is the gate's
+
+    def interrupted(name: str) -> None:
+        summary.interrupted = True
+        progress.event("interrupt", graceful(name, work="rows", on_wire="requests", grace=config.stop_grace))
+
     try:
         async with Client(config.api_url, config.api_key, timeout=config.timeout,
                           concurrency=config.concurrency) as client:
@@ -63,7 +63,11 @@ async def send_rows(config: RunConfig, table: Table, mapping: Mapping, recorder:
                             start=resume.last.mark if resume is not None else None,
                             skipped=(resume.last.number, resume.base_run) if resume is not None else None)
             try:
-                with _stop_on_signals(dispatcher, summary, config.stop_grace, stop):
+                # Ctrl-C / SIGTERM: no new rows, a bounded wait for the requests on
+                # the wire (Dispatcher._wind_down); a second one stops at once (the
+                # journal holds every attempt: rows in flight read back as unknown
+                # and are looked up before any resend).
+                with stop_on_signals(dispatcher.stopping, progress, interrupted, stop):
                     await dispatcher.run(feeder.run)
             finally:
                 summary.posts = sender.posts
@@ -74,43 +78,3 @@ async def send_rows(config: RunConfig, table: Table, mapping: Mapping, recorder:
         progress.event("abort", str(exc))
     finally:
         journal.commit()
-
-
-@contextlib.contextmanager
-def _stop_on_signals(dispatcher: Dispatcher, summary: Summary, grace: float,
-                     stop: StopRequest | None = None) -> Iterator[None]:
-    """Ctrl-C / SIGTERM: no new rows, a bounded wait for requests in flight; a
-    second one stops at once (the journal holds every attempt: rows in flight
-    read back as unknown and are looked up before any resend). Signal handlers
-    are installed from the main thread only; ``stop`` does the same from
-    another thread (a run in the Python API's worker thread, api.py)."""
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    progress = dispatcher.recorder.progress
-
-    def on_signal(signame: str) -> None:
-        if dispatcher.stopping.is_set():
-            progress.event("interrupt", f"{signame} again: stopping now")
-            main_task.cancel()
-            return
-        dispatcher.stopping.set()
-        summary.interrupted = True
-        progress.event("interrupt", f"{signame}: no new rows; waiting up to {grace:g}s for requests in "
-                                    "flight (press Ctrl-C again to stop at once)")
-
-    installed = []
-    in_main = threading.current_thread() is threading.main_thread()
-    for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")) if in_main else ():
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal, name)
-            installed.append(sig)
-    if stop is not None:
-        stop.attach(loop, on_signal)
-    try:
-        yield
-    finally:
-        if stop is not None:
-            stop.detach()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
