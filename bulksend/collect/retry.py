@@ -6,16 +6,18 @@ preflight's GETs (sending/preflight.py), ``status``'s reads and ``update``'s
 PATCHes and checks (tasks/). Callers differ in their numbers, never in the
 rules, which are these:
 
-* **Attempts and time are both capped** (stamina's rule: a retry names what it
-  retries and when it gives up). ``max_attempts`` counts every try, the first
-  included; ``max_time`` is the seconds after the first try past which no new
-  try starts (``math.inf``: no time cap).
-* **Backoff: exponential, with jitter** (AWS Architecture Blog, "Exponential
-  Backoff And Jitter", 2015): after the n-th failure a caller waits
-  ``min(cap, base * 2 ** (n - 1)) * U(low, high)``, ``U`` uniform over the
-  ``jitter`` range. The jitter spreads the retries of many workers instead of
-  synchronising them; send's range (0.5, 1.0) keeps half of the step, so a
-  retry never comes right away.
+* **Attempts and time are both capped**, as the stamina library bounds every
+  retry loop (``attempts`` and ``timeout``): a retry names what it retries and
+  when it gives up. ``max_attempts`` counts every try, the first included;
+  ``max_time`` is the seconds after the first try past which no new try
+  starts (``math.inf``: no time cap).
+* **Backoff: exponential, with jitter** (AWS Architecture Blog, Marc Brooker,
+  "Exponential Backoff And Jitter", 2015): after the n-th failure a caller
+  waits ``min(cap, base * 2 ** (n - 1)) * U(low, high)``, ``U`` uniform over
+  the ``jitter`` range. The jitter spreads the retries of many workers instead
+  of synchronising them. Send's range (0.5, 1.0) is that post's "Equal
+  Jitter" (half the step kept, so a retry never comes right away; the comment
+  it replaces called it full jitter); (1.0, 1.0) is no jitter.
 * **Retry-After is honoured where the caller has one** (RFC 9110 §10.2.3, on a
   503): the server's delay replaces the backoff, capped at ``cap`` so that one
   answer cannot park a worker for an hour. A 429's Retry-After is not the
