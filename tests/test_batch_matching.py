@@ -13,10 +13,11 @@ from conftest import KEY
 
 from bulksend.collect.client import Answer, Client
 from bulksend.collect.rategate import RateGate
+from bulksend.collect.retry import RetryPolicy as Policy
 from bulksend.common.outcome import FAILED, SENT, Outcome
 from bulksend.common.progress import RecordingProgress
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, SandboxConfig, running_sandbox
-from bulksend.sending.sender import BatchSender, Job, Policy, Sender
+from bulksend.sending.sender import BatchSender, Job, Sender
 
 
 def job(email: str, row: int) -> Job:

@@ -30,16 +30,18 @@ What a look-up reads, and why:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bulksend.collect.client import Ambiguous, Answer, Client, error_text, key_refused, quota_reached
+from bulksend.collect.client import Ambiguous, Answer, Client, NotSent, error_text, key_refused, quota_reached
 
 if TYPE_CHECKING:
     from bulksend.collect.rategate import RateGate
+    from bulksend.collect.retry import RetryPolicy
     from bulksend.store.journal import Record
 
 PAGE = 100  # GET /requests: limit is at most 100 (§7)
@@ -169,33 +171,42 @@ async def campaign_requests(client: Client, gate: RateGate, campaign: str, searc
                             clock: ServerClock | None = None,
                             on_call: Callable[[], None] | None = None,
                             statuses: tuple[str | None, ...] = (None, *HIDDEN),
+                            retry: RetryPolicy | None = None,
                             ) -> AsyncIterator[dict[str, Any]]:
     """Every request of ``campaign`` (matching ``search`` when given), in every
     status: the default listing (``None``), then each hidden status, page by
     page; ``statuses``: only these listings. ``on_call()`` runs before each call
-    (it may raise to stop the listing).
+    (it may raise to stop the listing). ``retry``: a page not read or not
+    understood is asked again as it says (None: not asked again).
 
     Raises ``Ambiguous`` when any page is not understood or there are more
     than ``MAX_PAGES`` pages of them."""
     for status in statuses:
         for page in range(MAX_PAGES):
-            if on_call is not None:
-                on_call()
             params = {"campaignId": campaign, "limit": str(PAGE), "offset": str(page * PAGE)}
             if search:
                 params["search"] = search
             if status:
                 params["filter"] = status
-            answer = await call_understood(client, gate, "/requests", params)
-            if clock is not None:
-                clock.observe(answer)
-            rows = _list_of_dicts(answer, f"of campaign {campaign}")
+            read = functools.partial(_page, client, gate, campaign, params, clock, on_call)
+            rows = await (read() if retry is None else retry.call(read, (Ambiguous, NotSent)))
             for row in rows:
                 yield row
             if len(rows) < PAGE:
                 break
         else:
             raise Ambiguous(f"more than {MAX_PAGES * PAGE} requests match in campaign {campaign}")
+
+
+async def _page(client: Client, gate: RateGate, campaign: str, params: dict[str, str],
+                clock: ServerClock | None, on_call: Callable[[], None] | None) -> list[dict[str, Any]]:
+    """One page of a campaign's listing (``campaign_requests``)."""
+    if on_call is not None:
+        on_call()
+    answer = await call_understood(client, gate, "/requests", params)
+    if clock is not None:
+        clock.observe(answer)
+    return _list_of_dicts(answer, f"of campaign {campaign}")
 
 
 class ServerClock:

@@ -10,24 +10,19 @@ outcome goes to ``Recorder.finish``: journal, results CSV, summary, progress.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import signal
-import threading
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bulksend.collect.client import Client
 from bulksend.collect.rategate import RateGate
+from bulksend.collect.retry import RetryPolicy
 from bulksend.common.errors import AbortError, AuthError
 from bulksend.sending.dispatch import Dispatcher
 from bulksend.sending.feeder import Feeder, Rows
 from bulksend.sending.recorder import Recorder
-from bulksend.sending.sender import BatchSender, Policy, Sender
+from bulksend.sending.sender import BatchSender, Sender
+from bulksend.sending.stop import StopRequest, graceful, stop_on_signals
 
 if TYPE_CHECKING:
-    from bulksend.common.outcome import Summary
-    from bulksend.sending.stop import StopRequest
     from bulksend.settings import RunConfig
 
 
@@ -50,7 +45,12 @@ async def send_rows(config: RunConfig, rows: Rows, recorder: Recorder, gate: Rat
         progress.carried(last.counts)
         progress.event("resume", f"{last.rows:,} rows up to row {last.number} were settled by "
                                  "earlier runs and are unchanged: not read again")
-    policy = Policy(max_attempts=pace.max_attempts, max_pause=pace.max_pause)
+    policy = RetryPolicy(max_attempts=pace.max_attempts)  # --max-pause is the gate's
+
+    def interrupted(name: str) -> None:
+        summary.interrupted = True
+        progress.event("interrupt", graceful(name, work="rows", on_wire="requests", grace=pace.stop_grace))
+
     try:
         async with Client(api.url, api.key, timeout=api.timeout, concurrency=pace.concurrency) as client:
             sender = Sender(client, gate, journal, policy, progress, key_paths=rows.mapping.key_paths,
@@ -59,7 +59,11 @@ async def send_rows(config: RunConfig, rows: Rows, recorder: Recorder, gate: Rat
                                     sender=sender, batcher=BatchSender(sender), grace=pace.stop_grace)
             feeder = Feeder(config.mode, rows, recorder, dispatcher.put, dispatcher.stopping)
             try:
-                with _stop_on_signals(dispatcher, summary, pace.stop_grace, stop):
+                # Ctrl-C / SIGTERM: no new rows, a bounded wait for the requests on
+                # the wire (Dispatcher._wind_down); a second one stops at once (the
+                # journal holds every attempt: rows in flight read back as unknown
+                # and are looked up before any resend).
+                with stop_on_signals(dispatcher.stopping, progress, interrupted, stop):
                     await dispatcher.run(feeder.run)
             finally:
                 summary.posts = sender.posts
@@ -70,43 +74,3 @@ async def send_rows(config: RunConfig, rows: Rows, recorder: Recorder, gate: Rat
         progress.event("abort", str(exc))
     finally:
         journal.commit()
-
-
-@contextlib.contextmanager
-def _stop_on_signals(dispatcher: Dispatcher, summary: Summary, grace: float,
-                     stop: StopRequest | None = None) -> Iterator[None]:
-    """Ctrl-C / SIGTERM: no new rows, a bounded wait for requests in flight; a
-    second one stops at once (the journal holds every attempt: rows in flight
-    read back as unknown and are looked up before any resend). Signal handlers
-    are installed from the main thread only; ``stop`` does the same from
-    another thread (a run in the Python API's worker thread, api.py)."""
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    progress = dispatcher.recorder.progress
-
-    def on_signal(signame: str) -> None:
-        if dispatcher.stopping.is_set():
-            progress.event("interrupt", f"{signame} again: stopping now")
-            main_task.cancel()
-            return
-        dispatcher.stopping.set()
-        summary.interrupted = True
-        progress.event("interrupt", f"{signame}: no new rows; waiting up to {grace:g}s for requests in "
-                                    "flight (press Ctrl-C again to stop at once)")
-
-    installed = []
-    in_main = threading.current_thread() is threading.main_thread()
-    for sig, name in ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")) if in_main else ():
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal, name)
-            installed.append(sig)
-    if stop is not None:
-        stop.attach(loop, on_signal)
-    try:
-        yield
-    finally:
-        if stop is not None:
-            stop.detach()
-        for sig in installed:
-            loop.remove_signal_handler(sig)

@@ -19,25 +19,21 @@ import dataclasses
 import hashlib
 import itertools
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bulksend.collect.rategate import RateGate
 from bulksend.common.errors import (
     AbortError,
-    AuthError,
-    BulksendError,
-    InputError,
     UsageError,
 )
 from bulksend.common.outcome import DUPLICATE, INVALID, READY, Outcome, Summary
 from bulksend.common.progress import Progress
 from bulksend.mapping.compiled import Mapping
-from bulksend.mapping.items import Catalogue
 from bulksend.mapping.loading import load_mapping, mapping_from_dict
 from bulksend.reading.sources import open_table
 from bulksend.reading.table import Mark, Row, Table
+from bulksend.sending.preflight import Uses, preflight, rows_text
 from bulksend.sending.recorder import Recorder
 from bulksend.sending.stop import StopRequest
 from bulksend.settings import InputSettings, Mode, RunConfig
@@ -46,13 +42,9 @@ from bulksend.store.runlock import journal_path
 from bulksend.store.session import Session, open_session
 
 if TYPE_CHECKING:
-    from bulksend.collect.client import Answer, Client
+    from bulksend.collect.client import Client
     from bulksend.sending.existing import Existing
     from bulksend.store.journal import Journal
-
-
-class PreflightError(InputError):
-    """A campaign or item the rows use does not exist: input error, nothing sent."""
 
 
 def open_input(source: InputSettings) -> tuple[Table, Mapping]:
@@ -78,30 +70,6 @@ def open_input(source: InputSettings) -> tuple[Table, Mapping]:
     return table, mapping
 
 
-@dataclass
-class Uses:
-    """Campaigns and items the valid rows refer to, with example rows for messages."""
-
-    campaigns: dict[str, list[int]] = field(default_factory=dict)
-    items: dict[tuple[str, str], list[int]] = field(default_factory=dict)
-    # Campaign id -> its elements, filled by preflight (GET /campaigns/{id}).
-    catalogues: dict[str, Catalogue] = field(default_factory=dict)
-
-    def add(self, payload: dict[str, Any], row: int) -> None:
-        campaign = str(payload.get("campaignId", ""))
-        rows = self.campaigns.setdefault(campaign, [])
-        if len(rows) < 5:
-            rows.append(row)
-        for item in payload.get("items") or []:
-            kept = self.items.setdefault((campaign, str(item)), [])
-            if len(kept) < 5:
-                kept.append(row)
-
-
-# With one campaign for every row, the preflight learns the item ids from the
-# first rows only: mapping a million rows twice would delay the first POST by
-# seconds. Rows further down with an unknown item get the API's 400 as a
-# per-row failure instead.
 ITEM_SAMPLE_ROWS = 2_000
 
 
@@ -179,7 +147,7 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
         summary.notes.append(note)
     if far_count:
         summary.warnings.append(
-            f"dueDate is more than two years ahead in {far_count} row(s) (rows {_rows_text(far_ahead)}):"
+            f"dueDate is more than two years ahead in {far_count} row(s) (rows {rows_text(far_ahead)}):"
             " check the year, and the order of day and month in format"
         )
     return summary
@@ -335,117 +303,6 @@ def _send(config: RunConfig, session: Session, gate: RateGate, excluded: set[str
         summary.elapsed = time.monotonic() - started
         session.end(completed=completed, hard_stop=hard_stop)
     return summary
-
-
-def _rows_text(rows: list[int]) -> str:
-    return ", ".join(str(r) for r in rows[:3]) + (", …" if len(rows) > 3 else "")
-
-
-async def preflight(config: RunConfig, uses: Uses, progress: Progress,
-                    gate: RateGate | None = None, client: Client | None = None) -> object:
-    """Before the first POST: GET /team proves the key; GET /campaigns/{id}
-    proves each campaign and the item ids the rows ask for (collect-api.md §6).
-    All are asked at once (``client``: over this one, else a client of its
-    own); every call passes the run's rate gate, so the server's burst they
-    use is not mistaken for room later (issue 18). Errors are told as if the
-    calls had been made one by one: a refused key (AuthError, exit 3) first.
-    Returns the team's time zone, GET /team's `tz` as answered (None if absent)."""
-    from bulksend.collect.client import Client, error_text
-
-    if client is None:
-        async with Client(config.api.url, config.api.key, timeout=config.api.timeout, concurrency=4) as own:
-            return await preflight(config, uses, progress, gate, own)
-    gate = gate or RateGate(config.pace.rate, progress=progress, max_pause=config.pace.max_pause)
-    campaigns = sorted(uses.campaigns.items())
-    team, *answers = await _preflight_gets(
-        client, gate, config.pace.max_pause, ["/team", *(f"/campaigns/{c}" for c, _ in campaigns)])
-    team = _answered("/team", team)
-    if team.status != 200:
-        raise AbortError(f"GET /team failed: {error_text(team)}; nothing was sent",
-                         hint="the API may be down: rerun the same command later")
-    team_tz = team.body.get("tz") if isinstance(team.body, dict) else None
-    problems: list[str] = []
-    for (campaign, rows), got in zip(campaigns, answers, strict=True):
-        answer = _answered(f"/campaigns/{campaign}", got)
-        if answer.status in (404, 400, 403):
-            problems.append(f"campaign {campaign!r} does not exist ({error_text(answer)}); "
-                            f"rows {_rows_text(rows)}")
-            continue
-        if answer.status != 200 or not isinstance(answer.body, dict):
-            raise AbortError(f"GET /campaigns/{campaign} failed: {error_text(answer)}; "
-                             "nothing was sent", hint="rerun the same command later")
-        # §6/§9: "an array of itemId"; campaign elements carry an `id` and, per
-        # schema, an `itemId`. Either is sent as written; an element's name is
-        # sent as its `id` (items.py, issue 15).
-        catalogue = Catalogue.from_body(campaign, answer.body)
-        uses.catalogues[campaign] = catalogue
-        problems += _item_problems(catalogue, uses)
-    if problems:
-        raise PreflightError(
-            f"{config.input.contacts}: " + "; ".join(problems[:5])
-            + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "") + " — nothing was sent",
-            hint="name an item by its element's id or its name, as listed; "
-                 f"fix the file or {config.input.mapping}",
-        )
-    progress.event("preflight", f"key accepted; {len(uses.campaigns)} campaign(s) checked")
-    return team_tz
-
-
-async def _preflight_gets(client: Client, gate: RateGate, max_pause: float,
-                          paths: list[str]) -> list[Answer | Exception]:
-    """GET every path at once (``_get_answered``): each one's answer, or the
-    error that stopped it, in ``paths``' order (see ``_answered``)."""
-    from bulksend.collect.client import Ambiguous, NotSent
-
-    async def get(path: str) -> Answer | Exception:
-        try:
-            return await _get_answered(client, gate, path, max_pause)
-        except (NotSent, Ambiguous, BulksendError) as exc:
-            return exc
-
-    return list(await asyncio.gather(*(get(path) for path in paths)))
-
-
-def _answered(path: str, got: Answer | Exception) -> Answer:
-    """A preflight GET's answer, or its error raised as the run's: AuthError
-    (exit 3) for a refused key, AbortError for a call not made or not read."""
-    if isinstance(got, AuthError):
-        raise AuthError(f"the API key was refused (HTTP 401 on GET {path}); nothing was sent",
-                        hint="check COLLECT_API_KEY or --api-key-file") from None
-    if isinstance(got, BulksendError):
-        raise got
-    if isinstance(got, Exception):
-        raise AbortError(f"{got}; nothing was sent",
-                         hint="check --api-url and the network, then rerun") from None
-    return got
-
-
-async def _get_answered(client: Client, gate: RateGate, path: str, max_pause: float) -> Answer:
-    """A preflight GET through the gate (``lookup.gated_call``: 429s pause it,
-    a quota-sized Retry-After stops the run); 5xx are retried a few times with
-    backoff; any other answer is returned."""
-    from bulksend.collect.lookup import gated_call
-
-    answer = await gated_call(client, gate, "GET", path)
-    for attempt in range(4):
-        if answer.status not in (500, 502, 503, 504):
-            break
-        await asyncio.sleep(min(answer.retry_after or 2.0**attempt, max_pause))
-        answer = await gated_call(client, gate, "GET", path)
-    return answer
-
-
-def _item_problems(catalogue: Catalogue, uses: Uses) -> list[str]:
-    """The items of ``uses`` that name no element of the catalogue's campaign, or
-    several; the campaign's names are listed once, after its first problem."""
-    problems = []
-    for (campaign, item), rows in sorted(uses.items.items()):
-        problem = catalogue.problem(item) if campaign == catalogue.campaign_id else None
-        if problem is not None:
-            problems.append(f"{problem.short}; rows {_rows_text(rows)}")
-    if problems:
-        problems[0] += f" (campaign {catalogue.title()} has: {catalogue.names_text()})"
-    return problems
 
 
 def resolve_results(contacts: str, results: str | None, dry_run: bool) -> Path:

@@ -1,18 +1,18 @@
-"""Sending: the rate gate, the HTTP client, reconciliation and the worker pool.
+"""One row, or one batch of rows, from its first POST to its outcome.
 
-Every request a run makes (POSTs, their retries, and the look-ups that settle
-unknown rows) passes one shared gate. A fixed pool of workers reads a bounded
-queue fed by the reader, so memory does not grow with the file.
+``Sender.run`` sends a row (POST /request) until it is sent, failed for good or
+unknown; ``BatchSender.run`` sends a group through POST /requests. Every call
+(POSTs, their retries, and the look-ups that settle rows whose answer was lost)
+passes the run's one rate gate; every retry follows the run's ``RetryPolicy``
+(collect/retry.py): tries and time capped, exponential backoff with jitter, a
+503's Retry-After honoured.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import random
-import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,30 +30,17 @@ from bulksend.collect.client import (
 )
 from bulksend.collect.lookup import Found, Unmatchable, contact_identity, iso_utc, look_up
 from bulksend.collect.rategate import RateGate
+from bulksend.collect.retry import RetryPolicy
 from bulksend.common.outcome import FAILED, SENT, UNKNOWN, Outcome
 from bulksend.common.progress import Progress
 from bulksend.store.journal import Journal, utc_now
 
-Clock = Callable[[], float]
-Sleep = Callable[[float], Awaitable[None]]
-
 MAX_THROTTLED = 200  # 429s one row may meet before it is given up as failed
-
-
 
 
 # ---------------------------------------------------------------------------
 # One row, from its first attempt to its outcome
 # ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    max_attempts: int = 5
-    max_row_time: float = 300.0  # seconds one row may spend retrying
-    backoff_base: float = 0.5
-    backoff_cap: float = 30.0
-    max_pause: float = 60.0  # a Retry-After longer than this stops the run (--max-pause)
 
 
 @dataclass(slots=True)
@@ -89,29 +76,19 @@ class Sender:
     anything that may have created the request is looked up before a resend."""
 
     def __init__(self, client: Client, gate: RateGate, journal: Journal | None,
-                 policy: Policy, progress: Progress, *, clock: Clock = time.monotonic,
-                 sleep: Sleep = asyncio.sleep, rng: random.Random | None = None,
+                 policy: RetryPolicy, progress: Progress, *,
                  key_paths: list[str] | None = None, excluded: set[str] | None = None) -> None:
         self.client = client
         self.gate = gate
         self.journal = journal
-        self.policy = policy
+        self.policy = policy  # a row's retries: tries, time, backoff (collect/retry.py)
         self.progress = progress
-        self.clock = clock
-        self.sleep = sleep
-        self.rng = rng or random.Random()
         self.posts = 0
         self.key_paths = key_paths  # the mapping's key, which look-ups match on
         # Request ids no look-up may hand to a row: those given to rows in this
         # run, and those that existed before it (the pre-send check's).
         self.claimed: set[str] = set()
         self.excluded = excluded or set()
-
-    def backoff(self, failures: int) -> float:
-        # Exponential with full jitter (AWS architecture blog): spreads the
-        # retries of many workers instead of synchronising them.
-        ceiling = min(self.policy.backoff_cap, self.policy.backoff_base * 2 ** (failures - 1))
-        return self.rng.uniform(ceiling / 2, ceiling)
 
     def _taken(self, key: str) -> Callable[[str], bool]:
         """Whether a request id already belongs to another row (never hand one to two)."""
@@ -156,7 +133,7 @@ class Sender:
                 return True
             except (Ambiguous, NotSent) as exc:
                 o.error = f"could not check whether it was created: {exc}"
-                await self.sleep(self.backoff(failures))
+                await self.policy.wait(failures)
                 continue
             if found is None:
                 return False
@@ -172,16 +149,17 @@ class Sender:
         o.status = UNKNOWN
         o.error = f"{reason}; the request may have been created"
         self.progress.event("unknown", f"row {o.row}: {reason}; checking before any resend", row=o.row)
-        await self.sleep(min(2.0, self.backoff(failures)))
+        await self.policy.sleep(min(2.0, self.policy.backoff(failures)))
         record = self.journal.get(o.key) if self.journal is not None and o.key else None
         since = record.first_attempt_at if record is not None and record.first_attempt_at else first_attempt
         return await self.settle(job, since)
 
     def throttled(self, answer: Answer, sent: float) -> None:
         """A 429: a pause for every worker, or the end of the run when the
-        server asks for a longer one than ``--max-pause`` (a quota)."""
-        if answer.retry_after is not None and answer.retry_after > self.policy.max_pause:
-            raise quota_reached(answer.retry_after, self.policy.max_pause)
+        server asks for a longer one than ``--max-pause`` (the gate's ``max_pause``: a quota)."""
+        max_pause = self.gate.max_pause
+        if answer.retry_after is not None and answer.retry_after > max_pause:
+            raise quota_reached(answer.retry_after, max_pause)
         self.gate.throttled(sent, answer.retry_after)
 
     async def run(self, job: Job) -> Outcome:
@@ -194,16 +172,15 @@ class Sender:
             job.attempts_before = o.attempts
         if job.reconcile_since is not None and await self.settle(job, job.reconcile_since):
             return o
-        tries = _Tries(started=self.clock())
+        tries = _Tries(started=self.policy.clock())
         while not self._gave_up(o, tries):
             if await self._attempt(job, tries):
                 return o
         return o
 
     def _gave_up(self, o: Outcome, tries: _Tries) -> bool:
-        """Attempts and time are both capped (a retry names what it retries)."""
-        policy = self.policy
-        if tries.failures >= policy.max_attempts or self.clock() - tries.started > policy.max_row_time:
+        """Attempts and time are both capped (``RetryPolicy.exhausted``); 429s apart."""
+        if self.policy.exhausted(tries.failures, tries.started):
             o.status = FAILED
             o.error = f"{o.error} (gave up after {tries.failures} attempts)" if o.error else "gave up"
             return True
@@ -235,7 +212,7 @@ class Sender:
             o.error, o.http_status = str(exc), None
             self._interim(o)
             self.progress.event("retry", f"row {o.row}: {exc}; retrying", row=o.row)
-            await self.sleep(self.backoff(tries.failures))
+            await self.policy.wait(tries.failures)
             return False
         except Ambiguous as exc:
             tries.failures += 1
@@ -274,9 +251,9 @@ class Sender:
         o.error = error_text(answer)
         self._interim(o)
         self.gate.unavailable(sent)
-        delay = answer.retry_after if answer.retry_after is not None else self.backoff(failures)
+        delay = self.policy.delay(failures, answer.retry_after)
         self.progress.event("retry", f"row {o.row}: {o.error}; retrying in {delay:.1f}s", row=o.row)
-        await self.sleep(min(delay, self.policy.backoff_cap))
+        await self.policy.sleep(delay)
 
     def _interim(self, o: Outcome) -> None:
         """A definite 'not created' answer: the row is no longer in flight."""
@@ -416,7 +393,7 @@ class BatchSender:
                     job.posting = False  # not on the wire while it backs off
                 failures += 1
                 self._each_failed(jobs, str(exc), None)
-                await s.sleep(s.backoff(failures))
+                await s.policy.wait(failures)
                 continue
             except Ambiguous as exc:
                 s.progress.event("unknown", f"batch of {len(jobs)}: {exc}; checking each row")
@@ -437,7 +414,7 @@ class BatchSender:
                 failures += 1
                 s.gate.unavailable(sent)
                 self._each_failed(jobs, error_text(answer), 503)
-                await s.sleep(min(answer.retry_after or s.backoff(failures), s.policy.backoff_cap))
+                await s.policy.wait(failures, answer.retry_after)
                 continue
             if 300 <= answer.status < 500:
                 # The whole call was refused (e.g. one field of the group is bad):

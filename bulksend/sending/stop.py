@@ -1,11 +1,25 @@
-"""How a caller asks a run to stop from another thread."""
+"""How a run is asked to stop: by a signal (Ctrl-C, SIGTERM) or from another thread.
+
+``stop_on_signals`` is the one signal handling of ``send`` (sending/pipeline.py)
+and ``update`` and ``status`` (tasks/): the first Ctrl-C or SIGTERM asks for a
+graceful stop (no new work; the caller waits, within its grace, for what is on
+the wire), the next stops at once. ``StopRequest`` asks the same from another
+thread (the Python API's worker thread, where no signal handler can be installed).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bulksend.common.progress import Progress
+
+SIGNALS = ((signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM"))
 
 
 class StopRequest:
@@ -39,3 +53,56 @@ class StopRequest:
     def detach(self) -> None:
         with self._lock:
             self._target = None
+
+
+def graceful(name: str, *, work: str, on_wire: str, grace: float) -> str:
+    """What a graceful stop says: "Ctrl-C: no new rows; waiting up to 10s for
+    requests in flight (press Ctrl-C again to stop at once)"."""
+    return (f"{name}: no new {work}; waiting up to {grace:g}s for {on_wire} in flight "
+            "(press Ctrl-C again to stop at once)")
+
+
+@contextlib.contextmanager
+def stop_on_signals(stopping: asyncio.Event, progress: Progress, on_stop: Callable[[str], None],
+                    stop: StopRequest | None = None) -> Iterator[None]:
+    """Within the block, Ctrl-C and SIGTERM (or ``stop``) stop the current task's work.
+
+    The first sets ``stopping`` (no new work starts) and calls
+    ``on_stop(name)``, ``name`` being "Ctrl-C" or "SIGTERM": the caller notes
+    the run as interrupted and says what it waits for (``graceful``); waiting,
+    within a grace, for what is on the wire is the caller's. The next signal,
+    or the first when ``stopping`` was already set (an abort), cancels the
+    task that entered the block: stop at once.
+
+    Handlers are installed from the main thread only (``stop`` serves the
+    others). Where the event loop cannot install them (Windows: its loops'
+    ``add_signal_handler`` raises NotImplementedError) none is installed:
+    there Ctrl-C reaches ``asyncio.run``'s own handler, which cancels the run
+    at once, and SIGTERM ends the process."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+
+    def on_signal(name: str) -> None:
+        if stopping.is_set():
+            progress.event("interrupt", f"{name} again: stopping now")
+            task.cancel()
+            return
+        stopping.set()
+        on_stop(name)
+
+    installed = []
+    in_main = threading.current_thread() is threading.main_thread()
+    for sig, name in SIGNALS if in_main else ():
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal, name)
+            installed.append(sig)
+    if stop is not None:
+        stop.attach(loop, on_signal)
+    try:
+        yield
+    finally:
+        if stop is not None:
+            stop.detach()
+        for sig in installed:
+            loop.remove_signal_handler(sig)

@@ -17,15 +17,20 @@ while they were read), is read alone with ``GET /requests/{id}`` — at most
 then listed for the other rows of unknown campaign. A 404 there makes the row
 ``not-found`` (a deleted contact deletes its requests, §7).
 
-Every call passes the same rate gate as ``send``. Statuses use the list
-spelling of §7: ``pending``, ``completed``, ``due``, ``waiting``, ``archived``,
-``cancelled``, ``error``, or a custom status of the team.
+Every call passes the same rate gate as ``send``, over one client; a read that
+fails (a lost answer, a 5xx) is made again as collect/retry.py says. Ctrl-C and
+SIGTERM (sending/stop.py) stop the reads at once and nothing is written: status
+changes nothing on the server, so no call is worth waiting for.
+
+Statuses use the list spelling of §7: ``pending``, ``completed``, ``due``,
+``waiting``, ``archived``, ``cancelled``, ``error``, or a custom status of the team.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 from collections import Counter
 from collections.abc import AsyncGenerator
@@ -37,8 +42,10 @@ from urllib.parse import quote
 from bulksend.collect.client import Ambiguous, Client, NotSent, error_text
 from bulksend.collect.lookup import campaign_requests, gated_call, parse_time
 from bulksend.collect.rategate import RateGate
-from bulksend.common.errors import AbortError
+from bulksend.collect.retry import CALL_RETRY, RetryPolicy
+from bulksend.common.errors import AbortError, BulksendError, ExitStatus
 from bulksend.common.progress import Progress
+from bulksend.sending.stop import StopRequest, stop_on_signals
 from bulksend.store.journal import utc_now
 from bulksend.store.runlock import RunLock
 from bulksend.store.tracked import SentRow, check_output, rewrite, sent_rows
@@ -96,6 +103,12 @@ class StatusRun:
         return [t for t in self.rows if t.status == status]
 
 
+class Interrupted(BulksendError):
+    """Ctrl-C or SIGTERM stopped ``status`` before the end: nothing was written (exit 130)."""
+
+    exit_status = ExitStatus.INTERRUPTED
+
+
 def order(counts: Counter[str]) -> list[str]:
     """Statuses in the summary's order: known ones, then custom ones, then the rest."""
     tail = ("unread", NOT_FOUND)
@@ -104,15 +117,21 @@ def order(counts: Counter[str]) -> list[str]:
 
 
 def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rate: float | None,
-               progress: Progress, output: Path | None = None) -> StatusRun:
+               progress: Progress, output: Path | None = None, retry: RetryPolicy = CALL_RETRY,
+               stop: StopRequest | None = None) -> StatusRun:
     """Read the status of every sent row's request and write it into the
     results (or ``output``): columns ``request_status``, ``due_date``,
-    ``status_read_at`` (tracked.py).
+    ``status_read_at`` (tracked.py). Every call passes one rate gate (``rate``
+    a second); a read that fails (a lost answer, a 5xx) is made again as
+    ``retry`` says (collect/retry.py).
 
     Raises ``ResultsError`` (exit 2: not a results file, a sent row without
     request id, an ``output`` that is not ours to write), ``LockedError``,
-    ``AuthError`` (401) and ``AbortError`` (a listing that cannot be read:
-    exit 3, nothing written)."""
+    ``AuthError`` (401), ``AbortError`` (a listing that cannot be read once
+    the retries are spent: exit 3, nothing written) and ``Interrupted`` (exit
+    130) on Ctrl-C or SIGTERM (or ``stop``, from another thread): status
+    changes nothing on the server, so no call is worth waiting for; the reads
+    stop at once and nothing is written."""
     target = output or results
     lock = RunLock(results)
     lock.acquire()
@@ -123,8 +142,8 @@ def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rat
         run = StatusRun(results=results, output=target, read_at=utc_now(), calls=0)
         seen: dict[str, Seen] = {}
         if rows:
-            reader = _Reader({r.request_id: r.campaign for r in rows})
-            seen = asyncio.run(reader.run_with(api_url, api_key, timeout, rate, progress))
+            reader = _Reader({r.request_id: r.campaign for r in rows}, retry, progress)
+            seen = _read(reader, api_url, api_key, timeout, rate, stop)
             run.calls = reader.calls
         run.rows = [_tracked(r, seen.get(r.request_id)) for r in rows]
         changes = {r.index: {"request_status": seen[r.request_id].status,
@@ -138,6 +157,18 @@ def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rat
         lock.release()
 
 
+def _read(reader: _Reader, api_url: str, api_key: str, timeout: float, rate: float | None,
+          stop: StopRequest | None) -> dict[str, Seen]:
+    """``reader``'s statuses. Raises ``Interrupted`` on a stop (Ctrl-C, SIGTERM, ``stop``)."""
+    try:
+        return asyncio.run(reader.run_with(api_url, api_key, timeout, rate, stop))
+    except asyncio.CancelledError:
+        if not reader.stopped_by:
+            raise
+        raise Interrupted(f"{reader.stopped_by}: stopped before every status was read; nothing was written",
+                          hint="rerun the same command") from None
+
+
 def _tracked(row: SentRow, seen: Seen | None) -> Tracked:
     return Tracked(row.row, row.key, row.who, row.request_id,
                    seen.status if seen else "", seen.due_date if seen else "")
@@ -146,20 +177,34 @@ def _tracked(row: SentRow, seen: Seen | None) -> Tracked:
 class _Reader:
     """Reads the status of a set of requests: by campaign listings, then alone."""
 
-    def __init__(self, wanted: dict[str, str]) -> None:
+    def __init__(self, wanted: dict[str, str], retry: RetryPolicy, progress: Progress) -> None:
         self.wanted = dict(wanted)  # request id -> campaign it is expected in ("": unknown)
+        self.retry = retry
+        self.progress = progress
         self.seen: dict[str, Seen] = {}
         self.listed: set[str] = set()
         self.calls = 0
         self.client: Client | None = None
         self.gate: RateGate | None = None
+        self.stopping = asyncio.Event()  # set by Ctrl-C / SIGTERM
+        self.stopped_by = ""  # the signal that stopped the reads ("Ctrl-C", "SIGTERM")
 
     async def run_with(self, api_url: str, api_key: str, wait: float, rate: float | None,
-                       progress: Progress) -> dict[str, Seen]:
-        self.gate = RateGate(rate, progress=progress)
+                       stop: StopRequest | None = None) -> dict[str, Seen]:
+        """Read every status over one client and one gate. A stop cancels the
+        reads at once (status changes nothing: no call is worth waiting for)."""
+        self.gate = RateGate(rate, progress=self.progress)
+        task = asyncio.current_task()
+        assert task is not None
+
+        def stopped(name: str) -> None:
+            self.stopped_by = name
+            task.cancel()
+
         try:
             async with Client(api_url, api_key, timeout=wait, concurrency=1) as self.client:
-                await self.read()
+                with stop_on_signals(self.stopping, self.progress, stopped, stop):
+                    await self.read()
         except (Ambiguous, NotSent) as exc:
             raise AbortError(f"could not read the requests' statuses: {exc}; nothing was written",
                              hint="rerun the same command later") from None
@@ -177,30 +222,39 @@ class _Reader:
             campaigns = Counter(self.wanted[rid] for rid in left)
             todo = [c for c, _ in campaigns.most_common() if c and c not in self.listed]
             if todo:
-                await self._list(todo[0], {rid for rid in left if self.wanted[rid] == todo[0]})
+                await self._list(todo[0])
                 continue
             if singles >= MAX_SINGLE:
                 return  # the rest stay unread this run (their columns are kept as they were)
             singles += 1
-            request_id = left[0]
-            request = await self._get(request_id)
-            if request is None:
-                self.seen[request_id] = Seen(NOT_FOUND, "", self.wanted[request_id])
-                continue
-            self._note(request)
-            campaign = str(request.get("campaignId") or "")
-            if campaign and campaign not in self.listed:
-                for rid in left:  # the others of unknown campaign may well be there too
-                    if not self.wanted[rid]:
-                        self.wanted[rid] = campaign
+            # Read again after a lost answer or a 5xx, as the retry policy says.
+            await self.retry.call(functools.partial(self._read_alone, left), (Ambiguous, NotSent))
 
-    async def _list(self, campaign: str, expected: set[str]) -> None:
+    async def _read_alone(self, left: list[str]) -> None:
+        """GET the first of ``left``; the campaign it names is listed next for
+        the others of unknown campaign."""
+        request_id = left[0]
+        request = await self._get(request_id)
+        if request is None:
+            self.seen[request_id] = Seen(NOT_FOUND, "", self.wanted[request_id])
+            return
+        self._note(request)
+        campaign = str(request.get("campaignId") or "")
+        if campaign and campaign not in self.listed:
+            for rid in left:  # the others of unknown campaign may well be there too
+                if not self.wanted[rid]:
+                    self.wanted[rid] = campaign
+
+    async def _list(self, campaign: str) -> None:
+        """List ``campaign`` until every row expected there is seen; a page not
+        read is asked again as the retry policy says."""
         assert self.client is not None and self.gate is not None
         self.listed.add(campaign)
-        expected -= self.seen.keys()
+        expected = {rid for rid in self._left() if self.wanted[rid] == campaign}
         # An async generator (typed AsyncIterator by lookup.py): closed on an early return.
         listing = cast("AsyncGenerator[dict[str, Any], None]",
-                       campaign_requests(self.client, self.gate, campaign, on_call=self._count))
+                       campaign_requests(self.client, self.gate, campaign, on_call=self._count,
+                                         retry=self.retry))
         async with contextlib.aclosing(listing):
             async for request in listing:
                 self._note(request)

@@ -17,6 +17,11 @@ only when the change does not show (its status, or its due date, differ). A
 change that shows in neither (an assignee alone) is sent again: setting the
 same value twice changes nothing, and status messages are sent only on a
 change of status (§4).
+
+It runs as ``send`` does: every call through one rate gate (collect/rategate.py)
+over one client, failed calls tried again as collect/retry.py says, and Ctrl-C
+or SIGTERM stopping it gracefully (sending/stop.py: no new change; the PATCHes
+on the wire get their answer, within a grace; a second signal stops at once).
 """
 
 from __future__ import annotations
@@ -24,9 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
-import signal
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -46,18 +50,22 @@ from bulksend.collect.client import (
 )
 from bulksend.collect.lookup import gated_call, same_due
 from bulksend.collect.rategate import RateGate
+from bulksend.collect.retry import CALL_RETRY, RetryPolicy
 from bulksend.collect.statuses import list_status, patch_status
 from bulksend.common.errors import BulksendError, ResultsError, UsageError
 from bulksend.common.progress import Progress
 from bulksend.mapping.converters import find_zone
 from bulksend.mapping.duedates import END_OF_DAY
+from bulksend.sending.stop import StopRequest, graceful, stop_on_signals
 from bulksend.store.journal import utc_now
 from bulksend.store.runlock import RunLock
 from bulksend.store.tracked import SentRow, rewrite, sent_rows
 
 BEGUN, DONE, FAILED = "begun", "done", "failed"
 FLAGS = ("sendCompletionMessage", "sendRejectionMessage", "sendReopenMessage")
-MAX_ATTEMPTS = 5  # PATCHes (and checks) per row on 5xx, lost answers, connection errors
+# Tries per row (a check and a PATCH each) on 5xx, lost answers, connection errors:
+# collect/retry.py's CALL_RETRY, 5 tries 1, 2, 4, 8 s apart, each times 0.5-1.5.
+STOP_GRACE = 10.0  # seconds a graceful stop waits for the PATCHes on the wire, as send's default
 
 
 def updates_path(results: Path) -> Path:
@@ -335,15 +343,22 @@ def plan_update(results: Path, journal: UpdateJournal, change: Change, selection
 
 
 def apply_plan(plan: Plan, journal: UpdateJournal, *, api_url: str, api_key: str, timeout: float,
-               rate: float | None, concurrency: int, progress: Progress) -> UpdateRun:
+               rate: float | None, concurrency: int, progress: Progress, retry: RetryPolicy = CALL_RETRY,
+               grace: float = STOP_GRACE, stop: StopRequest | None = None) -> UpdateRun:
     """Make the plan's changes, then write every outcome into the results.
-    Stops on 401 (``aborted``, exit 3) and on Ctrl-C / SIGTERM (``interrupted``):
-    what was done is written either way, and a rerun finishes the rest."""
+
+    Each call passes one rate gate (``rate`` a second), over one client with
+    ``concurrency`` calls at once; a call that fails is tried again as
+    ``retry`` says (collect/retry.py). Stops on 401 (``aborted``, exit 3) and,
+    as ``send`` does, on Ctrl-C / SIGTERM (``interrupted``; or ``stop``, from
+    another thread): the first starts no new change and waits up to ``grace``
+    seconds for the PATCHes on the wire, the next stops at once. What was done
+    is written either way, and a rerun finishes the rest."""
     run = UpdateRun(plan)
-    patcher = _Patcher(plan, journal, run)
+    patcher = _Patcher(plan, journal, run, retry, progress)
     try:
-        asyncio.run(patcher.run(api_url, api_key, timeout, rate, concurrency, progress))
-    except (KeyboardInterrupt, asyncio.CancelledError):  # Ctrl-C, SIGTERM
+        asyncio.run(patcher.run(api_url, api_key, timeout, rate, concurrency, grace, stop))
+    except (KeyboardInterrupt, asyncio.CancelledError):  # a second signal: stopped at once
         run.interrupted = True
     finally:
         write_outcomes(plan, journal)
@@ -368,79 +383,129 @@ def write_outcomes(plan: Plan, journal: UpdateJournal) -> None:
         rewrite(plan.results, plan.results, changes)
 
 
+class _Stopped(Exception):
+    """A stop was asked: this worker starts no new change (``_Patcher.stopping``)."""
+
+
 class _Patcher:
     """The workers: each takes the next row, checks it if needed, PATCHes it."""
 
-    def __init__(self, plan: Plan, journal: UpdateJournal, run: UpdateRun) -> None:
+    def __init__(self, plan: Plan, journal: UpdateJournal, run: UpdateRun, retry: RetryPolicy,
+                 progress: Progress) -> None:
         self.plan = plan
         self.journal = journal
         self.run_state = run
+        self.retry = retry
+        self.progress = progress
         self.known = journal.entries(plan.change.key)
         self.queue = list(reversed(plan.todo))
         self.client: Client | None = None
         self.gate: RateGate | None = None
+        self.stopping = asyncio.Event()  # a signal: no new change starts
+        self.patching = 0  # PATCHes on the wire: a graceful stop waits for their answers
         self._team_zone: tzinfo | None = None  # read once, for a bare --due-date
 
     async def run(self, api_url: str, api_key: str, wait: float, rate: float | None,
-                  concurrency: int, progress: Progress) -> None:
-        self.gate = RateGate(rate, progress=progress)
-        main = asyncio.current_task()
-        loop = asyncio.get_running_loop()
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(signal.SIGTERM, lambda: main.cancel() if main else None)
+                  concurrency: int, grace: float, stop: StopRequest | None) -> None:
+        """The workers over one client and one gate, until the rows are done,
+        a 401 (``aborted``) or a stop (``interrupted``)."""
+        self.gate = RateGate(rate, progress=self.progress)
+
+        def interrupted(name: str) -> None:
+            self.run_state.interrupted = True
+            self.progress.event("interrupt", graceful(name, work="changes", on_wire="PATCHes", grace=grace))
+
         try:
-            async with (Client(api_url, api_key, timeout=wait, concurrency=concurrency) as self.client,
-                        asyncio.TaskGroup() as group):
-                for _ in range(min(concurrency, len(self.queue)) or 1):
-                    group.create_task(self._worker())
-        except* BulksendError as stopped:  # 401: the key was refused
-            first = stopped.exceptions[0]
-            self.run_state.aborted = first if isinstance(first, BulksendError) else None
+            async with Client(api_url, api_key, timeout=wait, concurrency=concurrency) as self.client:
+                with stop_on_signals(self.stopping, self.progress, interrupted, stop):
+                    await self._work(concurrency, grace)
+        except BulksendError as exc:  # 401: the key was refused
+            self.run_state.aborted = exc
+
+    async def _work(self, concurrency: int, grace: float) -> None:
+        """Run the workers to the end; on a 401 stop them at once (raised); on
+        a stop, wait up to ``grace`` seconds for the PATCHes on the wire, then
+        stop the rest (a worker backing off or reading has nothing to wait for)."""
+        workers = [asyncio.create_task(self._worker()) for _ in range(min(concurrency, len(self.queue)) or 1)]
+        stopped = asyncio.create_task(self.stopping.wait())
+        try:
+            pending: set[asyncio.Future[Any]] = set(workers)
+            while pending and not self.stopping.is_set():
+                done, pending = await asyncio.wait(pending | {stopped}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(stopped)
+                for task in done - {stopped}:
+                    failure = task.exception()
+                    if failure is not None:
+                        raise failure
+            deadline = time.monotonic() + grace
+            while pending and self.patching and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
+                await asyncio.sleep(0.05)
         finally:
-            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.remove_signal_handler(signal.SIGTERM)
+            for task in (*workers, stopped):
+                task.cancel()
+            await asyncio.gather(*workers, stopped, return_exceptions=True)
 
     async def _worker(self) -> None:
-        while self.queue:
-            row = self.queue.pop()
-            entry = await self._apply(row, self.known.get(row.request_id))
-            self.run_state.entries[row.request_id] = entry
+        try:
+            while self.queue and not self.stopping.is_set():
+                row = self.queue.pop()
+                entry = await self._apply(row, self.known.get(row.request_id))
+                self.run_state.entries[row.request_id] = entry
+        except _Stopped:
+            return
 
     def _finish(self, row: SentRow, state: str, outcome: str, request: dict[str, Any] | None = None) -> Entry:
         status = str(request.get("status") or "") if request is not None else ""
         return self.journal.finish(self.plan.change.key, row.request_id, state, outcome, status)
 
     async def _apply(self, row: SentRow, known: Entry | None) -> Entry:
-        """Make the change on one row's request, at most once (see the module's docstring)."""
+        """Make the change on one row's request, at most once (see the module's
+        docstring), trying again as the retry policy says. Raises ``_Stopped``
+        when a stop comes before the change is settled (the journal keeps what it knows)."""
         begun = known is not None and known.state == BEGUN
-        why = ""
-        for attempt in range(MAX_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(min(8.0, 0.5 * 2 ** attempt) * (0.5 + random.random()))
+        started, failures = self.retry.clock(), 0
+        while True:
             try:
-                if begun:  # the last PATCH may have been applied: look before sending again
-                    current = await self._get(row.request_id)
-                    if current is None:
-                        return self._finish(row, FAILED, "HTTP 404: request not found")
-                    if self.plan.change.shows_in(current):
-                        return self._finish(row, DONE, "done", current)
-                self.journal.begin(self.plan.change.key, row.request_id, row.row)
-                begun = True
-                finished = await self._patch(row)
+                finished = await self._attempt(row, begun)
             except (Ambiguous, NotSent) as exc:
-                why = str(exc)
-                continue
+                finished = str(exc)
             if isinstance(finished, Entry):
                 return finished
-            why = finished
-        return self._finish(row, BEGUN, f"not confirmed ({why}); rerun the same command to finish it")
+            begun = True  # every failure comes after journal.begin: look before the next PATCH
+            failures += 1
+            if not await self.retry.again(failures, started):
+                why = f"not confirmed ({finished}); rerun the same command to finish it"
+                return self._finish(row, BEGUN, why)
+
+    async def _attempt(self, row: SentRow, begun: bool) -> Entry | str:
+        """One try: a look at the request when a PATCH may have been applied,
+        then the PATCH (begun in the journal first); its Entry, or why not."""
+        if self.stopping.is_set():
+            raise _Stopped  # no new change starts after a stop
+        if begun:  # the last PATCH may have been applied: look before sending again
+            current = await self._get(row.request_id)
+            if current is None:
+                return self._finish(row, FAILED, "HTTP 404: request not found")
+            if self.plan.change.shows_in(current):
+                return self._finish(row, DONE, "done", current)
+        if self.stopping.is_set():
+            raise _Stopped
+        self.journal.begin(self.plan.change.key, row.request_id, row.row)
+        return await self._patch(row)
 
     async def _patch(self, row: SentRow) -> Entry | str:
         """One PATCH: its Entry when the answer settles it, else why not (retry)."""
         body = {"requestId": row.request_id, **self.plan.change.fields()}
         if "dueDate" in body and len(str(body["dueDate"])) == 10:
             body["dueDate"] = await self._end_of_day(str(body["dueDate"]))
-        verdict, request, text = read_created(await self._call("PATCH", "/request", body))
+        if self.stopping.is_set():
+            raise _Stopped
+        self.patching += 1
+        try:
+            answer = await self._call("PATCH", "/request", body)
+        finally:
+            self.patching -= 1
+        verdict, request, text = read_created(answer)
         if verdict == CREATED and request is not None:
             return self._finish(row, DONE, "done", request)
         if verdict == REFUSED:
