@@ -44,7 +44,7 @@ class InputSettings:
     delimiter: str | None = None
     header_row: int | None = None  # the row holding the column names; None: the first non-blank
     include_hidden: bool = False  # send rows hidden in an .xlsx sheet too
-    # The Python API (api.py): contacts held in memory (a list of dicts, a
+    # The Python API (api/): contacts held in memory (a list of dicts, a
     # DataFrame) are opened by this instead of reading `contacts`, which is
     # then only their name in messages; likewise a mapping given as a dict.
     open_rows: Callable[[], Table] | None = field(default=None, repr=False, compare=False)
@@ -82,9 +82,9 @@ class Mode:
     batch: bool = False  # rows that share their request fields go in one call (§5)
     # Rows new to the journal whose contact already has a request in the
     # campaign: "stop" the run (exit 2), "skip" them (recorded sent with that
-    # request) or "send" anyway (no check). See existing.py.
+    # request) or "send" anyway (no check). See sending/existing.py.
     existing: str = "stop"
-    # A rehearsal against the in-process sandbox (send --sandbox, rehearsal.py):
+    # A rehearsal against the in-process sandbox (send --sandbox, tasks/rehearsal.py):
     # its journal is marked so that a real run never takes its rows as sent.
     sandbox: bool = False
 

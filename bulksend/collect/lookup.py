@@ -54,7 +54,7 @@ EMBEDDED_CAP = 50  # GET /contacts/{id} embeds at most 50 requests (§6.2)
 # clock as its Date header tells it) is still taken as ours. The Date header
 # may come from a proxy whose clock is not the one that stamps `createdAt`, so
 # the margin is wide: an hour. Requests that existed before the run are not
-# what it guards against (the pre-send check, existing.py, finds those, and
+# what it guards against (the pre-send check, sending/existing.py, finds those, and
 # their ids are excluded); it keeps a look-up from taking a request of last
 # week for today's.
 SKEW = dt.timedelta(hours=1)

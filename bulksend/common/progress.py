@@ -19,7 +19,7 @@ class Progress(Protocol):
         """A row's outcome is known (and recorded)."""
 
     def carried(self, counts: dict[str, int]) -> None:
-        """Rows settled by earlier runs and skipped unread (see checkpoints.py), by status."""
+        """Rows settled by earlier runs and skipped unread (see store/checkpoints.py), by status."""
 
     def event(self, kind: str, message: str, **fields: Any) -> None:
         """Something a person may want to know: a retry, a pause, a warning."""

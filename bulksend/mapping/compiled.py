@@ -75,11 +75,11 @@ class Mapping:
         # Payload paths of emails: sent as written, compared ignoring case in
         # the key (a key path that is one, or holds some, is lower-cased there).
         self.folded = folded
-        # Campaign id -> its elements (items.py), set at send time by use_items:
+        # Campaign id -> its elements (mapping/items.py), set at send time by use_items:
         # items named by their element's name are then sent as the element's id.
         self._catalogues: dict[str, Catalogue] = {}
         # Column -> the (payload path, spec type) of each field it fills: which
-        # columns feed text (api.py warns when pandas has typed one of those).
+        # columns feed text (api/ warns when pandas has typed one of those).
         self.fed = fed if fed is not None else {}
         self._keys = key_plan(key_paths, folded)
 
@@ -117,7 +117,7 @@ class Mapping:
     def use_items(self, catalogues: dict[str, Catalogue]) -> None:
         """Send items named by an element's name as that element's id from now on.
 
-        ``catalogues`` maps a campaign id to its elements (items.py), as the
+        ``catalogues`` maps a campaign id to its elements (mapping/items.py), as the
         preflight read them through GET /campaigns/{id} (collect-api.md §6).
         Called at send time, like use_team_zone. A row whose item names no
         element of its (checked) campaign, or several, is then invalid."""

@@ -1,6 +1,6 @@
 """A cell as the text a person sees in a spreadsheet, and a column name as a
 person reads it: the rules the readers share. ``cell_text`` writes a value
-(calamine's in workbook.py, Python's in frames.py) as a spreadsheet shows it:
+(calamine's in reading/workbook.py, Python's in reading/frames.py) as a spreadsheet shows it:
 empty -> "", booleans -> TRUE/FALSE, whole numbers without ".0", other numbers
 rounded to Excel's 15 significant digits and written in their shortest form,
 dates YYYY-MM-DD, date-times YYYY-MM-DD HH:MM:SS (midnight ones as a date),

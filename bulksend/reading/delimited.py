@@ -1,5 +1,5 @@
 """Delimited text (CSV, TSV, ...) as records: its encoding (given, by its
-byte-order mark, UTF-8, else the code page that charsets.py guesses), its
+byte-order mark, UTF-8, else the code page that reading/charsets.py guesses), its
 delimiter (given, Excel's ``sep=`` first line, else detected on a sample), a
 quote that never closes, Excel's ``="00123"``, a byte the encoding cannot read
 (named by its row), and the byte ``Mark`` after a record, from which a later

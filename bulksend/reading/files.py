@@ -2,7 +2,7 @@
 raises an ``InputError`` a person can act on (no such file, a directory,
 permission denied), and ``ZIP_MAGIC`` and ``OLE_MAGIC`` are the first bytes
 that tell a spreadsheet from text. Both file readers open their file here
-(delimited.py once per pass over the rows, workbook.py once).
+(delimited.py once per pass over the rows, reading/workbook.py once).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Contacts held in memory, as a ``Table``: a list of dicts, or a pandas DataFrame.
 
-The Python API (api.py) accepts contacts that never were a file. They are read
+The Python API (api/) accepts contacts that never were a file. They are read
 as the reader reads a file (reading/table.py): every cell becomes text, a wholly
 blank row is skipped but counted, and rows are numbered as a spreadsheet would
 number them (the column names are row 1, the first record row 2), so results,

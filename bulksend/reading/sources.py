@@ -1,5 +1,5 @@
 """Where a table comes from: ``open_table`` hands a path to the reader of its
-kind, by its extension (a spreadsheet to workbook.py; any other file to
+kind, by its extension (a spreadsheet to reading/workbook.py; any other file to
 delimited.py as text, tab-delimited for .tsv and .tab), and spools standard
 input ("-") to a temporary file, read as CSV and deleted when the table closes.
 """

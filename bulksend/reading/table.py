@@ -8,7 +8,7 @@ carry the number a spreadsheet shows (header row 1, blank rows counted, a
 quoted cell spanning several lines still one row), and anything that would make
 the read partial or ambiguous is an ``InputError`` naming the file and the row,
 never a silently shortened table. The readers keep it: delimited.py (CSV, TSV),
-workbook.py (spreadsheets) and frames.py (contacts in memory);
+reading/workbook.py (spreadsheets) and reading/frames.py (contacts in memory);
 ``sources.open_table`` chooses the reader for a path or standard input.
 """
 

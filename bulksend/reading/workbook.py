@@ -2,7 +2,7 @@
 through python-calamine: the sheet asked for (by name or number; else the first
 one not hidden), its rows numbered as the sheet numbers them, every value as
 the text a person sees (cells.py), and for .xlsx the hidden rows and plain
-number formats that calamine does not report (sheetxml.py). calamine is
+number formats that calamine does not report (reading/sheetxml.py). calamine is
 imported when a workbook is opened, not with this module.
 
 python-calamine is used directly rather than through

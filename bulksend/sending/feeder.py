@@ -35,7 +35,7 @@ Put = Callable[[Job | list[Job]], Awaitable[None]]
 
 def lookup_target(payload: dict[str, Any], key_paths: list[str] | None = None) -> str:
     """What reconciliation needs to find a row's request: campaign, contact,
-    and the values of the key's other fields (matched by look-ups, lookup.py)."""
+    and the values of the key's other fields (matched by look-ups, collect/lookup.py)."""
     contact = payload.get("contact")
     who = contact if isinstance(contact, str) else (contact or {}).get("email", "")
     target: dict[str, Any] = {"campaignId": payload.get("campaignId", ""), "contact": who}
@@ -109,7 +109,7 @@ class Grouper:
 class Rows:
     """The rows a send reads: the input, the mapping that makes each a request,
     and the checkpoint chain the run resumes from (None: the first row;
-    checkpoints.py)."""
+    store/checkpoints.py)."""
 
     table: Table
     mapping: Mapping

@@ -31,7 +31,7 @@ async def send_rows(config: RunConfig, rows: Rows, recorder: Recorder, gate: Rat
     """Send every row of ``rows`` (from the checkpoint it resumes from) that
     needs it; ``config``: its API access, pace and mode are read here;
     ``gate``: the run's rate gate, which the preflight already used;
-    ``excluded``: request ids that existed before the run (existing.py);
+    ``excluded``: request ids that existed before the run (sending/existing.py);
     ``stop``: how another thread stops the run (the Python API's worker thread).
 
     A refused key or a quota ends the run early: recorded in the summary as

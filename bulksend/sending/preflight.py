@@ -105,7 +105,7 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress,
                              "nothing was sent", hint="rerun the same command later")
         # §6/§9: "an array of itemId"; campaign elements carry an `id` and, per
         # schema, an `itemId`. Either is sent as written; an element's name is
-        # sent as its `id` (items.py, issue 15).
+        # sent as its `id` (mapping/items.py, issue 15).
         catalogue = Catalogue.from_body(campaign, answer.body)
         uses.catalogues[campaign] = catalogue
         problems += _item_problems(catalogue, uses)

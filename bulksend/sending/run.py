@@ -186,7 +186,7 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
     with table:
         check_results_target(results, config.input.contacts)
         # Rows settled by earlier runs up to a checkpoint both files still
-        # match are skipped unread (checkpoints.py): peeked before the lock,
+        # match are skipped unread (store/checkpoints.py): peeked before the lock,
         # confirmed under it, by the session.
         checked = _CheckPass(table, mapping)
         with open_session(results, table, mapping, summary, progress, read=checked,
@@ -221,8 +221,8 @@ async def _prepare(config: RunConfig, session: Session, uses: Uses, gate: RateGa
 
 async def _before_sending(client: Client, gate: RateGate, session: Session, mode: Mode,
                           contacts: str) -> set[str]:
-    """Settle many unknown rows at once (settling.py), then the pre-send check
-    (existing.py). Returns the request ids that existed before the run."""
+    """Settle many unknown rows at once (sending/settling.py), then the pre-send check
+    (sending/existing.py). Returns the request ids that existed before the run."""
     from bulksend.sending.existing import check_existing
     from bulksend.sending.settling import settle_unknown
 
@@ -241,7 +241,7 @@ async def _before_sending(client: Client, gate: RateGate, session: Session, mode
 
 def _existing(found: Existing, existing: str, contacts: str, journal: Journal,
               progress: Progress) -> set[str]:
-    """The pre-send check (existing.py): stop, or (``existing`` = "skip")
+    """The pre-send check (sending/existing.py): stop, or (``existing`` = "skip")
     record the rows that already have a request as sent. Returns the request
     ids that existed before the run."""
     from bulksend.collect.lookup import iso_utc

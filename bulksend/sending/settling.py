@@ -2,7 +2,7 @@
 
 A killed run leaves the rows whose POST may have left ``unknown`` (in flight
 in the journal). Each is looked up before any resend; one at a time, that is
-three calls a row (lookup.py). When there are many, it is cheaper to list
+three calls a row (collect/lookup.py). When there are many, it is cheaper to list
 their campaign once, 100 requests a call, and settle them all against it:
 found, the row is ``sent`` with that request; not found (the listing read in
 full), it is ``failed`` and the run sends it like any new row — in a batch,

@@ -302,7 +302,7 @@ class Journal:
         looks it up before sending it.
 
         ``skipped`` = (number, base run): this run skipped rows up to ``number``
-        (see checkpoints.py). A key claimed at one of those rows by a run since
+        (see store/checkpoints.py). A key claimed at one of those rows by a run since
         ``base run`` is still held by that row, so it counts as met in this run."""
         self._apply_pending()
         keys = list({key for key, _, _ in items})

@@ -144,7 +144,7 @@ class ResultsWriter:
 
     def open(self, keep: int = 0) -> None:
         """Start the live file; ``keep`` > 0: keep the existing file's first
-        ``keep`` bytes (header and the lines of rows skipped, see checkpoints.py)."""
+        ``keep`` bytes (header and the lines of rows skipped, see store/checkpoints.py)."""
         if self.journal is not None:
             # The file is about to change: the journal no longer vouches for it.
             self.journal.delete_meta(STAMP)
@@ -390,7 +390,7 @@ def not_results_file(path: Path) -> ResultsError:
 # input reader allows (csv.field_size_limit(), 131,072 characters), and the
 # formula neutraliser adds a quote to it; a dry run's payload cell holds a whole
 # request. The results reader lifts the csv module's (process-wide) limit while
-# it parses each line, and only then (reading.py relies on it for its inputs).
+# it parses each line, and only then (reading/ relies on it for its inputs).
 _NO_LIMIT = 2**31 - 1
 
 

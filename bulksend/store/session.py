@@ -4,12 +4,12 @@ One run is the only writer of RESULTS.csv and the files beside it. Entered once
 (``open_session``), the session, in this order:
 
 1. peeks at the checkpoints the journal keeps, without the lock, and has the
-   input read from the last one both files still match (checkpoints.py);
-2. takes the lock (runlock.py) and opens the journal (journal.py);
+   input read from the last one both files still match (store/checkpoints.py);
+2. takes the lock (store/runlock.py) and opens the journal (store/journal.py);
 3. checks which world the results file belongs to: real sends or a rehearsal
    (world.py);
 4. makes sure the journal knows every row the CSV records, else seeds it from
-   the CSV (results.py, issue 11); warns of a new record beside others;
+   the CSV (store/results.py, issue 11); warns of a new record beside others;
 5. keeps the mapping's digest (a rerun with another mapping is warned of);
 6. confirms the checkpoints it peeked at (another run may have ended in
    between: the input is then read again, whole) and forgets them until this
@@ -135,7 +135,7 @@ class Session:
             self.progress.event("warning", warning)
 
     def _lay_checkpoints(self, ends: dict[int, int]) -> None:
-        """After a complete run: checkpoints for the next one (checkpoints.py).
+        """After a complete run: checkpoints for the next one (store/checkpoints.py).
         Best effort: without them the next run reads every row, as it always could."""
         journal, resume = self.journal, self.resume
         try:

@@ -18,7 +18,7 @@ name (``read_results``, ``seed_journal_from_csv``, ``report``), and a ``send``
 rewrites the file from its journal, with the contract's and the input's
 columns only: it drops these columns (run ``status`` again), and never reads
 them. A rewrite here changes the file's bytes, so the next ``send`` reads its
-input from the start instead of from a checkpoint (checkpoints.py): slower on
+input from the start instead of from a checkpoint (store/checkpoints.py): slower on
 a very large file, never wrong.
 
 The rewrite goes through a temporary file and ``os.replace``: a kill leaves

@@ -1,7 +1,7 @@
 """``bulksend init CONTACTS``: read the file, plan its columns, write the mapping.
 
-The plan (which column is what) is scaffold.py; the text written is
-scaffold_text.py; this module puts them together and writes the file.
+The plan (which column is what) is tasks/scaffold.py; the text written is
+tasks/scaffold_text.py; this module puts them together and writes the file.
 """
 
 from __future__ import annotations

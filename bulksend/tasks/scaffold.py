@@ -1,9 +1,9 @@
 """``bulksend init CONTACTS``: a commented mapping written for that file (issue 15).
 
-The file is read as ``send`` reads it (reading.py); each column is then given a
+The file is read as ``send`` reads it (reading/); each column is then given a
 place in the POST /request body (collect-api.md §4):
 
-* by its header, in English, French, German, Spanish or Italian (headers.py):
+* by its header, in English, French, German, Spanish or Italian (tasks/headers.py):
   the contact's email, first and last name, company; the items asked for; the
   due date;
 * by its content when no header names the email: the column whose cells look
@@ -158,7 +158,7 @@ def camel_key(header: str) -> str:
 
 
 def plan_columns(columns: dict[str, Column]) -> Plan:
-    """Give each column its place: by header (headers.py), the email by content
+    """Give each column its place: by header (tasks/headers.py), the email by content
     when no header names it, the rest under contact.data."""
     plan = Plan()
     named: dict[str, list[str]] = {}

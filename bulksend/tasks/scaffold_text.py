@@ -1,5 +1,5 @@
 """The text ``bulksend init`` writes (a commented YAML mapping) and what it tells
-the person afterwards; the decisions are scaffold.py's. Values go through
+the person afterwards; the decisions are tasks/scaffold.py's. Values go through
 PyYAML's emitter, so a header such as ``yes``, ``a, b`` or ``#`` stays a
 column name."""
 

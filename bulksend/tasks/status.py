@@ -121,7 +121,7 @@ def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rat
                stop: StopRequest | None = None) -> StatusRun:
     """Read the status of every sent row's request and write it into the
     results (or ``output``): columns ``request_status``, ``due_date``,
-    ``status_read_at`` (tracked.py). Every call passes one rate gate (``rate``
+    ``status_read_at`` (store/tracked.py). Every call passes one rate gate (``rate``
     a second); a read that fails (a lost answer, a 5xx) is made again as
     ``retry`` says (collect/retry.py).
 
@@ -251,7 +251,7 @@ class _Reader:
         assert self.client is not None and self.gate is not None
         self.listed.add(campaign)
         expected = {rid for rid in self._left() if self.wanted[rid] == campaign}
-        # An async generator (typed AsyncIterator by lookup.py): closed on an early return.
+        # An async generator (typed AsyncIterator by collect/lookup.py): closed on an early return.
         listing = cast("AsyncGenerator[dict[str, Any], None]",
                        campaign_requests(self.client, self.gate, campaign, on_call=self._count,
                                          retry=self.retry))
