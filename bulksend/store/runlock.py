@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import sqlite3
 import stat
+import sys
 from pathlib import Path
 
 from bulksend.common.errors import AbortError, BulksendError, LockedError, ResultsError
+from bulksend.common.portable import posix
 
 
 def journal_path(results: Path) -> Path:
@@ -58,8 +59,45 @@ def side_files(results: Path) -> list[tuple[str, Path]]:
 # and a second journal, and a second run could send the same rows again. So a
 # results file, and every side file, must be a plain file with one name.
 
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+# Windows opens a descriptor in text mode unless told otherwise: "\n" would be
+# written as "\r\n" and every byte offset the journal keeps would be wrong.
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def no_follow() -> int:
+    """The ``os.open`` flag that refuses a symbolic link at the last step of the
+    path (``O_NOFOLLOW``: the open fails with ELOOP). 0 where there is none
+    (Windows, or ``BULKSEND_FORCE_PORTABLE``): there ``check_opened`` looks,
+    after the open, whether the name was a link (see common/portable.py)."""
+    return getattr(os, "O_NOFOLLOW", 0) if posix() else 0
+
+
+def check_opened(fd: int, path: Path, what: str) -> None:
+    """Where the open could not refuse a link (``no_follow()`` is 0): ``path``
+    must now name the very file ``fd`` holds, and not be a symbolic link. A
+    link planted before (or while) the file was opened is caught here, as
+    ELOOP would have caught it; ``fd`` is closed and ResultsError raised."""
+    try:
+        named = os.lstat(path)
+        opened = os.fstat(fd)
+    except OSError as exc:
+        os.close(fd)
+        raise ResultsError(f"{path}: cannot check the {what}: {exc.strerror}") from exc
+    # Some file systems give no file number (0): then only the link test applies.
+    moved = bool(named.st_ino and opened.st_ino) and (
+        (named.st_dev, named.st_ino) != (opened.st_dev, opened.st_ino))
+    if stat.S_ISLNK(named.st_mode) or moved:
+        os.close(fd)
+        raise ResultsError(f"{path}: the {what} is a symbolic link (or was replaced while it was "
+                           "opened); bulksend never writes through a link",
+                           hint=f"remove {path} (only the link goes) and rerun")
+
+
+# Windows' answers when another process holds a file: ERROR_SHARING_VIOLATION
+# (32: opened without sharing, as a spreadsheet holds the file it shows) and
+# ERROR_LOCK_VIOLATION (33: a locked range).
+_HELD_ELSEWHERE = (32, 33)
 
 
 def storage_error(path: Path | str, exc: OSError | sqlite3.Error, doing: str) -> BulksendError:
@@ -69,6 +107,10 @@ def storage_error(path: Path | str, exc: OSError | sqlite3.Error, doing: str) ->
     if isinstance(exc, OSError):
         cause = exc.strerror or str(exc)
         full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+        if getattr(exc, "winerror", None) in _HELD_ELSEWHERE:
+            return ResultsError(f"{path}: cannot {doing}: another program has it open ({cause})",
+                                hint=f"close {path} in the program that shows it (a spreadsheet keeps "
+                                "the files it shows), then rerun the same command: it resumes")
     else:
         cause = str(exc)
         full = "full" in cause or "disk I/O" in cause
@@ -121,13 +163,16 @@ def open_nofollow(path: Path, flags: int, what: str, mode: int = 0o666) -> tuple
     """``os.open`` that never follows a symbolic link and refuses a file with
     other names: (fd, its stat). Raises ResultsError, or AbortError when the
     disk is full (see ``storage_error``)."""
+    follow = no_follow()
     try:
-        fd = os.open(path, flags | _NOFOLLOW | _CLOEXEC, mode)
+        fd = os.open(path, flags | follow | _CLOEXEC | _BINARY, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ResultsError(f"{path}: the {what} is a symbolic link; bulksend never writes through a link",
                                hint=f"remove {path} (only the link goes) and rerun") from None
         raise storage_error(path, exc, f"open the {what}") from exc
+    if not follow:
+        check_opened(fd, path, what)
     return fd, _check_one_name(fd, path, what)
 
 
@@ -135,9 +180,15 @@ def create_exclusive(path: Path, what: str) -> int:
     """A new file at ``path``, created here (O_EXCL, never through a link). One
     left there (by a killed run, or planted) is removed first: unlinking a
     name never touches the file a link points to."""
+    follow = no_follow()
     for _ in range(3):
         try:
-            return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC, 0o666)
+            # O_EXCL never creates through a link (POSIX: EEXIST; Windows:
+            # the name exists); the check after the open is for the portable branch.
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | follow | _CLOEXEC | _BINARY, 0o666)
+            if not follow:
+                check_opened(fd, path, what)
+            return fd
         except FileExistsError:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
@@ -147,9 +198,43 @@ def create_exclusive(path: Path, what: str) -> int:
                        hint="check what else writes in this folder")
 
 
+def try_lock(fd: int) -> bool:
+    """Take the lock of the open file ``fd`` for this process: True when taken,
+    False when another process holds it. The lock dies with its process (a
+    killed run never blocks the next), and is released when ``fd`` is closed.
+
+    POSIX: ``flock`` on the whole file. Elsewhere (Windows, or
+    ``BULKSEND_FORCE_PORTABLE``): filelock's ``lock_descriptor``, the primitive
+    its ``FileLock`` takes (``LockFileEx`` on byte 0 on Windows, ``flock``
+    elsewhere), so no hand-made Windows lock. Raises OSError when the file
+    system has no locks at all."""
+    if sys.platform != "win32" and posix():
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+    from filelock import lock_descriptor
+
+    return lock_descriptor(fd, blocking=False)
+
+
+def _holder(fd: int) -> str:
+    """The process id the lock's holder wrote, or "". It is written after a
+    blank first byte: Windows' lock covers byte 0, which no other process may
+    read while it is held."""
+    for start in (0, 1):
+        with contextlib.suppress(OSError):
+            os.lseek(fd, start, os.SEEK_SET)
+            return os.read(fd, 32).decode("ascii", "replace").strip()
+    return ""
+
+
 class RunLock:
-    """One run per results file. ``flock`` dies with its process, so a lock left by
-    a killed run never blocks the next one.
+    """One run per results file, held through ``try_lock``: the lock dies with
+    its process, so a lock left by a killed run never blocks the next one.
 
     The lock file is opened without following a link and must have one name;
     once it is held, the results file and its side files are checked the same
@@ -165,9 +250,12 @@ class RunLock:
     def acquire(self) -> None:
         fd, _ = open_nofollow(self.path, os.O_RDWR | os.O_CREAT, "lock file", 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.read(fd, 32).decode("ascii", "replace").strip()
+            taken = try_lock(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise storage_error(self.path, exc, "lock the lock file") from exc
+        if not taken:
+            other = _holder(fd)
             os.close(fd)
             who = f" (pid {other})" if other else ""
             raise LockedError(
@@ -177,7 +265,8 @@ class RunLock:
         try:
             check_no_links(self.results)
             os.ftruncate(fd, 0)
-            os.write(fd, str(os.getpid()).encode())
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.write(fd, f" {os.getpid()}".encode())
         except OSError as exc:
             os.close(fd)
             raise storage_error(self.path, exc, "write the lock file") from exc
