@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
+from bulksend.common.portable import posix
+
 if TYPE_CHECKING:
     from bulksend.common.progress import Progress
 
@@ -62,6 +64,52 @@ def graceful(name: str, *, work: str, on_wire: str, grace: float) -> str:
             "(press Ctrl-C again to stop at once)")
 
 
+def route_signals(loop: asyncio.AbstractEventLoop, handler: Callable[[str], None]) -> Callable[[], None]:
+    """Hand Ctrl-C and SIGTERM to ``handler(name)``, run on ``loop``; returns
+    what undoes it. Call from the main thread only (ValueError otherwise).
+
+    POSIX: the loop's own handlers (``add_signal_handler``). Elsewhere
+    (Windows, whose loops raise NotImplementedError there; a loop that refuses
+    them; or ``BULKSEND_FORCE_PORTABLE``): ``signal.signal`` handlers that hand
+    the signal to the loop with ``call_soon_threadsafe`` (Windows' default
+    loop, the proactor, wakes up for a signal: it sets ``signal.set_wakeup_fd``),
+    for SIGINT, SIGTERM and, on Windows, SIGBREAK (Ctrl-Break). They replace ``asyncio.run``'s own Ctrl-C handler, which
+    cancels at once, and the undo puts it back."""
+    if posix():
+        installed: list[signal.Signals] = []
+
+        def remove() -> None:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+        try:
+            for sig, name in SIGNALS:
+                loop.add_signal_handler(sig, handler, name)
+                installed.append(sig)
+        except NotImplementedError:
+            remove()
+        except BaseException:
+            remove()
+            raise
+        else:
+            return remove
+    names = {int(sig): name for sig, name in SIGNALS}
+    if hasattr(signal, "SIGBREAK"):
+        names[int(signal.SIGBREAK)] = "Ctrl-Break"
+
+    def on_signal(signum: int, _frame: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: the run is over
+            loop.call_soon_threadsafe(handler, names[signum])
+
+    previous = {number: signal.signal(number, on_signal) for number in names}
+
+    def undo() -> None:
+        for number, before in previous.items():
+            signal.signal(number, signal.SIG_DFL if before is None else before)
+
+    return undo
+
+
 @contextlib.contextmanager
 def stop_on_signals(stopping: asyncio.Event, progress: Progress, on_stop: Callable[[str], None],
                     stop: StopRequest | None = None) -> Iterator[None]:
@@ -75,10 +123,8 @@ def stop_on_signals(stopping: asyncio.Event, progress: Progress, on_stop: Callab
     task that entered the block: stop at once.
 
     Handlers are installed from the main thread only (``stop`` serves the
-    others). Where the event loop cannot install them (Windows: its loops'
-    ``add_signal_handler`` raises NotImplementedError) none is installed:
-    there Ctrl-C reaches ``asyncio.run``'s own handler, which cancels the run
-    at once, and SIGTERM ends the process."""
+    others), by ``route_signals``: on Windows too, where the event loop has no
+    signal handlers, Ctrl-C stops the run gracefully and a second one at once."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -91,12 +137,10 @@ def stop_on_signals(stopping: asyncio.Event, progress: Progress, on_stop: Callab
         stopping.set()
         on_stop(name)
 
-    installed = []
-    in_main = threading.current_thread() is threading.main_thread()
-    for sig, name in SIGNALS if in_main else ():
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, on_signal, name)
-            installed.append(sig)
+    undo: Callable[[], None] = lambda: None  # noqa: E731
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(RuntimeError, ValueError):
+            undo = route_signals(loop, on_signal)
     if stop is not None:
         stop.attach(loop, on_signal)
     try:
@@ -104,5 +148,4 @@ def stop_on_signals(stopping: asyncio.Event, progress: Progress, on_stop: Callab
     finally:
         if stop is not None:
             stop.detach()
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+        undo()
