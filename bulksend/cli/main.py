@@ -52,7 +52,18 @@ for _command in (init, validate, send, report, reconcile, status, update, demo, 
 
 
 def main() -> None:
-    """The program (``bulksend``, ``python -m bulksend``): the command, then a fast exit."""
+    """The program (``bulksend``, ``python -m bulksend``): the command, then a fast exit.
+
+    Standard output and error first learn to write what their encoding cannot
+    (a Windows console or a redirection in cp1252): an ASCII form, not a
+    UnicodeEncodeError (common/display.py ``fit_console``; imported only then:
+    ``bulksend --help`` stays fast)."""
+    streams = (sys.stdout, sys.stderr)
+    if any((getattr(s, "encoding", None) or "").lower() not in ("utf-8", "utf8") for s in streams):
+        from bulksend.common.display import fit_console
+
+        for stream in streams:
+            fit_console(stream)
     try:
         cli.main(prog_name="bulksend", standalone_mode=True)
     except KeyboardInterrupt:
@@ -74,7 +85,9 @@ def exit_at_once(status: int) -> NoReturn:
     keeps its process. The atexit handlers still run and the standard streams
     are flushed. The ordinary exit when a thread of ours is still running (it
     waits for it) or a profiler or tracer is on (cProfile and coverage write
-    their data after the program ends)."""
+    their data after the program ends). The same on Windows: ``os._exit``
+    there too ends the process without flushing anything, so the flush comes
+    first, and every write of click and tqdm is flushed as it is made."""
     import atexit
     import threading
 

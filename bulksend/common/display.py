@@ -5,13 +5,65 @@ standard error is not a terminal (cron, systemd); JSON events with
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 import time
+import unicodedata
 from collections import Counter
 from typing import IO, Any
 
 from bulksend.common.outcome import FAILED, SENT, Outcome
+
+# -- a console that cannot print everything (issue 26) -----------------------
+# Windows writes redirected output (and a console under an old code page) in
+# its legacy code page, cp1252 in western Europe: no "→", no "█", no "Ł". A
+# name or a message that holds one must not end the run with a
+# UnicodeEncodeError: such a stream writes an ASCII form instead.
+
+ASCII_FORMS = "bulksend-ascii-forms"
+_FORMS = {"→": "->", "←": "<-", "…": "...", "█": "#", "—": "-", "\u2013": "-", "\u2018": "'",
+          "\u2019": "'", "“": '"', "”": '"', "≥": ">=", "≤": "<=", "\u00d7": "x", "·": ".", "•": "*",
+          "✓": "ok", "Ł": "L", "ł": "l", "Đ": "D", "đ": "d", "\u0131": "i"}  # letters NFKD leaves whole
+
+
+def _ascii_form(char: str) -> str:
+    """"→" -> "->", "Ł" -> "L" (its letter without the mark where Unicode has
+    one), anything else "?"."""
+    form = _FORMS.get(char)
+    if form is None:
+        form = unicodedata.normalize("NFKD", char).encode("ascii", "ignore").decode("ascii") or "?"
+    return form
+
+
+def _ascii_forms(error: UnicodeError) -> tuple[str, int]:
+    """The codec error handler ``ASCII_FORMS``: each character the encoding
+    cannot write, as ``_ascii_form`` writes it."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    return "".join(map(_ascii_form, error.object[error.start:error.end])), error.end
+
+
+codecs.register_error(ASCII_FORMS, _ascii_forms)
+
+
+def prints_everything(stream: IO[str]) -> bool:
+    """Whether ``stream``'s encoding can write any text (UTF-8 and its kin)."""
+    try:
+        "█→…Ł".encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def fit_console(stream: IO[str]) -> None:
+    """Make ``stream`` write, in place of what its encoding cannot write, an
+    ASCII form ("→" as "->", "█" as "#", "Ł" as "L", else "?") rather than
+    raise UnicodeEncodeError. A stream that can write everything, or cannot be
+    reconfigured (not a TextIOWrapper), is left as it is."""
+    reconfigure = getattr(stream, "reconfigure", None)
+    if reconfigure is not None and not prints_everything(stream):
+        reconfigure(errors=ASCII_FORMS)
 
 
 def _counts_text(counts: Counter[str]) -> str:
@@ -108,11 +160,18 @@ class LineProgress(_Periodic):
 
 class JsonProgress(_Periodic):
     """``--log-format json``: one JSON object per line, per event and per
-    progress tick (and per row with --verbose)."""
+    progress tick (and per row with --verbose). On a stream that cannot write
+    every character, the others are written as JSON's \\u escapes: the log
+    keeps each name exactly."""
+
+    def __init__(self, stream: IO[str] | None = None, *, every: float = 5.0,
+                 verbose: bool = False) -> None:
+        super().__init__(stream, every=every, verbose=verbose)
+        self._escape = not prints_everything(self.stream)
 
     def _emit(self, event: str, **fields: Any) -> None:
         record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
-        self.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self.stream.write(json.dumps(record, ensure_ascii=self._escape) + "\n")
         self.stream.flush()
 
     def _report(self) -> None:
