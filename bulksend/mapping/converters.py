@@ -16,6 +16,7 @@ import zoneinfo
 from datetime import UTC, datetime, time, tzinfo
 from typing import Final
 
+from bulksend.common.errors import UsageError
 from bulksend.mapping.getters import Converter
 from bulksend.mapping.problems import RowError, quote
 from bulksend.reading.cells import INVISIBLE
@@ -178,11 +179,23 @@ def _date_converter(where: str, kind: str, fmt: str | None, zone: tzinfo | None)
 
 
 def find_zone(name: str) -> tzinfo | None:
-    """The IANA time zone called ``name`` (e.g. "Europe/Paris"), or None when there is none."""
+    """The IANA time zone called ``name`` (e.g. "Europe/Paris"), or None when there is none.
+
+    Raises UsageError when this machine has no time-zone database at all, so
+    that every zone, UTC too, is unknown: Windows has none of its own, and
+    Python reads it there from the tzdata package (a dependency of bulksend
+    on Windows; a copy installed without its dependencies lacks it)."""
     try:
         return zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
-        return None
+        pass
+    try:
+        zoneinfo.ZoneInfo("UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        raise UsageError(f"time zone {name!r}: this machine has no time-zone database, so no zone is known",
+                         hint="install the tzdata package (pip install tzdata): Python reads the zones "
+                         "from it where the system has none, as on Windows") from None
+    return None
 
 
 def bad_format(fmt: str) -> str | None:

@@ -17,14 +17,16 @@ import json
 import os
 import shutil
 import stat
+import time
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TypeGuard
 
-from bulksend.common.errors import ResultsError, UsageError
+from bulksend.common.errors import AbortError, ResultsError, UsageError
 from bulksend.common.outcome import FAILED, SENT, UNKNOWN, Outcome
+from bulksend.common.portable import posix
 from bulksend.store.journal import (
     INFLIGHT,
     LOOKUP_NEW,
@@ -372,7 +374,39 @@ def replace_checked(tmp: Path, results: Path, identity: tuple[int, int] | None) 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise _replaced(results)
-    os.replace(tmp, results)
+    replace_file(tmp, results)
+
+
+# Seconds between tries when Windows refuses a replacement: about 3 s in all.
+REPLACE_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8, 1.5)
+
+
+def replace_file(tmp: Path, target: Path) -> None:
+    """``os.replace(tmp, target)``. Windows refuses it (PermissionError) while
+    another program holds ``target`` open: a spreadsheet showing it, for as
+    long as it does; an antivirus or an indexer, for a moment. There (the
+    portable branch, see common/portable.py) it is tried again after each of
+    ``REPLACE_PAUSES``, then ``tmp`` is removed and AbortError (exit 3) says
+    which file to close: the journal holds every outcome, and the rerun
+    writes the file again."""
+    if posix():
+        os.replace(tmp, target)
+        return
+    for pause in (*REPLACE_PAUSES, None):
+        try:
+            os.replace(tmp, target)
+            return
+        except PermissionError as exc:
+            if pause is None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise AbortError(
+                    f"{target}: cannot write the finished results file: another program has it open "
+                    f"({exc.strerror or exc})",
+                    hint=f"close {target} in the program that shows it (a spreadsheet keeps the files "
+                    "it shows), then rerun the same command: every outcome is in the journal, nothing "
+                    "is sent again") from exc
+            time.sleep(pause)
 
 
 def is_results_header(header: Sequence[str] | None) -> TypeGuard[Sequence[str]]:
