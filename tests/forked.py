@@ -168,8 +168,9 @@ def spawn(args: list[str], *, cwd: Path, env: dict[str, str], stdin: Stream = No
     """Start ``python -m bulksend ARGS`` in ``cwd`` with exactly ``env``; its
     standard streams are open files or subprocess.DEVNULL. Forked from the
     server, or a fresh interpreter when ``fresh`` (a test of timing as a
-    person's run has it, imports and all) or ``needs_fresh_interpreter(env)``."""
-    if fresh or needs_fresh_interpreter(env):
+    person's run has it, imports and all) or ``needs_fresh_interpreter(env)``,
+    or where the server cannot run (it needs fork and pidfd_open: Linux)."""
+    if fresh or needs_fresh_interpreter(env) or not hasattr(os, "pidfd_open"):
         return subprocess.Popen([sys.executable, "-m", "bulksend", *args], cwd=cwd, env=env,
                                 stdin=subprocess.DEVNULL if stdin is None else stdin,
                                 stdout=stdout, stderr=stderr)

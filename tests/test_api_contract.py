@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KEY, read_results, run_cli
+from conftest import KEY, posix_signals, read_results, run_cli
 
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, Sandbox, SandboxConfig, running_sandbox
 
@@ -222,6 +222,7 @@ def test_a_quota_sized_retry_after_on_a_look_up_stops_the_run_at_once(work: Path
         assert json.loads((work / "summary.json").read_text())["exit_code"] == 3
 
 
+@posix_signals
 def test_sigterm_while_waiting_out_a_quota_leaves_unsent_rows_as_they_were(work: Path) -> None:
     with running_sandbox(config(quota_after=0, quota_retry_after=3600)) as sandbox:
         proc = subprocess.Popen(

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import MAPPING, Result, run_cli
+from conftest import MAPPING, Result, posix_permissions, run_cli
 
 from bulksend.sandbox import Sandbox
 
@@ -479,6 +479,7 @@ def test_validate_refuses_bad_input(name: str, tmp_path: Path, sandbox: Sandbox)
     assert r.stdout == "", r.stdout
 
 
+@posix_permissions
 @pytest.mark.parametrize("command", ["send", "validate"])
 @pytest.mark.parametrize("what", ["contacts", "mapping"])
 def test_unreadable_file(what: str, command: str, tmp_path: Path, sandbox: Sandbox) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import KEY, MAPPING, people, read_results, run_cli, write_contacts
+from conftest import KEY, MAPPING, people, posix_signals, read_results, run_cli, write_contacts
 from forked import ForkedProcess, spawn
 
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, Sandbox, SandboxConfig, running_sandbox
@@ -277,6 +277,7 @@ def test_killed_at_random_moments_then_resumed_sends_each_valid_row_exactly_once
 # ---------------------------------------------------------------------------
 
 
+@posix_signals
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_stops_cleanly_and_a_rerun_finishes_the_rest(workdir: Path, sig: int) -> None:
     rows = people(60)
@@ -313,6 +314,7 @@ def test_a_signal_stops_cleanly_and_a_rerun_finishes_the_rest(workdir: Path, sig
     assert {r["status"] for r in by_row.values()} == {"sent"}
 
 
+@posix_signals
 @pytest.mark.slow
 @pytest.mark.parametrize("n_rows", [20, 60], ids=["all-queued", "still-feeding"])
 def test_the_graceful_stop_waits_no_longer_than_it_says(workdir: Path, n_rows: int) -> None:
@@ -353,6 +355,7 @@ def test_the_graceful_stop_waits_no_longer_than_it_says(workdir: Path, n_rows: i
         assert_request_ids_match(workdir, sandbox)
 
 
+@posix_signals
 def test_a_stop_while_the_workers_wait_for_the_gate_does_not_wait_the_grace(workdir: Path) -> None:
     """At --rate 1/s the workers spend their time waiting for the gate, with no
     request on the wire: a SIGTERM has nothing to wait for. Each row gets its
@@ -378,6 +381,7 @@ def test_a_stop_while_the_workers_wait_for_the_gate_does_not_wait_the_grace(work
         assert_request_ids_match(workdir, sandbox)
 
 
+@posix_signals
 def test_a_second_ctrl_c_stops_at_once_and_the_rerun_settles_what_was_in_flight(workdir: Path) -> None:
     """The first Ctrl-C waits for requests in flight and says "press Ctrl-C again
     to stop at once"; the second must stop at once, resumably (exit 130)."""

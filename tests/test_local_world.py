@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import KEY, people, read_results, run_cli, write_contacts
+from conftest import KEY, linux_tmpfs, people, read_results, run_cli, write_contacts
 from forked import ForkedProcess, spawn
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -247,6 +247,7 @@ def journal_marks(journal: Path) -> set[str]:
 
 
 # 40 KiB: the journal cannot even be opened; 120 and 300 KiB: it fills mid-run.
+@linux_tmpfs
 @pytest.mark.parametrize("leave", [40 * 1024, 120 * 1024, 300 * 1024])
 def test_a_full_disk_aborts_with_one_line_and_resumes(workdir: Path, sandbox: Sandbox, small_disk: Path,
                                                       leave: int) -> None:

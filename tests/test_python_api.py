@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import CONTRACT, KEY, people, read_results, run_cli, write_contacts
+from conftest import CONTRACT, KEY, people, posix_signals, read_results, run_cli, write_contacts
 
 import bulksend
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, Sandbox, SandboxConfig, running_sandbox
@@ -205,6 +205,7 @@ def test_send_from_inside_a_running_event_loop(tmp_path: Path, sandbox: Sandbox)
     assert set(received(sandbox)) == {r["Email"] for r in rows}
 
 
+@posix_signals
 def test_an_interrupt_inside_a_running_loop_stops_gracefully_and_resumes(tmp_path: Path) -> None:
     """A kernel interrupt (KeyboardInterrupt in the main thread, as ipykernel
     raises it) while the worker thread sends: no new rows, the run returns

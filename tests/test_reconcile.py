@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import KEY, people, read_results, run_cli, write_contacts
+from conftest import KEY, people, posix_signals, read_results, run_cli, write_contacts
 
 from bulksend.sandbox import SandboxConfig, running_sandbox
 
 
+@posix_signals
 def test_reconcile_settles_rows_a_killed_run_left_in_flight(workdir: Path) -> None:
     write_contacts(workdir / "contacts.csv", people(6))
     # Every POST is created at once but answered 5 s later: the run is killed

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from conftest import posix_signals
 
 from bulksend.sandbox import (
     DEFAULT_API_KEY,
@@ -694,6 +695,7 @@ def test_running_sandbox_in_a_thread() -> None:
         assert len(created) == 1 and stats["post_request"]["200"] == 1
 
 
+@posix_signals
 def test_serve_until_sigterm(tmp_path: Path) -> None:
     script = (
         "from bulksend.sandbox import SandboxConfig, serve\n"

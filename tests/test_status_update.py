@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import CONTRACT, KEY, people, read_results, run_cli, write_contacts
+from conftest import CONTRACT, KEY, people, posix_signals, read_results, run_cli, write_contacts
 
 from bulksend.sandbox import (
     DEMO_CAMPAIGN_ID,
@@ -252,6 +252,7 @@ def test_a_bare_due_day_is_sent_as_the_end_of_that_day_in_the_teams_zone(tmp_pat
     assert "1 request will change" in r.stdout
 
 
+@posix_signals
 def test_update_killed_midway_and_rerun_changes_each_row_once(tmp_path: Path) -> None:
     statuses = ["pending"] * 40
     records, results = sent_world(tmp_path, statuses)

@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import KEY, read_results, run_cli
+from conftest import KEY, posix_signals, read_results, run_cli
 from forked import spawn
 from test_status_update import preload, request_id, write_results
 
@@ -27,6 +27,7 @@ from bulksend.sandbox import DEMO_CAMPAIGN_ID, SandboxConfig, running_sandbox
 from bulksend.tasks.update import DONE, Change, UpdateJournal, updates_path
 
 ROWS = 40
+pytestmark = posix_signals  # every test here signals a run
 
 
 def journal_states(results: Path, change: Change) -> Counter[str]:
