@@ -73,8 +73,9 @@ def route_signals(loop: asyncio.AbstractEventLoop, handler: Callable[[str], None
     them; or ``BULKSEND_FORCE_PORTABLE``): ``signal.signal`` handlers that hand
     the signal to the loop with ``call_soon_threadsafe`` (Windows' default
     loop, the proactor, wakes up for a signal: it sets ``signal.set_wakeup_fd``),
-    for SIGINT, SIGTERM and, on Windows, SIGBREAK (Ctrl-Break). They replace ``asyncio.run``'s own Ctrl-C handler, which
-    cancels at once, and the undo puts it back."""
+    for SIGINT, SIGTERM and, on Windows, SIGBREAK (Ctrl-Break). They replace
+    ``asyncio.run``'s own Ctrl-C handler, which cancels at once, and the undo
+    puts it back."""
     if posix():
         installed: list[signal.Signals] = []
 
