@@ -17,6 +17,7 @@ import asyncio
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from conftest import KEY, MAPPING, people, posix_signals, read_results, run_cli, write_contacts
 from forked import run, spawn
 from packaging.requirements import Requirement
@@ -372,7 +374,9 @@ def test_a_run_on_a_cp1252_console_completes_and_sends_every_name_exactly(workdi
             for i, (first, last) in enumerate(NAMES)]
     rows.append({"Email": "not→an-email", "First Name": "Łukasz"})  # an invalid row: its message
     write_contacts(workdir / "contacts.csv", rows)
-    env = cli_env(PYTHONIOENCODING="cp1252:strict")  # a fresh interpreter reads it
+    # A fresh interpreter reads these; it also warns of any open() that leans
+    # on the locale's encoding (cp1252 on Windows): bulksend names its own.
+    env = cli_env(PYTHONIOENCODING="cp1252:strict", PYTHONWARNDEFAULTENCODING="1")
     args = ["contacts.csv", "-m", "mapping.yaml"]
 
     checked = run(["validate", *args, "--preview", "3"], cwd=workdir, env=env)
@@ -383,6 +387,7 @@ def test_a_run_on_a_cp1252_console_completes_and_sends_every_name_exactly(workdi
         text = stdout.decode("cp1252") + stderr.decode("cp1252")
         assert status == 1, text  # one row invalid, the others fine
         assert "Traceback" not in text and "UnicodeEncodeError" not in text, text
+        assert "EncodingWarning" not in text, text
     assert "Lukasz Dvorák" in checked[1].decode("cp1252")
     assert "not->an-email" in err.decode("cp1252") + out.decode("cp1252")
     sent = {c["email"]: c["received"]["contact"] for c in sandbox.created}
@@ -471,3 +476,29 @@ def test_a_run_in_a_folder_with_spaces_and_accents_works_end_to_end(
     assert report.code == 0, report.stderr
     assert sorted(p.name for p in out.parent.iterdir() if p.name.startswith(out.name)) == [
         out.name, f"{out.name}.journal", f"{out.name}.lock"]
+
+
+# -- the hosted CI ------------------------------------------------------------------
+
+
+def _fenced(text: str) -> list[tuple[str, str]]:
+    return [(m["info"], m["body"].strip()) for m in
+            re.finditer(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```\s*$", text, re.M | re.S)]
+
+
+def test_the_workflow_runs_the_readme_test_command_on_three_platforms_and_the_checks() -> None:
+    readme = _fenced((ROOT / "README.md").read_text(encoding="utf-8"))
+    sh_test = readme[1][1]
+    powershell_test = next(body for info, body in readme if info == "powershell" and "pytest" in body)
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
+    tests, checks = workflow["jobs"]["tests"], workflow["jobs"]["checks"]
+
+    matrix = tests["strategy"]["matrix"]
+    assert set(matrix["os"]) == {"ubuntu-latest", "windows-latest", "macos-latest"}
+    assert set(matrix["python"]) == {"3.11", "3.13"}
+    runs = {step["shell"]: step["run"].strip() for step in tests["steps"] if "run" in step}
+    assert runs == {"bash": sh_test, "pwsh": powershell_test}
+    checked = " && ".join(step["run"] for step in checks["steps"] if "run" in step)
+    for command in ("ruff check bulksend tests bench", "mypy && mypy --platform win32 && "
+                    "mypy --platform darwin", "BULKSEND_FORCE_PORTABLE=1 pytest"):
+        assert command in checked, command
