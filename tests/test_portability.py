@@ -36,6 +36,7 @@ from packaging.requirements import Requirement
 
 import bulksend.store.results as results_module
 import bulksend.store.runlock as runlock
+import bulksend.store.tracked as tracked
 from bulksend.common.display import JsonProgress, fit_console
 from bulksend.common.errors import AbortError, LockedError, ResultsError
 from bulksend.common.outcome import Outcome
@@ -262,6 +263,24 @@ def test_a_results_file_held_open_aborts_naming_it_and_loses_nothing(
     assert not (tmp_path / "results.csv.tmp").exists()
     _, rows = read_results(path)  # the file as streamed: every line still there
     assert sorted(r["row"] for r in rows) == ["2", "3", "4"]
+
+
+def test_status_writing_into_a_results_file_held_open_names_it_and_keeps_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``bulksend status`` and ``update`` rewrite the results file too
+    (store/tracked.py): the same retries, the same message."""
+    path = tmp_path / "results.csv"
+    _stream_out_of_order(path).finish()
+    before = path.read_bytes()
+    take("portable", monkeypatch)
+    monkeypatch.setattr(results_module, "REPLACE_PAUSES", (0.0,))
+    monkeypatch.setattr(results_module, "os", HeldOpen(refusals=99))
+
+    with pytest.raises(AbortError, match="another program has it open"):
+        tracked.rewrite(path, path, {0: {"request_status": "completed"}})
+
+    assert path.read_bytes() == before
+    assert not (tmp_path / "results.csv.tmp").exists()
 
 
 # -- Ctrl-C where the loop has no signal handlers ------------------------------

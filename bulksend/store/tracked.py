@@ -28,7 +28,6 @@ the old file or the new one, never half of each.
 from __future__ import annotations
 
 import csv
-import os
 import re
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -43,6 +42,7 @@ from bulksend.store.results import (
     is_results_header,
     neutralise,
     not_results_file,
+    replace_file,
     unneutralise,
 )
 from bulksend.store.runlock import journal_path
@@ -182,7 +182,7 @@ def rewrite(source: Path, target: Path, changes: Mapping[int, Mapping[str, str]]
                          for name in TRACK_COLUMNS]
                 head = cells[:len(COLUMNS)] + [""] * (len(COLUMNS) - len(cells))
                 writer.writerow([*head, *track, *(cells[i] for i in rest if i < len(cells))])
-        os.replace(tmp, target)
+        replace_file(tmp, target)  # Windows: retried while a spreadsheet holds it, then named
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise ResultsError(f"{target}: cannot write the results file: {exc.strerror}") from exc
