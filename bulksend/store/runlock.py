@@ -190,8 +190,12 @@ def create_exclusive(path: Path, what: str) -> int:
                 check_opened(fd, path, what)
             return fd
         except FileExistsError:
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # Windows: another program holds the old one open
+                raise storage_error(path, exc, f"remove the old {what}") from exc
         except OSError as exc:
             raise storage_error(path, exc, f"create the {what}") from exc
     raise ResultsError(f"{path}: the {what} keeps coming back as another file; refusing to write it",
