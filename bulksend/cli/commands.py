@@ -624,6 +624,8 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
     c = summary.counts
     if summary.read:
         click.echo(f"read {summary.read[0]}")
+        for guess in summary.guesses:
+            click.echo(f"  guessed: {guess}")
         for note in summary.read[1:]:
             click.echo(f"  left out: {note}")
     if previews:

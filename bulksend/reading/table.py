@@ -132,6 +132,7 @@ class Table:
         self.include_hidden = include_hidden
         self.blank_rows = None
         self.hidden_rows = []
+        self.choices: list[str] = []  # what the reader chose for the person, with its evidence (issue 24)
         self._closed = False
         self._finalizers: list[weakref.finalize[Any, Any]] = []
         self.header_row, cells = self._first_record(header_row)
@@ -192,6 +193,12 @@ class Table:
             parts.append(f"delimiter {_delimiter_name(self.delimiter)} ({how})")
         parts.append(f"header on row {self.header_row}")
         return ", ".join(parts)
+
+    def guesses(self) -> list[str]:
+        """Each choice the reader made for the person, with its evidence, one
+        line each (the sheet and why, the delimiter and why, ...); after a whole
+        ``rows()`` pass, also what that pass changed (merged cells filled)."""
+        return list(self.choices)
 
     def left_out(self) -> list[str]:
         """What the last whole ``rows()`` pass did not read as data, one item a

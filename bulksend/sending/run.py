@@ -172,6 +172,7 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
             summary.note(outcome)
             progress.outcome(outcome)
         summary.read = [table.describe(), *table.left_out()]
+        summary.guesses = [*table.guesses(), *mapping.guesses()]
     note = mapping.due_zone_note()
     if note is not None:
         summary.notes.append(note)
@@ -282,6 +283,7 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
                 journal = Journal(Path(tmp) / "dry-run.journal")
                 try:
                     progress.event("input", table.describe())  # the encoding, delimiter... chosen
+                    _note_guesses(table, mapping, progress)
                     return _run(config, table, mapping, journal, summary, progress, stop=stop)
                 finally:
                     journal.close()
@@ -320,6 +322,7 @@ async def _prepare(config: RunConfig, table: Table, mapping: Mapping, journal: J
         mapping.use_items(uses.catalogues)  # items named by name are sent as ids (issue 15)
         _note_due_zone(mapping, progress)
         progress.event("input", table.describe())  # the encoding, delimiter... chosen (issue 13)
+        _note_guesses(table, mapping, progress)
         return await _before_sending(client, config, table, mapping, journal, rows, start, progress, gate)
 
 
@@ -370,6 +373,12 @@ def _note_due_zone(mapping: Mapping, progress: Progress) -> None:
     note = mapping.due_zone_note()
     if note is not None:
         progress.event("note", note)
+
+
+def _note_guesses(table: Table, mapping: Mapping, progress: Progress) -> None:
+    """Each choice made for the person, with its evidence (issue 24), as the check pass saw it."""
+    for guess in (*table.guesses(), *mapping.guesses()):
+        progress.event("guess", guess)
 
 
 def _file_stat(path: str | None) -> tuple[int, int, int] | None:
