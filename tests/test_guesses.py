@@ -579,3 +579,49 @@ def test_xlsx_16_digit_numbers_are_the_digits_stored(code: str | None, tmp_path:
     assert r.code == 0, r.stdout + r.stderr
     accounts = sorted(body["contact"]["data"]["account"] for body in received(sandbox))
     assert accounts == ["1234567890123456", "9007199254740991"]
+
+
+# --- delimiters --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("Courriel;Montant\nann@example.com;12,50\n", ";"),  # the issue's one-row export
+    ("Courriel|Montant|Nom\nann@example.com|12,50|Lee, Ann\n", "|"),  # another delimiter, commas in two cells
+    ("Courriel\tMontant\nann@example.com\t1,5\n", "tab"),  # tab, in a .csv
+])
+def test_a_one_row_export_is_read_with_its_delimiter(text: str, shown: str, tmp_path: Path,
+                                                     sandbox: Sandbox) -> None:
+    """One data row whose amount has a decimal comma: the header decides, and validate says why."""
+    (tmp_path / "one.csv").write_text(text, encoding="utf-8")
+    r = init(tmp_path, "one.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path)["contact"]["email"] == "Courriel"
+    r = validate(tmp_path, "one.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    quoted = shown if shown == "tab" else f'"{shown}"'
+    assert f"delimiter {quoted} (detected)" in r.stdout.splitlines()[0]
+    assert guessed(r)[0].startswith(f"delimiter {quoted}: it splits the header into ")
+    r = send(tmp_path, sandbox, "one.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    data = received(sandbox)[0]["contact"]["data"]
+    assert data["montant"] in ("12,50", "1,5")
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("Email,Amount;Currency\nann@example.com,12;EUR\nbob@example.com,7;USD\n", '"," or ";"'),
+    ("Email\tName|Company\nann@example.com\tAnn|ACME\n", 'tab or "|"'),
+])
+def test_a_delimiter_tie_is_asked(text: str, shown: str, tmp_path: Path, sandbox: Sandbox) -> None:
+    """Two delimiters split every row alike: nothing is read until --delimiter says which."""
+    (tmp_path / "tie.csv").write_text(text, encoding="utf-8")
+    mapping = f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact: {{email: Email}}\n"
+    (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
+    words = (f"tie.csv: the delimiter could be {shown}", "--delimiter")
+    refused(init(tmp_path, "tie.csv", "-o", "new.yaml"), *words)
+    refused(validate(tmp_path, "tie.csv"), *words)
+    refused(send(tmp_path, sandbox, "tie.csv"), *words)
+    nothing_reached(sandbox)
+    chosen = "," if shown.startswith('","') else "tab"
+    r = init(tmp_path, "tie.csv", "-o", "new.yaml", "--delimiter", chosen)
+    assert r.code == 0, r.stdout + r.stderr
+    assert f"--delimiter {chosen}" in r.stdout  # the commands init gives keep the answer

@@ -190,7 +190,7 @@ class Table:
             parts.append(f"encoding {codec_name(self.encoding)} ({how})")
         if self.delimiter is not None:
             how = "given" if "delimiter" in self.given else "detected"
-            parts.append(f"delimiter {_delimiter_name(self.delimiter)} ({how})")
+            parts.append(f"delimiter {delimiter_name(self.delimiter)} ({how})")
         parts.append(f"header on row {self.header_row}")
         return ", ".join(parts)
 
@@ -331,7 +331,8 @@ def _rows_list(numbers: list[int]) -> str:
     return f"rows {shown}" + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
 
 
-def _delimiter_name(delimiter: str) -> str:
+def delimiter_name(delimiter: str) -> str:
+    """A delimiter as messages name it: "tab", "space", else the character quoted."""
     return {"\t": "tab", " ": "space"}.get(delimiter, f'"{delimiter}"')
 
 
