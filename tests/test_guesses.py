@@ -625,3 +625,43 @@ def test_a_delimiter_tie_is_asked(text: str, shown: str, tmp_path: Path, sandbox
     r = init(tmp_path, "tie.csv", "-o", "new.yaml", "--delimiter", chosen)
     assert r.code == 0, r.stdout + r.stderr
     assert f"--delimiter {chosen}" in r.stdout  # the commands init gives keep the answer
+
+
+# --- an export that arrives empty -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("empty", ["header only", "blank rows", "xlsx header only"])
+def test_an_empty_export_where_the_journal_knows_rows_changes_nothing(empty: str, tmp_path: Path,
+                                                                      sandbox: Sandbox) -> None:
+    """The nightly export arrives with its header only (or blank rows): exit 2,
+    one line, and results.csv and its journal are as they were."""
+    mapping = f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact: {{email: Email}}\n"
+    (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
+    name = "nightly.xlsx" if empty.startswith("xlsx") else "nightly.csv"
+    rows: list[list[Cell]] = [["Email"], ["ann@example.com"], ["bob@example.com"]]
+    if name.endswith(".xlsx"):
+        write_xlsx(tmp_path / name, {"Contacts": Sheet(rows)})
+    else:
+        write_csv(tmp_path / name, [[str(c) for c in row] for row in rows])
+    assert send(tmp_path, sandbox, name).code == 0
+    kept = ("results.csv", "results.csv.journal")  # sqlite's -shm/-wal come and go with any reader
+    before = {name: (tmp_path / name).read_bytes() for name in kept}
+    if name.endswith(".xlsx"):
+        write_xlsx(tmp_path / name, {"Contacts": Sheet([["Email"]])})
+    else:
+        text = "Email\n" if empty == "header only" else "Email\n\n,\n \n"
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    r = send(tmp_path, sandbox, name)
+    error = refused(r, f"{name}: has no data rows (header only), but results.csv records 2 rows")
+    assert error.endswith("nothing was sent and nothing changed")
+    assert r.stdout == ""
+    assert {name: (tmp_path / name).read_bytes() for name in kept} == before
+    assert len(sandbox.created) == 2
+
+
+def test_an_empty_export_on_a_first_run_is_no_error(tmp_path: Path, sandbox: Sandbox) -> None:
+    """With no rows recorded, a file of no rows has nothing to contradict: exit 0, as before."""
+    mapping = f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact: {{email: Email}}\n"
+    (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
+    (tmp_path / "nightly.csv").write_text("Email\n", encoding="utf-8")
+    assert send(tmp_path, sandbox, "nightly.csv").code == 0

@@ -276,6 +276,8 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
         stored = None if config.dry_run else checkpoints.peek(journal_path(config.results))
         resume = checkpoints.usable(stored, table, mapping.digest, config.results)
         summary.total, uses = check_pass(table, mapping, resume.last.mark if resume else None)
+        if summary.total == 0 and resume is None and not config.dry_run:
+            _refuse_empty_input(config, table)
         if config.dry_run:
             _note_due_zone(mapping, progress)
             # A throwaway journal gives the dry run the same duplicate check.
@@ -373,6 +375,31 @@ def _note_due_zone(mapping: Mapping, progress: Progress) -> None:
     note = mapping.due_zone_note()
     if note is not None:
         progress.event("note", note)
+
+
+def _refuse_empty_input(config: RunConfig, table: Table) -> None:
+    """A file of no data rows where earlier runs recorded rows is most likely an
+    export that failed upstream (issue 24): InputError (exit 2) before anything,
+    results or journal, is changed. Read-only: no lock is held yet."""
+    path = journal_path(config.results)
+    known = 0
+    if path.exists():
+        import sqlite3
+
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                known = int(db.execute("SELECT count(*) FROM rows").fetchone()[0])
+            finally:
+                db.close()
+        except sqlite3.Error:
+            known = 0  # an unreadable journal is the locked run's to report
+    if known:
+        raise InputError(
+            f"{table.name}: has no data rows (header only), but {config.results} records {known} rows of"
+            " earlier runs; nothing was sent and nothing changed",
+            hint="an export that arrives empty usually failed upstream: check it, then rerun",
+        )
 
 
 def _note_guesses(table: Table, mapping: Mapping, progress: Progress) -> None:
