@@ -665,3 +665,53 @@ def test_an_empty_export_on_a_first_run_is_no_error(tmp_path: Path, sandbox: San
     (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
     (tmp_path / "nightly.csv").write_text("Email\n", encoding="utf-8")
     assert send(tmp_path, sandbox, "nightly.csv").code == 0
+
+
+# --- NULs and bidirectional controls ---------------------------------------------------------
+
+CELLS_MAPPING = (f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\n"
+                 "contact: {email: Email, firstName: Name}\n")
+
+
+@pytest.mark.parametrize(("name", "data", "cleaned"), [
+    # the issue's: one cell of a UTF-8 export holds a NUL
+    ("nul.csv", b"Email,Name\nann@example.com,A\x00nn\nbob@example.com,Bob\n", 'row 2 "Name"'),
+    # a Windows-1252 export, tab-delimited, NULs in two cells
+    ("nul.tsv", "Email\tName\nann@example.com\tAnn\x00\nbob@example.com\x00\tBéb\n".encode("cp1252"),
+     'row 2 "Name", row 3 "Email"'),
+    # bidirectional controls pasted from a right-to-left page: RLO, an isolate, a mark
+    ("bidi.csv", "Email,Name\n\u202eann@example.com,\u2067Ann\u2069\nbob@example.com\u200f,Bob\n".encode(),
+     'row 2 "Email", row 2 "Name", row 3 "Email"'),
+])
+def test_nul_and_bidi_controls_are_removed_from_cells(name: str, data: bytes, cleaned: str, tmp_path: Path,
+                                                      sandbox: Sandbox) -> None:
+    """Never a whole-file "binary" error for one cell's NUL: the characters are
+    removed from the cells, validate names them, the requests carry clean text."""
+    (tmp_path / name).write_bytes(data)
+    (tmp_path / "mapping.yaml").write_text(CELLS_MAPPING, encoding="utf-8")
+    r = validate(tmp_path, name)
+    assert r.code == 0, r.stdout + r.stderr
+    count = cleaned.count("row ")
+    assert (f"  left out: NUL and bidirectional control characters, removed from {count} cell"
+            f"{'s' if count > 1 else ''}: {cleaned}") in r.stdout.splitlines()
+    r = send(tmp_path, sandbox, name)
+    assert r.code == 0, r.stdout + r.stderr
+    contacts = sorted((body["contact"]["email"], body["contact"]["firstName"]) for body in received(sandbox))
+    assert contacts[0] == ("ann@example.com", "Ann")
+    assert contacts[1][0] == "bob@example.com"
+
+
+def test_bidi_controls_in_a_spreadsheet_cell_are_removed(tmp_path: Path) -> None:
+    rows: list[list[Cell]] = [["Email", "Name"], ["ann@example.com", "\u202bAnn\u202c"]]
+    write_xlsx(tmp_path / "b.xlsx", {"Contacts": Sheet(rows)})
+    with open_table(str(tmp_path / "b.xlsx")) as table:
+        assert [row.values["Name"] for row in table.rows()] == ["Ann"]
+        assert table.left_out() == [
+            'NUL and bidirectional control characters, removed from 1 cell: row 2 "Name"']
+
+
+def test_a_binary_file_is_still_refused(tmp_path: Path) -> None:
+    """Many control bytes are a binary file, whatever its name: refused as before."""
+    (tmp_path / "photo.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    (tmp_path / "mapping.yaml").write_text(CELLS_MAPPING, encoding="utf-8")
+    refused(validate(tmp_path, "photo.csv"), "photo.csv: looks like a binary file, not CSV")

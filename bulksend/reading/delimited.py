@@ -295,12 +295,25 @@ def _bom_codec(sample: bytes) -> str | None:
     return None
 
 
+# A sample with a NUL and more control bytes (C0 but tab, line breaks, form
+# feed) than this share of it, and 8, is a binary file; fewer are a glitch in a
+# cell of a text export, removed from that cell (table.CONTROLS, issue 24), not
+# a reason to refuse the whole file.
+NUL_SHARE = 0.01
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, *range(0x0E, 0x20)])
+
+
 def _refuse_binary(name: str, sample: bytes) -> None:
     if b"\x00" not in sample:
         return
+    utf16 = sample[1:200:2].count(b"\x00") > 50 or sample[0:200:2].count(b"\x00") > 50
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    few = controls <= max(8, NUL_SHARE * len(sample))
+    if few and not utf16 and not sample.startswith((ZIP_MAGIC, OLE_MAGIC)):
+        return
     if sample.startswith((ZIP_MAGIC, OLE_MAGIC)):
         hint = "it looks like a spreadsheet: give it its .xlsx, .xls or .ods extension"
-    elif sample[1:200:2].count(b"\x00") > 50 or sample[0:200:2].count(b"\x00") > 50:
+    elif utf16:
         hint = "if it is UTF-16 text without a byte-order mark, try --encoding utf-16-le"
     else:
         hint = "export the contacts as CSV or as an .xlsx spreadsheet"

@@ -14,6 +14,7 @@ workbook.py (spreadsheets) and frames.py (contacts in memory);
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass
@@ -76,6 +77,13 @@ class Header:
 
 
 PEEK_RECORDS = 20  # the first records searched for a misplaced header row
+# Removed from every cell (issue 24): NUL, which no text holds (a one-cell
+# glitch of an export, not a sign of a binary file), and the bidirectional
+# controls (U+061C, U+200E/F, U+202A-E, U+2066-9), which change how a cell is
+# shown, not what it says, and which a copy from an RTL page leaves in names
+# and addresses ("Trojan Source", CVE-2021-42574).
+CONTROLS = re.compile("[\x00\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CLEANED_SHOWN = 3
 
 
 class Table:
@@ -133,8 +141,11 @@ class Table:
         self.blank_rows = None
         self.hidden_rows = []
         self.choices: list[str] = []  # what the reader chose for the person, with its evidence (issue 24)
+        self.cleaned: list[tuple[int, str]] = []  # (row, column) of cells the last whole pass cleaned
+        self._cleaning: list[tuple[int, str]] = []
         self._closed = False
         self._finalizers: list[weakref.finalize[Any, Any]] = []
+        self._label = column_label
         self.header_row, cells = self._first_record(header_row)
         keys, ambiguous, unnamed = _header_names(cells, column_label)
         self._keys = keys  # per cell position: the name it is read under, or None
@@ -213,6 +224,12 @@ class Table:
             notes.append(f"hidden rows included (--include-hidden): {_rows_list(sorted(self.hidden))}")
         if self.blank_rows:
             notes.append(f"{self.blank_rows} blank row{'s' if self.blank_rows > 1 else ''}")
+        if self.cleaned:
+            shown = ", ".join(f"row {row} {column}" for row, column in self.cleaned[:_CLEANED_SHOWN])
+            count = len(self.cleaned)
+            more = f" and {count - _CLEANED_SHOWN} more" if count > _CLEANED_SHOWN else ""
+            notes.append(f"NUL and bidirectional control characters, removed from {count} cell"
+                         f"{'s' if count > 1 else ''}: {shown}{more}")
         header = self.header
         ignored = [f"{label} (no name)" for label in header.unnamed]
         ignored += [f'"{n}" (columns {_and(list(labels))}: the same name)'
@@ -247,6 +264,7 @@ class Table:
         width = len(keys)
         every = len(columns) == width  # no ignored column: the plain, fast zip
         hidden = frozenset() if self.include_hidden else self.hidden
+        cleaned: list[tuple[int, str]] = []
         why = "hidden in the sheet" + (" (filtered out by its AutoFilter)" if self.filtered else "")
         why += "; not sent (--include-hidden sends hidden rows)"
         left: list[int] = []
@@ -259,6 +277,9 @@ class Table:
                     continue
                 blank += number - previous - 1
                 previous = number
+                joined = "".join(cells)
+                if (not joined.isascii() or "\x00" in joined) and CONTROLS.search(joined):
+                    cells = self._clean(number, cells, cleaned)
                 if len(cells) < width:
                     cells = cells + [""] * (width - len(cells))
                 extra = tuple(c for c in cells[width:] if c.strip()) if len(cells) > width else ()
@@ -272,9 +293,20 @@ class Table:
                 else:
                     yield Row(number, values, extra)
             if start is None:
-                self.blank_rows, self.hidden_rows = blank, left
+                self.blank_rows, self.hidden_rows, self.cleaned = blank, left, cleaned
         finally:
             gen.close()
+
+    def _clean(self, number: int, cells: list[str], cleaned: list[tuple[int, str]]) -> list[str]:
+        """``cells`` without CONTROLS; each cell changed is noted (row, column name or label)."""
+        found = []
+        for i, cell in enumerate(cells):
+            kept = CONTROLS.sub("", cell)
+            if kept != cell:
+                key = self._keys[i] if i < len(self._keys) else None
+                cleaned.append((number, f'"{key}"' if key else f"column {self._label(i)}"))
+            found.append(kept)
+        return found
 
     def on_close(self, func: Callable[..., object], *args: object) -> None:
         """Have ``func(*args)`` run once when the table closes: a reader's
