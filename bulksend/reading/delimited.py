@@ -141,9 +141,25 @@ def open_text(name: str, path: str, encoding: str | None, delimiter: str | None,
     table = Table(name, records, _text_column_label, encoding=codec, delimiter=delimiter, path=path,
                   marks=marks if _stateless(codec) else None, header_row=header_row,
                   kind="TSV" if delimiter == "\t" else "CSV", given=given)
+    if encoding is None and codec not in ("utf-8", "utf-8-sig", "utf-16", "utf-32"):
+        table.choices.append(_legacy_evidence(sample, text, codec))  # a code page guessed (issue 24)
     if evidence:
         table.choices.append(evidence)
     return table
+
+
+def _legacy_evidence(sample: bytes, text: str, codec: str) -> str:
+    """Why a code page was read: the first byte that is not UTF-8, and the word it is in, as read."""
+    try:
+        sample.decode("utf-8")
+        where = "its bytes are not UTF-8"
+    except UnicodeDecodeError as error:
+        newline = b"\n" if b"\n" in sample else b"\r"  # Excel for Mac ends lines with CR alone
+        line = sample.count(newline, 0, error.start) + 1
+        where = f"not UTF-8 (line {line} has byte 0x{sample[error.start]:02X})"
+    word = next((w for w in re.split(r"[\s,;\t|\"]+", text) if not w.isascii()), "")
+    shown = f', which shows "{word[:40]}"' if word else ""
+    return f"encoding {codec_name(codec)}: {where}; read as {codec_name(codec)}{shown}"
 
 
 def _text_column_label(index: int) -> str:
