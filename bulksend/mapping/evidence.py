@@ -68,6 +68,7 @@ class OrderWitness:
         self.both += 1
 
     def line(self) -> str | None:
+        """What the rows showed, on one line; None when no cell was seen."""
         if self.decided is not None:
             row, text = self.decided
             return (f"{self.where}dates read {order_name(self.fmt)} (format {self.fmt}): row {row}"
@@ -86,11 +87,13 @@ class _Changed:
     examples: list[tuple[int, str, str]] = field(default_factory=list)
 
     def add(self, row: int, cell: str, sent: str) -> None:
+        """One more cell sent as ``sent`` instead of as written."""
         self.count += 1
         if len(self.examples) < _EXAMPLES:
             self.examples.append((row, cell, sent))
 
     def shown(self) -> str:
+        """The first cells, each with its row and what was sent."""
         return "; ".join(f"row {row}: {quote(cell)} as {quote(sent)}" for row, cell, sent in self.examples)
 
 
