@@ -198,6 +198,19 @@ def test_another_columns_dates_that_read_both_ways_are_sent_as_written(tmp_path:
     assert born == ["03/04/1990", "05/06/1991"]
 
 
+@pytest.mark.parametrize(("fmt", "cell"), [("%Y-%m-%d", f"{YEAR}-03-06"), ("%Y/%m/%d", f"{YEAR}/03/06"),
+                                           ("%d.%m.%Y", f"06.03.{YEAR}")])
+def test_year_first_and_dotted_dates_are_no_question(fmt: str, cell: str) -> None:
+    """Only "/" and "-" day/month dates are written both ways: ISO, year-first and
+    dotted dates have one reading, and nothing is said about their order."""
+    text = (f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact: {{email: Email}}\n"
+            f'dueDate: {{column: Due, format: "{fmt}"}}\n')
+    mapping = parse_mapping(text, "m.yaml", ["Email", "Due"])
+    mapped = mapping.apply(Row(2, {"Email": "ann@example.com", "Due": cell}))
+    assert mapped.payload is not None and mapped.payload["dueDate"].startswith(f"{YEAR}-03-06")
+    assert mapping.guesses() == []
+
+
 # --- emails: one person, one request ------------------------------------------------------
 
 # (written, as it is sent): the same address typed with other characters

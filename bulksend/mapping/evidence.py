@@ -31,9 +31,13 @@ def day_month_swapped(fmt: str) -> str | None:
     """``fmt`` with its day (%d) and month (%m) exchanged, or None when it has not
     both in digits (a month name, %b, is never ambiguous) or writes them with
     dots: 06.03.2027 is day first wherever dates are so written (German, French,
-    Swiss, Nordic, Slavic exports); only "/" and "-" are written both ways."""
+    Swiss, Nordic, Slavic exports); only "/" and "-" are written both ways; nor
+    when the year comes first (year-month-day)."""
     if "%d" not in fmt or "%m" not in fmt or "%d.%m" in fmt:
         return None
+    year = min((fmt.find(y) for y in ("%Y", "%y") if y in fmt), default=len(fmt))
+    if year < fmt.find("%d") and year < fmt.find("%m"):
+        return None  # year first (ISO 8601, 2027/03/06) is year-month-day wherever it is written
     return fmt.replace("%d", "\0").replace("%m", "%d").replace("\0", "%m")
 
 
