@@ -728,3 +728,22 @@ def test_a_binary_file_is_still_refused(tmp_path: Path) -> None:
     (tmp_path / "photo.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
     (tmp_path / "mapping.yaml").write_text(CELLS_MAPPING, encoding="utf-8")
     refused(validate(tmp_path, "photo.csv"), "photo.csv: looks like a binary file, not CSV")
+
+
+def test_ods_numbers_and_hidden_rows_reach_xlsx_parity(tmp_path: Path, sandbox: Sandbox) -> None:
+    """.ods: the number styles (00000, 0, 000000000, 0.00) give the text a person
+    sees, and a hidden row is left out, as in .xlsx and .xls."""
+    shutil.copy(GUESSES / "customers.ods", tmp_path / "customers.ods")
+    with open_table(str(tmp_path / "customers.ods")) as table:
+        rows = [row for row in table.rows()]
+    assert [(r.values["Zip"], r.values["Account"], r.values["Ref"], r.values["Amount"]) for r in rows] == [
+        ("02494", "1234567890123456", "000012345", "2.50"),
+        ("00501", "9007199254740991", "000000007", "3.00"),
+        ("90210", "4000000000000002", "123456789", "0.13")]
+    assert [r.number for r in rows if r.left_out] == [3]
+    (tmp_path / "mapping.yaml").write_text(NUMBERS_MAPPING, encoding="utf-8")
+    r = send(tmp_path, sandbox, "customers.ods")
+    assert r.code == 1, r.stdout + r.stderr  # the hidden row is recorded invalid, not sent
+    data = {body["contact"]["email"]: body["contact"]["data"] for body in received(sandbox)}
+    assert data == {"ann@example.com": {"zip": "02494", "account": "1234567890123456"},
+                    "cid@example.com": {"zip": "90210", "account": "4000000000000002"}}

@@ -33,6 +33,7 @@ from bulksend.common.errors import InputError
 from bulksend.reading.cells import cell_text, is_blank
 from bulksend.reading.files import OLE_MAGIC, ZIP_MAGIC, open_binary
 from bulksend.reading.merges import Merge, MergeFiller, merged_note, sheet_merges
+from bulksend.reading.odsxml import OdsSheet, read_ods_sheet
 from bulksend.reading.sheetxml import SheetXml, read_active_sheet, read_sheet_xml
 from bulksend.reading.table import Records, Table
 from bulksend.reading.xls import XlsSheet, read_xls_sheet, xls_active_sheet
@@ -82,8 +83,9 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
             raise _corrupt(name, extension, error) from None
         start = data.start
         offset = start[1] if start is not None else 0  # iter_rows() skips empty leading columns
-        xml: SheetXml | XlsSheet | None = (
-            _sheet_xml(path, chosen) if head.startswith(ZIP_MAGIC) else read_xls_sheet(path, chosen))
+        xml: SheetXml | XlsSheet | OdsSheet | None = (
+            (_sheet_xml(path, chosen) or read_ods_sheet(path, chosen)) if head.startswith(ZIP_MAGIC)
+            else read_xls_sheet(path, chosen))
         merges = _merges(data)
 
         def records() -> Records:
@@ -105,11 +107,11 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
     return table
 
 
-def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | XlsSheet | None, offset: int,
-                   merges: list[Merge]) -> Records:
+def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | XlsSheet | OdsSheet | None,
+                   offset: int, merges: list[Merge]) -> Records:
     """(row number, cells) of the sheet's non-blank rows; a number shown
     through a plain number format (``00000``) as the sheet shows it; a cell
-    that a merged range covers holds the range's value (``fill_merged``)."""
+    that a merged range covers holds the range's value (merges.py)."""
     from python_calamine import CalamineError
 
     formats = _safely(xml.formats()) if xml is not None else iter(())

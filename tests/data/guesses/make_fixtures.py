@@ -1,6 +1,6 @@
-"""Regenerate the .xls fixtures of tests/test_guesses.py (issue 24).
+"""Regenerate the .xls and .ods fixtures of tests/test_guesses.py (issue 24).
 
-    python tests/data/guesses/make_fixtures.py     # needs xlwt
+    python tests/data/guesses/make_fixtures.py     # needs xlwt and odfpy
 
 The .xlsx and .ods files those tests need are written part by part by
 tests/workbooks.py; an .xls (BIFF8) is a binary format, so it is written here
@@ -16,6 +16,10 @@ customers.xls: two sheets. "Archive" (first, with last month's contacts) and
 
 Zip is formatted 00000, Account 0 (16 digits: more than Excel shows), Ref
 000000000 and Amount 0.00; Company "ACME" is merged over F2:F4.
+
+customers.ods: the same three rows (no Company) in one sheet "Customers", its
+number styles the same (number:min-integer-digits, number:decimal-places),
+and row 3 (bob) hidden (table:visibility="collapse").
 """
 
 from __future__ import annotations
@@ -57,6 +61,41 @@ def write_customers(path: Path) -> None:
     book.save(str(path))
 
 
+def write_customers_ods(path: Path) -> None:
+    from odf.number import Number, NumberStyle
+    from odf.opendocument import OpenDocumentSpreadsheet
+    from odf.style import Style
+    from odf.table import Table, TableCell, TableRow
+    from odf.text import P
+
+    doc = OpenDocumentSpreadsheet()
+    for name, digits, places in (("N5", "5", "0"), ("N1", "1", "0"), ("N9", "9", "0"), ("N2", "1", "2")):
+        style = NumberStyle(name=name)
+        style.addElement(Number(decimalplaces=places, minintegerdigits=digits))
+        doc.automaticstyles.addElement(style)
+        doc.automaticstyles.addElement(Style(name=f"ce{name}", family="table-cell", datastylename=name))
+    table = Table(name="Customers")
+    header = TableRow()
+    for title in ("Email", "Zip", "Account", "Ref", "Amount"):
+        cell = TableCell(valuetype="string")
+        cell.addElement(P(text=title))
+        header.addElement(cell)
+    table.addElement(header)
+    for email, *numbers in ROWS:
+        row = TableRow(visibility="collapse") if email.startswith("bob") else TableRow()
+        cell = TableCell(valuetype="string")
+        cell.addElement(P(text=email))
+        row.addElement(cell)
+        for value, style in zip(numbers, ("ceN5", "ceN1", "ceN9", "ceN2"), strict=True):
+            cell = TableCell(valuetype="float", value=repr(value), stylename=style)
+            cell.addElement(P(text=repr(value)))
+            row.addElement(cell)
+        table.addElement(row)
+    doc.spreadsheet.addElement(table)
+    doc.save(str(path))
+
+
 if __name__ == "__main__":
     write_customers(HERE / "customers.xls")
-    print("wrote customers.xls in", HERE)
+    write_customers_ods(HERE / "customers.ods")
+    print("wrote customers.xls, customers.ods in", HERE)
