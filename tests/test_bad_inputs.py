@@ -538,8 +538,11 @@ def test_a_refused_results_file_is_still_refused_on_the_rerun(results: str, tmp_
 
 # --- validate: invalid rows are listed, the file is not refused ------------------
 
-# What validate says it read, before the counts (issue 13).
-READ = 'read contacts.csv: CSV, encoding UTF-8 (detected), delimiter "," (detected), header on row 1'
+# What validate says it read, before the counts (issue 13), and the order of
+# day and month with the row that decides it (issue 24: every choice shown with its evidence).
+READ = ('read contacts.csv: CSV, encoding UTF-8 (detected), delimiter "," (detected), header on row 1\n'
+        '  guessed: column "Due": dates read day first (format %d/%m/%Y): row 2 ("31/03/2026") reads no'
+        " other way")
 
 SOME_INVALID = "\r\n".join([
     COLUMNS,
@@ -567,8 +570,8 @@ def test_validate_lists_invalid_rows_and_exits_1(tmp_path: Path, sandbox: Sandbo
 
     assert r.code == 1, r.stdout + r.stderr
     assert r.stderr == ""
-    assert r.stdout.splitlines() == [READ, "contacts.csv: 6 rows: 2 valid, 3 invalid, 1 duplicate", *PROBLEMS,
-                                     DUE_NOTE]
+    counts = "contacts.csv: 6 rows: 2 valid, 3 invalid, 1 duplicate"
+    assert r.stdout.splitlines() == [*READ.splitlines(), counts, *PROBLEMS, DUE_NOTE]
     assert snapshot(tmp_path) == before  # validate writes nothing
     assert_nothing_reached(sandbox)
 
@@ -580,7 +583,7 @@ def test_validate_show_limits_the_listed_problems(tmp_path: Path) -> None:
 
     assert r.code == 1
     assert r.stdout.splitlines() == [
-        READ, "contacts.csv: 6 rows: 2 valid, 3 invalid, 1 duplicate", *PROBLEMS[:2],
+        *READ.splitlines(), "contacts.csv: 6 rows: 2 valid, 3 invalid, 1 duplicate", *PROBLEMS[:2],
         "... and 2 more (--show N to list more, or send --dry-run for all)", DUE_NOTE,
     ]
 

@@ -99,21 +99,27 @@ def test_init_on_the_sample_file(tmp_path: Path, sandbox: Sandbox) -> None:
     spec = yaml.safe_load((tmp_path / "mapping.yaml").read_text(encoding="utf-8"))
     assert spec["contact"]["email"] == "Email"
     assert spec["contact"]["company"]["column"] == "Company"
-    assert spec["items"] == {"column": "Documents", "split": ";", "required": False}
-    assert spec["dueDate"] == {"column": "Due", "format": "%d/%m/%Y", "required": False}
+    # Issue 24: a due-date or items column most rows fill is required (21 and 31 of 31 rows).
+    assert spec["items"] == {"column": "Documents", "split": ";", "required": True}
+    assert spec["dueDate"] == {"column": "Due", "format": "%d/%m/%Y", "required": True}
     pairs = (("brand", "Brand"), ("model", "Model"), ("phone", "Phone"))
     assert spec["contact"]["data"] == {k: {"column": c, "required": False} for k, c in pairs}
     assert spec["key"] == ["campaignId", "contact.email"]
 
-    # It validates: the sample's broken rows are row problems, not mapping problems.
+    # Issue 24: the placeholder campaign is refused until it is replaced.
     r = run_cli("validate", "contacts.csv", "-m", "mapping.yaml", cwd=tmp_path, key=None)
-    assert r.code == 1, r.stdout + r.stderr
-    assert "26 valid, 4 invalid, 1 duplicate" in r.stdout
+    assert r.code == 2, r.stdout + r.stderr
+    assert "campaignId: YOUR_CAMPAIGN_ID is the stand-in bulksend init wrote" in r.stderr
 
-    # With the campaign in place of the placeholder, it sends.
+    # With the campaign in place of the placeholder, it validates: the sample's
+    # broken rows are row problems, not mapping problems (and the rows without
+    # documents are flagged: the column is required).
     text = (tmp_path / "mapping.yaml").read_text(encoding="utf-8")
     text = text.replace("YOUR_CAMPAIGN_ID", DEMO_CAMPAIGN_ID)
     (tmp_path / "mapping.yaml").write_text(text, encoding="utf-8")
+    r = run_cli("validate", "contacts.csv", "-m", "mapping.yaml", cwd=tmp_path, key=None)
+    assert r.code == 1, r.stdout + r.stderr
+    assert "21 valid, 10 invalid, 0 duplicate" in r.stdout  # 26, 4, 1 before: 10 rows have no documents
     r = run_cli("send", "contacts.csv", "-m", "mapping.yaml", "--api-url", sandbox.url, "--rate", "none",
                 "--no-progress", cwd=tmp_path)
     assert r.code == 1, r.stdout + r.stderr  # the sample's five broken rows
@@ -173,7 +179,7 @@ def test_plain_email_and_name_file_and_email_found_by_content(tmp_path: Path) ->
     """The issue's first case (Email, Name) and an export whose email column has an odd name."""
     (tmp_path / "plain.csv").write_text("Email,Name\nann@example.com,Ann Lee\nbob@example.com,Bob Ray\n",
                                         encoding="utf-8")
-    r = run_cli("init", "plain.csv", cwd=tmp_path, key=None)
+    r = run_cli("init", "plain.csv", "--campaign", DEMO_CAMPAIGN_ID, cwd=tmp_path, key=None)
     assert r.code == 0, r.stderr
     spec = yaml.safe_load((tmp_path / "mapping.yaml").read_text(encoding="utf-8"))
     assert spec["contact"]["email"] == "Email"
@@ -183,7 +189,7 @@ def test_plain_email_and_name_file_and_email_found_by_content(tmp_path: Path) ->
 
     (tmp_path / "odd.csv").write_text("Kontakt;Vorname;Name;Geburtstag\nann@example.com;Ann;Lee;03.04.1990\n"
                                       "bob@example.com;Bob;Ray;\n", encoding="utf-8")
-    r = run_cli("init", "odd.csv", "-o", "odd.yaml", cwd=tmp_path, key=None)
+    r = run_cli("init", "odd.csv", "-o", "odd.yaml", "--campaign", DEMO_CAMPAIGN_ID, cwd=tmp_path, key=None)
     assert r.code == 0, r.stderr
     spec = yaml.safe_load((tmp_path / "odd.yaml").read_text(encoding="utf-8"))
     assert spec["contact"]["email"] == "Kontakt"  # by content
@@ -207,7 +213,7 @@ def test_odd_headers_stay_column_names(header: str, tmp_path: Path) -> None:
     """Headers YAML would read as something else stay columns in the mapping written."""
     with open(tmp_path / "c.csv", "w", encoding="utf-8", newline="") as handle:
         csv.writer(handle).writerows([["Email", header], ["ann@example.com", "v"]])
-    r = run_cli("init", "c.csv", cwd=tmp_path, key=None)
+    r = run_cli("init", "c.csv", "--campaign", DEMO_CAMPAIGN_ID, cwd=tmp_path, key=None)
     assert r.code == 0, r.stderr
     spec = yaml.safe_load((tmp_path / "mapping.yaml").read_text(encoding="utf-8"))
     assert [v["column"] for v in spec["contact"]["data"].values()] == [header]

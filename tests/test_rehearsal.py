@@ -102,7 +102,9 @@ def test_a_rehearsal_and_real_sends_never_share_a_results_file(tmp_path: Path, s
 
 
 def test_rehearsal_of_an_init_mapping_stands_in_for_the_campaign(tmp_path: Path) -> None:
-    """The first ten minutes: init, then --sandbox, with the placeholder campaign."""
+    """The first ten minutes: init, then --sandbox. Issue 24: the placeholder
+    campaign init writes is refused (exit 2, nothing run) until it is replaced;
+    a campaign the sandbox does not hold is then stood in for."""
     (tmp_path / "export.csv").write_text(
         "Courriel;Prénom;Nom;Pièces\nann@example.com;Ann;Lee;Passeport; Justificatif\n"
         "bob@example.com;Bob;Ray;Passeport\n".replace("; Justificatif", "|Justificatif"),
@@ -110,10 +112,17 @@ def test_rehearsal_of_an_init_mapping_stands_in_for_the_campaign(tmp_path: Path)
     assert run_cli("init", "export.csv", cwd=tmp_path, key=None).code == 0
     r = run_cli("send", "export.csv", "-m", "mapping.yaml", "--sandbox", "--rate", "none", "--no-progress",
                 cwd=tmp_path, key=None)
+    assert r.code == 2, r.stdout + r.stderr
+    assert "campaignId: YOUR_CAMPAIGN_ID is the stand-in bulksend init wrote" in r.stderr
+    assert not list(tmp_path.glob("export-sandbox-results.csv*"))
+
+    mine = "abcdefghijkmnopqr"
+    assert run_cli("init", "export.csv", "--campaign", mine, "--force", cwd=tmp_path, key=None).code == 0
+    r = run_cli("send", "export.csv", "-m", "mapping.yaml", "--sandbox", "--rate", "none", "--no-progress",
+                cwd=tmp_path, key=None)
     assert r.code == 0, r.stdout + r.stderr
-    assert "campaign YOUR_CAMPAIGN_ID was stood in for (with the items the rows name: 'Passeport', " \
+    assert f"campaign {mine} was stood in for (with the items the rows name: 'Passeport', " \
            "'Justificatif')" in r.stdout
-    assert "first put your campaign's id in place of YOUR_CAMPAIGN_ID in mapping.yaml" in r.stdout
 
 
 def test_preview_shows_requests_as_sent(tmp_path: Path) -> None:

@@ -88,8 +88,12 @@ def test_a_one_row_western_export_is_read_right_and_says_how(tmp_path: Path, san
     assert f'encoding {encoding} (detected), delimiter "," (detected)' in r.stderr, r.stderr
 
     r = validate(tmp_path, fixture)
-    assert r.stdout.splitlines()[:2] == [
+    byte = "8E" if encoding == "Mac Roman" else "E9"
+    assert r.stdout.splitlines()[:3] == [
         f'read {fixture}: CSV, encoding {encoding} (detected), delimiter "," (detected), header on row 1',
+        # Issue 24: the code page guessed is shown with its evidence.
+        f'  guessed: encoding {encoding}: not UTF-8 (line 2 has byte 0x{byte}); read as {encoding}, which'
+        ' shows "Hélène"',
         f"{fixture}: 1 rows: 1 valid, 0 invalid, 0 duplicate",
     ], r.stdout
 

@@ -389,7 +389,7 @@ def validate(
         total=summary.total,
         counts={status: summary.counts[status] for status in (READY, INVALID, DUPLICATE)},
         problems=problems, read=list(summary.read), warnings=[*warned, *summary.warnings],
-        notes=list(summary.notes), previews=previews,
+        notes=list(summary.notes), previews=previews, guesses=list(summary.guesses),
     )
 
 

@@ -203,6 +203,8 @@ class Validation:
         notes: what to know besides problems (the due date's time zone).
         previews: the first valid rows (at most ``preview``), each with its
             ``payload``: the POST /request body as it will be sent.
+        guesses: each choice made for the person, with its evidence (the
+            sheet, the delimiter, the date order, the email column; issue 24).
     """
 
     total: int
@@ -212,6 +214,7 @@ class Validation:
     warnings: list[str]
     notes: list[str]
     previews: list[Outcome] = field(default_factory=list)
+    guesses: list[str] = field(default_factory=list)
 
     @property
     def exit_status(self) -> ExitStatus:

@@ -93,6 +93,8 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
     c = checked.counts
     if checked.read:
         click.echo(f"read {checked.read[0]}")
+        for guess in checked.guesses:
+            click.echo(f"  guessed: {guess}")
         for note in checked.read[1:]:
             click.echo(f"  left out: {note}")
     if checked.previews:

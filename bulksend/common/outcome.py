@@ -57,6 +57,8 @@ class Summary:
     notes: list[str] = field(default_factory=list)
     examples: dict[str, list[Outcome]] = field(default_factory=dict)
     read: list[str] = field(default_factory=list)  # validate: what was read, then what was left out
+    # validate: each choice made for the person, with its evidence (issue 24)
+    guesses: list[str] = field(default_factory=list)
 
     @property
     def exit_status(self) -> ExitStatus:

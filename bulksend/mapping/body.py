@@ -18,6 +18,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from bulksend.mapping.columns import Columns
 from bulksend.mapping.converters import DEFAULT_SPLIT, converter
 from bulksend.mapping.duedates import DueDates
+from bulksend.mapping.evidence import Evidence
 from bulksend.mapping.fields import CONTACT_FIELDS, SAMPLE_FIELDS, TOP_KEYS
 from bulksend.mapping.getters import (
     OMIT,
@@ -32,6 +33,7 @@ from bulksend.mapping.getters import (
 from bulksend.mapping.keys import compile_key
 from bulksend.mapping.nodes import Nodes, typed_constant
 from bulksend.mapping.problems import Problem, Problems, RowError, describe, join, suggest
+from bulksend.mapping.questions import PLACEHOLDER
 from bulksend.mapping.specs import Specs
 from bulksend.reading.table import Header
 
@@ -49,7 +51,8 @@ class Compiler:
         self.nodes = Nodes(self.problems)
         self.columns = Columns(columns, header, self.problems)
         self.dates = DueDates()  # shared by the dueDate's converters and the Mapping
-        self.specs = Specs(self.problems, self.nodes, self.columns, self.dates)
+        self.evidence = Evidence()  # what the rows show about the choices made (issue 24)
+        self.specs = Specs(self.problems, self.nodes, self.columns, self.dates, self.evidence)
         self.key_paths: list[str] = []
         self.campaign_id: str | None = None
 
@@ -118,6 +121,11 @@ class Compiler:
         if name == "campaignId" and compiled is not None and _is_constant_node(node):
             value = compiled[0]({})
             self.campaign_id = value if isinstance(value, str) else None
+            if value == PLACEHOLDER:  # init's stand-in, never a campaign (issue 24)
+                self.problems.ask(node, name, f"{PLACEHOLDER} is the stand-in bulksend init wrote: put your"
+                                  " campaign's id in its place (17 letters and digits, in the app's address"
+                                  " bar when the campaign is open)")
+                return None
         return compiled
 
     # -- objects ------------------------------------------------------------ #

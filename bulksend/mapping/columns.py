@@ -17,6 +17,7 @@ from yaml.nodes import Node
 
 from bulksend.mapping.getters import Finish, Getter, Values
 from bulksend.mapping.problems import Problems, closest, quote
+from bulksend.mapping.questions import choices
 from bulksend.reading.cells import normal_name
 from bulksend.reading.table import Header
 
@@ -60,6 +61,12 @@ class Columns:
         if matches:
             self.used.setdefault(matches[0], None)
             return matches[0]
+        asked = choices(column)
+        if asked and all(normal_name(choice) in self.by_normal for choice in asked):
+            listed = " or ".join(quote(choice) for choice in asked)
+            self.problems.ask(node, path, f"a question to answer: which column is it, {listed}? Keep the"
+                              " one to use (init's comment above says what each holds)")
+            return None
         self.missing = True
         near = closest(column, self.columns)
         differs = None if near is None else _difference(column, near)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bulksend.mapping.duedates import DueDates
+from bulksend.mapping.evidence import Evidence
 from bulksend.mapping.getters import OMIT, Getter
 from bulksend.mapping.items import Catalogue, ItemProblem, resolve_payload_items
 from bulksend.mapping.keys import key_plan, row_key
@@ -39,6 +40,7 @@ class Mapping:
     __slots__ = (
         "_build",
         "_catalogues",
+        "_evidence",
         "_keys",
         "campaign_id",
         "columns_used",
@@ -62,6 +64,7 @@ class Mapping:
         due_dates: DueDates | None = None,
         folded: frozenset[str] = frozenset(),
         fed: dict[str, list[tuple[str, str]]] | None = None,
+        evidence: Evidence | None = None,
     ) -> None:
         self.path = path
         self.digest = digest  # sha256 of the file text: a rerun warns when it changed
@@ -82,6 +85,8 @@ class Mapping:
         # columns feed text (api/ warns when pandas has typed one of those).
         self.fed = fed if fed is not None else {}
         self._keys = key_plan(key_paths, folded)
+        # What the rows mapped so far show about the choices made for them (issue 24).
+        self._evidence = evidence if evidence is not None else Evidence()
 
     def __repr__(self) -> str:
         return f"Mapping(path={self.path!r}, key_paths={self.key_paths!r})"
@@ -95,6 +100,7 @@ class Mapping:
             return Mapped(row.number, None, None, _extra_cells_error(row.extra))
         dates = self.due_dates
         dates.late = None
+        self._evidence.row = row.number
         try:
             payload = self._build(row.values)
             if payload is OMIT:
@@ -113,6 +119,13 @@ class Mapping:
         if dates.late is not None:  # invalid, but its key lets a rerun find it sent earlier
             return Mapped(row.number, None, key, dates.late)
         return Mapped(row.number, payload, key, None)
+
+    def guesses(self) -> list[str]:
+        """What the rows mapped so far showed about the choices made for them,
+        one line each with its rows: the order of day and month of a date
+        format, addresses sent in their normal form or picked from several
+        (evidence.py). validate and the top of send print them (issue 24)."""
+        return self._evidence.lines()
 
     def use_items(self, catalogues: dict[str, Catalogue]) -> None:
         """Send items named by an element's name as that element's id from now on.

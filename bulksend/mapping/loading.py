@@ -13,6 +13,7 @@ from bulksend.common.errors import MappingError
 from bulksend.mapping.body import Compiler
 from bulksend.mapping.compiled import Mapping
 from bulksend.mapping.problems import join
+from bulksend.mapping.questions import QuestionsError
 from bulksend.reading.table import Header
 
 
@@ -102,6 +103,10 @@ def parse_mapping(text: str, path: str, columns: Sequence[str], *, header: Heade
         raise MappingError(path, [f"YAML syntax error: {error}"]) from None
     compiler = Compiler(columns, header, lines=lines)
     build = compiler.compile(root)
+    if compiler.problems.only_questions:
+        raise QuestionsError(path, compiler.problems.messages,
+                             hint=f"answer {'it' if len(compiler.problems) == 1 else 'them'} in {path},"
+                                  " then run validate again")
     if compiler.problems or build is None:
         raise MappingError(path, compiler.problems.messages, hint=compiler.columns.header_hint())
     return Mapping(
@@ -114,4 +119,5 @@ def parse_mapping(text: str, path: str, columns: Sequence[str], *, header: Heade
         due_dates=compiler.dates,
         folded=frozenset(compiler.specs.folded),
         fed=compiler.columns.fed,
+        evidence=compiler.evidence,
     )

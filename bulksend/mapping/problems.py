@@ -45,11 +45,12 @@ class Problems:
     ``lines=False`` (a mapping given as a dict, which has no lines): each
     problem starts with its key path only."""
 
-    __slots__ = ("lines", "messages")
+    __slots__ = ("asked", "lines", "messages")
 
     def __init__(self, *, lines: bool = True) -> None:
         self.lines = lines
         self.messages: list[str] = []
+        self.asked = 0  # how many of the messages are questions to answer (questions.py)
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -65,6 +66,17 @@ class Problems:
             return
         where = f"line {line(node)}, {path}" if path else f"line {line(node)}"
         self.messages.append(f"{where}: {message}")
+
+    def ask(self, node: Node, path: str, message: str) -> None:
+        """A question ``init`` left in the file (questions.py): reported as any
+        problem, and counted, so that ``init`` can write a file that holds only those."""
+        self.report(node, path, message)
+        self.asked += 1
+
+    @property
+    def only_questions(self) -> bool:
+        """Whether every problem is a question to answer (and there is one)."""
+        return 0 < self.asked == len(self.messages)
 
 
 def line(node: Node) -> int:

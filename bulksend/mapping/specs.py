@@ -22,6 +22,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from bulksend.mapping.columns import Columns, column_getter
 from bulksend.mapping.converters import DEFAULT_SPLIT, TYPES, bad_format, converter, find_zone
 from bulksend.mapping.duedates import DueDates, due_constant, past_option
+from bulksend.mapping.evidence import Evidence, order_name
 from bulksend.mapping.fields import KINDS
 from bulksend.mapping.getters import (
     OMIT,
@@ -35,6 +36,7 @@ from bulksend.mapping.getters import (
 )
 from bulksend.mapping.nodes import Nodes, typed_constant
 from bulksend.mapping.problems import Problem, Problems, describe, join, quote, suggest
+from bulksend.mapping.questions import choices
 from bulksend.mapping.templates import parse_template, template_getter
 
 SPEC_OPTIONS: Final = (
@@ -128,11 +130,13 @@ class Specs:
     ``folded`` collects the payload paths of emails: sent as written, compared
     ignoring case in the key (issue 10)."""
 
-    def __init__(self, problems: Problems, nodes: Nodes, columns: Columns, dates: DueDates) -> None:
+    def __init__(self, problems: Problems, nodes: Nodes, columns: Columns, dates: DueDates,
+                 evidence: Evidence | None = None) -> None:
         self.problems = problems
         self.nodes = nodes
         self.columns = columns
         self.dates = dates
+        self.evidence = evidence if evidence is not None else Evidence()  # what the rows show (issue 24)
         self.folded: set[str] = set()
 
     def value_spec(self, node: Node, path: str, kind: str) -> tuple[Getter, Shape] | None:
@@ -188,7 +192,7 @@ class Specs:
         convert = (
             self.dates.converter(where, default_type, None, None, None, allow_past=False)
             if kind == "due"
-            else converter(where, default_type, DEFAULT_SPLIT, None, None)
+            else converter(where, default_type, DEFAULT_SPLIT, None, None, self.evidence)
         )
         if default_type == "email":
             self.folded.add(path)  # sent as written; the key ignores case (issue 10)
@@ -262,7 +266,7 @@ class Specs:
         required = options.flag("required", True)
         spec_type = options.text("type")
         split = options.text("split", blank=True)
-        fmt = options.text("format")
+        fmt = self._format(options)
         zone_name = options.text("timezone")
         past = past_option(self.problems, options.found.get("past"), path, due=kind == "due")
         source_text = options.text(source)
@@ -293,6 +297,21 @@ class Specs:
         else:
             return spec_type
         return default_type
+
+    def _format(self, options: _Options) -> str | None:
+        """The `format` option; None when absent, wrong, or a question init left
+        (questions.py: "%d/%m/%Y or %m/%d/%Y"), which is asked (issue 24)."""
+        fmt = options.text("format")
+        asked = choices(fmt) if fmt is not None else []
+        if not asked or not all(bad_format(choice) is None for choice in asked):
+            return fmt
+        column = options.text("column") if "column" in options else None
+        whose = f"column {quote(column)}" if column else "the column"
+        listed = " or ".join(f"{quote(c)} ({order_name(c)})" for c in asked)
+        self.problems.ask(options.node("format"), join(options.path, "format"),
+                          f"a question to answer: every date of {whose} reads day first and month first"
+                          f" alike; which does the file mean, {listed}? Keep that one format")
+        return None
 
     @staticmethod
     def _check_typed(options: _Options, kind: str, kind_type: str, split: str | None, fmt: str | None,
@@ -369,9 +388,9 @@ class Specs:
     def _getter(self, spec: _Spec, default: Any) -> Getter:
         convert = (
             self.dates.converter(spec.where, spec.type, spec.fmt, spec.zone_name, spec.zone,
-                                 allow_past=spec.allow_past)
+                                 allow_past=spec.allow_past, evidence=self.evidence)
             if spec.kind == "due"
-            else converter(spec.where, spec.type, spec.split, spec.fmt, spec.zone)
+            else converter(spec.where, spec.type, spec.split, spec.fmt, spec.zone, self.evidence)
         )
         then = Finish(spec.lower, convert, default, spec.required)
         if spec.source == "column":

@@ -30,6 +30,9 @@ INVISIBLE = re.compile(
 )
 
 
+EXACT_INTEGERS = 2**53  # below this, every whole number is a double exactly
+
+
 def normal_name(name: str) -> str:
     """A column name as a person reads it: invisible characters removed,
     Unicode NFC (macOS writes "é" as "e" + U+0301), runs of spaces (no-break
@@ -72,8 +75,13 @@ def _number_text(value: float) -> str:
         return ""
     if math.isinf(value):
         return "-inf" if value < 0 else "inf"
-    # Excel keeps and shows 15 significant digits: 0.1+0.2 is 0.3 on screen,
-    # and a day fraction or a sum never shows binary noise.
+    # A whole number a double holds exactly is the digits the file holds: a
+    # 16-digit account number stays 1234567890123456 (issue 24), where Excel's
+    # display would show 1234567890123460.
+    if value.is_integer() and abs(value) < EXACT_INTEGERS:
+        return str(int(value))
+    # Otherwise Excel keeps and shows 15 significant digits: 0.1+0.2 is 0.3 on
+    # screen, and a day fraction or a sum never shows binary noise.
     shown = float(f"{value:.15g}")
     if shown.is_integer() and abs(shown) < 1e15:
         return str(int(shown))

@@ -33,7 +33,7 @@ from bulksend.common.errors import InputError
 from bulksend.reading.cells import is_blank
 from bulksend.reading.charsets import codec_name, guess_legacy
 from bulksend.reading.files import OLE_MAGIC, ZIP_MAGIC, open_binary
-from bulksend.reading.table import Mark, Records, Table
+from bulksend.reading.table import Mark, Records, Table, delimiter_name
 
 SAMPLE_BYTES = 64 * 1024  # encoding and delimiter are decided on this much
 SNIFF_RECORDS = 50  # records compared when detecting the delimiter
@@ -121,12 +121,14 @@ def open_text(name: str, path: str, encoding: str | None, delimiter: str | None,
         text = text[: cut + 1] if cut > 0 else text
     # Excel's "sep=;" first line names the delimiter and is not shown as a row.
     directive = _SEP_LINE.match(text.lstrip("\ufeff"))
+    evidence = ""
     if delimiter is not None:
         delimiter = _parse_delimiter(name, delimiter)
     elif directive is not None:
         delimiter = _parse_delimiter(name, directive.group(1))
+        evidence = f'delimiter {delimiter_name(delimiter)}: the file\'s first line says "sep={delimiter}"'
     else:
-        delimiter = _sniff_delimiter(text, truncated=not complete, skip=(header_row or 1) - 1)
+        delimiter, evidence = _sniff_delimiter(name, text, truncated=not complete, skip=(header_row or 1) - 1)
     skip_first = directive is not None
 
     def records(start: Mark | None = None) -> Records:
@@ -136,9 +138,28 @@ def open_text(name: str, path: str, encoding: str | None, delimiter: str | None,
         return _text_marks(name, path, codec, delimiter, skip_first=skip_first, start=start,
                            numbers=numbers)
 
-    return Table(name, records, _text_column_label, encoding=codec, delimiter=delimiter, path=path,
-                 marks=marks if _stateless(codec) else None, header_row=header_row,
-                 kind="TSV" if delimiter == "\t" else "CSV", given=given)
+    table = Table(name, records, _text_column_label, encoding=codec, delimiter=delimiter, path=path,
+                  marks=marks if _stateless(codec) else None, header_row=header_row,
+                  kind="TSV" if delimiter == "\t" else "CSV", given=given)
+    if encoding is None and codec not in ("utf-8", "utf-8-sig", "utf-16", "utf-32"):
+        table.choices.append(_legacy_evidence(sample, text, codec))  # a code page guessed (issue 24)
+    if evidence:
+        table.choices.append(evidence)
+    return table
+
+
+def _legacy_evidence(sample: bytes, text: str, codec: str) -> str:
+    """Why a code page was read: the first byte that is not UTF-8, and the word it is in, as read."""
+    try:
+        sample.decode("utf-8")
+        where = "its bytes are not UTF-8"
+    except UnicodeDecodeError as error:
+        newline = b"\n" if b"\n" in sample else b"\r"  # Excel for Mac ends lines with CR alone
+        line = sample.count(newline, 0, error.start) + 1
+        where = f"not UTF-8 (line {line} has byte 0x{sample[error.start]:02X})"
+    word = next((w for w in re.split(r"[\s,;\t|\"]+", text) if not w.isascii()), "")
+    shown = f', which shows "{word[:40]}"' if word else ""
+    return f"encoding {codec_name(codec)}: {where}; read as {codec_name(codec)}{shown}"
 
 
 def _text_column_label(index: int) -> str:
@@ -290,12 +311,25 @@ def _bom_codec(sample: bytes) -> str | None:
     return None
 
 
+# A sample with a NUL and more control bytes (C0 but tab, line breaks, form
+# feed) than this share of it, and 8, is a binary file; fewer are a glitch in a
+# cell of a text export, removed from that cell (table.CONTROLS, issue 24), not
+# a reason to refuse the whole file.
+NUL_SHARE = 0.01
+_CONTROL_BYTES = bytes([*range(0x09), 0x0B, *range(0x0E, 0x20)])
+
+
 def _refuse_binary(name: str, sample: bytes) -> None:
     if b"\x00" not in sample:
         return
+    utf16 = sample[1:200:2].count(b"\x00") > 50 or sample[0:200:2].count(b"\x00") > 50
+    controls = len(sample) - len(sample.translate(None, _CONTROL_BYTES))
+    few = controls <= max(8, NUL_SHARE * len(sample))
+    if few and not utf16 and not sample.startswith((ZIP_MAGIC, OLE_MAGIC)):
+        return
     if sample.startswith((ZIP_MAGIC, OLE_MAGIC)):
         hint = "it looks like a spreadsheet: give it its .xlsx, .xls or .ods extension"
-    elif sample[1:200:2].count(b"\x00") > 50 or sample[0:200:2].count(b"\x00") > 50:
+    elif utf16:
         hint = "if it is UTF-16 text without a byte-order mark, try --encoding utf-16-le"
     else:
         hint = "export the contacts as CSV or as an .xlsx spreadsheet"
@@ -312,14 +346,18 @@ def _parse_delimiter(name: str, given: str) -> str:
     return delimiter
 
 
-def _sniff_delimiter(text: str, *, truncated: bool, skip: int = 0) -> str:
-    """The candidate whose header splits into >1 columns and data rows agree with it most.
+def _sniff_delimiter(name: str, text: str, *, truncated: bool, skip: int = 0) -> tuple[str, str]:
+    """The candidate whose header splits into >1 columns and data rows agree
+    with it most, and the evidence for it (issue 24); InputError when two
+    candidates fit exactly alike (a tie is asked, never settled by order).
 
     The first ``skip`` records are not looked at (``--header-row``), nor are
     leading records of one cell: title lines above the header ("Contacts
-    report", "Exported 2026-01-31") are one cell whatever the delimiter.
+    report", "Exported 2026-01-31") are one cell whatever the delimiter. A
+    candidate that needs fewer such lines wins, so a one-row ``;`` export whose
+    amount is ``12,50`` is not read with "," from its data row.
     """
-    best, best_score = ",", (-1.0, 0)
+    scored: list[tuple[tuple[float, int, int], str, str]] = []
     for candidate in DELIMITERS:
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=candidate, strict=False)
         try:
@@ -327,19 +365,37 @@ def _sniff_delimiter(text: str, *, truncated: bool, skip: int = 0) -> str:
             widths = [len(cells) for cells in records if not is_blank(cells)]
         except csv.Error:  # e.g. an "unclosed quote" for this reading
             continue
+        titles = 0
         while len(widths) > 1 and widths[0] < 2:
             widths.pop(0)
+            titles += 1
         widths = widths[:SNIFF_RECORDS]
         if truncated and len(widths) > 1:
             widths.pop()  # a quoted cell may have been cut with the sample
         if not widths or widths[0] < 2:
             continue
         header, data = widths[0], widths[1:]
-        agreeing = sum(w == header for w in data) / len(data) if data else 1.0
-        score = (agreeing, header)
-        if score > best_score:
-            best, best_score = candidate, score
-    return best
+        agree = sum(w == header for w in data)
+        rows = f"as {agree} of {len(data)} rows do" if data else "no data row to compare"
+        after = f" (after {titles} line{'s' if titles > 1 else ''} of one cell)" if titles else ""
+        evidence = f"it splits the header{after} into {header} columns, {rows}"
+        scored.append(((agree / len(data) if data else 1.0, -titles, header), candidate, evidence))
+    if not scored:
+        return ",", ""
+    best = max(scored, key=lambda entry: entry[0])  # the first of equals, but equals are asked
+    alike = [candidate for score, candidate, _ in scored if score == best[0]]
+    if len(alike) > 1:
+        shown = " or ".join(delimiter_name(c) for c in alike)
+        raise InputError(
+            f"{name}: the delimiter could be {shown}: each splits the header into {best[0][2]} columns"
+            " and every row alike; which one does the file use?",
+            hint=f"pass --delimiter (one of {shown}), or save the file again with one delimiter",
+        )
+    if len(scored) == 1 and best[0][:2] == (1.0, 0):
+        return best[1], ""  # no other reading, nothing skipped, every row agrees: describe() says it
+    others = [f"{delimiter_name(c)} {e.removeprefix('it ')}" for _, c, e in scored if c != best[1]]
+    against = f" ({'; '.join(others)})" if others else ""
+    return best[1], f"delimiter {delimiter_name(best[1])}: {best[2]}{against}"
 
 
 def _text_records(name: str, path: str, codec: str, delimiter: str, *, skip_first: bool = False,

@@ -33,13 +33,17 @@ import html
 import posixpath
 import re
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
-__all__ = ["NumberFormat", "SheetXml", "read_sheet_xml"]
+from bulksend.reading.cells import EXACT_INTEGERS
+
+__all__ = ["NumberFormat", "SheetXml", "plain_format", "read_active_sheet", "read_sheet_xml"]
 
 _CHUNK = 1 << 20
+_HEAD = 1 << 14  # a sheet's first bytes, where its sheetViews are
 _ATTRS = re.compile(rb'([\w:.-]+)\s*=\s*(?:"([^"]*)"|\'([^\']*)\')')
 _ROW_TAG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?row\b([^>]*)>")
 _REF = re.compile(rb"([A-Z]{1,3})([0-9]+)")
@@ -62,10 +66,14 @@ class NumberFormat:
 
     def render(self, value: float) -> str | None:
         """The text a spreadsheet shows for ``value``: rounded half away from
-        zero at ``most`` decimals, from the 15 significant digits Excel keeps;
-        None for a value too large to show so (or not finite)."""
+        zero at ``most`` decimals, from the 15 significant digits Excel keeps
+        (a whole number below 2**53: all its digits); None for a value too
+        large to show so (or not finite)."""
         try:
-            number = decimal.Decimal(f"{value:.15g}")
+            # The digits the file holds for a whole number a double holds exactly
+            # (a 16-digit number formatted 0, issue 24); else Excel's 15.
+            exact = isinstance(value, int) or (value.is_integer() and abs(value) < EXACT_INTEGERS)
+            number = decimal.Decimal(int(value)) if exact else decimal.Decimal(f"{value:.15g}")
             rounded = number.quantize(decimal.Decimal(1).scaleb(-self.most), decimal.ROUND_HALF_UP)
         except decimal.InvalidOperation:
             return None
@@ -141,6 +149,50 @@ def read_sheet_xml(path: str, sheet: str) -> SheetXml | None:
     return SheetXml(path, member, hidden, filtered, styles)
 
 
+def read_active_sheet(path: str) -> tuple[str | None, str]:
+    """The sheet a workbook opens on, as the file records it, and where it says
+    so: .xlsx ``<workbookView activeTab="N">`` (ECMA-376 Part 1, §18.2.30: the
+    Nth ``<sheet>``), else the one sheet whose ``<sheetView tabSelected="1">``
+    (§18.3.1.87); .ods settings.xml's ``ActiveTable`` (ODF 1.2 Part 1, §3.10).
+    (None, "") when the file records none (or is not a zip)."""
+    try:
+        book = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return None, ""
+    try:
+        with book:
+            names = book.namelist()
+            if "settings.xml" in names:
+                found = re.search(rb'config:name="ActiveTable"[^>]*>([^<]*)<', book.read("settings.xml"))
+                name = _unescape(found.group(1).decode()) if found else ""
+                return (name, "settings.xml ActiveTable") if name else (None, "")
+            if "xl/workbook.xml" not in names:
+                return None, ""
+            return _xlsx_active(book)
+    except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError):
+        return None, ""
+
+
+def _xlsx_active(book: zipfile.ZipFile) -> tuple[str | None, str]:
+    workbook = book.read("xl/workbook.xml")
+    sheets = [_attributes(m.group(1)).get("name", "")
+              for m in re.finditer(rb"<(?:\w+:)?sheet\b([^>]*)>", workbook)]
+    view = re.search(rb"<(?:\w+:)?workbookView\b([^>]*)>", workbook)
+    tab = _attributes(view.group(1)).get("activeTab", "") if view else ""
+    if tab.isdigit() and int(tab) < len(sheets):
+        return sheets[int(tab)], "activeTab"
+    selected = []
+    for name in sheets:
+        member = _sheet_member(book, name)
+        if member is None:
+            continue
+        with book.open(member) as part:
+            head = part.read(_HEAD)  # sheetViews come before sheetData (§18.3.1.99)
+        if re.search(rb"<(?:\w+:)?sheetView\b[^>]*\btabSelected\s*=\s*[\"'](?:1|true)[\"']", head):
+            selected.append(name)
+    return (selected[0], "tabSelected") if len(selected) == 1 else (None, "")
+
+
 def _chunks(part: IO[bytes]) -> Iterator[bytes]:
     """The part's bytes in chunks that each end after a whole tag."""
     carry = b""
@@ -201,13 +253,13 @@ def _number_styles(book: zipfile.ZipFile) -> dict[int, NumberFormat]:
     for index, match in enumerate(re.finditer(rb"<(?:\w+:)?xf\b([^>]*)>", section.group(1))):
         number_id = _attributes(match.group(1)).get("numFmtId", "0")
         code = codes.get(int(number_id)) if number_id.isdigit() else None
-        fmt = _plain_format(code) if code else None
+        fmt = plain_format(code) if code else None
         if fmt is not None:
             found[index] = fmt
     return found
 
 
-def _plain_format(code: str) -> NumberFormat | None:
+def plain_format(code: str) -> NumberFormat | None:
     """A format code made of 0, #, a decimal point and thousands commas only,
     with a 0 before the point (one section, or the same one for negatives);
     None for anything else."""

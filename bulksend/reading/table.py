@@ -14,6 +14,7 @@ reading/workbook.py (spreadsheets) and reading/frames.py (contacts in memory);
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass
@@ -76,6 +77,13 @@ class Header:
 
 
 PEEK_RECORDS = 20  # the first records searched for a misplaced header row
+# Removed from every cell (issue 24): NUL, which no text holds (a one-cell
+# glitch of an export, not a sign of a binary file), and the bidirectional
+# controls (U+061C, U+200E/F, U+202A-E, U+2066-9), which change how a cell is
+# shown, not what it says, and which a copy from an RTL page leaves in names
+# and addresses ("Trojan Source", CVE-2021-42574).
+CONTROLS = re.compile("[\x00\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CLEANED_SHOWN = 3
 
 
 class Table:
@@ -132,8 +140,12 @@ class Table:
         self.include_hidden = include_hidden
         self.blank_rows = None
         self.hidden_rows = []
+        self.choices: list[str] = []  # what the reader chose for the person, with its evidence (issue 24)
+        self.cleaned: list[tuple[int, str]] = []  # (row, column) of cells the last whole pass cleaned
+        self._cleaning: list[tuple[int, str]] = []
         self._closed = False
         self._finalizers: list[weakref.finalize[Any, Any]] = []
+        self._label = column_label
         self.header_row, cells = self._first_record(header_row)
         keys, ambiguous, unnamed = _header_names(cells, column_label)
         self._keys = keys  # per cell position: the name it is read under, or None
@@ -189,9 +201,15 @@ class Table:
             parts.append(f"encoding {codec_name(self.encoding)} ({how})")
         if self.delimiter is not None:
             how = "given" if "delimiter" in self.given else "detected"
-            parts.append(f"delimiter {_delimiter_name(self.delimiter)} ({how})")
+            parts.append(f"delimiter {delimiter_name(self.delimiter)} ({how})")
         parts.append(f"header on row {self.header_row}")
         return ", ".join(parts)
+
+    def guesses(self) -> list[str]:
+        """Each choice the reader made for the person, with its evidence, one
+        line each (the sheet and why, the delimiter and why, ...); after a whole
+        ``rows()`` pass, also what that pass changed (merged cells filled)."""
+        return list(self.choices)
 
     def left_out(self) -> list[str]:
         """What the last whole ``rows()`` pass did not read as data, one item a
@@ -206,6 +224,12 @@ class Table:
             notes.append(f"hidden rows included (--include-hidden): {_rows_list(sorted(self.hidden))}")
         if self.blank_rows:
             notes.append(f"{self.blank_rows} blank row{'s' if self.blank_rows > 1 else ''}")
+        if self.cleaned:
+            shown = ", ".join(f"row {row} {column}" for row, column in self.cleaned[:_CLEANED_SHOWN])
+            count = len(self.cleaned)
+            more = f" and {count - _CLEANED_SHOWN} more" if count > _CLEANED_SHOWN else ""
+            notes.append(f"NUL and bidirectional control characters, removed from {count} cell"
+                         f"{'s' if count > 1 else ''}: {shown}{more}")
         header = self.header
         ignored = [f"{label} (no name)" for label in header.unnamed]
         ignored += [f'"{n}" (columns {_and(list(labels))}: the same name)'
@@ -240,6 +264,7 @@ class Table:
         width = len(keys)
         every = len(columns) == width  # no ignored column: the plain, fast zip
         hidden = frozenset() if self.include_hidden else self.hidden
+        cleaned: list[tuple[int, str]] = []
         why = "hidden in the sheet" + (" (filtered out by its AutoFilter)" if self.filtered else "")
         why += "; not sent (--include-hidden sends hidden rows)"
         left: list[int] = []
@@ -252,6 +277,9 @@ class Table:
                     continue
                 blank += number - previous - 1
                 previous = number
+                joined = "".join(cells)
+                if (not joined.isascii() or "\x00" in joined) and CONTROLS.search(joined):
+                    cells = self._clean(number, cells, cleaned)
                 if len(cells) < width:
                     cells = cells + [""] * (width - len(cells))
                 extra = tuple(c for c in cells[width:] if c.strip()) if len(cells) > width else ()
@@ -265,9 +293,20 @@ class Table:
                 else:
                     yield Row(number, values, extra)
             if start is None:
-                self.blank_rows, self.hidden_rows = blank, left
+                self.blank_rows, self.hidden_rows, self.cleaned = blank, left, cleaned
         finally:
             gen.close()
+
+    def _clean(self, number: int, cells: list[str], cleaned: list[tuple[int, str]]) -> list[str]:
+        """``cells`` without CONTROLS; each cell changed is noted (row, column name or label)."""
+        found = []
+        for i, cell in enumerate(cells):
+            kept = CONTROLS.sub("", cell)
+            if kept != cell:
+                key = self._keys[i] if i < len(self._keys) else None
+                cleaned.append((number, f'"{key}"' if key else f"column {self._label(i)}"))
+            found.append(kept)
+        return found
 
     def on_close(self, func: Callable[..., object], *args: object) -> None:
         """Have ``func(*args)`` run once when the table closes: a reader's
@@ -324,7 +363,8 @@ def _rows_list(numbers: list[int]) -> str:
     return f"rows {shown}" + (f" and {len(numbers) - 5} more" if len(numbers) > 5 else "")
 
 
-def _delimiter_name(delimiter: str) -> str:
+def delimiter_name(delimiter: str) -> str:
+    """A delimiter as messages name it: "tab", "space", else the character quoted."""
     return {"\t": "tab", " ": "space"}.get(delimiter, f'"{delimiter}"')
 
 

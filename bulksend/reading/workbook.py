@@ -32,8 +32,11 @@ from typing import Any, TypeVar
 from bulksend.common.errors import InputError
 from bulksend.reading.cells import cell_text, is_blank
 from bulksend.reading.files import OLE_MAGIC, ZIP_MAGIC, open_binary
-from bulksend.reading.sheetxml import SheetXml, read_sheet_xml
+from bulksend.reading.merges import Merge, MergeFiller, merged_note, sheet_merges
+from bulksend.reading.odsxml import OdsSheet, read_ods_sheet
+from bulksend.reading.sheetxml import SheetXml, read_active_sheet, read_sheet_xml
 from bulksend.reading.table import Records, Table
+from bulksend.reading.xls import XlsSheet, read_xls_sheet, xls_active_sheet
 
 _T = TypeVar("_T")
 
@@ -73,17 +76,20 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
         handle.close()
         raise
     try:
-        chosen = _choose_sheet(name, book, sheet)
+        chosen, why = _choose_sheet(name, book, sheet, path)
         try:
             data = book.get_sheet_by_name(chosen)
         except CalamineError as error:
             raise _corrupt(name, extension, error) from None
         start = data.start
         offset = start[1] if start is not None else 0  # iter_rows() skips empty leading columns
-        xml = _sheet_xml(path, chosen) if head.startswith(ZIP_MAGIC) else None
+        xml: SheetXml | XlsSheet | OdsSheet | None = (
+            (_sheet_xml(path, chosen) or read_ods_sheet(path, chosen)) if head.startswith(ZIP_MAGIC)
+            else read_xls_sheet(path, chosen))
+        merges = _merges(data)
 
         def records() -> Records:
-            return _sheet_records(name, extension, data, xml, offset)
+            return _sheet_records(name, extension, data, xml, offset, merges)
 
         def column_label(index: int) -> str:
             return _column_letter(offset + index)
@@ -91,6 +97,7 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
         table = Table(name, records, column_label, sheet=chosen, header_row=header_row,
                       kind=extension.lstrip(".").upper(), include_hidden=include_hidden,
                       hidden=xml.hidden if xml else frozenset(), filtered=bool(xml and xml.filtered))
+        table.choices += [note for note in (why, merged_note(merges)) if note]
     except BaseException:
         book.close()
         handle.close()
@@ -100,18 +107,23 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
     return table
 
 
-def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | None, offset: int) -> Records:
+def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | XlsSheet | OdsSheet | None,
+                   offset: int, merges: list[Merge]) -> Records:
     """(row number, cells) of the sheet's non-blank rows; a number shown
-    through a plain number format (``00000``) as the sheet shows it."""
+    through a plain number format (``00000``) as the sheet shows it; a cell
+    that a merged range covers holds the range's value (merges.py)."""
     from python_calamine import CalamineError
 
     formats = _safely(xml.formats()) if xml is not None else iter(())
     pending = next(formats, None)
+    filler = MergeFiller(merges, offset)
     try:
         # Rows are numbered from the sheet's row 1: calamine yields the
         # leading blank rows too (checked for .xlsx, .xls and .ods).
         for number, values in enumerate(data.iter_rows(), start=1):
             cells = [cell_text(v) for v in values]
+            if filler:
+                cells = filler.fill(number, cells)
             while pending is not None and pending[0] < number:
                 pending = next(formats, None)
             if pending is not None and pending[0] == number:
@@ -124,6 +136,14 @@ def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | None, o
                 yield number, cells
     except CalamineError as error:
         raise _corrupt(name, extension, error) from None
+
+
+def _merges(data: Any) -> list[Merge]:
+    """The sheet's merged ranges (calamine reads them for .xlsx, .xls and .ods); [] when unknown."""
+    try:
+        return sheet_merges(data.merged_cell_ranges)
+    except Exception:  # not read by this calamine for this format: as stored
+        return []
 
 
 def _sheet_xml(path: str, sheet: str) -> SheetXml | None:
@@ -147,7 +167,8 @@ def _close_book(book: Any) -> None:
         book.close()
 
 
-def _choose_sheet(name: str, book: Any, wanted: str | int | None) -> str:
+def _choose_sheet(name: str, book: Any, wanted: str | int | None, path: str) -> tuple[str, str]:
+    """The sheet to read, and why when it was not asked for (a guess shown, issue 24)."""
     from python_calamine import SheetTypeEnum, SheetVisibleEnum
 
     sheets = [m for m in book.sheets_metadata if m.typ == SheetTypeEnum.WorkSheet]
@@ -155,21 +176,56 @@ def _choose_sheet(name: str, book: Any, wanted: str | int | None) -> str:
     if not names:
         raise InputError(f"{name}: has no worksheets", hint="export the contacts sheet as CSV")
     if wanted is None:
-        # What opens on screen: the first sheet that is not hidden.
-        visible = [m.name for m in sheets if m.visible == SheetVisibleEnum.Visible]
-        return visible[0] if visible else names[0]
+        visible = [m.name for m in sheets if m.visible == SheetVisibleEnum.Visible] or names
+        return _default_sheet(name, book, visible, path)
     if isinstance(wanted, str) and wanted in names:
-        return wanted
+        return wanted, ""
     if isinstance(wanted, str) and wanted.strip().isdigit():
         wanted = int(wanted.strip())
     if isinstance(wanted, int) and not isinstance(wanted, bool) and 1 <= wanted <= len(names):
-        return names[wanted - 1]
+        return names[wanted - 1], ""
     listed = ", ".join(f'"{n}"' for n in names)
     asked = f"no sheet {wanted}" if isinstance(wanted, int) else f'no sheet "{wanted}"'
     raise InputError(
         f"{name}: {asked}; its sheets are {listed}",
         hint="--sheet takes a sheet's name or its number (1 = first)",
     )
+
+
+def _default_sheet(name: str, book: Any, visible: list[str], path: str) -> tuple[str, str]:
+    """The sheet a person was looking at: the one the workbook opens on (its
+    active tab), else the only visible sheet with data. Several sheets with data
+    and no active tab recorded: InputError asking for --sheet (issue 24)."""
+    active, where = read_active_sheet(path)
+    if active is None:
+        active, where = xls_active_sheet(path)
+    if active in visible:
+        if len(visible) == 1:
+            return active, ""
+        return active, f'sheet "{active}": the tab active when the file was saved ({where})'
+    if len(visible) == 1:
+        return visible[0], ""
+    holding = [n for n in visible if _holds_data(book, n)]
+    if len(holding) > 1:
+        listed = ", ".join(f'"{n}"' for n in holding)
+        raise InputError(
+            f"{name}: {len(holding)} sheets hold data ({listed}) and the file does not say which tab was"
+            " open; which one is to be read?",
+            hint="pass --sheet with the name of the one to read (or save the workbook with that tab open)",
+        )
+    if holding:
+        empty = ", ".join(f'"{n}"' for n in visible if n not in holding)
+        return holding[0], f'sheet "{holding[0]}": the only sheet with data ({empty} empty)'
+    return visible[0], ""
+
+
+def _holds_data(book: Any, sheet: str) -> bool:
+    """Whether ``sheet`` has a non-blank cell (one it cannot read counts as data)."""
+    try:
+        rows = book.get_sheet_by_name(sheet).iter_rows()
+        return any(not is_blank([cell_text(v) for v in row]) for row in rows)
+    except Exception:  # a sheet calamine cannot read is read, and reported, if chosen
+        return True
 
 
 def _not_a_spreadsheet(name: str, extension: str, head: bytes) -> InputError:

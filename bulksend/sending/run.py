@@ -23,10 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bulksend.collect.rategate import RateGate
-from bulksend.common.errors import (
-    AbortError,
-    UsageError,
-)
+from bulksend.common.errors import AbortError, InputError, UsageError
 from bulksend.common.outcome import DUPLICATE, INVALID, READY, Outcome, Summary
 from bulksend.common.progress import Progress
 from bulksend.mapping.compiled import Mapping
@@ -142,6 +139,7 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
             summary.note(outcome)
             progress.outcome(outcome)
         summary.read = [table.describe(), *table.left_out()]
+        summary.guesses = [*table.guesses(), *mapping.guesses()]
     note = mapping.due_zone_note()
     if note is not None:
         summary.notes.append(note)
@@ -162,13 +160,17 @@ class _CheckPass:
     """``check_pass`` as the session calls it: reads from a mark and returns
     the rows read; what the rows use is kept for the preflight."""
 
-    def __init__(self, table: Table, mapping: Mapping) -> None:
+    def __init__(self, table: Table, mapping: Mapping, results: Path | None) -> None:
         self.table = table
         self.mapping = mapping
         self.uses = Uses()
+        self._results = results  # None: an empty input is no question (a dry run)
 
     def __call__(self, start: Mark | None) -> int:
         rows, self.uses = check_pass(self.table, self.mapping, start)
+        if rows == 0 and start is None and self._results is not None:
+            _refuse_empty_input(self._results, self.table)
+            self._results = None  # asked once: before the lock, not again under it
         return rows
 
 
@@ -188,7 +190,7 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
         # Rows settled by earlier runs up to a checkpoint both files still
         # match are skipped unread (store/checkpoints.py): peeked before the lock,
         # confirmed under it, by the session.
-        checked = _CheckPass(table, mapping)
+        checked = _CheckPass(table, mapping, None if mode.dry_run else results)
         with open_session(results, table, mapping, summary, progress, read=checked,
                           dry_run=mode.dry_run, sandbox=mode.sandbox) as session:
             # One gate for every call of the run, the preflight's included (issue 18).
@@ -196,6 +198,7 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
             if mode.dry_run:
                 _note_due_zone(mapping, progress)
                 progress.event("input", table.describe())  # the encoding, delimiter... chosen
+                _note_guesses(table, mapping, progress)
                 excluded: set[str] = set()
             else:
                 excluded = asyncio.run(_prepare(config, session, checked.uses, gate))
@@ -216,6 +219,7 @@ async def _prepare(config: RunConfig, session: Session, uses: Uses, gate: RateGa
         mapping.use_items(uses.catalogues)  # items named by name are sent as ids (issue 15)
         _note_due_zone(mapping, progress)
         progress.event("input", session.table.describe())  # the encoding, delimiter... chosen (issue 13)
+        _note_guesses(session.table, session.mapping, progress)
         return await _before_sending(client, gate, session, config.mode, config.input.contacts)
 
 
@@ -269,6 +273,37 @@ def _note_due_zone(mapping: Mapping, progress: Progress) -> None:
     note = mapping.due_zone_note()
     if note is not None:
         progress.event("note", note)
+
+
+def _refuse_empty_input(results: Path, table: Table) -> None:
+    """A file of no data rows where earlier runs recorded rows is most likely an
+    export that failed upstream (issue 24): InputError (exit 2) before anything,
+    results or journal, is changed. Read-only: no lock is held yet."""
+    path = journal_path(results)
+    known = 0
+    if path.exists():
+        import sqlite3
+
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                known = int(db.execute("SELECT count(*) FROM rows").fetchone()[0])
+            finally:
+                db.close()
+        except sqlite3.Error:
+            known = 0  # an unreadable journal is the locked run's to report
+    if known:
+        raise InputError(
+            f"{table.name}: has no data rows (header only), but {results} records {known} rows of"
+            " earlier runs; nothing was sent and nothing changed",
+            hint="an export that arrives empty usually failed upstream: check it, then rerun",
+        )
+
+
+def _note_guesses(table: Table, mapping: Mapping, progress: Progress) -> None:
+    """Each choice made for the person, with its evidence (issue 24), as the check pass saw it."""
+    for guess in (*table.guesses(), *mapping.guesses()):
+        progress.event("guess", guess)
 
 
 def _send(config: RunConfig, session: Session, gate: RateGate, excluded: set[str],

@@ -26,6 +26,7 @@ _VOCABULARY: Final[dict[str, tuple[str, ...]]] = {
     "email": (
         "email", "e-mail", "mail", "email address", "e-mail address", "mail address",
         "contact email", "work email", "business email", "primary email", "email 1",
+        "e-mail 1 - value",  # Google Contacts: the first (primary) kind of address
         "courriel", "adresse e-mail", "adresse email", "adresse mail", "adresse électronique",
         "adresse courriel", "mél", "e-mail-adresse", "emailadresse", "mailadresse",
         "correo", "correo electrónico", "dirección de correo", "dirección de correo electrónico",

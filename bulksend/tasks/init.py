@@ -6,6 +6,7 @@ tasks/scaffold_text.py; this module puts them together and writes the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 from bulksend.common.errors import UsageError
 from bulksend.mapping.items import Catalogue
 from bulksend.mapping.loading import parse_mapping
+from bulksend.mapping.questions import QuestionsError
 from bulksend.tasks.scaffold import InitConfig, read_plan
 from bulksend.tasks.scaffold_text import render, report
 
@@ -51,7 +53,9 @@ def init_mapping(config: InitConfig,
     table, total, columns, plan = read_plan(config)
     catalogue = fetch(config) if config.campaign and config.api_key else None
     text = render(config, table, total, columns, plan, catalogue)
-    parse_mapping(text, str(config.output), table.columns, header=table.header)
+    # The questions init asks (issue 24) are written for the person to answer.
+    with contextlib.suppress(QuestionsError):
+        parse_mapping(text, str(config.output), table.columns, header=table.header)
     write_new(config.output, text, force=config.force, contacts=config.contacts)
     return text, report(config, table, total, columns, plan, catalogue)
 

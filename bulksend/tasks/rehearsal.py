@@ -28,11 +28,11 @@ from typing import Any, Final
 from bulksend.common.errors import UsageError
 from bulksend.common.outcome import Summary
 from bulksend.common.progress import Progress
+from bulksend.mapping.questions import PLACEHOLDER
 from bulksend.sending.run import check_pass, open_input
 from bulksend.sending.stop import StopRequest
 from bulksend.settings import InputSettings, RunConfig
 from bulksend.store.world import MARK, is_rehearsal_name
-from bulksend.tasks.scaffold import PLACEHOLDER
 
 __all__ = ["Rehearsal", "rehearsal_results", "rehearse"]
 

@@ -6,14 +6,18 @@ column name."""
 from __future__ import annotations
 
 import shlex
+from datetime import datetime
 from typing import Any, Final
 
 import yaml
 
 from bulksend.common.errors import UsageError
 from bulksend.mapping.items import PARTS, Catalogue
+from bulksend.mapping.problems import quote
+from bulksend.mapping.questions import PLACEHOLDER, question
+from bulksend.reading.cells import normal_name
 from bulksend.reading.table import Table
-from bulksend.tasks.scaffold import PLACEHOLDER, Column, InitConfig, Plan, today
+from bulksend.tasks.scaffold import Column, DateFormat, InitConfig, Plan, today
 
 __all__ = ["render", "report"]
 
@@ -30,11 +34,32 @@ def _flow(value: Any) -> str:
 
 def _entry(key: str, value: Any, indent: int = 0, comment: str = "") -> str:
     line = f"{' ' * indent}{_flow(key)}: {_flow(value)}"
-    return f"{line:<{_COMMENT_AT}} # {comment}" if comment else line
+    return f"{line:<{_COMMENT_AT}} # {_one_line(comment)}" if comment else line
 
 
-def _spec(column: str, **options: Any) -> dict[str, Any]:
-    return {"column": column, **options, "required": False}
+def _one_line(text: str) -> str:
+    """``text`` fit for a YAML comment: a line break in it would end the comment."""
+    return " ".join(text.splitlines())
+
+
+def _name(column: str) -> str:
+    """A column's name for a comment or a message: quoted, a line break as \\n."""
+    return quote(column, limit=60)
+
+
+def _column(column: str) -> str:
+    """A column's name as the mapping writes it: a header cell with line breaks
+    as the one line it reads as (names match after ``normal_name``), so that
+    the mapping keeps one field a line."""
+    return normal_name(column) if len(column.splitlines()) > 1 else column
+
+
+def _spec(column: str, *, required: bool = False, **options: Any) -> dict[str, Any]:
+    return {"column": _column(column), **options, "required": required}
+
+
+def _filled(profile: Column, total: int) -> str:
+    return f"{profile.filled} of {total} rows fill it"
 
 
 def _commands(config: InitConfig) -> list[str]:
@@ -77,7 +102,7 @@ def render(config: InitConfig, table: Table, total: int, columns: dict[str, Colu
         "",
         *_items(plan, columns, catalogue),
         "",
-        *_due(plan),
+        *_due(plan, columns),
         "# Send the campaign's planned messages (the request email and its reminders); false: none.",
         _entry("sendMessage", True),
         "",
@@ -91,10 +116,10 @@ def render(config: InitConfig, table: Table, total: int, columns: dict[str, Colu
 
 def _campaign(config: InitConfig, catalogue: Catalogue | None) -> list[str]:
     if config.campaign is None:
-        return ["# The campaign (a template in Collect) sent to every row. Replace " + PLACEHOLDER,
+        return ["# QUESTION: the campaign (a template in Collect) sent to every row. Replace " + PLACEHOLDER,
                 "# with its id: 17 letters and digits, in the app's address bar when the campaign is",
                 "# open; or run `bulksend init … --campaign ID --force` with COLLECT_API_KEY set",
-                "# to list its documents and forms here.",
+                "# to list its documents and forms here. validate and send refuse the stand-in.",
                 _entry("campaignId", {"value": PLACEHOLDER})]
     if catalogue is None:
         return ["# The campaign sent to every row. Its documents and forms are not listed: no API key",
@@ -117,9 +142,12 @@ def _contact(plan: Plan, columns: dict[str, Column]) -> list[str]:
         if column is None:
             lines.append(f"  # {name}: (no column found)")
             continue
-        why = f'column "{column}", by {plan.why.get(column, "its header")}'
+        if name == "email" and plan.email_choices:
+            lines += _email_question(plan, columns)
+            continue
+        why = f"column {_name(column)}, by {plan.why.get(column, 'its header')}"
         if name == "email":
-            lines.append(_entry(name, column, 2, why + "; a row without one is invalid"))
+            lines.append(_entry(name, _column(column), 2, why + "; a row without one is invalid"))
             continue
         if name == "firstName" and plan.whole_name:
             why += "; the whole name"
@@ -132,14 +160,33 @@ def _contact(plan: Plan, columns: dict[str, Column]) -> list[str]:
     return lines
 
 
+def _email_question(plan: Plan, columns: dict[str, Column]) -> list[str]:
+    """The contact's email when several columns hold addresses: the question (issue 24)."""
+    lines = ["  # QUESTION: several columns hold email addresses; validate and send stop until",
+             "  # email names the one requests go to (delete the others and \"or\"):"]
+    for name in plan.email_choices:
+        profile = columns[name]
+        shown = ", ".join(repr(s) for s in profile.samples[:2])
+        lines.append(_one_line(f"  #   {_name(name)}: {_filled(profile, plan.total)}, e.g. {shown}"))
+    return [*lines, _entry("email", plan.roles["email"], 2)]
+
+
 def _data_entry(key: str, column: str, plan: Plan, profile: Column) -> str:
+    kept = plan.as_text.get(column)
+    if kept is not None:
+        return _entry(key, _spec(column), 4, f"dates like {kept.example}, sent as written: every one reads"
+                      " day first and month first alike" + _empties(profile))
     found = plan.dates.get(column)
     if found is None:
-        return _entry(key, _spec(column), 4, f'column "{column}"' + _empties(profile))
+        return _entry(key, _spec(column), 4, f"column {_name(column)}" + _empties(profile))
     note = f"dates like {found.example}, sent as YYYY-MM-DD"
-    if found.ambiguous:
-        note += "; day first is a guess: check"
+    if found.decided is not None:
+        note += f"; {_order(found.fmt)} (row {found.decided[0]}: {found.decided[1]})"
     return _entry(key, _spec(column, type="date", format=found.fmt), 4, note)
+
+
+def _order(fmt: str) -> str:
+    return "month first" if fmt.find("%m") < fmt.find("%d") else "day first"
 
 
 def _empties(profile: Column) -> str:
@@ -155,13 +202,20 @@ def _items(plan: Plan, columns: dict[str, Column], catalogue: Catalogue | None) 
         return ["# Every row is sent the whole campaign. To ask for only some of its elements, by name:",
                 f"# {example}"]
     shown = "a line break" if plan.split == "\n" else f'"{plan.split}"'
-    lines = [f'# Which of the campaign\'s elements to ask for: column "{column}" holds their names or',
+    profile = columns[column]
+    required = profile.mostly_filled()
+    lines = [f"# Which of the campaign's elements to ask for: column {_name(column)} holds their names or",
              f"# ids, separated by {shown}. A name is sent as its element's id, checked before",
-             "# anything is sent. An empty cell sends the whole campaign."]
-    unknown = _unknown_items(columns[column], plan.split, catalogue)
+             "# anything is sent."]
+    if required:
+        lines.append(f"# {_filled(profile, plan.total)}: a row whose cell is empty is invalid (required:"
+                     " false sends it the whole campaign).")
+    else:
+        lines.append("# An empty cell sends the whole campaign.")
+    unknown = _unknown_items(profile, plan.split, catalogue)
     if unknown:
         lines.append(f"# Careful: not elements of the campaign: {', '.join(repr(u) for u in unknown)}.")
-    return [*lines, _entry("items", _spec(column, split=plan.split))]
+    return [*lines, _entry("items", _spec(column, split=plan.split, required=required))]
 
 
 def _unknown_items(profile: Column, split: str, catalogue: Catalogue | None) -> list[str]:
@@ -171,47 +225,99 @@ def _unknown_items(profile: Column, split: str, catalogue: Catalogue | None) -> 
     return sorted(v for v in values if catalogue.problem(v) is not None)[:5]
 
 
-def _due(plan: Plan) -> list[str]:
+def _due(plan: Plan, columns: dict[str, Column]) -> list[str]:
     column = plan.roles.get("dueDate")
     if column is None:
         return []
     found = plan.dates[column]
+    profile = columns[column]
+    required = profile.mostly_filled()
     what = "a date-time" if found.has_time else "a date is the end of that day, 23:59,"
-    lines = [f'# The due date: column "{column}", written like {found.example} (format {found.fmt}).',
+    lines = [f"# The due date: column {_name(column)}, written like {found.example} (format {found.fmt}).",
              f"# {what[0].upper() + what[1:]} in the team's time zone (GET /team, read when sending);",
              "# add `timezone: Europe/Paris` (say) to choose one. A date already past makes the row",
              "# invalid (add `past: allow` to send it anyway)."]
-    if found.ambiguous:
-        lines.append("# Every date here reads as day/month and as month/day: day first is a guess;"
-                     " check it with validate --preview.")
-    return [*lines, _entry("dueDate", _spec(column, format=found.fmt)), ""]
+    if required:
+        lines.append(f"# {_filled(profile, plan.total)}: a row without a due date is invalid"
+                     " (required: false sends it with none).")
+    fmt: str = found.fmt
+    if found.ambiguous and found.other is not None:
+        fmt = question([found.fmt, found.other])
+        lines += [f"# QUESTION: every date here reads day first and month first alike ({found.example}:",
+                  f"# {_both(found)}); validate and send stop until format keeps the one",
+                  f'# the file uses: "{found.fmt}" ({_order(found.fmt)}) or "{found.other}"'
+                  f" ({_order(found.other)}).",]
+    elif found.decided is not None:
+        lines.append(f"# {_order(found.fmt)[0].upper()}{_order(found.fmt)[1:]}: row {found.decided[0]}"
+                     f" ({found.decided[1]}) reads no other way.")
+    return [*lines, _entry("dueDate", _spec(column, format=fmt, required=required)), ""]
+
+
+def _both(found: DateFormat) -> str:
+    """How one date reads in both orders: "6 March or June 3"."""
+    readings = []
+    for fmt in (found.fmt, found.other or found.fmt):
+        day = datetime.strptime(found.example, fmt)
+        readings.append(f"{day.day} {day:%B}" if _order(fmt) == "day first" else f"{day:%B} {day.day}")
+    return " or ".join(readings)
 
 
 def report(config: InitConfig, table: Table, total: int, columns: dict[str, Column], plan: Plan,
            catalogue: Catalogue | None) -> list[str]:
-    """What init tells the person: each field and its column, then what to run next."""
+    """What init tells the person: each field, its column and why, the questions
+    left in the mapping (issue 24), then what to run next."""
     lines = [f"wrote {config.output} for {config.contacts} ({total} rows)"]
+    questions: list[str] = []
 
     def add(field: str, text: str) -> None:
-        lines.append(f"  {field:<18} {text}")
+        lines.append(_one_line(f"  {field:<18} {text}"))
 
     for name in _CONTACT_FIELDS:
         column = plan.roles.get(name)
-        add(f"contact.{name}", f'<- "{column}" ({plan.why.get(column, "its header")})' if column
+        if name == "email" and plan.email_choices:
+            listed = " or ".join(_name(c) for c in plan.email_choices)
+            add("contact.email", f"? {listed}: each holds addresses")
+            questions.append(f"contact.email: which column, {listed}?")
+            continue
+        add(f"contact.{name}", f'<- {_name(column)} ({plan.why.get(column, "its header")})' if column
             else "(no column found)")
     if plan.data:
-        add("contact.data", "<- " + ", ".join(f'"{c}" as {k}' for k, c in plan.data.items()))
+        add("contact.data", "<- " + ", ".join(f"{_name(c)} as {k}" for k, c in plan.data.items()))
     if "items" in plan.roles:
-        add("items", f'<- "{plan.roles["items"]}", split on {plan.split!r}')
+        required = ", required" if columns[plan.roles["items"]].mostly_filled() else ""
+        add("items", f'<- {_name(plan.roles["items"])}, split on {plan.split!r}{required}')
     if "dueDate" in plan.roles:
-        found = plan.dates[plan.roles["dueDate"]]
-        add("dueDate", f'<- "{plan.roles["dueDate"]}", dates like {found.example} ({found.fmt})')
+        lines.append(_due_report(plan, columns, questions))
+    for column, kept in plan.as_text.items():
+        add("contact.data", f"{_name(column)}: dates like {kept.example} sent as written (day and month"
+                            " cannot be told apart)")
     if config.campaign is None:
-        add("campaignId", f"{PLACEHOLDER}: put your campaign's id in {config.output} "
+        add("campaignId", f"? {PLACEHOLDER}: put your campaign's id in {config.output} "
                           "(or rerun with --campaign ID --force)")
+        questions.append(f"campaignId: your campaign's id in place of {PLACEHOLDER}")
     elif catalogue is None:
         add("campaignId", f"{config.campaign} (its elements are not listed: no API key)")
     else:
         add("campaignId", f'{config.campaign} "{catalogue.name}": its {len(catalogue.elements)} '
                           "elements are listed in the mapping")
+    if questions:
+        lines.append(f"to answer in {config.output} (validate and send stop until then):")
+        lines += [f"  {q}" for q in questions]
     return [*lines, "next:", *(f"  {command}" for command in _commands(config))]
+
+
+def _due_report(plan: Plan, columns: dict[str, Column], questions: list[str]) -> str:
+    column = plan.roles["dueDate"]
+    found = plan.dates[column]
+    text = f"<- {_name(column)}, dates like {found.example}"
+    if found.ambiguous and found.other is not None:
+        text += f": ? {found.fmt} or {found.other} (every date reads both ways)"
+        questions.append(f"dueDate.format: {found.fmt} ({_order(found.fmt)}) or {found.other}"
+                         f" ({_order(found.other)})?")
+    elif found.decided is not None:
+        text += f" ({found.fmt}: {_order(found.fmt)}, as row {found.decided[0]} {found.decided[1]} shows)"
+    else:
+        text += f" ({found.fmt})"
+    if columns[column].mostly_filled():
+        text += f", required ({_filled(columns[column], plan.total)})"
+    return _one_line(f"  {'dueDate':<18} {text}")

@@ -2,7 +2,8 @@
 
     /work/venv/bin/python tests/data/reading/make_fixtures.py
 
-Writes contacts.xlsx (openpyxl), contacts.xls (xlwt) and contacts.ods (odfpy).
+Writes contacts.xlsx (openpyxl), contacts.xls (xlwt) and contacts.ods (odfpy; its
+settings.xml names the active tab, "Contacts", as LibreOffice's would).
 These writers are needed only here: the fixtures are committed, so the tests
 run without them.
 
@@ -106,6 +107,7 @@ def write_ods(path: Path, sheets: dict[str, list[list[Any]]]) -> None:
     from odf.text import P
 
     doc = OpenDocumentSpreadsheet()
+    active_table(doc, next(iter(sheets)))
     for name, rows in sheets.items():
         table = Table(name=name)
         for cells in rows:
@@ -115,6 +117,23 @@ def write_ods(path: Path, sheets: dict[str, list[list[Any]]]) -> None:
             table.addElement(row)
         doc.spreadsheet.addElement(table)
     doc.save(str(path))
+
+
+def active_table(doc: Any, name: str) -> None:
+    """settings.xml's view settings naming the tab that opens, as LibreOffice
+    writes them (odfpy writes none): bulksend reads the active tab (issue 24)."""
+    from odf.config import ConfigItem, ConfigItemMapEntry, ConfigItemMapIndexed, ConfigItemSet
+
+    views = ConfigItemSet(name="ooo:view-settings")
+    indexed = ConfigItemMapIndexed(name="Views")
+    entry = ConfigItemMapEntry()
+    for key, value in (("ViewId", "view1"), ("ActiveTable", name)):
+        item = ConfigItem(name=key, type="string")
+        item.addText(value)
+        entry.addElement(item)
+    indexed.addElement(entry)
+    views.addElement(indexed)
+    doc.settings.addElement(views)
 
 
 def ods_cell(value: Any, TableCell: Any, P: Any) -> Any:
