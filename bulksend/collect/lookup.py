@@ -130,14 +130,18 @@ def key_fields(payload: dict[str, Any], key_paths: list[str] | None) -> dict[str
 
 
 async def gated_call(client: Client, gate: RateGate, method: str, path: str, body: Any = None,
-                     params: dict[str, str] | None = None) -> Answer:
+                     params: dict[str, str] | None = None,
+                     on_send: Callable[[], None] | None = None) -> Answer:
     """One call through the run's gate, made again after each 429 (20 times at
-    most); the answer tells the gate how it went. Raises ``AuthError`` on 401,
-    ``QuotaError`` on a Retry-After longer than ``--max-pause`` (as a POST
-    does), ``Ambiguous`` when the 429s never stop, ``NotSent``/``Ambiguous`` as
-    ``Client.call`` does."""
+    most); the answer tells the gate how it went. ``on_send()`` runs right
+    before each time the call leaves (after the gate: update's write-ahead
+    mark). Raises ``AuthError`` on 401, ``QuotaError`` on a Retry-After longer
+    than ``--max-pause`` (as a POST does), ``Ambiguous`` when the 429s never
+    stop, ``NotSent``/``Ambiguous`` as ``Client.call`` does."""
     for _ in range(20):
         sent = await gate.acquire()
+        if on_send is not None:
+            on_send()
         answer = await client.call(method, path, body, params)
         if answer.status == 429:
             if answer.retry_after is not None and answer.retry_after > gate.max_pause:
