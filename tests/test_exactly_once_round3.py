@@ -12,8 +12,10 @@ import base64
 import contextlib
 import csv
 import json
+import random
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 import urllib.request
@@ -452,3 +454,51 @@ def test_case9_after_a_corrupt_journal_is_moved_away_each_request_is_read_back(t
     last = column(results, "last_update")
     assert last[:2] == ["status -> pending, sendReopenMessage=true: done"] * 2
     assert "may have been applied" in last[2]
+
+
+# -- the kill-at-random-moments property, for update ----------------------------------------
+
+
+@pytest.mark.slow
+def test_update_killed_at_random_moments_while_statuses_move_never_makes_a_change_twice(
+        tmp_path: Path) -> None:
+    rng = random.Random(23)
+    n = 60
+    records, rows = preload(DEMO_CAMPAIGN_ID, ["error", "waiting", "completed"] * (n // 3))
+    results = write_results(tmp_path / "r.csv", rows)
+    with running_sandbox(strict(preload=records, latency=0.05)) as sb:
+        args = update_args(results, sb, *REOPEN, "-c", "4")
+        kills = cycles = 0
+        while kills < 5 and cycles < 12:
+            cycles += 1
+            run = start(tmp_path, args, f"update-{cycles}")
+            try:
+                code = run.wait(timeout=rng.uniform(0.05, 0.5))
+            except subprocess.TimeoutExpired:
+                run.kill()
+                kills += 1
+            else:
+                assert code in (0, 1), f"exit {code}\n{run.stdout}\n{run.stderr}"
+            # Between runs the server moves on: clients submit, the team validates.
+            for i in rng.sample(range(n), 6):
+                sb.set_request_status(request_id(i), rng.choice(["waiting", "completed"]))
+        assert kills >= 3, f"only {kills} kills in {cycles} runs"
+        finals = [run_cli(*args, cwd=tmp_path) for _ in range(2)]
+        patches = sb.patches
+    for final in finals:
+        assert final.code in (0, 1), final.stdout + final.stderr
+        assert "Traceback" not in final.stderr
+    per_request = Counter(p["requestId"] for p in patches)
+    assert {rid: k for rid, k in per_request.items() if k != 1} == {}, "a change made twice"
+    reopened = Counter(p["requestId"] for p in patches if "reopen" in p["messages"])
+    assert set(reopened.values()) <= {1}
+    # Honest records: done only where the server received the change; every
+    # request it received says done or "may have been applied", never more.
+    for i, said in enumerate(column(results, "last_update")):
+        outcome = said.removeprefix("status -> pending, sendReopenMessage=true: ")
+        if outcome == "done":
+            assert per_request[request_id(i)] == 1, (i, said)
+        elif per_request[request_id(i)]:
+            assert outcome.startswith("may have been applied"), (i, said)
+        else:
+            assert outcome.startswith("may have been applied"), (i, said)  # sent, cut before the server
