@@ -138,9 +138,10 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
               help="Longest pause a 429's Retry-After may impose; a longer one (a quota) stops the run "
               "with exit 3 and the time to rerun. A nightly job may pass e.g. 3600 to wait instead.")
 @click.option("--skip-existing", "skip_existing", is_flag=True,
-              help="Rows new to the results file whose contact already has a request in the campaign "
-              "(sent from the app, or by a run with another results file) are recorded sent with "
-              "that request, not sent again. Default: such rows stop the run before sending (exit 2).")
+              help="Rows this results file has not sent whose key already matches a request in the "
+              "campaign (sent from the app, or by a run with another results file) are recorded sent "
+              "with that request (the oldest), not sent again. Default: such rows stop the run before "
+              "sending (exit 2).")
 @click.option("--send-anyway", "send_anyway", is_flag=True,
               help="Send without checking the campaign's existing requests first.")
 @click.option("--dry-run", is_flag=True,
