@@ -181,12 +181,15 @@ def test_case7_a_campaign_of_more_than_20000_requests_is_checked_row_by_row(tmp_
     many = crowd(20_001)
     with running_sandbox(SandboxConfig(api_key=KEY, preload={"requests": many})) as sb:
         r = send(tmp_path, sb, "--rate", "none", "-c", "8")
-        created = sb.created
+        created, gets = sb.created, sb.stats["gets"]
         sb.set_faults(lookup_fault="500")
         contacts(tmp_path / "contacts.csv", [*emails, "late@example.com"])
         refused = send(tmp_path, sb, "--rate", "none", "--max-attempts", "1")
     assert r.code == 0, r.stdout + r.stderr
     assert Counter(c["email"] for c in created) == dict.fromkeys(emails, 1)
+    # The preflight's 2, one listing given up at 200 pages (with the two hidden
+    # statuses' first pages), then 3 look-ups a row: the campaign is not listed twice.
+    assert gets <= 2 + 202 + 3 * len(emails), gets
     # A check that cannot be made stops the run, and never points to the unchecked way out.
     assert refused.code == 3, refused.stdout + refused.stderr
     assert "nothing was sent" in refused.stderr and "--send-anyway" not in refused.stderr

@@ -88,6 +88,7 @@ class Existing:
     found: list[tuple[NewRow, Found]] = field(default_factory=list)
     doubts: dict[str, str] = field(default_factory=dict)
     calls: int = 0
+    unlisted: set[str] = field(default_factory=set)  # campaigns found too long to list: looked up per row
 
     @property
     def request_ids(self) -> set[str]:
@@ -181,7 +182,10 @@ async def _first_run_listing(client: Client, gate: RateGate, mapping: Mapping, j
     if mapping.campaign_id is None or rows <= 0 or journal.attempted_any():
         return None
     index = await _list_campaign(client, gate, mapping.campaign_id, CALLS_PER_LOOK_UP * rows, result)
-    return None if index is None else {mapping.campaign_id: index}
+    if index is None:  # every row is in it: listing it again for fewer rows would cost no less
+        result.unlisted.add(mapping.campaign_id)
+        return None
+    return {mapping.campaign_id: index}
 
 
 async def _check_new_rows(client: Client, gate: RateGate, check: _Check, result: Existing,
@@ -199,8 +203,8 @@ async def _check_new_rows(client: Client, gate: RateGate, check: _Check, result:
     claimed: set[str] = set()  # requests given to a row of this check: never to a second one
     for campaign, rows in by_campaign.items():
         budget = None if overflow else CALLS_PER_LOOK_UP * len(rows)
-        index = listed[campaign] if campaign in listed else await _list_campaign(
-            client, gate, campaign, budget, result)
+        index = listed[campaign] if campaign in listed else None if campaign in result.unlisted else (
+            await _list_campaign(client, gate, campaign, budget, result))
         every: Iterable[NewRow] = rows if not overflow else check.rows(campaign)
         if index is None:  # a look-up per row costs less, or the listing is too long to read
             await _look_up_each(client, gate, every, result, _taken(check.journal, claimed))
