@@ -25,13 +25,11 @@ from bulksend.common.errors import AbortError
 from bulksend.common.progress import RecordingProgress
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, Sandbox, SandboxConfig, running_sandbox
 from bulksend.sending.preflight import preflight_retry
+from bulksend.store.updates import BEGUN, DONE, UpdateJournal
 from bulksend.tasks.status import track_file
 from bulksend.tasks.update import (
-    BEGUN,
-    DONE,
     Change,
     Selection,
-    UpdateJournal,
     apply_plan,
     plan_update,
     update_session,

@@ -26,7 +26,8 @@ from bulksend.sandbox import (
     SandboxConfig,
     running_sandbox,
 )
-from bulksend.tasks.update import Change, UpdateJournal, updates_path
+from bulksend.store.updates import UpdateJournal
+from bulksend.tasks.update import Change, updates_path
 
 ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 TRACK = ["request_status", "due_date", "status_read_at", "last_update", "updated_at"]

@@ -24,7 +24,8 @@ from forked import spawn
 from test_status_update import preload, request_id, write_results
 
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, SandboxConfig, running_sandbox
-from bulksend.tasks.update import DONE, Change, UpdateJournal, updates_path
+from bulksend.store.updates import DONE, UpdateJournal
+from bulksend.tasks.update import Change, updates_path
 
 ROWS = 40
 pytestmark = posix_signals  # every test here signals a run

@@ -147,7 +147,8 @@ def status(results: str, api_url: str, api_key_file: str | None, output: str | N
               help="Send the reopen message when the status returns to pending.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (scripts).")
 @click.option("--again", is_flag=True,
-              help="Make the change even on rows an earlier run already made it on.")
+              help="Make the change even on rows an earlier run made it on, or may have (its PATCH "
+              "left, its answer was lost, and the request does not show it now).")
 @api_options
 @click.option("--rate", default="10/s", show_default=True, help="Ceiling on calls per second.")
 @click.option("--concurrency", "-c", type=click.IntRange(1, 64), default=4, show_default=True,
@@ -161,10 +162,12 @@ def update(results: str, where: str | None, row_numbers: str | None, every: bool
            timeout: float) -> None:
     """Change many sent requests of RESULTS.csv at once (PATCH /request).
 
-    Shows what will change and asks first (--yes for scripts). Each change is
-    journaled (RESULTS.csv.updates): rerunning the same command after a kill
-    finishes the rest and never makes a change twice. Outcomes go into the
-    results' last_update and updated_at columns.
+    Shows what will change and asks first (--yes for scripts). Each request is
+    read before its PATCH: one of another contact, or one that shows the change
+    already, is not changed. Each change is journaled (RESULTS.csv.updates):
+    rerunning the same command after a kill finishes the rest and never makes a
+    change twice; one that may have been applied is not sent again unless
+    --again. Outcomes go into the results' last_update and updated_at columns.
 
     \b
     Examples:

@@ -139,11 +139,12 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
               metavar="SECONDS",
               help="Longest pause a 429's Retry-After may impose; a longer one (a quota) stops the run "
               "with exit 3 and the time to rerun. A nightly job may pass e.g. 3600 to wait instead.")
-@click.option("--skip-existing", "existing", flag_value="skip",
-              help="Rows new to the results file whose contact already has a request in the campaign "
-              "(sent from the app, or by a run with another results file) are recorded sent with "
-              "that request, not sent again. Default: such rows stop the run before sending (exit 2).")
-@click.option("--send-anyway", "existing", flag_value="send",
+@click.option("--skip-existing", "skip_existing", is_flag=True,
+              help="Rows this results file has not sent whose key already matches a request in the "
+              "campaign (sent from the app, or by a run with another results file) are recorded sent "
+              "with that request (the oldest), not sent again. Default: such rows stop the run before "
+              "sending (exit 2).")
+@click.option("--send-anyway", "send_anyway", is_flag=True,
               help="Send without checking the campaign's existing requests first.")
 @click.option("--dry-run", is_flag=True,
               help="Map and validate every row, write each payload in the results, send nothing.")
@@ -164,7 +165,7 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
          delimiter: str | None, header_row: int | None, include_hidden: bool, results: str | None,
          api_url: str, api_key_file: str | None,
          rate: str, concurrency: int, max_attempts: int, timeout: float, dry_run: bool,
-         max_pause: float, existing: str | None,
+         max_pause: float, skip_existing: bool, send_anyway: bool,
          limit: int | None, only_failed: bool, batch: bool, no_progress: bool, log_format: str,
          summary_json: str | None, verbose: bool, sandbox: bool) -> None:
     """Send one Collect request per valid row of CONTACTS.
@@ -193,6 +194,7 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     from bulksend.common.display import make_progress
 
     try:
+        existing = _existing_choice(skip_existing=skip_existing, send_anyway=send_anyway)
         if sandbox:
             _refuse_beside_sandbox(contacts, api_key_file=api_key_file, dry_run=dry_run)
         target = api.results_path(contacts, results, dry_run=dry_run, sandbox=sandbox)
@@ -206,7 +208,7 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         run = api.send(
             contacts, mapping, results=target, api_url=api_url, api_key_file=api_key_file, rate=rate,
             concurrency=concurrency, max_attempts=max_attempts, timeout=timeout, max_pause=max_pause,
-            existing=existing or "stop", dry_run=dry_run, limit=limit, only_failed=only_failed,
+            existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed,
             batch=batch, sheet=sheet_value(sheet), encoding=encoding, delimiter=delimiter,
             header_row=header_row, include_hidden=include_hidden, sandbox=sandbox, all_problems=True,
             progress=make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose),
@@ -227,6 +229,17 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
 
         click.echo("\n".join(["", *closing_lines(run.rehearsal, sys.argv, target, mapping)]))
     sys.exit(int(run.exit_status))
+
+
+def _existing_choice(*, skip_existing: bool, send_anyway: bool) -> str:
+    """What to do with rows whose request exists already: "stop" (neither
+    flag), "skip" or "send". UsageError (exit 2, nothing sent) for both: they
+    contradict each other, and no order of the two may decide (issue 23, case 6)."""
+    if skip_existing and send_anyway:
+        raise UsageError("--skip-existing and --send-anyway contradict each other: nothing was sent",
+                         hint="--skip-existing records the existing request as the row's; "
+                              "--send-anyway sends a new one: pass one of them")
+    return "skip" if skip_existing else "send" if send_anyway else "stop"
 
 
 def _refuse_beside_sandbox(contacts: str, *, api_key_file: str | None, dry_run: bool) -> None:

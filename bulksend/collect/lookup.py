@@ -95,6 +95,11 @@ class Found:
     status: str = ""
 
 
+class TooMany(Ambiguous):
+    """A listing holds more than ``MAX_PAGES`` pages: it cannot be read in full
+    here (a caller with another way to ask, one contact at a time, takes it)."""
+
+
 class Unmatchable(Ambiguous):
     """The row's key holds a field the server's answers do not carry: a
     look-up cannot tell this row's request from another's."""
@@ -125,14 +130,18 @@ def key_fields(payload: dict[str, Any], key_paths: list[str] | None) -> dict[str
 
 
 async def gated_call(client: Client, gate: RateGate, method: str, path: str, body: Any = None,
-                     params: dict[str, str] | None = None) -> Answer:
+                     params: dict[str, str] | None = None,
+                     on_send: Callable[[], None] | None = None) -> Answer:
     """One call through the run's gate, made again after each 429 (20 times at
-    most); the answer tells the gate how it went. Raises ``AuthError`` on 401,
-    ``QuotaError`` on a Retry-After longer than ``--max-pause`` (as a POST
-    does), ``Ambiguous`` when the 429s never stop, ``NotSent``/``Ambiguous`` as
-    ``Client.call`` does."""
+    most); the answer tells the gate how it went. ``on_send()`` runs right
+    before each time the call leaves (after the gate: update's write-ahead
+    mark). Raises ``AuthError`` on 401, ``QuotaError`` on a Retry-After longer
+    than ``--max-pause`` (as a POST does), ``Ambiguous`` when the 429s never
+    stop, ``NotSent``/``Ambiguous`` as ``Client.call`` does."""
     for _ in range(20):
         sent = await gate.acquire()
+        if on_send is not None:
+            on_send()
         answer = await client.call(method, path, body, params)
         if answer.status == 429:
             if answer.retry_after is not None and answer.retry_after > gate.max_pause:
@@ -179,8 +188,8 @@ async def campaign_requests(client: Client, gate: RateGate, campaign: str, searc
     (it may raise to stop the listing). ``retry``: a page not read or not
     understood is asked again as it says (None: not asked again).
 
-    Raises ``Ambiguous`` when any page is not understood or there are more
-    than ``MAX_PAGES`` pages of them."""
+    Raises ``Ambiguous`` when any page is not understood, ``TooMany`` when
+    there are more than ``MAX_PAGES`` pages of them."""
     for status in statuses:
         for page in range(MAX_PAGES):
             params = {"campaignId": campaign, "limit": str(PAGE), "offset": str(page * PAGE)}
@@ -195,7 +204,7 @@ async def campaign_requests(client: Client, gate: RateGate, campaign: str, searc
             if len(rows) < PAGE:
                 break
         else:
-            raise Ambiguous(f"more than {MAX_PAGES * PAGE} requests match in campaign {campaign}")
+            raise TooMany(f"more than {MAX_PAGES * PAGE} requests match in campaign {campaign}")
 
 
 async def _page(client: Client, gate: RateGate, campaign: str, params: dict[str, str],
@@ -312,13 +321,17 @@ def same_due(ours: str, theirs: str) -> bool:
 
 async def look_up(client: Client, gate: RateGate, payload: dict[str, Any], since: str | None, *,
                   key_paths: list[str] | None = None,
-                  taken: Callable[[str], bool] = lambda request_id: False) -> Found | None:
+                  taken: Callable[[str], bool] = lambda request_id: False,
+                  oldest: bool = False) -> Found | None:
     """Was a request for this payload's campaign and contact (and the rest of
     its key) created since ``since`` (local UTC ISO 8601; None: at any time)?
 
     Returns what was found, or None only when every answer was read and
     understood in full. ``taken(request_id)`` says a request already belongs
-    to another row. Raises ``Ambiguous`` (``Unmatchable`` for a key the
+    to another row. ``oldest``: every answer is read and the oldest match
+    (``createdAt``; the first met on a tie or an unreadable time) is returned,
+    the rule the pre-send check applies in both its modes (existing.py);
+    else the first match met. Raises ``Ambiguous`` (``Unmatchable`` for a key the
     server's answers cannot match) or ``NotSent`` when the question cannot be
     answered, and ``AuthError`` on 401."""
     campaign = str(payload.get("campaignId", ""))
@@ -337,32 +350,47 @@ async def look_up(client: Client, gate: RateGate, payload: dict[str, Any], since
         fields = key_fields(payload, key_paths)
         if len(embedded) < EMBEDDED_CAP and not fields:
             matcher = _Matcher(campaign, "", contact_id, {}, clock.floor(since or ""), taken)
-            return _first(
+            return _pick(
                 [dict(r, contact={"_id": contact_id}) for r in embedded if isinstance(r, dict)],
-                matcher, contact_id)
+                matcher, contact_id, oldest)
         if not email:
             raise Ambiguous(f"contact {contact} has {len(embedded)} or more requests and no email "
                             "to search them by")
     else:
         email = str((contact or {}).get("email", "")) if isinstance(contact, dict) else ""
     matcher = _Matcher(campaign, email, contact_id, key_fields(payload, key_paths), None, taken)
+    mine: Found | None = None
     async for request in campaign_requests(client, gate, campaign, email, clock):
         if matcher.floor is None and since:
             matcher.floor = clock.floor(since)
         if matcher.is_ours(request):
-            return _found(request, contact_id)
-    if matcher.doubt:
+            found = _found(request, contact_id)
+            if not oldest:
+                return found
+            mine = found if mine is None or older(found, mine) else mine
+    if mine is None and matcher.doubt:
         raise Ambiguous(f"look-up could not tell: {matcher.doubt}")
-    return None
+    return mine
 
 
-def _first(requests: list[dict[str, Any]], matcher: _Matcher, contact_id: str) -> Found | None:
+def older(a: Found, b: Found) -> bool:
+    """Whether ``a`` was created before ``b`` (False when either time is unreadable)."""
+    ta, tb = parse_time(a.created_at), parse_time(b.created_at)
+    return ta is not None and tb is not None and ta < tb
+
+
+def _pick(requests: list[dict[str, Any]], matcher: _Matcher, contact_id: str, oldest: bool) -> Found | None:
+    """The first of ``requests`` that is ours (``oldest``: the oldest of them)."""
+    mine: Found | None = None
     for request in requests:
         if matcher.is_ours(request):
-            return _found(request, contact_id)
-    if matcher.doubt:
+            found = _found(request, contact_id)
+            if not oldest:
+                return found
+            mine = found if mine is None or older(found, mine) else mine
+    if mine is None and matcher.doubt:
         raise Ambiguous(f"look-up could not tell: {matcher.doubt}")
-    return None
+    return mine
 
 
 def _found(request: dict[str, Any], contact_id: str) -> Found:

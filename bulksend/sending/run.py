@@ -232,14 +232,15 @@ async def _before_sending(client: Client, gate: RateGate, session: Session, mode
 
     journal, progress = session.journal, session.progress
     await settle_unknown(client, gate, journal, session.mapping.key_paths, progress)
-    # With lookup_new (the journal knew less than the CSV), every row the
-    # journal never met is looked up, at any time, before it is sent: a
-    # request it finds is taken as this row's, which the check would only
-    # have reported.
-    if mode.existing == "send" or mode.only_failed or journal.lookup_new:
+    # Every row the journal has not seen created is checked, in every run,
+    # failed ones included (issue 23, case 2); with lookup_new (the journal
+    # knew less than the CSV), a row the journal never met is looked up
+    # instead, at any time, before it is sent: a request it finds is taken as
+    # this row's, which the check would only have reported.
+    if mode.existing == "send":
         return set()
     found = await check_existing(client, gate, session.table, session.mapping, journal, session.start,
-                                 progress, rows=session.summary.total)
+                                 progress, rows=session.summary.total, only_failed=mode.only_failed)
     return _existing(found, mode.existing, contacts, journal, progress)
 
 
@@ -253,6 +254,15 @@ def _existing(found: Existing, existing: str, contacts: str, journal: Journal,
 
     if not found.found:
         return set()
+    if existing == "skip" and found.doubts:
+        doubtful = dataclasses.replace(
+            found, found=[(new, request) for new, request in found.found if new.key in found.doubts])
+        raise ExistingError(
+            describe(doubtful, contacts),
+            hint="--skip-existing cannot tell which row such a request is for; check them in Collect, "
+                 "and take the rows already served out of the sheet (docs/operations.md, "
+                 "'Requests sent outside this results file')",
+        )
     if existing != "skip":
         raise ExistingError(
             describe(found, contacts),

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from bulksend.common.errors import AbortError, BulksendError, ResultsError
-from bulksend.common.outcome import SENT, UNKNOWN, Outcome
+from bulksend.common.outcome import FAILED, SENT, UNKNOWN, Outcome
 from bulksend.store.runlock import storage_error
 
 # Journal statuses beyond the CSV ones: PENDING (known, never attempted) and
@@ -242,18 +242,22 @@ class Journal:
         return found.fetchone() is not None
 
     @_storage
-    def known(self, keys: Sequence[str]) -> set[str]:
-        """Those of ``keys`` this journal has seen attempted or settled: any
-        status but a bare claim (pending, never attempted)."""
+    def unsent(self, keys: Sequence[str], *, only_failed: bool = False) -> set[str]:
+        """Those of ``keys`` no request is known for and none may be in flight:
+        the pre-send check's rows (existing.py; issue 23, case 2). A key the
+        journal never met (unless ``lookup_new``: such a key is looked up, at
+        any time, before it is sent), one met but never attempted (``pending``)
+        and one ``failed`` (its answers said "not created"; the campaign may
+        have gained a request since). ``only_failed``: the failed ones only."""
         self._apply_pending()
-        found: set[str] = set()
+        wanted = (FAILED,) if only_failed else (FAILED, PENDING)
+        found: dict[str, str] = {}
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
             marks = ",".join("?" * len(chunk))
-            found.update(k for (k,) in self.db.execute(
-                f"SELECT key FROM rows WHERE key IN ({marks}) AND NOT (status=? AND attempts=0)",
-                [*chunk, PENDING]))
-        return found
+            found.update(self.db.execute(f"SELECT key, status FROM rows WHERE key IN ({marks})", chunk))
+        new_ok = not (only_failed or self.lookup_new)
+        return {k for k in keys if (found[k] in wanted if k in found else new_ok)}
 
     @_storage
     def adopt(self, key: str, row: int, found: Any, note: str) -> None:

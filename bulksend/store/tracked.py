@@ -64,11 +64,14 @@ class SentRow:
     request_id: str
     campaign: str
     track: dict[str, str]
+    contact_id: str = ""  # the contact's _id, as the send's answer gave it
+    email: str = ""  # the contact's email as the key or the send journal holds it ("": not known)
 
     @property
     def who(self) -> str:
-        """The contact part of the key (``campaignId|email`` -> ``email``)."""
-        return self.key.rsplit("|", 1)[-1]
+        """The row's contact: its email when known, else the contact part of
+        the key (``campaignId|email`` -> ``email``)."""
+        return self.email or self.key.rsplit("|", 1)[-1]
 
 
 def _open(path: Path) -> Iterator[list[str]]:
@@ -108,7 +111,7 @@ def sent_rows(path: Path) -> tuple[list[SentRow], dict[int, str]]:
         raise not_results_file(path)
     at = {name: i for i, name in enumerate(header)}
     track = _track_at(list(header))
-    campaigns = _journal_campaigns(path)
+    targets = _journal_targets(path)
     rows: list[SentRow] = []
     others: dict[int, str] = {}
     for index, cells in enumerate(lines):
@@ -123,29 +126,43 @@ def sent_rows(path: Path) -> tuple[list[SentRow], dict[int, str]]:
         if not request_id:
             raise ResultsError(f"{path}: row {row}: status sent but no request_id",
                                hint="the file was edited: restore the request id, or run send again")
-        part = key.split("|", 1)[0]
-        campaign = campaigns.get(key) or (part if "|" in key and _ID.fullmatch(part) else "")
+        campaign, contact = targets.get(key) or _default_target(key)
         values = {name: unneutralise(cells[i]) if i < len(cells) else "" for name, i in track.items()}
+        contact_id = cells[at["contact_id"]] if len(cells) > at["contact_id"] else ""
+        if contact and "@" not in contact:
+            contact_id = contact_id or contact
         rows.append(SentRow(index, int(row) if row.isdigit() else 0, key, request_id, campaign,
-                            {name: values.get(name, "") for name in TRACK_COLUMNS}))
+                            {name: values.get(name, "") for name in TRACK_COLUMNS}, contact_id,
+                            contact if "@" in contact else ""))
     return rows, others
 
 
-def _journal_campaigns(results: Path) -> dict[str, str]:
-    """key -> campaignId from the send journal, read only (no run is counted)."""
+def _default_target(key: str) -> tuple[str, str]:
+    """(campaign, contact) a key names: a first part that is an id is the
+    campaign; the second is the contact when the key is the default one
+    (``campaignId|email`` or ``campaignId|contact id``); "" where not known."""
+    parts = key.split("|")
+    campaign = parts[0] if len(parts) > 1 and _ID.fullmatch(parts[0]) else ""
+    return campaign, parts[1] if campaign and len(parts) == 2 else ""
+
+
+def _journal_targets(results: Path) -> dict[str, tuple[str, str]]:
+    """key -> (campaignId, contact: email or id) from the send journal's look-up
+    targets (custom keys), read only (no run is counted)."""
     path = journal_path(results)
     if not path.exists():
         return {}
     import json
 
-    found: dict[str, str] = {}
+    found: dict[str, tuple[str, str]] = {}
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
             for key, target in db.execute("SELECT key, target FROM rows WHERE target != ''"):
-                campaign = json.loads(target).get("campaignId")
+                read = json.loads(target)
+                campaign, contact = read.get("campaignId"), read.get("contact")
                 if isinstance(campaign, str) and campaign:
-                    found[key] = campaign
+                    found[key] = (campaign, contact if isinstance(contact, str) else "")
         finally:
             db.close()
     except (sqlite3.Error, ValueError, AttributeError):

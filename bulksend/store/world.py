@@ -7,11 +7,13 @@ A run of the other kind is refused.
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Final
 
 from bulksend.common.errors import UsageError
 from bulksend.store.journal import Journal
+from bulksend.store.runlock import journal_path
 
 MARK: Final = "sandbox"  # in every rehearsal results file's name
 
@@ -48,3 +50,29 @@ def check_world(journal: Journal, results: Path, sandbox: bool, fresh: bool) -> 
         raise world_mismatch(results, rehearsal=sandbox)
     if recorded != world:
         journal.set_meta("world", world)
+
+
+def refuse_rehearsal(results: Path, command: str) -> None:
+    """``status``, ``update`` and ``reconcile`` work on real sends only (issue 23,
+    case 5): a rehearsal's request ids belong to its own sandbox, and the same
+    ids may name other contacts' requests elsewhere. UsageError (exit 2) when
+    ``results`` is a rehearsal's: its journal says so (read only; no run is
+    counted), or, without a journal, its name does."""
+    path = journal_path(results)
+    world = ""
+    if path.exists():
+        try:
+            db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            try:
+                row = db.execute("SELECT value FROM meta WHERE name='world'").fetchone()
+            finally:
+                db.close()
+        except sqlite3.Error:
+            row = None
+        world = str(row[0]) if row else "api"
+    if world == "sandbox" or (not world and is_rehearsal_name(results)):
+        raise UsageError(
+            f"{results}: holds a sandbox rehearsal, not real sends; `bulksend {command}` reads and "
+            "changes real requests only: nothing was read or changed",
+            hint="pass the results file of a real send (the default is CONTACTS-results.csv)",
+        )

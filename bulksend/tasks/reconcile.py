@@ -34,6 +34,7 @@ from bulksend.store.results import (
     seed_journal_from_csv,
 )
 from bulksend.store.runlock import RunLock, create_exclusive, journal_path, storage_error, tmp_path
+from bulksend.store.world import refuse_rehearsal
 
 NOT_CREATED = "looked up: no such request on the server, so it was not created; the next send sends it"
 
@@ -47,6 +48,7 @@ def reconcile_file(results: Path, *, api_url: str, api_key: str, timeout: float,
                    progress: Progress) -> Counter[str]:
     if not results.exists():
         raise ResultsError(f"{results}: no such results file")
+    refuse_rehearsal(results, "reconcile")
     lock = RunLock(results)
     lock.acquire()
     try:

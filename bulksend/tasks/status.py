@@ -49,6 +49,7 @@ from bulksend.sending.stop import StopRequest, stop_on_signals
 from bulksend.store.journal import utc_now
 from bulksend.store.runlock import RunLock
 from bulksend.store.tracked import SentRow, check_output, rewrite, sent_rows
+from bulksend.store.world import refuse_rehearsal
 
 NOT_FOUND = "not-found"  # GET /requests/{id} answered 404: deleted
 MAX_SINGLE = 100  # GET /requests/{id} calls a run may make for rows the listings did not show
@@ -133,6 +134,7 @@ def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rat
     changes nothing on the server, so no call is worth waiting for; the reads
     stop at once and nothing is written."""
     target = output or results
+    refuse_rehearsal(results, "status")
     lock = RunLock(results)
     lock.acquire()
     try:
