@@ -132,19 +132,36 @@ def together(errors: list[BulksendError]) -> BulksendError:
     return errors[0] if len(errors) == 1 else SeveralErrors(errors)
 
 
+def shown_url(url: str) -> str:
+    """``url`` as a message may repeat it: without its user info (issue 25).
+    Everything up to the last ``@`` (after the scheme's ``//``, when there is
+    one) is shown as ``***``, wherever the ``@`` is: a password holding ``/``
+    or ``#`` cuts the URL where no parser would find the user info, and must
+    not be shown either."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    if "@" not in rest:
+        return url
+    return f"{scheme}{sep}***@{rest.rpartition('@')[2]}"
+
+
 def check_api_url(url: str | None) -> str:
     """The API's base URL (``--api-url``, ``api_url=``), checked; None:
     COLLECT_API_URL, else DEFAULT_API_URL. UsageError for anything but
     http(s); a user name or password (``user@host``); a host that is not a
     plain host name or IP address (urlsplit and aiohttp's parser must agree
     on it, issue 11); a bad port; a query or fragment; plain http to a host
-    that is not loopback (it would carry the key unencrypted)."""
+    that is not loopback (it would carry the key unencrypted). No message
+    repeats the URL's user info (``shown_url``)."""
     if url is None:
         url = os.environ.get("COLLECT_API_URL") or DEFAULT_API_URL
     hint = f"the Collect API is {DEFAULT_API_URL}; a local sandbox is http://127.0.0.1:PORT/v1"
+    if not isinstance(url, str):
+        raise UsageError(f"api_url: must be text (a str), not {type(url).__name__}", hint=hint)
 
     def bad(why: str) -> UsageError:
-        return UsageError(f"--api-url {url!r}: {why}", hint=hint)
+        return UsageError(f"--api-url {shown_url(url)!r}: {why}", hint=hint)
 
     if any(c.isspace() or not c.isprintable() or c == "\\" for c in url):
         raise bad("holds a space, a backslash or a control character")
@@ -171,7 +188,7 @@ def check_api_url(url: str | None) -> str:
         raise bad("holds a query (?) or fragment (#); give the API's base URL only")
     if parts.scheme == "http" and not (host == "localhost" or (ip is not None and ip.is_loopback)):
         raise UsageError(
-            f"--api-url {url!r}: plain http would send the API key unencrypted",
+            f"--api-url {shown_url(url)!r}: plain http would send the API key unencrypted",
             hint="use https://, or http:// only to a loopback sandbox (127.0.0.1, localhost)",
         )
     return url
@@ -201,6 +218,9 @@ def read_api_key(api_key_file: str | None = None, *, given: str | None = None) -
     lines, a space or non-ASCII character inside; or when both ``given`` and
     ``api_key_file`` are. The key is never put in a message."""
     if given is not None:
+        if not isinstance(given, str):
+            raise UsageError(f"api_key: must be text (a str), not {type(given).__name__}",
+                             hint="give the key alone, from the bottom of your Collect profile page")
         if api_key_file:
             raise UsageError("api_key and api_key_file: give one, not both")
         problem = _key_problem(given.strip())
@@ -268,16 +288,19 @@ def api_access(api_url: str | None, *, api_key: str | None = None, api_key_file:
 def parse_rate(rate: str | float | None) -> float | None:
     """A ceiling on requests per second, or None for none. Text as ``--rate``
     takes it: ``10/s``, ``600/min``, ``36000/h``, ``10`` (per second),
-    ``none`` (no ceiling); or a number of requests per second. Zero or less:
-    None. UsageError for anything else."""
+    ``none`` (no ceiling); or a number of requests per second (the Python
+    API's ``rate=``), above 0 and finite: 0 or -5 is not "no ceiling" (None
+    is). UsageError for anything else."""
     if rate is None:
         return None
     if isinstance(rate, str):
         return _rate_text(rate)
+    hint = "give requests per second (10), '600/min', or None for no ceiling"
     if isinstance(rate, bool) or not isinstance(rate, int | float) or rate != rate:
-        raise UsageError(f"rate={rate!r}: not a rate",
-                         hint="give requests per second (10), '600/min' or None")
-    return float(rate) if rate > 0 else None
+        raise UsageError(f"rate={rate!r}: not a rate", hint=hint)
+    if not 0 < rate < float("inf"):
+        raise UsageError(f"rate={rate!r}: must be above 0 requests per second", hint=hint)
+    return float(rate)
 
 
 def _rate_text(text: str) -> float | None:
@@ -296,12 +319,27 @@ def _rate_text(text: str) -> float | None:
     return rate
 
 
+def check_output_path(path: Path | str, what: str) -> None:
+    """The rule every output meets (issue 25): ``path`` is a plain file, or
+    nothing is there yet (a symbolic link is followed). A device (``/dev/null``
+    as root would be replaced by a plain file), a FIFO, a socket or a folder is
+    refused: UsageError (exit 2), before anything is read, sent or written.
+    ``what``: how the message names it ("--summary-json", "the --results file")."""
+    from bulksend.store.runlock import output_problem
+
+    kind = output_problem(path)
+    if kind is not None:
+        raise UsageError(f"{path}: {what} is {kind}, not a plain file; bulksend writes only plain files",
+                         hint=f"{what} takes the name of a new file, or of a file bulksend wrote")
+
+
 def check_outputs(results: Path, *, contacts: str | None, mapping: str | None,
                   api_key_file: str | None = None, summary_json: str | None = None,
                   results_name: str = "the results file") -> None:
     """Every file a send writes (the results, its journal and side files, the
-    summary JSON) against every file it reads (contacts, mapping, key file;
-    None: not a file) and each other, by device and inode (issue 11); and the
+    summary JSON): each a plain file or nothing yet (``check_output_path``);
+    apart from every file it reads (contacts, mapping, key file; None: not a
+    file) and from each other, by device and inode (issue 11); and the
     summary JSON's folder must be writable, checked before anything is sent.
     ``results_name``: how messages name the results file. UsageError."""
     from bulksend.store.results import check_outputs_apart
@@ -311,6 +349,9 @@ def check_outputs(results: Path, *, contacts: str | None, mapping: str | None,
     outputs += [(f"{results_name}'s {what.removeprefix('its ')}", path) for what, path in side_files(results)]
     if summary_json:
         outputs.append(("--summary-json", summary_json))
+    for what, output in outputs:
+        check_output_path(output, what)
+    if summary_json:
         # Checked before anything is sent: a monitor that reads this file would
         # otherwise go on reading a stale one after a run that could not write it.
         folder = Path(summary_json).parent

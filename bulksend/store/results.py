@@ -37,7 +37,10 @@ from bulksend.store.journal import (
 from bulksend.store.runlock import (
     check_no_links,
     create_exclusive,
+    not_plain_error,
     open_nofollow,
+    open_to_read,
+    output_problem,
     storage_error,
     tmp_path,
 )
@@ -129,7 +132,9 @@ class ResultsWriter:
         self.journal = journal
         self.input_columns = list(input_columns)
         self.with_payload = with_payload
-        self.header = [*COLUMNS, *(["payload"] if with_payload else []), *self.input_columns]
+        # The input's column names are cells too (issue 25): a header =HYPERLINK(…) gets the guard.
+        self.header = [*COLUMNS, *(["payload"] if with_payload else []),
+                       *(neutralise(name) for name in self.input_columns)]
         self._live: IO[str] | None = None
         # Where each row's line sits in the live file (byte offset and size):
         # the in-order rewrite at the end reads the lines back from the live
@@ -442,18 +447,26 @@ def csv_lines(handle: IO[str]) -> Iterator[list[str]]:
         yield cells
 
 
-def _results_lines(path: Path) -> Iterator[tuple[Sequence[str], list[str]]]:
-    """(header, cells) for each line of a results CSV; ResultsError when it is not one."""
+def _open_results(path: Path) -> IO[str]:
+    """The results CSV at ``path`` opened to read as text; ResultsError when it
+    cannot be, or is not a plain file (a device, a FIFO: issue 25)."""
     try:
-        handle = open(path, encoding="utf-8-sig", newline="")  # noqa: SIM115
+        fd = open_to_read(path, "results file")
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read the results file: {exc.strerror}") from exc
-    with handle:
+    return open(fd, encoding="utf-8-sig", newline="")
+
+
+def _results_lines(path: Path) -> Iterator[tuple[Sequence[str], list[str]]]:
+    """(header, cells) for each line of a results CSV, the header's names as
+    they were before neutralising; ResultsError when it is not one."""
+    with _open_results(path) as handle:
         lines = csv_lines(handle)
         try:
             header = next(lines, None)
             if not is_results_header(header):
                 raise not_results_file(path)
+            header = [unneutralise(name) for name in header]
             for cells in lines:
                 yield header, cells
         except (UnicodeDecodeError, csv.Error):
@@ -470,13 +483,17 @@ def read_results(path: Path) -> Iterator[dict[str, str]]:
 
 def check_results_target(results: Path, contacts: str) -> None:
     """Refuse a --results path whose file is not ours to overwrite: the input
-    itself, or any existing file that is not a bulksend results CSV."""
+    itself, anything but a plain file (a device, a FIFO: issue 25), or any
+    existing file that is not a bulksend results CSV."""
     parent = results.parent
     if not parent.is_dir():
         raise ResultsError(f"{results}: the folder {parent} does not exist",
                            hint="create it, or pass another --results path")
     if results.is_dir():
         raise ResultsError(f"{results}: is a directory", hint="--results takes a file name")
+    kind = output_problem(results)
+    if kind is not None:
+        raise not_plain_error(results, "results file", kind)
     check_no_links(results)
     if not results.exists():
         return
@@ -491,9 +508,9 @@ def check_results_target(results: Path, contacts: str) -> None:
     if results.stat().st_size == 0:
         return
     try:
-        with open(results, encoding="utf-8-sig", newline="") as handle:
+        with _open_results(results) as handle:
             header = next(csv_lines(handle), None)
-    except (OSError, UnicodeDecodeError, csv.Error):
+    except (ResultsError, OSError, UnicodeDecodeError, csv.Error):
         header = None
     if not is_results_header(header):
         raise ResultsError(

@@ -1,9 +1,16 @@
 """The results file's side files, and the lock that makes one run its only writer.
 
 ``RESULTS.csv`` has companions: ``.journal`` (and SQLite's ``-wal``/``-shm``),
-``.lock`` and ``.tmp``. They are found by the results file's name, so a results
-file must have exactly one name, and no side file is ever written through a
-link (issue 11): links are refused, side files are created exclusively.
+``.lock``, ``.tmp`` and ``update``'s ``.updates`` (and its ``-wal``/``-shm``).
+They are found by the results file's name, so a results file must have exactly
+one name, and no side file is ever written through a link (issue 11): links
+are refused, side files are created exclusively.
+
+Every file bulksend writes is a plain (regular) file, or does not exist yet
+(issue 25): a device, a FIFO, a socket or a folder at an output's name is
+refused (``not_plain``, ``output_problem``), before anything is written and
+again when the file is opened (a FIFO is opened without waiting for the other
+end, a device without becoming the controlling terminal).
 """
 
 from __future__ import annotations
@@ -46,11 +53,57 @@ def tmp_path(results: Path) -> Path:
     return results.with_name(results.name + ".tmp")
 
 
+def updates_files(results: Path) -> tuple[Path, Path, Path]:
+    """``bulksend update``'s journal of changes (``RESULTS.csv.updates``, as
+    tasks/update.py's ``updates_path`` names it) and SQLite's two working files beside it."""
+    updates = results.with_name(results.name + ".updates")
+    return updates, Path(f"{updates}-wal"), Path(f"{updates}-shm")
+
+
 def side_files(results: Path) -> list[tuple[str, Path]]:
     """Every file a run writes beside RESULTS.csv, with what it is (for messages)."""
     journal, wal, shm = journal_files(results)
+    updates, updates_wal, updates_shm = updates_files(results)
     return [("its journal", journal), ("its journal's -wal", wal), ("its journal's -shm", shm),
-            ("its lock", lock_path(results)), ("its rewrite", tmp_path(results))]
+            ("its lock", lock_path(results)), ("its rewrite", tmp_path(results)),
+            ("its update journal", updates), ("its update journal's -wal", updates_wal),
+            ("its update journal's -shm", updates_shm)]
+
+
+# -- plain files only (issue 25) ----------------------------------------------
+# An output that is a device or a FIFO is not a file to overwrite: os.replace
+# would put a plain file in place of /dev/null; reading back a device that
+# gives zeros never ends; writing to a FIFO waits for a reader forever.
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
+
+
+def not_plain(st: os.stat_result) -> str | None:
+    """What the file of ``st`` is when it is not a plain (regular) file, as a
+    message says it ("a character device", "a directory", …); None when it is one."""
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return next((kind for test, kind in _KINDS if test(st.st_mode)), "not a file")
+
+
+def output_problem(path: Path | str) -> str | None:
+    """Why ``path`` may not be an output: what is there when it is not a plain
+    file (a symbolic link is followed: a link to a device is a device), or None
+    when it is a plain file or nothing is there yet. The one rule every file
+    bulksend writes meets (issue 25); the caller raises its own error. A path
+    that cannot be looked at (no permission on the folder) passes: the write
+    says why it fails."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return not_plain(st)
+
+
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once (reading), or fails (writing)
+_NOCTTY = getattr(os, "O_NOCTTY", 0)  # a terminal device never becomes this process's
 
 
 # -- one name per file: links are refused, never followed (issue 11) --------
@@ -122,8 +175,9 @@ def storage_error(path: Path | str, exc: OSError | sqlite3.Error, doing: str) ->
 
 
 def refuse_link(path: Path, what: str, hint: str) -> None:
-    """Raise ResultsError when ``path`` is a symbolic link, or a file with more
-    than one name (``st_nlink`` > 1). A missing file passes."""
+    """Raise ResultsError when ``path`` is a symbolic link, a file with more
+    than one name (``st_nlink`` > 1), or anything but a plain file (a device, a
+    FIFO, a folder: issue 25). A missing file passes."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -133,9 +187,18 @@ def refuse_link(path: Path, what: str, hint: str) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise ResultsError(f"{path}: the {what} is a symbolic link (to {os.readlink(path)}); "
                            "bulksend never writes through a link", hint=hint)
+    kind = not_plain(st)
+    if kind is not None:
+        raise not_plain_error(path, what, kind)
     if st.st_nlink > 1:
         raise ResultsError(f"{path}: the {what} has {st.st_nlink} names (hard links); bulksend "
                            "needs it to have one, or two runs could each think it is theirs", hint=hint)
+
+
+def not_plain_error(path: Path | str, what: str, kind: str) -> ResultsError:
+    """The error for a file bulksend would write that is ``kind`` ("a FIFO (named pipe)", …)."""
+    return ResultsError(f"{path}: the {what} is {kind}, not a plain file; bulksend writes only plain files",
+                        hint=f"pass another path, or remove {path} if it is not meant to be there")
 
 
 def check_no_links(results: Path) -> None:
@@ -151,21 +214,46 @@ def check_no_links(results: Path) -> None:
 
 def _check_one_name(fd: int, path: Path, what: str) -> os.stat_result:
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+    kind = not_plain(st)
+    if kind is not None:
         os.close(fd)
-        shape = "is not a plain file" if not stat.S_ISREG(st.st_mode) else f"has {st.st_nlink} names"
-        raise ResultsError(f"{path}: the {what} {shape}; bulksend never writes through a link",
-                           hint=f"remove {path} and rerun")
+        raise not_plain_error(path, what, kind)
+    if st.st_nlink > 1:
+        os.close(fd)
+        raise ResultsError(f"{path}: the {what} has {st.st_nlink} names; bulksend never writes through "
+                           "a link", hint=f"remove {path} and rerun")
     return st
 
 
+def _open_plain(path: Path, flags: int, what: str, mode: int) -> int:
+    """``os.open`` that cannot hang on a FIFO or take a terminal (O_NONBLOCK,
+    O_NOCTTY), then fstat: a file that is not plain is closed and refused
+    (ResultsError); a plain one is put back in blocking mode."""
+    try:
+        fd = os.open(path, flags | _NONBLOCK | _NOCTTY | _CLOEXEC | _BINARY, mode)
+    except OSError as exc:
+        if exc.errno == errno.ENXIO:  # a FIFO no one reads (or a device that is not there)
+            raise not_plain_error(path, what, output_problem(path) or "not a file") from None
+        raise
+    try:
+        kind = not_plain(os.fstat(fd))
+        if kind is not None:
+            raise not_plain_error(path, what, kind)
+        if _NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def open_nofollow(path: Path, flags: int, what: str, mode: int = 0o666) -> tuple[int, os.stat_result]:
-    """``os.open`` that never follows a symbolic link and refuses a file with
-    other names: (fd, its stat). Raises ResultsError, or AbortError when the
-    disk is full (see ``storage_error``)."""
+    """``os.open`` that never follows a symbolic link, and refuses a file with
+    other names or that is not a plain file (a device, a FIFO): (fd, its stat).
+    Raises ResultsError, or AbortError when the disk is full (see ``storage_error``)."""
     follow = no_follow()
     try:
-        fd = os.open(path, flags | follow | _CLOEXEC | _BINARY, mode)
+        fd = _open_plain(path, flags | follow, what, mode)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise ResultsError(f"{path}: the {what} is a symbolic link; bulksend never writes through a link",
@@ -174,6 +262,13 @@ def open_nofollow(path: Path, flags: int, what: str, mode: int = 0o666) -> tuple
     if not follow:
         check_opened(fd, path, what)
     return fd, _check_one_name(fd, path, what)
+
+
+def open_to_read(path: Path, what: str) -> int:
+    """A plain file opened to read (a symbolic link followed): its descriptor.
+    ResultsError for a device, a FIFO or a folder (read, a device that gives
+    zeros never ends: issue 25); OSError when it cannot be opened."""
+    return _open_plain(path, os.O_RDONLY, what, 0)
 
 
 def create_exclusive(path: Path, what: str) -> int:
@@ -284,3 +379,30 @@ class RunLock:
             os.close(self._fd)
             self._fd = None
             # The file stays: removing it would race with a run that is opening it.
+
+
+def hold_output(output: Path, results: Path, what: str = "-o") -> RunLock | None:
+    """Take ``output`` as a file a command writes besides the ``results`` it
+    reads (``status -o``): its lock, held (release it after the write); None
+    when ``output`` is ``results`` itself (its own lock is the one held).
+
+    Another run's results file is never written over (issue 25): ResultsError
+    when ``output`` has a journal (a send's, or update's), LockedError when
+    another run holds its lock, ResultsError for a link or a file that is not
+    plain (see ``check_no_links``)."""
+    with contextlib.suppress(OSError):
+        if os.path.samefile(output, results):
+            return None
+    for side in (journal_path(output), updates_files(output)[0]):
+        if os.path.lexists(side):
+            raise ResultsError(
+                f"{output}: {what} is another run's results file (it has {side.name}); refusing to "
+                "write over it", hint=f"pass a new file to {what}, or leave {what} out to write into "
+                f"{results} itself")
+    lock = RunLock(output)
+    try:
+        lock.acquire()
+    except LockedError as exc:
+        raise LockedError(f"{output}: {what}: another bulksend run is using this file; refusing to write "
+                          "over it", hint=f"pass another file to {what}") from exc
+    return lock

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from bulksend.common.errors import ResultsError
 from bulksend.store.journal import utc_now
+from bulksend.store.runlock import refuse_link
 
 BEGUN, SENT, DONE, FAILED = "begun", "sent", "done", "failed"
 # The fields a change sets; the message flags go with a status change and set nothing.
@@ -78,9 +79,15 @@ class Entry:
 class UpdateJournal:
     """The changes made, one row per (change, request); see the module's docstring.
 
-    Raises ``ResultsError`` (exit 2) when ``path`` is not such a journal."""
+    Raises ``ResultsError`` (exit 2) when ``path`` is not such a journal, or
+    when it or SQLite's ``-wal``/``-shm`` beside it is a symbolic link, has
+    other names, or is not a plain file: it is never written through a link
+    (issue 25), as the send journal is not (store/runlock.py)."""
 
     def __init__(self, path: Path) -> None:
+        for side in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            refuse_link(side, "update journal" if side == path else f"update journal's {side.name[-4:]}",
+                        f"remove {side} (only the link goes), check who made it, and rerun")
         try:
             self.db = sqlite3.connect(path, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")

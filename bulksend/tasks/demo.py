@@ -70,17 +70,20 @@ def run_demo(results: Path) -> ExitStatus:
     from bulksend.sandbox.config import SandboxConfig
     from bulksend.sandbox.server import running_sandbox
     from bulksend.sending.run import send_file
-    from bulksend.settings import ApiAccess, InputSettings, Pace, RunConfig
+    from bulksend.settings import ApiAccess, InputSettings, Pace, RunConfig, check_output_path
     from bulksend.store.runlock import lock_path, remove_journal
     from bulksend.tasks.update import updates_path
 
     sample, mapping = find_samples()
+    contacts = results.parent / "demo-contacts.csv"
+    # Plain files only (issue 25): `demo -o /dev/null` must not unlink the device.
+    check_output_path(results, "--results")
+    check_output_path(contacts, "the demo's contacts file")
     # A demo always starts afresh: its results are not a record of real sends.
     results.unlink(missing_ok=True)
     lock_path(results).unlink(missing_ok=True)
     remove_journal(results)
     updates_path(results).unlink(missing_ok=True)
-    contacts = results.parent / "demo-contacts.csv"
     write_demo_contacts(sample, contacts, date.today())
 
     # progress_rate: the requests move on by themselves, as clients upload, so

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,14 +17,31 @@ from bulksend.common.errors import UsageError
 from bulksend.mapping.items import Catalogue
 from bulksend.mapping.loading import parse_mapping
 from bulksend.mapping.questions import QuestionsError
+from bulksend.settings import check_output_path
 from bulksend.tasks.scaffold import InitConfig, read_plan
 from bulksend.tasks.scaffold_text import render, report
+
+# Collect's ids are 17 letters and digits (collect-api.md §1). What else an id
+# may hold is not guessed: a "/", "?", "#" or "%" would change the request
+# (GET /campaigns/../team is GET /team) and the mapping written.
+_CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def check_campaign(campaign: str) -> None:
+    """``--campaign ID``: letters, digits, ``-`` and ``_`` only (1 to 64 of
+    them). UsageError (exit 2) for anything else, before any request is made
+    or anything written (issue 25)."""
+    if not _CAMPAIGN_ID.fullmatch(campaign):
+        raise UsageError(f"--campaign {campaign[:80]!r}: not a campaign id (letters, digits, - and _ only)",
+                         hint="copy the id from the campaign's address in the app (17 letters and digits)")
 
 
 def write_new(path: Path, text: str, *, force: bool, contacts: str) -> None:
     """Write ``text`` to ``path`` (UTF-8, atomically). UsageError when the file
-    exists and ``force`` is false, when it is the contacts file, or when it
-    cannot be written."""
+    exists and ``force`` is false, when it is the contacts file, when it is
+    not a plain file (a device, a FIFO: never replaced, even with ``force``),
+    or when it cannot be written."""
+    check_output_path(path, "-o")
     if path.exists():
         if contacts != "-" and os.path.exists(contacts) and os.path.samefile(path, contacts):
             raise UsageError(f"{path}: is the contacts file itself", hint="pass -o mapping.yaml")
@@ -37,6 +55,11 @@ def write_new(path: Path, text: str, *, force: bool, contacts: str) -> None:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=folder, prefix=f".{path.name}.",
                                          delete=False) as handle:
             handle.write(text)
+        try:
+            check_output_path(path, "-o")  # again: a device put there meanwhile is not replaced either
+        except UsageError:
+            os.unlink(handle.name)
+            raise
         os.replace(handle.name, path)
     except OSError as exc:
         raise UsageError(f"{path}: cannot write the mapping: {exc.strerror or exc}",
@@ -49,7 +72,12 @@ def init_mapping(config: InitConfig,
     reads the campaign's elements (None: not listed). Returns the text written
     and what to tell the person (lines). Raises InputError when the file
     cannot be read, UsageError when the mapping cannot be written, and
-    MappingError if the mapping made does not compile (a bug: nothing is written)."""
+    MappingError if the mapping made does not compile (a bug: nothing is written).
+    The campaign id and the output are checked first, before anything is
+    read or asked (UsageError)."""
+    if config.campaign is not None:
+        check_campaign(str(config.campaign))
+    check_output_path(config.output, "-o")
     table, total, columns, plan = read_plan(config)
     catalogue = fetch(config) if config.campaign and config.api_key else None
     text = render(config, table, total, columns, plan, catalogue)

@@ -47,7 +47,7 @@ from bulksend.common.errors import AbortError, BulksendError, ExitStatus
 from bulksend.common.progress import Progress
 from bulksend.sending.stop import StopRequest, stop_on_signals
 from bulksend.store.journal import utc_now
-from bulksend.store.runlock import RunLock
+from bulksend.store.runlock import RunLock, hold_output
 from bulksend.store.tracked import SentRow, check_output, rewrite, sent_rows
 from bulksend.store.world import refuse_rehearsal
 
@@ -127,7 +127,9 @@ def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rat
     ``retry`` says (collect/retry.py).
 
     Raises ``ResultsError`` (exit 2: not a results file, a sent row without
-    request id, an ``output`` that is not ours to write), ``LockedError``,
+    request id, an ``output`` that is not ours to write: not a plain file, or
+    another run's results, with a journal), ``LockedError`` (a run holds the
+    results, or ``output``: its lock is held until it is written),
     ``AuthError`` (401), ``AbortError`` (a listing that cannot be read once
     the retries are spent: exit 3, nothing written) and ``Interrupted`` (exit
     130) on Ctrl-C or SIGTERM (or ``stop``, from another thread): status
@@ -137,10 +139,12 @@ def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rat
     refuse_rehearsal(results, "status")
     lock = RunLock(results)
     lock.acquire()
+    held: RunLock | None = None
     try:
         rows, _ = sent_rows(results)
         if output is not None:
             check_output(output, results)
+            held = hold_output(output, results)  # issue 25: never over another run's results
         run = StatusRun(results=results, output=target, read_at=utc_now(), calls=0)
         seen: dict[str, Seen] = {}
         if rows:
@@ -156,6 +160,8 @@ def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rat
             rewrite(results, target, changes)
         return run
     finally:
+        if held is not None:
+            held.release()
         lock.release()
 
 
