@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import heapq
 import json
 import time
 from collections import Counter
@@ -181,16 +182,23 @@ def _check_due(text: str, now: datetime) -> str:
 # -- the rows -----------------------------------------------------------------------
 
 
-def parse_rows(text: str) -> set[int]:
-    """``12,40-55`` -> {12, 40, ..., 55}. Raises ``UsageError``."""
-    numbers: set[int] = set()
+def parse_rows(text: str) -> tuple[range, ...]:
+    """``12,40-55`` -> (range(12, 13), range(40, 56)): ranges, never a set of
+    every number (issue 25: ``2-999999999`` is two numbers). Raises ``UsageError``."""
+    ranges: list[range] = []
     for part in (p.strip() for p in text.split(",")):
         low, dash, high = part.partition("-")
-        if not low.isdigit() or (dash and not high.isdigit()) or (dash and int(high) < int(low)):
+        high = high if dash else low
+        if not (_row_number(low) and _row_number(high)) or int(high) < int(low):
             raise UsageError(f"--rows {text!r}: {part!r} is not a row number or a range like 40-55",
                              hint="row numbers as the results file's row column shows them")
-        numbers.update(range(int(low), int(high if dash else low) + 1))
-    return numbers
+        ranges.append(range(int(low), int(high) + 1))
+    return tuple(ranges)
+
+
+def _row_number(text: str) -> bool:
+    """ASCII digits only: ``"²".isdigit()`` is True, and ``int("²")`` fails."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def parse_where(text: str) -> list[str]:
@@ -207,7 +215,7 @@ class Selection:
     """Which rows ``update`` changes: by current status, by row number, or all sent rows."""
 
     statuses: list[str] | None = None
-    rows: set[int] | None = None
+    rows: tuple[range, ...] | None = None  # parse_rows
     every: bool = False
 
 
@@ -216,8 +224,9 @@ def choose(results: Path, rows: list[SentRow], others: dict[int, str], selection
     that is not in the file or whose row has no request id, an unknown status,
     or ``--where`` on a file ``status`` never read."""
     if selection.rows is not None:
-        known = {r.row for r in rows}
-        for number in sorted(selection.rows):
+        known, chosen = {r.row for r in rows}, set[int]()
+        for number in heapq.merge(*selection.rows):  # ascending, lazily: the first past the end stops it
+            chosen.add(number)
             if number in others:
                 status = others[number] or "empty"
                 raise UsageError(f"{results}: row {number}: no request_id (status {status}): nothing changed",
@@ -225,7 +234,7 @@ def choose(results: Path, rows: list[SentRow], others: dict[int, str], selection
             if number not in known:
                 raise UsageError(f"{results}: no row {number}",
                                  hint="row numbers as its row column shows them")
-        rows = [r for r in rows if r.row in selection.rows]
+        rows = [r for r in rows if r.row in chosen]
     if selection.statuses is not None:
         seen = frozenset(r.track["request_status"] for r in rows if r.track["request_status"])
         if not seen and rows:
