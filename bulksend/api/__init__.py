@@ -32,6 +32,7 @@ function imports what it runs.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from collections import Counter
@@ -42,6 +43,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from bulksend.api.answers import Run, Validation
+from bulksend.api.arguments import (
+    check_callable,
+    check_flags,
+    check_paths,
+    check_progress,
+    check_sheet,
+    check_texts,
+    shown,
+)
 from bulksend.api.running import blocking, progress_for
 from bulksend.common.errors import BulksendError, UsageError
 from bulksend.common.outcome import DUPLICATE, INVALID, READY, Outcome, Summary
@@ -187,6 +197,9 @@ def _send_config(source: _Source, mapped: tuple[str, dict[str, Any] | None],
                  only_failed: bool, batch: bool) -> RunConfig:
     """send's settings but the API's URL, key and rate, each checked (UsageError);
     a rehearsal's ``results`` as results_path checks it."""
+    check_flags(dry_run=dry_run, only_failed=only_failed, batch=batch, sandbox=sandbox)
+    check_texts(existing=existing)
+    check_paths(results=results)
     _check_numbers(concurrency=(concurrency, 1, 256), max_attempts=(max_attempts, 1, 100),
                    timeout=(timeout, 0.1, 600), max_pause=(max_pause, 0.1, 7 * 86400),
                    limit=(limit, 0, None), header_row=(source.reading.get("header_row"), 1, None))
@@ -221,6 +234,9 @@ def _with_access(config: RunConfig, *, api_url: str | None, api_key: str | None,
     or key that cannot be used raises the first error; with ``all_problems``,
     the contacts' and mapping's problems first, then the URL's and the key's,
     together (issue 15)."""
+    check_flags(all_problems=all_problems)
+    check_texts(api_key=api_key, api_url=api_url)
+    check_paths(api_key_file=api_key_file, optional=("api_key_file",))
     url = key = ""
     if not sandbox:
         url, key, errors = api_access(api_url, api_key=api_key, api_key_file=api_key_file,
@@ -280,6 +296,12 @@ class _Source:
 
 
 def _contacts_source(contacts: object, **file_options: Any) -> _Source:
+    """Where send's and validate's contacts come from, and how a file is read
+    (``file_options``: sheet, encoding, delimiter, header_row, include_hidden;
+    each checked, UsageError). TypeError for contacts of none of the kinds taken."""
+    check_sheet(file_options.get("sheet"))
+    check_texts(encoding=file_options.get("encoding"), delimiter=file_options.get("delimiter"))
+    check_flags(include_hidden=file_options.get("include_hidden", False))
     if isinstance(contacts, str | os.PathLike):
         path = os.fspath(contacts)
         if not isinstance(path, str):
@@ -311,15 +333,24 @@ def _mapping_source(mapping: object) -> tuple[str, dict[str, Any] | None]:
                     f"not {type(mapping).__name__}")
 
 
+# The numbers that count something: whole numbers only (issue 25: limit=2.5 sent 3 rows).
+_WHOLE = frozenset({"concurrency", "max_attempts", "limit", "header_row", "max_problems", "preview",
+                    "examples"})
+
+
 def _check_numbers(**ranges: tuple[float | None, float, float | None]) -> None:
-    """UsageError for the first argument outside its range (None: no value given, or no upper bound)."""
+    """UsageError for the first argument outside its range (None: no value
+    given, or no upper bound). A number is an int or a float, never a bool,
+    NaN or infinite; those named in ``_WHOLE`` must be ints."""
     for name, (value, low, high) in ranges.items():
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < low or (
-                high is not None and value > high):
+        whole = name in _WHOLE
+        if (isinstance(value, bool) or not isinstance(value, int if whole else int | float)
+                or not math.isfinite(value) or value < low or (high is not None and value > high)):
             bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-            raise UsageError(f"{name}={value!r}: must be a number {bound}")
+            kind = "a whole number (an int)" if whole and isinstance(value, float) else "a number"
+            raise UsageError(f"{name}={shown(value)}: must be {kind} {bound}")
 
 
 def _warn_typed(config: RunConfig, frame: Any, stacklevel: int = 3) -> list[str]:
@@ -430,14 +461,18 @@ def status(
     """
     from bulksend.tasks.status import track_file
 
+    check_progress(progress)
+    check_texts(api_key=api_key, api_url=api_url)
+    check_paths(results=results, output=output, api_key_file=api_key_file,
+                optional=("output", "api_key_file"))
     _check_numbers(timeout=(timeout, 0.1, 600))
     url, key = _access(api_url, api_key, api_key_file)
     per_second = parse_rate(rate)
     reporter = progress_for(progress)
     try:
-        return blocking(lambda _stop: track_file(
+        return blocking(lambda stop: track_file(
             Path(os.fspath(results)), api_url=url, api_key=key, timeout=timeout, rate=per_second,
-            progress=reporter, output=None if output is None else Path(os.fspath(output))))
+            progress=reporter, output=None if output is None else Path(os.fspath(output)), stop=stop))
     finally:
         reporter.close()
 
@@ -487,6 +522,14 @@ def update(results: str | os.PathLike[str], *, where: str | None = None, rows: s
     """
     from bulksend.tasks.update import UpdateRun, apply_plan, plan_update, update_session
 
+    check_progress(progress)
+    check_texts(where=where, rows=rows, status=status, due_date=due_date, assign=assign, api_key=api_key,
+                api_url=api_url)
+    check_flags(every=every, again=again, send_completion_message=send_completion_message,
+                send_rejection_message=send_rejection_message, send_reopen_message=send_reopen_message,
+                optional=("send_completion_message", "send_rejection_message", "send_reopen_message"))
+    check_paths(results=results, api_key_file=api_key_file, optional=("api_key_file",))
+    check_callable("confirm", confirm)
     _check_numbers(concurrency=(concurrency, 1, 64), timeout=(timeout, 0.1, 600))
     change, selection = _update_request(
         where=where, rows=rows, every=every, status=status, due_date=due_date, assign=assign,
@@ -502,9 +545,9 @@ def update(results: str | os.PathLike[str], *, where: str | None = None, rows: s
             return UpdateRun(plan)
         reporter = progress_for(progress)
         try:
-            return blocking(lambda _stop: apply_plan(
+            return blocking(lambda stop: apply_plan(
                 plan, journal, api_url=url, api_key=key, timeout=timeout, rate=per_second,
-                concurrency=concurrency, progress=reporter))
+                concurrency=concurrency, progress=reporter, stop=stop))
         finally:
             reporter.close()
 
@@ -542,6 +585,9 @@ def reconcile(results: str | os.PathLike[str], *, api_key: str | None = None, ap
     """
     from bulksend.tasks.reconcile import reconcile_file
 
+    check_progress(progress)
+    check_texts(api_key=api_key, api_url=api_url)
+    check_paths(results=results, api_key_file=api_key_file, optional=("api_key_file",))
     _check_numbers(timeout=(timeout, 0.1, 600))
     url, key = _access(api_url, api_key, api_key_file)
     reporter = progress_for(progress)
@@ -559,6 +605,7 @@ def report(results: str | os.PathLike[str], *, examples: int = 3) -> str:
     ``ResultsError`` when it cannot be read as a results file."""
     from bulksend.tasks.report import report_text
 
+    check_paths(results=results)
     _check_numbers(examples=(examples, 0, None))
     return report_text(Path(os.fspath(results)), examples=examples)
 
@@ -586,10 +633,16 @@ def init(contacts: str, *, output: str | os.PathLike[str] = "mapping.yaml", forc
             (the output exists or cannot be written, an unknown campaign, the
             key refused, the URL or key unusable); nothing was written.
     """
-    from bulksend.tasks.init import fetch_catalogue, init_mapping
+    from bulksend.tasks.init import check_campaign, fetch_catalogue, init_mapping
     from bulksend.tasks.scaffold import InitConfig
 
+    check_paths(contacts=contacts, output=output, api_key_file=api_key_file, optional=("api_key_file",))
+    check_flags(force=force)
+    check_texts(campaign=campaign, api_key=api_key, api_url=api_url, encoding=encoding, delimiter=delimiter)
+    check_sheet(sheet)
     _check_numbers(header_row=(header_row, 1, None))
+    if campaign is not None:
+        check_campaign(campaign)
     key = ""
     if campaign and (api_key is not None or api_key_file or os.environ.get("COLLECT_API_KEY", "").strip()):
         key = read_api_key(api_key_file, given=api_key)

@@ -87,11 +87,35 @@ class MemoryTable(Table):
 # --- cells -------------------------------------------------------------------
 
 
+def _plain(value: Any) -> object:
+    """``value`` with numpy's and pandas' own kinds as Python's: a numpy scalar
+    (``numpy.int64(7)``, ``numpy.datetime64``) as the int, float, bool or
+    datetime it holds; a missing value (``pd.NA``, ``pd.NaT``, numpy's NaT) as
+    None (issue 25: they are cells of a list of dicts too, not only of a
+    DataFrame). Neither library is imported: a value of theirs can only exist
+    if the caller imported them."""
+    numpy: Any = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.generic):
+        if isinstance(value, numpy.datetime64 | numpy.timedelta64):
+            if numpy.isnat(value):
+                return None
+            # In microseconds, .item() gives a datetime (in nanoseconds, an int).
+            unit = "datetime64[us]" if isinstance(value, numpy.datetime64) else "timedelta64[us]"
+            value = value.astype(unit)
+        value = value.item()
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and (value is pandas.NA or value is pandas.NaT):
+        return None
+    return value
+
+
 def _cell(value: object, name: str, number: int, column: str) -> str:
     """A Python value as the text a spreadsheet would show (cells.cell_text);
-    InputError naming the row and column for a value that is not a cell."""
+    numpy's and pandas' values as the Python values they stand for
+    (``_plain``). InputError naming the row and column for a value that is not a cell."""
     if isinstance(value, str):
         return value
+    value = _plain(value)
     if value is None or isinstance(value, bool | int | float | dt.date | dt.time | dt.timedelta):
         return cell_text(value)
     if isinstance(value, decimal.Decimal | fractions.Fraction):
@@ -142,7 +166,6 @@ def table_from_frame(frame: Any, name: str = FRAME_NAME) -> MemoryTable:
     ``frame.iloc[0]``). Column names are ``str()`` of the labels. Missing values
     (NaN, None, NaT, pd.NA) are empty cells; other cells as in
     ``table_from_records``. Raises InputError for a cell that is not a value."""
-    import numpy as np
     import pandas as pd
 
     columns = [str(label) for label in frame.columns]
@@ -150,8 +173,7 @@ def table_from_frame(frame: Any, name: str = FRAME_NAME) -> MemoryTable:
     def cell(value: object, number: int, column: str) -> str:
         if isinstance(value, str):
             return value
-        if isinstance(value, np.generic):
-            value = value.item()  # numpy scalars (Int64 columns) as Python's
+        value = _plain(value)  # numpy scalars (Int64 columns) as Python's; pd.NA, NaT as None
         if pd.api.types.is_scalar(value) and pd.isna(value):
             return ""
         return _cell(value, name, number, column)
