@@ -202,6 +202,22 @@ def test_demo_output_onto_a_device_is_refused_and_the_device_kept(tmp_path: Path
     assert kind_of(node) == "chr" and not (tmp_path / "demo-contacts.csv").exists()
 
 
+@posix_nodes
+@pytest.mark.parametrize("planted", ["r.csv", "r.csv.journal", "r.csv.lock", "r.csv.tmp"])
+@pytest.mark.parametrize("command", [["status"], ["update", "--all", "--status", "archived", "--yes"],
+                                     ["reconcile"]])
+def test_status_update_reconcile_refuse_a_fifo_results_or_side_file_at_once(
+        tmp_path: Path, sandbox: Sandbox, planted: str, command: list[str]) -> None:
+    """The results file and its side files are written in place by these: a
+    FIFO there is refused (exit 2, one line), never opened and waited on."""
+    if planted != "r.csv":
+        sent_world(tmp_path / "r.csv", 1)
+    node = make_node(tmp_path / planted, "fifo")
+    r = run_cli(command[0], "r.csv", *command[1:], "--api-url", sandbox.url, cwd=tmp_path, timeout=20)
+    assert "is a FIFO (named pipe), not a plain file" in one_line_refusal(r, f"bulksend: error: {planted}: ")
+    assert kind_of(node) == "fifo" and sandbox.stats["gets"] == 0 and sandbox.patches == []
+
+
 # -- other runs' files ----------------------------------------------------------------
 
 

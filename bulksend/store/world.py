@@ -13,7 +13,7 @@ from typing import Final
 
 from bulksend.common.errors import UsageError
 from bulksend.store.journal import Journal
-from bulksend.store.runlock import journal_path
+from bulksend.store.runlock import journal_path, not_plain_error, output_problem
 
 MARK: Final = "sandbox"  # in every rehearsal results file's name
 
@@ -57,8 +57,12 @@ def refuse_rehearsal(results: Path, command: str) -> None:
     case 5): a rehearsal's request ids belong to its own sandbox, and the same
     ids may name other contacts' requests elsewhere. UsageError (exit 2) when
     ``results`` is a rehearsal's: its journal says so (read only; no run is
-    counted), or, without a journal, its name does."""
+    counted), or, without a journal, its name does. ResultsError when the
+    journal is not a plain file (a FIFO would never be opened: issue 25)."""
     path = journal_path(results)
+    kind = output_problem(path)
+    if kind is not None:
+        raise not_plain_error(path, "results file's journal", kind)
     world = ""
     if path.exists():
         try:
