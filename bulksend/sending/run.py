@@ -97,6 +97,9 @@ def check_pass(table: Table, mapping: Mapping, start: Mark | None = None) -> tup
         n += 1
         if map_all or (start is None and n <= ITEM_SAMPLE_ROWS):
             use(row)
+        else:
+            mapping.observe(row)  # the order of day and month, over every row (issue 24)
+    mapping.check_orders(table.name)
     return n, uses
 
 
@@ -140,6 +143,7 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
             progress.outcome(outcome)
         summary.read = [table.describe(), *table.left_out()]
         summary.guesses = [*table.guesses(), *mapping.guesses()]
+        mapping.check_orders(table.name)
     note = mapping.due_zone_note()
     if note is not None:
         summary.notes.append(note)

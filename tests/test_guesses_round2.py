@@ -1,0 +1,277 @@
+"""Issue 24, round two: the failures a fresh tester found in some sixty exports of
+their own after the first round (never guess silently). Each kind is fixed as a
+kind, and each instance is a test here, through the real CLI against the
+sandbox where sending matters:
+
+* F1: a column named for the due date whose cells do not all fit one format
+  (rows that disagree, full-width digits, an ISO date among dd/mm ones, dotted
+  month-first dates, cells that are no date, an xlsx of date cells and text)
+  stays the dueDate: a question or invalid rows, never a quiet move to
+  contact.data;
+* F2: the mapping's order of day and month against a file whose rows read only
+  the other way: refused (exit 2) naming the row and column; init never says
+  "every date reads both ways" when one row, however far down, decides;
+* F3, F7: which column holds the addresses;
+* F4, F5: merged ranges across columns (.xlsx) and in .ods;
+* F6: numbers as the digits the file holds;
+* M1, M2, M4, M6: the sheet named, a merged title, --sheet's help, validate on
+  an empty export.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from test_guesses import (
+    answer,
+    guessed,
+    init,
+    nothing_reached,
+    received,
+    refused,
+    send,
+    spec,
+    validate,
+    write_csv,
+)
+
+from bulksend.sandbox import DEMO_CAMPAIGN_ID, Sandbox
+
+YEAR = date.today().year + 1  # due dates in the coming year: never past
+Y2 = YEAR % 100
+
+
+def dues(sandbox: Sandbox) -> dict[str, str]:
+    """Each contact's due day as the server received it."""
+    return {body["contact"]["email"]: body["dueDate"][:10] for body in received(sandbox)}
+
+
+PEOPLE = ("ann", "bob", "cid", "dan", "eve")
+
+
+def dated(path: Path, column: str, cells: list[str], *, delimiter: str = ",") -> Path:
+    """A CSV of Email and ``column``: ann@example.com has the first of ``cells``, bob the second..."""
+    rows = [["Email", column]]
+    rows += [[f"{who}@example.com", cell] for who, cell in zip(PEOPLE, cells, strict=False)]
+    return write_csv(path, rows, delimiter=delimiter)
+
+
+def serial(day: date) -> int:
+    """A day as a spreadsheet's date cell holds it (days since 1899-12-30)."""
+    return (day - date(1899, 12, 30)).days
+
+
+def mapping_text(tmp_path: Path, mapping: str = "mapping.yaml") -> str:
+    return (tmp_path / mapping).read_text(encoding="utf-8")
+
+
+# --- F1: a due-date column stays the dueDate ---------------------------------------------
+
+
+def test_rows_that_disagree_on_the_order_are_asked_not_moved(tmp_path: Path, sandbox: Sandbox) -> None:
+    """25/03 reads only day first, 03/25 only month first: init keeps the column
+    as the dueDate and asks (saying which rows disagree, not that every date
+    reads both ways); answered, the row written the other way is invalid and
+    says why, the others are sent as the answer reads them."""
+    dated(tmp_path / "c.csv", "Due", [f"25/03/{YEAR}", f"03/25/{YEAR}", f"04/05/{YEAR}"])
+    r = init(tmp_path, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path)["dueDate"]["format"] == "%d/%m/%Y or %m/%d/%Y"
+    assert "data" not in spec(tmp_path)["contact"]
+    text = mapping_text(tmp_path)
+    assert (f"QUESTION: the rows disagree: row 2 (25/03/{YEAR}) reads only day first,"
+            f" row 3 (03/25/{YEAR})") in text
+    assert "every date here reads" not in text and "every date reads both ways" not in r.stdout
+    refused(validate(tmp_path, "c.csv"), "dueDate.format", 'column "Due"', "a question to answer")
+    refused(send(tmp_path, sandbox, "c.csv"), "dueDate.format")
+    nothing_reached(sandbox)
+
+    answer(tmp_path, "%d/%m/%Y or %m/%d/%Y", "%d/%m/%Y")
+    r = validate(tmp_path, "c.csv")
+    assert r.code == 1, r.stdout + r.stderr
+    assert (f'row 3: invalid: column "Due": "03/25/{YEAR}" reads only month first (format %m/%d/%Y: day and'
+            f" month swapped?) and is not a date in format %d/%m/%Y") in r.stdout
+    assert guessed(r) == [f'column "Due": dates read day first (format %d/%m/%Y): row 2 ("25/03/{YEAR}")'
+                          " reads no other way; 1 cell read only month first, e.g. row 3"
+                          f' ("03/25/{YEAR}"): invalid']
+    assert send(tmp_path, sandbox, "c.csv").code == 1
+    assert dues(sandbox) == {"ann@example.com": f"{YEAR}-03-25", "cid@example.com": f"{YEAR}-05-04"}
+
+
+def wide(text: str) -> str:
+    """``text`` with its digits and slashes full-width, as a Japanese keyboard types them."""
+    return text.translate(str.maketrans("0123456789/", "０１２３４５６７８９／"))  # noqa: RUF001
+
+
+@pytest.mark.parametrize(("cells", "fmt", "sent"), [
+    # the tester's: full-width digits, ASCII slashes, day first
+    ([wide(f"25/06/{YEAR}").replace("／", "/"), wide(f"03/07/{YEAR}").replace("／", "/")],  # noqa: RUF001
+     "%d/%m/%Y", ["06-25", "07-03"]),
+    # full-width slashes too, and one ASCII cell among them
+    ([wide(f"25/06/{YEAR}"), f"03/07/{YEAR}"], "%d/%m/%Y", ["06-25", "07-03"]),
+    # year first, as a Japanese export writes it
+    ([wide(f"{YEAR}/06/03"), wide(f"{YEAR}/07/15")], "%Y/%m/%d", ["06-03", "07-15"]),
+])
+def test_full_width_digits_are_digits_in_dates(cells: list[str], fmt: str, sent: list[str], tmp_path: Path,
+                                               sandbox: Sandbox) -> None:
+    """Full-width digits (a Japanese keyboard) read as digits (NFKC): the column
+    is the dueDate and each deadline is the day written."""
+    write_csv(tmp_path / "jp.csv", [["Email", "Due date"], ["ann@example.com", cells[0]],
+                                    ["bob@example.com", cells[1]]])
+    r = init(tmp_path, "jp.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path)["dueDate"] == {"column": "Due date", "format": fmt, "required": True}
+    r = send(tmp_path, sandbox, "jp.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert dues(sandbox) == {"ann@example.com": f"{YEAR}-{sent[0]}", "bob@example.com": f"{YEAR}-{sent[1]}"}
+
+
+def test_an_iso_date_among_day_first_ones_stays_the_due_date(tmp_path: Path, sandbox: Sandbox) -> None:
+    dated(tmp_path / "c.csv", "Due date", [f"25/06/{YEAR}", f"{YEAR}-07-03", f"26/06/{YEAR}"])
+    assert init(tmp_path, "c.csv").code == 0
+    assert spec(tmp_path)["dueDate"] == {"column": "Due date", "format": "%d/%m/%Y", "required": True}
+    r = send(tmp_path, sandbox, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert dues(sandbox) == {"ann@example.com": f"{YEAR}-06-25", "bob@example.com": f"{YEAR}-07-03",
+                             "cid@example.com": f"{YEAR}-06-26"}
+
+
+def test_dotted_dates_a_row_reads_only_month_first(tmp_path: Path, sandbox: Sandbox) -> None:
+    """6.20.27 can only be month first: the dots' day-first convention yields
+    to the row, which init names; 6.3.27 is then June 3."""
+    write_csv(tmp_path / "c.csv", [["Email", "Frist"], ["ann@example.com", f"6.3.{Y2}"],
+                                   ["bob@example.com", f"6.20.{Y2}"], ["cid@example.com", f"7.4.{Y2}"]],
+              delimiter=";")
+    r = init(tmp_path, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path)["dueDate"]["format"] == "%m.%d.%y"
+    assert f"month first, as row 3 6.20.{Y2} shows" in r.stdout
+    assert send(tmp_path, sandbox, "c.csv").code == 0
+    assert dues(sandbox) == {"ann@example.com": f"{YEAR}-06-03", "bob@example.com": f"{YEAR}-06-20",
+                             "cid@example.com": f"{YEAR}-07-04"}
+
+
+def test_dotted_dates_that_read_both_ways_say_day_first_in_init(tmp_path: Path) -> None:
+    """M7: the day-first convention of dotted dates is said where init applies it."""
+    write_csv(tmp_path / "de.csv", [["E-Mail", "Frist"], ["ann@example.com", f"3.6.{Y2}"],
+                                    ["bob@example.com", f"4.7.{Y2}"]], delimiter=";")
+    r = init(tmp_path, "de.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path)["dueDate"]["format"] == "%d.%m.%y"
+    assert "day first, as dates written with dots are; no row reads otherwise" in r.stdout
+    assert f"# Day first: dates written with dots are (3.6.{Y2} is 3 June)" in mapping_text(tmp_path)
+
+
+def test_cells_that_are_no_date_are_invalid_rows_not_a_move(tmp_path: Path, sandbox: Sandbox) -> None:
+    """Two of three cells are no date ("soon", "later"): the column stays the
+    dueDate, init counts them, validate names those rows invalid."""
+    write_csv(tmp_path / "c.csv", [["Email", "Due date"], ["ann@example.com", f"25/06/{YEAR}"],
+                                   ["bob@example.com", "soon"], ["cid@example.com", "later"]])
+    r = init(tmp_path, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path)["dueDate"]["column"] == "Due date"
+    assert "2 cell(s) fit no date format (row 3: 'soon'): invalid rows" in r.stdout
+    r = validate(tmp_path, "c.csv")
+    assert r.code == 1, r.stdout + r.stderr
+    assert 'row 3: invalid: column "Due date": "soon" is not a date in format %d/%m/%Y' in r.stdout
+    assert send(tmp_path, sandbox, "c.csv").code == 1
+    assert dues(sandbox) == {"ann@example.com": f"{YEAR}-06-25"}
+
+
+def test_a_due_column_of_no_dates_is_data_and_said(tmp_path: Path) -> None:
+    write_csv(tmp_path / "c.csv", [["Email", "Deadline"], ["ann@example.com", "ASAP"],
+                                   ["bob@example.com", "next week"]])
+    r = init(tmp_path, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert "dueDate" not in spec(tmp_path)
+    assert """(none): "Deadline" is named like a due date but holds no date (e.g. 'ASAP')""" in r.stdout
+    assert "# No due date: column \"Deadline\" is named like one" in mapping_text(tmp_path)
+
+
+def test_xlsx_date_cells_beside_text_dates_stay_the_due_date(tmp_path: Path, sandbox: Sandbox) -> None:
+    """A US export through a day-first Excel: days up to 12 became date cells,
+    the others stayed text (05/20). The column is the dueDate, month first by
+    the text's rows, and the date cells are shown as such, to be checked."""
+    from workbooks import Sheet, write_xlsx
+
+    write_xlsx(tmp_path / "c.xlsx", {"Sheet1": Sheet([
+        ["Email", "Due Date"], ["ann@example.com", serial(date(YEAR, 3, 6))],
+        ["bob@example.com", f"05/20/{YEAR}"], ["cid@example.com", serial(date(YEAR, 4, 7))],
+        ["dan@example.com", f"08/25/{YEAR}"]],
+        formats={"B2": "dd/mm/yyyy", "B4": "dd/mm/yyyy"})})
+    r = init(tmp_path, "c.xlsx")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path)["dueDate"] == {"column": "Due Date", "format": "%m/%d/%Y", "required": True}
+    assert "the sheet's own dates beside text dates" in mapping_text(tmp_path)
+    r = validate(tmp_path, "c.xlsx")
+    assert r.code == 0, r.stdout + r.stderr
+    assert guessed(r) == [f'column "Due Date": dates read month first (format %m/%d/%Y): row 3'
+                          f' ("05/20/{YEAR}") reads no other way; 2 cells written YYYY-MM-DD (the'
+                          f' sheet\'s own dates, e.g. row 2 "{YEAR}-03-06") read as such: check them if the'
+                          " file passed through a program set to the other order"]
+
+
+# --- F2: the mapping's order against the file's rows ------------------------------------------
+
+F2_MAPPING = (f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact:\n  email: Email\n"
+              'dueDate: {column: Due, format: "%d/%m/%Y", required: true}\n')
+
+
+def test_a_row_that_reads_only_the_other_way_stops_the_run(tmp_path: Path, sandbox: Sandbox) -> None:
+    """Week 2 comes from a US colleague: one row (05/20) reads only month first
+    and none only day first. Sending the others day first would swap them:
+    validate, send and a dry run stop (exit 2) naming the row and the column."""
+    (tmp_path / "mapping.yaml").write_text(F2_MAPPING, encoding="utf-8")
+    dated(tmp_path / "week2.csv", "Due", [f"06/03/{YEAR}", f"05/20/{YEAR}", f"07/08/{YEAR}"])
+    words = ('week2.csv: column "Due": row 3', f'"05/20/{YEAR}") reads only month first (format %m/%d/%Y)',
+             "no row reads only day first", "nothing was sent")
+    refused(validate(tmp_path, "week2.csv"), *words)
+    refused(send(tmp_path, sandbox, "week2.csv"), *words)
+    refused(send(tmp_path, sandbox, "week2.csv", "mapping.yaml", "--dry-run", "--results", "dry.csv"), *words)
+    nothing_reached(sandbox)
+    assert not (tmp_path / "results.csv").exists()
+    answer(tmp_path, '"%d/%m/%Y"', '"%m/%d/%Y"')
+    assert send(tmp_path, sandbox, "week2.csv").code == 0
+    assert dues(sandbox)["ann@example.com"] == f"{YEAR}-06-03"
+
+
+def test_the_deciding_row_far_down_is_seen_by_send_and_init(tmp_path: Path, sandbox: Sandbox) -> None:
+    """Case 4: 2,100 dates that read both ways, the last alone month first.
+    init decides month first by that row (no "every date reads both ways");
+    a mapping saying day first is refused by send, whose check pass maps only
+    the first rows: the order is watched over every row."""
+    rows = [["Email", "Due"]] + [[f"p{i}@example.com", f"{i % 12 + 1:02d}/{(i * 5) % 12 + 1:02d}/{YEAR}"]
+                                 for i in range(2100)]
+    rows.append(["last@example.com", f"05/20/{YEAR}"])
+    write_csv(tmp_path / "big.csv", rows)
+    r = init(tmp_path, "big.csv", "-o", "init.yaml")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path, "init.yaml")["dueDate"]["format"] == "%m/%d/%Y"
+    assert f"month first, as row 2102 05/20/{YEAR} shows" in r.stdout
+    assert "both ways" not in r.stdout + mapping_text(tmp_path, "init.yaml")
+    (tmp_path / "mapping.yaml").write_text(F2_MAPPING, encoding="utf-8")
+    refused(send(tmp_path, sandbox, "big.csv"), 'column "Due": row 2102', "reads only month first")
+    nothing_reached(sandbox)
+
+
+def test_a_dotted_format_is_refused_by_a_month_first_row(tmp_path: Path, sandbox: Sandbox) -> None:
+    mapping = F2_MAPPING.replace("%d/%m/%Y", "%d.%m.%Y")
+    (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
+    write_csv(tmp_path / "c.csv", [["Email", "Due"], ["ann@example.com", f"06.03.{YEAR}"],
+                                   ["bob@example.com", f"06.20.{YEAR}"]])
+    refused(send(tmp_path, sandbox, "c.csv"), 'column "Due": row 3',
+            "reads only month first (format %m.%d.%Y)")
+    nothing_reached(sandbox)
+
+
+def test_a_row_that_decides_the_mappings_order_makes_a_contrary_row_invalid(tmp_path: Path,
+                                                                            sandbox: Sandbox) -> None:
+    """Rows on both sides: the mapping's order stands (row 2 proves it), the
+    contrary row is invalid and says why; nothing is sent swapped."""
+    (tmp_path / "mapping.yaml").write_text(F2_MAPPING, encoding="utf-8")
+    dated(tmp_path / "c.csv", "Due", [f"20/05/{YEAR}", f"05/20/{YEAR}", f"06/03/{YEAR}"])
+    r = send(tmp_path, sandbox, "c.csv")
+    assert r.code == 1, r.stdout + r.stderr
+    assert dues(sandbox) == {"ann@example.com": f"{YEAR}-05-20", "cid@example.com": f"{YEAR}-03-06"}
