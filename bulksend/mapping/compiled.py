@@ -101,7 +101,10 @@ class Mapping:
             return Mapped(row.number, None, None, _extra_cells_error(row.extra))
         dates = self.due_dates
         dates.late = None
-        self._evidence.row = row.number
+        evidence = self._evidence
+        evidence.row = row.number
+        if evidence.scanning:
+            evidence.scan(row.values)
         try:
             payload = self._build(row.values)
             if payload is OMIT:

@@ -27,6 +27,8 @@ __all__ = ["Evidence", "OrderWitness", "date_text", "day_month_swapped", "reads"
 
 ORDER_CHECKS: Final = 10_000  # distinct date cells tried the other way before giving up
 _EXAMPLES: Final = 3
+OTHERS_ROWS: Final = 200  # rows whose other columns are scanned for addresses
+_ADDRESS: Final = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 # A spreadsheet's date cell as reading/cells.py writes it: read as such, whatever the format.
 _SHEET_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}:\d{2})?")
 
@@ -205,7 +207,8 @@ class Evidence:
     """What one mapping's converters saw; ``row`` is the row being mapped
     (``Mapping.apply`` sets it before each row)."""
 
-    __slots__ = ("_multi", "_normalised", "_orders", "_watched", "row")
+    __slots__ = ("_email", "_multi", "_normalised", "_orders", "_others", "_scanned", "_watched", "row",
+                 "scanning")
 
     def __init__(self) -> None:
         self.row = 0
@@ -213,6 +216,27 @@ class Evidence:
         self._watched: list[OrderWitness] = []  # witnesses of a column, still undecided
         self._normalised: dict[str, _Changed] = {}
         self._multi: dict[str, _Changed] = {}
+        self._email: str | None = None  # the column contact.email reads
+        self._others: dict[str, int] = {}  # other columns holding addresses: rows seen holding one
+        self._scanned = 0
+        self.scanning = False  # Mapping.apply calls scan() while True
+
+    def email_from(self, column: str) -> None:
+        """contact.email reads ``column``: the first rows' other columns are
+        scanned for addresses (``scan``), to show that choice when another
+        column holds them too (issue 24: "Personal email" beside "Work email")."""
+        self._email = column
+        self.scanning = True
+
+    def scan(self, values: dict[str, str]) -> None:
+        """One row mapped: its other columns that hold an address, counted (the
+        first OTHERS_ROWS rows)."""
+        self._scanned += 1
+        if self._scanned >= OTHERS_ROWS:
+            self.scanning = False
+        for name, cell in values.items():
+            if "@" in cell and name != self._email and _ADDRESS.fullmatch(cell.strip()):
+                self._others[name] = self._others.get(name, 0) + 1
 
     def order(self, where: str, fmt: str | None, column: str | None = None) -> OrderWitness | None:
         """A witness for a date format that has a day/month twin (a dotted one
@@ -259,4 +283,9 @@ class Evidence:
             s = "s" if changed.count > 1 else ""
             found.append(f'{where}{changed.count} cell{s} holding several addresses (" ::: ", as Google'
                          f" Contacts writes them): the first is sent: {changed.shown()}")
+        if self._others and self._email is not None:
+            first = "" if self._scanned < OTHERS_ROWS else "the first "
+            others = ", ".join(f"{quote(name)} also holds addresses ({count} of {first}{self._scanned} rows)"
+                               for name, count in self._others.items())
+            found.append(f"email from {quote(self._email)}, the column the mapping names; {others}")
         return found

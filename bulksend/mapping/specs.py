@@ -187,6 +187,8 @@ class Specs:
         found = self.columns.use(node, path, column)
         if found is None:
             return None
+        if path == "contact.email":
+            self.evidence.email_from(found)  # shown when another column holds addresses too
         self.columns.feeds(found, path, default_type)
         where = f"column {quote(found)}: "
         convert = (
@@ -350,6 +352,8 @@ class Specs:
         if spec.source == "column":
             spec.column = self.columns.use(source_node, join(spec.path, "column"), spec.text) or spec.text
             spec.where = f"column {quote(spec.column)}: "
+            if spec.path == "contact.email":
+                self.evidence.email_from(spec.column)  # shown when another column holds addresses too
             return
         try:
             fmt, names = parse_template(spec.text)

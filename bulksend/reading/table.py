@@ -65,6 +65,7 @@ class Header:
     ambiguous: dict[str, tuple[str, ...]]
     unnamed: tuple[str, ...]
     peek: Callable[[], list[tuple[int, list[str]]]]
+    sheet: str | None = None  # spreadsheets: the sheet read, quoted, and why (named when a column is missing)
 
     def row_holding(self, names: Collection[str]) -> int | None:
         """The number of the first row of ``peek()`` (other than the header)
@@ -141,6 +142,7 @@ class Table:
         self.blank_rows = None
         self.hidden_rows = []
         self.choices: list[str] = []  # what the reader chose for the person, with its evidence (issue 24)
+        self.title: str = ""  # spreadsheets: the range merged across the header row ("A1:E1"), if any
         self.cleaned: list[tuple[int, str]] = []  # (row, column) of cells the last whole pass cleaned
         self._cleaning: list[tuple[int, str]] = []
         self._closed = False
@@ -150,7 +152,8 @@ class Table:
         keys, ambiguous, unnamed = _header_names(cells, column_label)
         self._keys = keys  # per cell position: the name it is read under, or None
         self.columns = [key for key in keys if key is not None]
-        self.header = Header(self.header_row, tuple(self.columns), ambiguous, tuple(unnamed), self._peek)
+        self.header = Header(self.header_row, tuple(self.columns), ambiguous, tuple(unnamed), self._peek,
+                             None if sheet is None else f'"{sheet}"')
 
     def _first_record(self, wanted: int | None) -> tuple[int, list[str]]:
         """The header: the first non-blank record, or record ``wanted``."""

@@ -1,9 +1,10 @@
 """Spreadsheets (``.xlsx``, ``.xlsm``, ``.xlsb``, ``.xls``, ``.ods``) as records,
-through python-calamine: the sheet asked for (by name or number; else the first
-one not hidden), its rows numbered as the sheet numbers them, every value as
-the text a person sees (cells.py), and for .xlsx the hidden rows and plain
-number formats that calamine does not report (reading/sheetxml.py). calamine is
-imported when a workbook is opened, not with this module.
+through python-calamine: the sheet asked for (by name or number; else the tab
+active when the file was saved, or the only visible sheet with data), its rows
+numbered as the sheet numbers them, every value as the text a person sees
+(cells.py), and the hidden rows, number formats and merged ranges calamine does
+not report (sheetxml.py for .xlsx, xls.py, odsxml.py). calamine is imported
+when a workbook is opened, not with this module.
 
 python-calamine is used directly rather than through
 ``pandas.read_excel(engine="calamine")``. pandas would add nothing but layers
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import os
 import zipfile
 import zlib
@@ -32,7 +34,7 @@ from typing import Any, TypeVar
 from bulksend.common.errors import InputError
 from bulksend.reading.cells import cell_text, is_blank
 from bulksend.reading.files import OLE_MAGIC, ZIP_MAGIC, open_binary
-from bulksend.reading.merges import Merge, MergeFiller, merged_note, sheet_merges
+from bulksend.reading.merges import Merge, MergeFiller, merged_notes, sheet_merges
 from bulksend.reading.odsxml import OdsSheet, read_ods_sheet
 from bulksend.reading.sheetxml import SheetXml, read_active_sheet, read_sheet_xml
 from bulksend.reading.table import Records, Table
@@ -43,11 +45,12 @@ _T = TypeVar("_T")
 
 def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: int | None = None,
                       include_hidden: bool = False) -> Table:
-    """Sheet ``sheet`` (a name, a 1-based number, or None: the first visible
-    one) of the workbook at ``path`` (``name`` in messages) as a ``Table``; the
-    workbook stays open until the table closes. Raises ``InputError`` for a file
-    that is not a spreadsheet, is password-protected or damaged, or has no such
-    sheet.
+    """Sheet ``sheet`` (a name, a 1-based number, or None: the active tab,
+    else the only visible one with data) of the workbook at ``path`` (``name``
+    in messages) as a ``Table``; the workbook stays open until the table
+    closes. Raises ``InputError`` for a file that is not a spreadsheet, is
+    password-protected or damaged, has no such sheet, or has several sheets
+    with data and no active tab recorded.
     """
     extension = os.path.splitext(path)[1].lower()
     handle = open_binary(name, path)
@@ -86,7 +89,7 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
         xml: SheetXml | XlsSheet | OdsSheet | None = (
             (_sheet_xml(path, chosen) or read_ods_sheet(path, chosen)) if head.startswith(ZIP_MAGIC)
             else read_xls_sheet(path, chosen))
-        merges = _merges(data)
+        merges = _merges(data) or (sheet_merges(xml.merges) if isinstance(xml, OdsSheet) else [])
 
         def records() -> Records:
             return _sheet_records(name, extension, data, xml, offset, merges)
@@ -97,7 +100,10 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
         table = Table(name, records, column_label, sheet=chosen, header_row=header_row,
                       kind=extension.lstrip(".").upper(), include_hidden=include_hidden,
                       hidden=xml.hidden if xml else frozenset(), filtered=bool(xml and xml.filtered))
-        table.choices += [note for note in (why, merged_note(merges)) if note]
+        table.choices += [note for note in (why, *merged_notes(merges)) if note]
+        table.title = _title(merges, table.header_row)
+        if why:  # the sheet was chosen for the person: a missing column's hint says how
+            table.header = dataclasses.replace(table.header, sheet=f'"{chosen}", {why.split(": ", 1)[1]}')
     except BaseException:
         book.close()
         handle.close()
@@ -144,6 +150,15 @@ def _merges(data: Any) -> list[Merge]:
         return sheet_merges(data.merged_cell_ranges)
     except Exception:  # not read by this calamine for this format: as stored
         return []
+
+
+def _title(merges: list[Merge], header_row: int) -> str:
+    """The range merged across columns on the header row ("A1:E1"): a title
+    above the column names, not column names (issue 24, M1); "" when none."""
+    for (r0, c0), (r1, c1) in merges:
+        if r0 == header_row - 1 and c1 > c0:
+            return f"{_column_letter(c0)}{r0 + 1}:{_column_letter(c1)}{r1 + 1}"
+    return ""
 
 
 def _sheet_xml(path: str, sheet: str) -> SheetXml | None:

@@ -334,6 +334,11 @@ def _place_email(plan: Plan, columns: dict[str, Column], named: list[str]) -> No
     taken = set(plan.roles.values())
     holding = [c.name for c in columns.values() if c.name not in taken and address_share(c) >= ADDRESS_SHARE]
     by_header = [name for name in named if name in holding]
+    fuller = [n for n in holding if by_header and not columns[by_header[0]].mostly_filled()
+              and n not in by_header and columns[n].filled > columns[by_header[0]].filled]
+    if len(by_header) == 1 and fuller:  # named for it, mostly empty; another full of addresses
+        _ask_email(plan, [by_header[0], *fuller])
+        return
     if len(by_header) == 1:
         chosen, why = by_header[0], "its header, and its cells are email addresses"
     elif len(by_header) > 1:

@@ -17,6 +17,7 @@ from bulksend.mapping.problems import quote
 from bulksend.mapping.questions import PLACEHOLDER, question
 from bulksend.reading.cells import normal_name
 from bulksend.reading.table import Table
+from bulksend.tasks.headers import role_of
 from bulksend.tasks.scaffold import Column, DateFormat, InitConfig, Plan, today
 
 __all__ = ["render", "report"]
@@ -76,12 +77,7 @@ def render(config: InitConfig, table: Table, total: int, columns: dict[str, Colu
            catalogue: Catalogue | None) -> str:
     """The mapping's text. UsageError when no column can be the contact's email."""
     if "email" not in plan.roles:
-        raise UsageError(
-            f"{config.contacts}: no column holds email addresses (by its header or its cells); "
-            f"columns: {', '.join(repr(c) for c in columns) or 'none'}",
-            hint="a contact needs an email: check --header-row and --sheet, or write the mapping "
-                 "from mapping.example.yaml",
-        )
+        raise _no_email(config, table, columns)
     validate, rehearse = _commands(config)
     parts = [
         f"# bulksend mapping for {config.contacts}, written by `bulksend init` on {today():%Y-%m-%d}.",
@@ -112,6 +108,29 @@ def render(config: InitConfig, table: Table, total: int, columns: dict[str, Colu
         _entry("key", ["campaignId", "contact.email"]),
     ]
     return "\n".join(parts) + "\n"
+
+
+def _no_email(config: InitConfig, table: Table, columns: dict[str, Column]) -> UsageError:
+    """No column can be the contact's email: the sheet read (and why), a title
+    merged over the header row, a row below that names the email (issue 24, M1, M2)."""
+    where = config.contacts
+    if table.sheet is not None:
+        why = next((c.split(": ", 1)[1] for c in table.guesses() if c.startswith(f'sheet "{table.sheet}":')),
+                   "")
+        where += f', sheet "{table.sheet}"' + (f" ({why})" if why else "")
+    listed = ", ".join(repr(c) for c in columns) or "nothing"
+    header = f"row {table.header_row} holds {listed}"
+    if table.title:
+        header = f"row {table.header_row} is a title merged over {table.title} ({listed}), not column names"
+    below = next((n for n, cells in table.header.peek() if n > table.header_row
+                  and any(role_of(c) == "email" for c in cells)), None)
+    hint = (f"the column names are on row {below}: pass --header-row {below}" if below is not None
+            else "a contact needs an email: check --header-row and --sheet, or write the mapping"
+                 " from mapping.example.yaml")
+    if table.sheet is not None and below is None:
+        hint += " (--sheet picks another tab)"
+    return UsageError(f"{where}: no column holds email addresses (by its header or its cells); {header}",
+                      hint=hint)
 
 
 def _campaign(config: InitConfig, catalogue: Catalogue | None) -> list[str]:
