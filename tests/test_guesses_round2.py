@@ -275,3 +275,205 @@ def test_a_row_that_decides_the_mappings_order_makes_a_contrary_row_invalid(tmp_
     r = send(tmp_path, sandbox, "c.csv")
     assert r.code == 1, r.stdout + r.stderr
     assert dues(sandbox) == {"ann@example.com": f"{YEAR}-05-20", "cid@example.com": f"{YEAR}-03-06"}
+
+
+# --- F3, F7: which column holds the addresses ---------------------------------------------
+
+
+def test_a_mostly_empty_email_column_beside_a_full_one_is_asked(tmp_path: Path, sandbox: Sandbox) -> None:
+    """ "E-mail" is named for it but only one row of eight fills it; "Mail pro"
+    holds an address on every row: which one is a question, never the empty one."""
+    rows = [["Nom", "E-mail", "Mail pro"]]
+    rows += [[f"P{i}", "alt3@perso.example" if i == 3 else "", f"p{i}@work.example"] for i in range(8)]
+    write_csv(tmp_path / "c.csv", rows)
+    r = init(tmp_path, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path)["contact"]["email"] == "E-mail or Mail pro"
+    text = mapping_text(tmp_path)
+    assert """#   "E-mail": 1 of 8 rows fill it, e.g. 'alt3@perso.example'""" in text
+    assert """#   "Mail pro": 8 of 8 rows fill it""" in text
+    refused(validate(tmp_path, "c.csv"), "contact.email", '"E-mail" or "Mail pro"')
+    refused(send(tmp_path, sandbox, "c.csv"), "contact.email")
+    nothing_reached(sandbox)
+    answer(tmp_path, "email: E-mail or Mail pro", "email: Mail pro")
+    assert send(tmp_path, sandbox, "c.csv").code == 0
+    sent = sorted(b["contact"]["email"] for b in received(sandbox))
+    assert sent == [f"p{i}@work.example" for i in range(8)]
+
+
+def test_a_mostly_empty_email_column_beside_an_unnamed_full_one_is_asked(tmp_path: Path) -> None:
+    rows = [["Email", "Kontakt", "Firma"]]
+    rows += [[f"e{i}@example.com" if i < 2 else "", f"k{i}@example.com", "ACME"] for i in range(10)]
+    write_csv(tmp_path / "c.csv", rows, delimiter=";")
+    assert init(tmp_path, "c.csv").code == 0
+    assert spec(tmp_path)["contact"]["email"] == "Email or Kontakt"
+
+
+def test_a_work_email_picked_by_its_header_is_shown_by_validate(tmp_path: Path, sandbox: Sandbox) -> None:
+    """Two full address columns, one named Work email: init may pick it by its
+    header; validate and the top of send show that choice and the other column."""
+    write_csv(tmp_path / "c.csv", [["Name", "Personal email", "Work email"],
+                                   ["A", "a@home.example", "a@work.example"],
+                                   ["B", "b@home.example", "b@work.example"]])
+    r = init(tmp_path, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert spec(tmp_path)["contact"]["email"] == "Work email"
+    line = ('email from "Work email", the column the mapping names; "Personal email" also holds addresses'
+            " (2 of 2 rows)")
+    r = validate(tmp_path, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert guessed(r) == [line]
+    r = send(tmp_path, sandbox, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert f"guess {line}" in r.stderr
+    assert sorted(b["contact"]["email"] for b in received(sandbox)) == ["a@work.example", "b@work.example"]
+
+
+def test_a_hand_written_mapping_beside_another_address_column_is_shown(tmp_path: Path) -> None:
+    rows = [["Courriel", "Courriel perso", "Nom"]] + [[f"c{i}@example.com", f"p{i}@example.org", "N"]
+                                                      for i in range(250)]
+    write_csv(tmp_path / "c.csv", rows)
+    mapping = f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact: {{email: {{column: Courriel}}}}\n"
+    (tmp_path / "mapping.yaml").write_text(mapping, encoding="utf-8")
+    r = validate(tmp_path, "c.csv")
+    assert r.code == 0, r.stdout + r.stderr
+    assert guessed(r) == ['email from "Courriel", the column the mapping names; "Courriel perso" also holds'
+                          " addresses (200 of the first 200 rows)"]
+
+
+# --- F4, F5: merged ranges -------------------------------------------------------------------
+
+MERGE_MAPPING = (f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact:\n  email: Email\n"
+                 "  firstName: {column: First name, required: false}\n"
+                 "  lastName: {column: Last name, required: false}\n"
+                 "  company: {column: Company, required: false}\n"
+                 "  data: {branch: {column: Branch, required: false}}\n")
+MERGE_HEADER: list[str | None] = ["Email", "First name", "Last name", "Company", "Branch"]
+
+
+def contacts(sandbox: Sandbox) -> dict[str, dict[str, object]]:
+    return {body["contact"]["email"]: body["contact"] for body in received(sandbox)}
+
+
+def test_an_xlsx_merge_across_columns_fills_its_first_column_only(tmp_path: Path, sandbox: Sandbox) -> None:
+    """ "Eve Marie Smith" typed over First and Last name, "Gamma Holdings" over
+    Company and Branch: one value over several fields, not the same in each."""
+    from workbooks import Cell, Sheet, write_xlsx
+
+    rows: list[list[Cell]] = [["Email", "First name", "Last name", "Company", "Branch"],
+                              ["ann@example.com", "Ann", "Lee", "Acme", "Paris"],
+                              ["eve@example.com", "Eve Marie Smith", None, "Gamma Holdings"]]
+    write_xlsx(tmp_path / "c.xlsx", {"Clients": Sheet(rows, merges=["B3:C3", "D3:E3"])})
+    (tmp_path / "mapping.yaml").write_text(MERGE_MAPPING, encoding="utf-8")
+    r = validate(tmp_path, "c.xlsx")
+    assert r.code == 0, r.stdout + r.stderr
+    assert guessed(r) == ["merged cells B3:C3, D3:E3 across columns: the value is read into the first column"
+                          " only (B3:C3 into B3; D3:E3 into D3), the other columns are empty"]
+    assert send(tmp_path, sandbox, "c.xlsx").code == 0
+    eve = contacts(sandbox)["eve@example.com"]
+    assert (eve["firstName"], eve.get("lastName"), eve["company"], eve.get("data")) == (
+        "Eve Marie Smith", None, "Gamma Holdings", None)
+
+
+def test_an_xlsx_block_merge_fills_down_its_first_column(tmp_path: Path) -> None:
+    """B2:C4 (three rows, two columns): every row it spans has the value in B, none in C."""
+    from workbooks import Cell, Sheet, write_xlsx
+
+    rows: list[list[Cell]] = [["Email", "Company", "Branch", "Due"], ["a@example.com", "ACME"],
+                              ["b@example.com"], ["c@example.com"], ["d@example.com", "Solo", "Nice"]]
+    write_xlsx(tmp_path / "c.xlsx", {"Clients": Sheet(rows, merges=["B2:C4"])})
+    from bulksend.reading.sources import open_table
+
+    with open_table(str(tmp_path / "c.xlsx")) as table:
+        read = [(row.values["Company"], row.values["Branch"]) for row in table.rows()]
+        assert table.guesses() == ["merged cell B2:C4 across columns: the value is read into the first column"
+                                   " only (B2:C4 into B2:B4), the other columns are empty"]
+    assert read == [("ACME", ""), ("ACME", ""), ("ACME", ""), ("Solo", "Nice")]
+
+
+def test_ods_merged_rows_fill_down_as_xlsx_ones(tmp_path: Path, sandbox: Sandbox) -> None:
+    """F5: Acme merged over rows 2 and 3 (number-rows-spanned, a covered cell below)."""
+    from workbooks import write_ods
+
+    rows: list[list[str | None]] = [MERGE_HEADER[:4], ["ann@example.com", "Ann", "Lee", "Acme"],
+                                    ["bob@example.com", "Bob", "Ray", None]]
+    write_ods(tmp_path / "c.ods", {"Sheet1": rows}, spans={"D2": (2, 1)})
+    (tmp_path / "mapping.yaml").write_text(MERGE_MAPPING.replace("  data: {branch: {column: Branch, required:"
+                                                                 " false}}\n", ""), encoding="utf-8")
+    r = validate(tmp_path, "c.ods")
+    assert r.code == 0, r.stdout + r.stderr
+    assert guessed(r) == ["merged cell D2:D3: the value is read into every cell the range covers"]
+    assert send(tmp_path, sandbox, "c.ods").code == 0
+    assert contacts(sandbox)["bob@example.com"]["company"] == "Acme"
+
+
+def test_ods_merges_across_columns_fill_the_first_column_only(tmp_path: Path, sandbox: Sandbox) -> None:
+    from workbooks import write_ods
+
+    rows: list[list[str | None]] = [MERGE_HEADER, ["ann@example.com", "Ann", "Lee", "Acme", "Paris"],
+                                    ["eve@example.com", "Eve Marie Smith", None, "Gamma", None],
+                                    ["bob@example.com", "Bob", "Ray", None, None]]
+    write_ods(tmp_path / "c.ods", {"Sheet1": rows}, spans={"B3": (1, 2), "D3": (2, 2)})
+    (tmp_path / "mapping.yaml").write_text(MERGE_MAPPING, encoding="utf-8")
+    r = validate(tmp_path, "c.ods")
+    assert r.code == 0, r.stdout + r.stderr
+    assert guessed(r) == ["merged cells B3:C3, D3:E4 across columns: the value is read into the first column"
+                          " only (B3:C3 into B3; D3:E4 into D3:D4), the other columns are empty"]
+    assert send(tmp_path, sandbox, "c.ods").code == 0
+    sent = contacts(sandbox)
+    assert (sent["eve@example.com"]["firstName"], sent["eve@example.com"].get("lastName")) == (
+        "Eve Marie Smith", None)
+    below = [(sent[who]["company"], sent[who].get("data")) for who in ("eve@example.com", "bob@example.com")]
+    assert below == [("Gamma", None), ("Gamma", None)]
+
+
+# --- M1, M2, M4: the sheet read, a merged title, --sheet's help ------------------------------
+
+
+@pytest.mark.parametrize("kind", ["xlsx", "ods"])
+def test_a_merged_title_over_the_header_row_is_named(kind: str, tmp_path: Path) -> None:
+    """M1: row 1 is a title merged across the columns; the names are on row 2."""
+    from workbooks import Cell, Sheet, write_ods, write_xlsx
+
+    title = "Export du 03/06/2027"
+    if kind == "xlsx":
+        rows: list[list[Cell]] = [[title], ["Email", "Nom"], ["ann@example.com", "Ann"]]
+        write_xlsx(tmp_path / "c.xlsx", {"Clients": Sheet(rows, merges=["A1:B1"])})
+    else:
+        cells: list[list[str | None]] = [[title, None], ["Email", "Nom"], ["ann@example.com", "Ann"]]
+        write_ods(tmp_path / "c.ods", {"Clients": cells}, spans={"A1": (1, 2)})
+    r = init(tmp_path, f"c.{kind}")
+    error = refused(r, f'c.{kind}, sheet "Clients": no column holds email addresses',
+                    f"row 1 is a title merged over A1:B1 ('{title}'), not column names",
+                    "hint: the column names are on row 2: pass --header-row 2")
+    assert error
+    assert init(tmp_path, f"c.{kind}", "--header-row", "2").code == 0
+
+
+def test_the_sheet_read_is_named_when_no_column_fits(tmp_path: Path) -> None:
+    """M2: the active tab ("Instructions") was read: init and validate say which sheet, and why."""
+    from workbooks import Sheet, write_xlsx
+
+    write_xlsx(tmp_path / "c.xlsx", {"Instructions": Sheet([["Read me first"], ["Fill in the other tab"]]),
+                                     "Data": Sheet([["Courriel", "Nom"], ["ann@example.com", "Ann"]])},
+               active=0)
+    refused(init(tmp_path, "c.xlsx"), 'c.xlsx, sheet "Instructions" (the tab active when the file was saved',
+            "(--sheet picks another tab)")
+    (tmp_path / "mapping.yaml").write_text(
+        f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact: {{email: Courriel}}\n", encoding="utf-8")
+    refused(validate(tmp_path, "c.xlsx"), 'column "Courriel" is not in the file',
+            'hint: the sheet read is "Instructions", the tab active when the file was saved', "--sheet")
+    assert validate(tmp_path, "c.xlsx", "mapping.yaml", "--sheet", "Data").code == 0
+
+
+@pytest.mark.parametrize("command", ["validate", "send", "status"])
+def test_the_sheet_help_says_the_default_is_the_active_tab(command: str, tmp_path: Path) -> None:
+    """M4: not "(default: the first)"."""
+    from conftest import run_cli
+
+    r = run_cli(command, "--help", cwd=tmp_path, key=None)
+    assert r.code == 0, r.stderr
+    text = " ".join(r.stdout.split())
+    assert "(default: the first)" not in text
+    if "--sheet" in text:
+        assert "default: the tab active when the file was saved" in text
