@@ -36,6 +36,7 @@ from test_guesses import (
     validate,
     write_csv,
 )
+from workbooks import OdsCell
 
 from bulksend.sandbox import DEMO_CAMPAIGN_ID, Sandbox
 
@@ -348,7 +349,7 @@ MERGE_MAPPING = (f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact:\n  email:
                  "  lastName: {column: Last name, required: false}\n"
                  "  company: {column: Company, required: false}\n"
                  "  data: {branch: {column: Branch, required: false}}\n")
-MERGE_HEADER: list[str | None] = ["Email", "First name", "Last name", "Company", "Branch"]
+MERGE_HEADER: list[OdsCell] = ["Email", "First name", "Last name", "Company", "Branch"]
 
 
 def contacts(sandbox: Sandbox) -> dict[str, dict[str, object]]:
@@ -395,7 +396,7 @@ def test_ods_merged_rows_fill_down_as_xlsx_ones(tmp_path: Path, sandbox: Sandbox
     """F5: Acme merged over rows 2 and 3 (number-rows-spanned, a covered cell below)."""
     from workbooks import write_ods
 
-    rows: list[list[str | None]] = [MERGE_HEADER[:4], ["ann@example.com", "Ann", "Lee", "Acme"],
+    rows: list[list[OdsCell]] = [MERGE_HEADER[:4], ["ann@example.com", "Ann", "Lee", "Acme"],
                                     ["bob@example.com", "Bob", "Ray", None]]
     write_ods(tmp_path / "c.ods", {"Sheet1": rows}, spans={"D2": (2, 1)})
     (tmp_path / "mapping.yaml").write_text(MERGE_MAPPING.replace("  data: {branch: {column: Branch, required:"
@@ -410,7 +411,7 @@ def test_ods_merged_rows_fill_down_as_xlsx_ones(tmp_path: Path, sandbox: Sandbox
 def test_ods_merges_across_columns_fill_the_first_column_only(tmp_path: Path, sandbox: Sandbox) -> None:
     from workbooks import write_ods
 
-    rows: list[list[str | None]] = [MERGE_HEADER, ["ann@example.com", "Ann", "Lee", "Acme", "Paris"],
+    rows: list[list[OdsCell]] = [MERGE_HEADER, ["ann@example.com", "Ann", "Lee", "Acme", "Paris"],
                                     ["eve@example.com", "Eve Marie Smith", None, "Gamma", None],
                                     ["bob@example.com", "Bob", "Ray", None, None]]
     write_ods(tmp_path / "c.ods", {"Sheet1": rows}, spans={"B3": (1, 2), "D3": (2, 2)})
@@ -440,7 +441,7 @@ def test_a_merged_title_over_the_header_row_is_named(kind: str, tmp_path: Path) 
         rows: list[list[Cell]] = [[title], ["Email", "Nom"], ["ann@example.com", "Ann"]]
         write_xlsx(tmp_path / "c.xlsx", {"Clients": Sheet(rows, merges=["A1:B1"])})
     else:
-        cells: list[list[str | None]] = [[title, None], ["Email", "Nom"], ["ann@example.com", "Ann"]]
+        cells: list[list[OdsCell]] = [[title, None], ["Email", "Nom"], ["ann@example.com", "Ann"]]
         write_ods(tmp_path / "c.ods", {"Clients": cells}, spans={"A1": (1, 2)})
     r = init(tmp_path, f"c.{kind}")
     error = refused(r, f'c.{kind}, sheet "Clients": no column holds email addresses',
@@ -477,3 +478,94 @@ def test_the_sheet_help_says_the_default_is_the_active_tab(command: str, tmp_pat
     assert "(default: the first)" not in text
     if "--sheet" in text:
         assert "default: the tab active when the file was saved" in text
+
+
+# --- F6: numbers are the digits the file holds ---------------------------------------------
+
+NUMBERS = ["Amount", "Rate", "Code", "Account", "Big"]
+NUMBERS_MAPPING = (f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact:\n  email: Email\n  data:\n"
+                   + "".join(f"    {c.lower()}: {c}\n" for c in NUMBERS))
+
+
+def data_sent(sandbox: Sandbox) -> dict[str, object]:
+    [body] = received(sandbox)
+    found: dict[str, object] = body["contact"]["data"]
+    return found
+
+
+def test_xlsx_numbers_are_the_digits_held_and_formats_render_their_decimals(tmp_path: Path,
+                                                                            sandbox: Sandbox) -> None:
+    """The tester's: 2.5 as 0.00 € is 2.50 (the currency left out), 0.075 as 0.0% is
+    the fraction held, 123456 as 000-000 the number, 9007199254740993 formatted 0 and
+    12345678901234567890 in General every digit stored (beyond 2**53, no rounding)."""
+    from workbooks import Sheet, write_xlsx
+
+    write_xlsx(tmp_path / "n.xlsx", {"Sheet1": Sheet(
+        [["Email", *NUMBERS], ["ann@example.com", 2.5, 0.075, 123456, 9007199254740993, 12345678901234567890]],
+        formats={"B2": "0.00 €", "C2": "0.0%", "D2": "000-000", "E2": "0"})})
+    (tmp_path / "mapping.yaml").write_text(NUMBERS_MAPPING, encoding="utf-8")
+    assert send(tmp_path, sandbox, "n.xlsx").code == 0
+    assert data_sent(sandbox) == {"amount": "2.50", "rate": "0.075", "code": "123456",
+                                  "account": "9007199254740993", "big": "12345678901234567890"}
+
+
+@pytest.mark.parametrize(("code", "value", "shown"), [
+    ('#,##0.00 "€"', 1234.5, "1234.50"), ("$#,##0.00", 1234.5, "1234.50"),
+    ("[$€-407] #,##0.00", 7, "7.00"),
+    ('#,##0.00 "€";[Red]-#,##0.00 "€"', -3.5, "-3.50"), ("0.00E+00", 12345, "12345"), ("0%", 0.5, "0.5"),
+    ("#,##0,", 1234567, "1234567"),  # a trailing comma divides by a thousand: the number held
+])
+def test_formats_around_the_number_and_the_others(code: str, value: float, shown: str,
+                                                   tmp_path: Path) -> None:
+    from workbooks import Sheet, write_xlsx
+
+    from bulksend.reading.sources import open_table
+
+    write_xlsx(tmp_path / "n.xlsx", {"Sheet1": Sheet([["Email", "Amount"], ["ann@example.com", value]],
+                                                     formats={"B2": code})})
+    with open_table(str(tmp_path / "n.xlsx")) as table:
+        assert [row.values["Amount"] for row in table.rows()] == [shown]
+
+
+def test_ods_numbers_beyond_2_53_are_the_digits_stored(tmp_path: Path, sandbox: Sandbox) -> None:
+    from workbooks import write_ods
+
+    write_ods(tmp_path / "n.ods", {"Sheet1": [["Email", "Account", "Big"],
+                                              ["ann@example.com", 9007199254740993, 12345678901234567890]]})
+    (tmp_path / "mapping.yaml").write_text(
+        f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact:\n  email: Email\n  data:\n"
+        "    account: Account\n    big: Big\n", encoding="utf-8")
+    assert send(tmp_path, sandbox, "n.ods").code == 0
+    assert data_sent(sandbox) == {"account": "9007199254740993", "big": "12345678901234567890"}
+
+
+# --- M6: validate on an export that arrives empty ---------------------------------------------
+
+
+@pytest.mark.parametrize("rehearsal", [False, True])
+def test_validate_on_an_empty_export_says_what_send_would_do(rehearsal: bool, tmp_path: Path,
+                                                             sandbox: Sandbox) -> None:
+    """The journal of send's default results file (or the rehearsal's) knows rows:
+    validate says send would stop, with send's exit status; none known: exit 0."""
+    from conftest import run_cli
+
+    (tmp_path / "mapping.yaml").write_text(
+        f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact: {{email: Email}}\n", encoding="utf-8")
+    write_csv(tmp_path / "nightly.csv", [["Email"], ["ann@example.com"], ["bob@example.com"]])
+    (tmp_path / "nightly.csv").write_text("Email\n", encoding="utf-8")
+    assert validate(tmp_path, "nightly.csv").code == 0  # a first run: nothing to contradict
+    write_csv(tmp_path / "nightly.csv", [["Email"], ["ann@example.com"], ["bob@example.com"]])
+    if rehearsal:
+        r = run_cli("send", "nightly.csv", "-m", "mapping.yaml", "--sandbox", "--no-progress", cwd=tmp_path,
+                    key=None)
+        results, then = "nightly-sandbox-results.csv", "send --sandbox would stop here (exit 2)"
+    else:
+        r = run_cli("send", "nightly.csv", "-m", "mapping.yaml", "--api-url", sandbox.url, "--rate", "none",
+                    "--no-progress", cwd=tmp_path)
+        results, then = "nightly-results.csv", "send would stop here (exit 2)"
+    assert r.code == 0, r.stdout + r.stderr
+    (tmp_path / "nightly.csv").write_text("Email\n", encoding="utf-8")
+    before = (tmp_path / results).read_bytes()
+    refused(validate(tmp_path, "nightly.csv"),
+            f"nightly.csv: has no data rows (header only), but {results} records 2 rows", then)
+    assert (tmp_path / results).read_bytes() == before

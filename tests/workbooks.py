@@ -106,10 +106,14 @@ def _sheet_xml(sheet: Sheet, style: dict[str, int]) -> str:
             f'<sheetData>{"".join(rows)}</sheetData>{merged}</worksheet>')
 
 
-def write_ods(path: Path, sheets: dict[str, list[list[str | None]]], *, active: str | None = None,
+OdsCell = str | int | None
+
+
+def write_ods(path: Path, sheets: dict[str, list[list[OdsCell]]], *, active: str | None = None,
               spans: dict[str, tuple[int, int]] | None = None) -> Path:
-    """An .ods of text ``sheets``; ``active``: settings.xml's ActiveTable, None: no settings.xml.
-    ``spans``: cells ("D2") merged over (rows, columns); a None cell is one a span covers."""
+    """An .ods of ``sheets`` (text, and whole numbers as float cells); ``active``: settings.xml's
+    ActiveTable, None: no settings.xml. ``spans``: cells ("D2") merged over (rows, columns); a
+    None cell is one a span covers."""
     ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
           'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
           'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
@@ -144,9 +148,12 @@ def write_ods(path: Path, sheets: dict[str, list[list[str | None]]], *, active: 
     return path
 
 
-def _ods_cell(cell: str | None, span: tuple[int, int] | None) -> str:
+def _ods_cell(cell: OdsCell, span: tuple[int, int] | None) -> str:
     if cell is None:
         return "<table:covered-table-cell/>"
+    if isinstance(cell, int):
+        return (f'<table:table-cell office:value-type="float" office:value="{cell}"><text:p>{cell}</text:p>'
+                "</table:table-cell>")
     spanned = (f' table:number-rows-spanned="{span[0]}" table:number-columns-spanned="{span[1]}"'
                if span else "")
     return (f'<table:table-cell office:value-type="string"{spanned}><text:p>{escape(cell)}</text:p>'

@@ -22,10 +22,11 @@ asked for is walked; repeated rows and cells (``number-rows-repeated``,
 
 from __future__ import annotations
 
+import re
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 from xml.etree.ElementTree import Element, ParseError, iterparse
 
@@ -39,6 +40,7 @@ _STYLE = "urn:oasis:names:tc:opendocument:xmlns:style:1.0"
 _NUMBER = "urn:oasis:names:tc:opendocument:xmlns:datastyle:1.0"
 _OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
 _MANY = 1 << 20  # a repeat count this large is the sheet's padding to its end: not walked
+_LONG = re.compile(r"-?[0-9]{16,}")  # a whole number a double may not hold exactly
 
 
 def _q(namespace: str, name: str) -> str:
@@ -54,6 +56,12 @@ class OdsSheet:
     cells: dict[int, dict[int, NumberFormat]]  # row number -> {0-based column: format}
     filtered: bool = False  # some rows are hidden by a filter (visibility="filter")
     merges: tuple[Merge, ...] = ()  # the merged ranges, 0-based as calamine gives them for .xlsx
+    long: dict[tuple[int, int], str] = field(default_factory=dict)  # (row, column) -> 16+ digits stored
+
+    def long_numbers(self) -> dict[tuple[int, int], str]:
+        """{(row number, 0-based column): digits} of the number cells whose
+        ``office:value`` is a whole number of 16 digits or more, as written."""
+        return self.long
 
     def formats(self) -> Iterator[tuple[int, dict[int, NumberFormat]]]:
         """(row number, {0-based column: format}) for each row, in order, that
@@ -76,7 +84,7 @@ def read_ods_sheet(path: str, sheet: str) -> OdsSheet | None:
                     walk.read(part)
             with book.open("content.xml") as part:
                 walk.read(part)
-            return OdsSheet(frozenset(walk.hidden), walk.cells, walk.filtered, tuple(walk.merges))
+            return OdsSheet(frozenset(walk.hidden), walk.cells, walk.filtered, tuple(walk.merges), walk.long)
     except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError, ParseError):
         return None
 
@@ -94,6 +102,7 @@ class _Walk:
         self.cells: dict[int, dict[int, NumberFormat]] = {}
         self.filtered = False
         self.merges: list[Merge] = []
+        self.long: dict[tuple[int, int], str] = {}
         self.row = 0
 
     def read(self, part: IO[bytes]) -> None:
@@ -152,6 +161,9 @@ class _Walk:
             if down > 1 or across > 1:
                 self.merges.append(((self.row, column), (self.row + down - 1, column + across - 1)))
             if cell.get(_q(_OFFICE, "value-type")) in ("float", "currency"):
+                stored = cell.get(_q(_OFFICE, "value"), "")
+                if len(stored) >= 16 and _LONG.fullmatch(stored):
+                    self.long[self.row + 1, column] = stored
                 style = cell.get(_q(_TABLE, "style-name")) or next(
                     (s for first, last, s in self.columns if first <= column <= last), None)
                 fmt = self.formats.get(self.styles.get(style or "", ""))

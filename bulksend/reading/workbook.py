@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from bulksend.common.errors import InputError
-from bulksend.reading.cells import cell_text, is_blank
+from bulksend.reading.cells import EXACT_INTEGERS, cell_text, is_blank
 from bulksend.reading.files import OLE_MAGIC, ZIP_MAGIC, open_binary
 from bulksend.reading.merges import Merge, MergeFiller, merged_notes, sheet_merges
 from bulksend.reading.odsxml import OdsSheet, read_ods_sheet
@@ -41,6 +41,7 @@ from bulksend.reading.table import Records, Table
 from bulksend.reading.xls import XlsSheet, read_xls_sheet, xls_active_sheet
 
 _T = TypeVar("_T")
+_HUGE = 1e21  # a double from here on, with no digits stored beside it, is written as calamine gives it
 
 
 def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: int | None = None,
@@ -116,13 +117,15 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
 def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | XlsSheet | OdsSheet | None,
                    offset: int, merges: list[Merge]) -> Records:
     """(row number, cells) of the sheet's non-blank rows; a number shown
-    through a plain number format (``00000``) as the sheet shows it; a cell
-    that a merged range covers holds the range's value (merges.py)."""
+    through a plain number format (``00000``) as the sheet shows it, a whole
+    number with all the digits the file holds (``_LongNumbers``); a cell that a
+    merged range covers holds the range's value (merges.py)."""
     from python_calamine import CalamineError
 
     formats = _safely(xml.formats()) if xml is not None else iter(())
     pending = next(formats, None)
     filler = MergeFiller(merges, offset)
+    long = _LongNumbers(xml, offset)
     try:
         # Rows are numbered from the sheet's row 1: calamine yields the
         # leading blank rows too (checked for .xlsx, .xls and .ods).
@@ -132,16 +135,52 @@ def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | XlsShee
                 cells = filler.fill(number, cells)
             while pending is not None and pending[0] < number:
                 pending = next(formats, None)
-            if pending is not None and pending[0] == number:
-                for column, fmt in pending[1].items():
-                    i = column - offset
-                    value = values[i] if 0 <= i < len(values) else None
-                    if isinstance(value, int | float) and not isinstance(value, bool):
-                        cells[i] = fmt.render(value) or cells[i]
+            formatted = pending[1] if pending is not None and pending[0] == number else {}
+            for column, fmt in formatted.items():
+                i = column - offset
+                value = values[i] if 0 <= i < len(values) else None
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    cells[i] = fmt.render(value, long.digits(number, i, value)) or cells[i]
+            joined = "".join(cells)
+            if "e+" in joined or ".0" in joined:  # a whole number beyond 2**53, maybe (cells.py)
+                long.write(number, values, cells, formatted)
             if not is_blank(cells):
                 yield number, cells
     except CalamineError as error:
         raise _corrupt(name, extension, error) from None
+
+
+class _LongNumbers:
+    """Whole numbers a double cannot hold exactly (2**53 and beyond: a 16-digit
+    account number) written with every digit the file holds (issue 24): as
+    .xlsx and .ods store them (read on demand from the sheet's XML), else the
+    exact value of the double .xls stores; never Excel's 15 digits."""
+
+    def __init__(self, xml: SheetXml | XlsSheet | OdsSheet | None, offset: int) -> None:
+        self._xml = xml
+        self._offset = offset
+        self._stored: dict[tuple[int, int], str] | None = None
+
+    def digits(self, number: int, i: int, value: object) -> str | None:
+        """The digits of the cell at row ``number``, record position ``i``,
+        when its ``value`` is a whole number beyond 2**53; else None."""
+        if not (isinstance(value, float) and value.is_integer() and abs(value) >= EXACT_INTEGERS):
+            return None
+        if self._stored is None:
+            try:
+                self._stored = self._xml.long_numbers() if self._xml is not None else {}
+            except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError):
+                self._stored = {}
+        stored = self._stored.get((number, i + self._offset))
+        return stored if stored is not None else str(int(value)) if abs(value) < _HUGE else None
+
+    def write(self, number: int, values: list[Any], cells: list[str], formatted: dict[int, Any]) -> None:
+        """Write the row's unformatted whole numbers beyond 2**53 with all their digits."""
+        for i, value in enumerate(values):
+            if i + self._offset not in formatted:
+                found = self.digits(number, i, value)
+                if found is not None:
+                    cells[i] = found
 
 
 def _merges(data: Any) -> list[Merge]:
