@@ -498,11 +498,12 @@ def test_xlsx_numbers_are_the_digits_held_and_formats_render_their_decimals(tmp_
     """The tester's: 2.5 as 0.00 € is 2.50 (the currency left out), 0.075 as 0.0% is
     the fraction held, 123456 as 000-000 the number, 9007199254740993 formatted 0 and
     12345678901234567890 in General every digit stored (beyond 2**53, no rounding)."""
-    from workbooks import Sheet, write_xlsx
+    from workbooks import Cell, Sheet, write_xlsx
 
-    write_xlsx(tmp_path / "n.xlsx", {"Sheet1": Sheet(
-        [["Email", *NUMBERS], ["ann@example.com", 2.5, 0.075, 123456, 9007199254740993, 12345678901234567890]],
-        formats={"B2": "0.00 €", "C2": "0.0%", "D2": "000-000", "E2": "0"})})
+    row: list[Cell] = ["ann@example.com", 2.5, 0.075, 123456, 9007199254740993, 12345678901234567890]
+    write_xlsx(tmp_path / "n.xlsx", {"Sheet1": Sheet([["Email", *NUMBERS], row],
+                                                     formats={"B2": "0.00 €", "C2": "0.0%", "D2": "000-000",
+                                                              "E2": "0"})})
     (tmp_path / "mapping.yaml").write_text(NUMBERS_MAPPING, encoding="utf-8")
     assert send(tmp_path, sandbox, "n.xlsx").code == 0
     assert data_sent(sandbox) == {"amount": "2.50", "rate": "0.075", "code": "123456",
