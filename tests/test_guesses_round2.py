@@ -570,3 +570,31 @@ def test_validate_on_an_empty_export_says_what_send_would_do(rehearsal: bool, tm
     refused(validate(tmp_path, "nightly.csv"),
             f"nightly.csv: has no data rows (header only), but {results} records 2 rows", then)
     assert (tmp_path / results).read_bytes() == before
+
+
+# --- M3, M5: how the delimiter and hidden rows are said --------------------------------------
+
+
+def test_the_delimiter_below_title_lines_is_said_plainly(tmp_path: Path) -> None:
+    """M3: title lines of one cell are set aside to choose the delimiter; the evidence says so in order."""
+    from bulksend.reading.sources import open_table
+
+    (tmp_path / "c.csv").write_text("Contacts report\nExported 2027-01-31\n\nEmail;Nom\nann@example.com;Ann\n"
+                                    "bob@example.com;Bob\n", encoding="utf-8")
+    with open_table(str(tmp_path / "c.csv")) as table:
+        assert table.guesses() == ['delimiter ";": it splits the header into 2 columns (2 title lines of one cell'
+                                   " above it set aside), as 2 of 2 rows do"]
+
+
+def test_hidden_rows_read_with_include_hidden_are_not_called_left_out(tmp_path: Path) -> None:
+    """M5: with --include-hidden nothing is left out; the line says the hidden rows are read."""
+    from workbooks import Sheet, write_xlsx
+
+    write_xlsx(tmp_path / "h.xlsx", {"Sheet1": Sheet([["Email"], ["ann@example.com"], ["bob@example.com"]],
+                                                     hidden={3})})
+    (tmp_path / "mapping.yaml").write_text(
+        f"campaignId: {{value: {DEMO_CAMPAIGN_ID}}}\ncontact: {{email: Email}}\n", encoding="utf-8")
+    r = validate(tmp_path, "h.xlsx", "mapping.yaml", "--include-hidden")
+    assert r.code == 0, r.stdout + r.stderr
+    assert ("  left out: no hidden row: row 3, hidden in the sheet, is read like any other (--include-hidden)"
+            in r.stdout.splitlines())

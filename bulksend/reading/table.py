@@ -224,7 +224,10 @@ class Table:
             notes.append(f"{count} hidden row{'s' if count > 1 else ''}{why}: "
                          f"{_rows_list(self.hidden_rows)}; not sent (--include-hidden sends them)")
         elif self.include_hidden and self.hidden:
-            notes.append(f"hidden rows included (--include-hidden): {_rows_list(sorted(self.hidden))}")
+            numbers = sorted(self.hidden)
+            shown, verb = (_rows_list(numbers), "are") if len(numbers) > 1 else (f"row {numbers[0]}", "is")
+            notes.append(f"no hidden row: {shown}, hidden in the sheet, {verb} read like any other"
+                         " (--include-hidden)")
         if self.blank_rows:
             notes.append(f"{self.blank_rows} blank row{'s' if self.blank_rows > 1 else ''}")
         if self.cleaned:
