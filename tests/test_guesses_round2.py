@@ -582,8 +582,8 @@ def test_the_delimiter_below_title_lines_is_said_plainly(tmp_path: Path) -> None
     (tmp_path / "c.csv").write_text("Contacts report\nExported 2027-01-31\n\nEmail;Nom\nann@example.com;Ann\n"
                                     "bob@example.com;Bob\n", encoding="utf-8")
     with open_table(str(tmp_path / "c.csv")) as table:
-        assert table.guesses() == ['delimiter ";": it splits the header into 2 columns (2 title lines of one cell'
-                                   " above it set aside), as 2 of 2 rows do"]
+        assert table.guesses() == ['delimiter ";": it splits the header into 2 columns (2 title lines of one'
+                                   " cell above it set aside), as 2 of 2 rows do"]
 
 
 def test_hidden_rows_read_with_include_hidden_are_not_called_left_out(tmp_path: Path) -> None:
