@@ -131,12 +131,12 @@ class Mapping:
         (evidence.py). validate and the top of send print them (issue 24)."""
         return self._evidence.lines()
 
-    def observe(self, row: Row) -> None:
+    def observe(self, row: Row) -> bool:
         """Show a row the check pass reads but does not map to the date columns
-        whose order of day and month no row has decided yet (cheap: nothing
-        once every such column is decided), so that ``check_orders`` speaks
-        for the whole file."""
-        self._evidence.observe(row.values, row.number)
+        whose order of day and month no row has decided yet, so that
+        ``check_orders`` speaks for the whole file. Returns False once no such
+        column is left: the rows after need not be shown."""
+        return self._evidence.observe(row.values, row.number)
 
     def check_orders(self, name: str) -> None:
         """Raise InputError (exit 2) when the rows seen contradict a date format's

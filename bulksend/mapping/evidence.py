@@ -250,15 +250,17 @@ class Evidence:
             self._watched.append(witness)
         return witness
 
-    def observe(self, values: dict[str, str], row: int) -> None:
+    def observe(self, values: dict[str, str], row: int) -> bool:
         """The cells of a row the check pass reads without mapping it: each
-        date column whose order no row has decided yet is shown its cell."""
+        date column whose order no row has decided yet is shown its cell.
+        Returns whether any such column is left (False: no need to call again)."""
         if not self._watched:
-            return
+            return False
         for witness in self._watched:
             assert witness.column is not None
             witness.observe(row, date_text(values.get(witness.column, "")))
         self._watched = [w for w in self._watched if w.decided is None and w.checks < ORDER_CHECKS]
+        return bool(self._watched)
 
     def refusals(self) -> list[str]:
         """Each date column whose rows refuse the mapping's order (OrderWitness.refusal)."""

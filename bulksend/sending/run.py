@@ -93,12 +93,13 @@ def check_pass(table: Table, mapping: Mapping, start: Mark | None = None) -> tup
                 use(row)
         finally:
             first.close()
+    watching = True  # the order of day and month, watched over every row (issue 24)
     for row in table.rows(start):
         n += 1
         if map_all or (start is None and n <= ITEM_SAMPLE_ROWS):
             use(row)
-        else:
-            mapping.observe(row)  # the order of day and month, over every row (issue 24)
+        elif watching:
+            watching = mapping.observe(row)
     mapping.check_orders(table.name)
     return n, uses
 
