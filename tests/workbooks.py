@@ -106,8 +106,14 @@ def _sheet_xml(sheet: Sheet, style: dict[str, int]) -> str:
             f'<sheetData>{"".join(rows)}</sheetData>{merged}</worksheet>')
 
 
-def write_ods(path: Path, sheets: dict[str, list[list[str]]], *, active: str | None = None) -> Path:
-    """An .ods of text ``sheets``; ``active``: settings.xml's ActiveTable, None: no settings.xml."""
+OdsCell = str | int | None
+
+
+def write_ods(path: Path, sheets: dict[str, list[list[OdsCell]]], *, active: str | None = None,
+              spans: dict[str, tuple[int, int]] | None = None) -> Path:
+    """An .ods of ``sheets`` (text, and whole numbers as float cells); ``active``: settings.xml's
+    ActiveTable, None: no settings.xml. ``spans``: cells ("D2") merged over (rows, columns); a
+    None cell is one a span covers."""
     ns = ('xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
           'xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" '
           'xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" '
@@ -115,8 +121,8 @@ def write_ods(path: Path, sheets: dict[str, list[list[str]]], *, active: str | N
     tables = []
     for name, rows in sheets.items():
         body = "".join("<table:table-row>" + "".join(
-            f'<table:table-cell office:value-type="string"><text:p>{escape(cell)}</text:p></table:table-cell>'
-            for cell in row) + "</table:table-row>" for row in rows)
+            _ods_cell(cell, (spans or {}).get(f"{_letter(c)}{r}")) for c, cell in enumerate(row))
+            + "</table:table-row>" for r, row in enumerate(rows, start=1))
         tables.append(f"<table:table table:name={quoteattr(name)}>{body}</table:table>")
     with zipfile.ZipFile(path, "w") as book:
         book.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet", zipfile.ZIP_STORED)
@@ -140,3 +146,15 @@ def write_ods(path: Path, sheets: dict[str, list[list[str]]], *, active: str | N
             f'<?xml version="1.0" encoding="UTF-8"?><office:document-content {ns}><office:body>'
             f'<office:spreadsheet>{"".join(tables)}</office:spreadsheet></office:body></office:document-content>'))
     return path
+
+
+def _ods_cell(cell: OdsCell, span: tuple[int, int] | None) -> str:
+    if cell is None:
+        return "<table:covered-table-cell/>"
+    if isinstance(cell, int):
+        return (f'<table:table-cell office:value-type="float" office:value="{cell}"><text:p>{cell}</text:p>'
+                "</table:table-cell>")
+    spanned = (f' table:number-rows-spanned="{span[0]}" table:number-columns-spanned="{span[1]}"'
+               if span else "")
+    return (f'<table:table-cell office:value-type="string"{spanned}><text:p>{escape(cell)}</text:p>'
+            "</table:table-cell>")

@@ -64,7 +64,8 @@ def input_options(f: Any) -> Any:
                      "(and Latin-1), Mac Roman and other code pages are detected when omitted; "
                      "a file no candidate reads cleanly is refused.")(f)
     f = click.option("--sheet", metavar="NAME|N",
-                     help="Spreadsheet sheet, by name or 1-based number (default: the first).")(f)
+                     help="Spreadsheet sheet, by name or 1-based number (default: the tab active when the "
+                          "file was saved; else the only visible sheet with data).")(f)
     f = click.option("--mapping", "-m", required=True, metavar="MAPPING.yaml",
                      type=click.Path(dir_okay=True), help="YAML mapping of columns to request fields.")(f)
     return f

@@ -80,12 +80,15 @@ class Columns:
 
     def header_hint(self) -> str | None:
         """When a column is missing and one of the file's first rows holds every
-        column the mapping names: that row, and the option that reads it."""
+        column the mapping names: that row, and the option that reads it; else,
+        for a spreadsheet, the sheet read (issue 24: it may be another tab)."""
         if not self.missing or self.header is None or not self.asked:
             return None
         row = self.header.row_holding(self.asked)
         if row is None:
-            return None
+            sheet = self.header.sheet
+            return None if sheet is None else (f"the sheet read is {sheet}, its header on row"
+                                               f" {self.header.row}: --sheet reads another")
         return (f"row {row} of the file holds every column the mapping names (the header was read on"
                 f" row {self.header.row}): pass --header-row {row}")
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bulksend.common.errors import InputError
 from bulksend.mapping.duedates import DueDates
 from bulksend.mapping.evidence import Evidence
 from bulksend.mapping.getters import OMIT, Getter
@@ -100,7 +101,10 @@ class Mapping:
             return Mapped(row.number, None, None, _extra_cells_error(row.extra))
         dates = self.due_dates
         dates.late = None
-        self._evidence.row = row.number
+        evidence = self._evidence
+        evidence.row = row.number
+        if evidence.scanning:
+            evidence.scan(row.values)
         try:
             payload = self._build(row.values)
             if payload is OMIT:
@@ -126,6 +130,26 @@ class Mapping:
         format, addresses sent in their normal form or picked from several
         (evidence.py). validate and the top of send print them (issue 24)."""
         return self._evidence.lines()
+
+    def observe(self, row: Row) -> bool:
+        """Show a row the check pass reads but does not map to the date columns
+        whose order of day and month no row has decided yet, so that
+        ``check_orders`` speaks for the whole file. Returns False once no such
+        column is left: the rows after need not be shown."""
+        return self._evidence.observe(row.values, row.number)
+
+    def check_orders(self, name: str) -> None:
+        """Raise InputError (exit 2) when the rows seen contradict a date format's
+        order of day and month: a row reads only the other way and none only the
+        mapping's way (evidence.OrderWitness.refusal), so that every date that
+        reads both ways would be sent swapped (issue 24). ``name``: the file."""
+        refusals = self._evidence.refusals()
+        if refusals:
+            raise InputError(
+                f"{name}: {refusals[0]}; nothing was sent",
+                hint=f"if the file writes dates that way, set that format in {self.path}; if the row"
+                     " is a typing slip, correct it",
+            )
 
     def use_items(self, catalogues: dict[str, Catalogue]) -> None:
         """Send items named by an element's name as that element's id from now on.

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, time, tzinfo
 from typing import Final
 
 from bulksend.common.errors import UsageError
-from bulksend.mapping.evidence import Evidence, OrderWitness
+from bulksend.mapping.evidence import Evidence, OrderWitness, date_text, order_name
 from bulksend.mapping.getters import Converter
 from bulksend.mapping.problems import RowError, quote
 from bulksend.reading.cells import INVISIBLE
@@ -67,12 +67,13 @@ _SEVERAL: Final = ":::"
 
 
 def converter(where: str, kind: str, split: str, fmt: str | None, zone: tzinfo | None,
-              evidence: Evidence | None = None) -> Converter | None:
+              evidence: Evidence | None = None, column: str | None = None) -> Converter | None:
     """The converter of spec type ``kind``; None for string (the text itself).
 
     ``split`` separates a list's items; ``fmt`` (strptime) and ``zone`` read dates.
     ``evidence`` (evidence.py) is told what the rows show: the order of day and
-    month, addresses sent in their normal form; None for a constant."""
+    month, addresses sent in their normal form; None for a constant.
+    ``column``: the column the field reads (None: a template or a constant)."""
     if kind == "int":
         return _int_converter(where)
     if kind == "bool":
@@ -82,7 +83,7 @@ def converter(where: str, kind: str, split: str, fmt: str | None, zone: tzinfo |
     if kind == "list":
         return _list_converter(split)
     if kind in ("date", "datetime"):
-        return _date_converter(where, kind, fmt, zone, evidence)
+        return _date_converter(where, kind, fmt, zone, evidence, column)
     return None  # string: the text itself
 
 
@@ -190,11 +191,13 @@ def _reads_time(fmt: str) -> bool:
 
 
 def read_moment(where: str, text: str, fmt: str | None) -> tuple[datetime, bool]:
-    """Parse a cell with `fmt` (strptime) or as ISO 8601.
+    """Parse a cell with `fmt` (strptime) or as ISO 8601; full-width digits
+    and separators read as digits (evidence.date_text).
 
     Returns the moment (naive unless the text or format gave an offset) and
     whether the text gave a time of day. Raises RowError naming the cell.
     """
+    written, text = text, date_text(text)
     if fmt is not None:
         try:
             return datetime.strptime(text, fmt), _reads_time(fmt)
@@ -202,22 +205,38 @@ def read_moment(where: str, text: str, fmt: str | None) -> tuple[datetime, bool]
             # A real date cell of a spreadsheet reads as ISO text (see
             # reading/cells.py): the same mapping then serves its CSV export too.
             if _SHEET_DATE.fullmatch(text) is None:
-                raise RowError(f"{where}{quote(text)} is not a date in format {fmt}") from None
+                raise RowError(f"{where}{quote(written)} is not a date in format {fmt}") from None
     elif _ISO_DATE.fullmatch(text) is None:
         raise RowError(
-            f"{where}{quote(text)} is not an ISO 8601 date (YYYY-MM-DD);"
+            f"{where}{quote(written)} is not an ISO 8601 date (YYYY-MM-DD);"
             ' set format in the mapping, e.g. format: "%d/%m/%Y"'
         )
     try:
         return datetime.fromisoformat(text), len(text) > len("YYYY-MM-DD")
     except ValueError:
-        raise RowError(f"{where}{quote(text)} is not a valid date") from None
+        raise RowError(f"{where}{quote(written)} is not a valid date") from None
 
 
-def witness_order(witness: OrderWitness, row: int, text: str) -> None:
-    """Tell ``witness`` about a cell its format read (not a spreadsheet's ISO date cell)."""
-    if _SHEET_DATE.fullmatch(text) is None:
-        witness.see(row, text)
+def read_witnessed(where: str, text: str, fmt: str | None, witness: OrderWitness | None,
+                   row: int) -> tuple[datetime, bool]:
+    """``read_moment``, telling ``witness`` (if any) what the cell shows about
+    the order of day and month: a cell read only the other way is refused
+    saying so, and counts against the mapping's order (evidence.py)."""
+    try:
+        found = read_moment(where, text, fmt)
+    except RowError:
+        if witness is not None and fmt is not None and witness.refute(row, date_text(text)):
+            raise RowError(f"{where}{quote(text)} reads only {order_name(witness.other)} (format"
+                           f" {witness.other}: day and month swapped?) and is not a date in format"
+                           f" {fmt}") from None
+        raise
+    if witness is not None:
+        cell = date_text(text)
+        if _SHEET_DATE.fullmatch(cell) is not None:  # a spreadsheet's date cell tells no order
+            witness.sheet_date(row, cell)
+        elif witness.decided is None:
+            witness.see(row, cell)
+    return found
 
 
 def calendar_time(wall: datetime, zone: tzinfo) -> datetime:
@@ -231,18 +250,17 @@ def calendar_time(wall: datetime, zone: tzinfo) -> datetime:
 
 
 def _date_converter(where: str, kind: str, fmt: str | None, zone: tzinfo | None,
-                    evidence: Evidence | None) -> Converter:
+                    evidence: Evidence | None, column: str | None = None) -> Converter:
     """Parse with `fmt` (strptime) or as ISO 8601; render a date or a datetime.
 
     For `date` and `datetime` fields of `data`; the request's dueDate has its
     own rules (duedates.due_converter). The rows that tell day from month are
-    noted (``evidence``)."""
-    witness = evidence.order(where, fmt) if evidence is not None else None
+    noted (``evidence``; ``column``: the column read, None for a template)."""
+    witness = evidence.order(where, fmt, column) if evidence is not None else None
 
     def convert(text: str) -> str:
-        parsed, _has_time = read_moment(where, text, fmt)
-        if witness is not None and evidence is not None and witness.decided is None:
-            witness_order(witness, evidence.row, text)
+        row = evidence.row if evidence is not None else 0
+        parsed, _has_time = read_witnessed(where, text, fmt, witness, row)
         try:
             if kind == "date":
                 if parsed.tzinfo is not None and zone is not None:

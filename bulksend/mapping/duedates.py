@@ -19,7 +19,7 @@ from typing import Any, Final
 from yaml.nodes import Node, ScalarNode
 
 from bulksend.common.errors import MappingError
-from bulksend.mapping.converters import MIDNIGHT, calendar_time, find_zone, read_moment, witness_order
+from bulksend.mapping.converters import MIDNIGHT, calendar_time, find_zone, read_witnessed
 from bulksend.mapping.evidence import Evidence
 from bulksend.mapping.getters import Converter, Getter, Shape
 from bulksend.mapping.nodes import Nodes, typed_constant
@@ -93,15 +93,16 @@ class DueDates:
 
     def converter(self, where: str, spec_type: str, fmt: str | None, zone_name: str | None,
                   zone: tzinfo | None, *, allow_past: bool, fix: str = "correct the cell",
-                  evidence: Evidence | None = None) -> Converter:
+                  evidence: Evidence | None = None, column: str | None = None) -> Converter:
         """The dueDate's converter (``due_converter``); notes the zone it uses for
         ``zone_note``. `fix` starts the hint of a past due date's error.
-        ``evidence`` is told which rows decide the order of day and month."""
+        ``evidence`` is told which rows decide the order of day and month
+        (``column``: the column read; None for a template)."""
         self.mapped = True
         self.field_zone = zone_name if zone is not None else None
         self.needs_team_zone = zone is None
         hint = None if allow_past else f"{fix}, or add past: allow to dueDate in the mapping"
-        return due_converter(where, spec_type, fmt, zone, self, hint, evidence)
+        return due_converter(where, spec_type, fmt, zone, self, hint, evidence, column)
 
     def use_team_zone(self, name: object, path: str) -> None:
         """Resolve in the team's zone ``name`` (GET /team `tz`) from now on; see
@@ -137,18 +138,17 @@ class DueDates:
 
 
 def due_converter(where: str, spec_type: str, fmt: str | None, zone: tzinfo | None,
-                  dates: DueDates, past_hint: str | None, evidence: Evidence | None = None) -> Converter:
+                  dates: DueDates, past_hint: str | None, evidence: Evidence | None = None,
+                  column: str | None = None) -> Converter:
     """Cell text → the dueDate sent (DueDates); `past_hint` None means `past: allow`.
 
     A naive midnight under `type: date` is a day, as spreadsheets write date cells.
     The first distinct cells are told to ``evidence`` (which row decides day/month)."""
     cache: dict[str, tuple[int, float, str]] = {}  # text -> (generation, epoch, rendered)
-    witness = evidence.order(where, fmt) if evidence is not None else None
+    witness = evidence.order(where, fmt, column) if evidence is not None else None
 
     def moment(text: str) -> date:
-        parsed, has_time = read_moment(where, text, fmt)
-        if witness is not None and evidence is not None and witness.decided is None:
-            witness_order(witness, evidence.row, text)
+        parsed, has_time = read_witnessed(where, text, fmt, witness, evidence.row if evidence else 0)
         if not has_time or (spec_type == "date" and parsed.tzinfo is None and parsed.time() == MIDNIGHT):
             return parsed.date()
         return parsed

@@ -7,8 +7,8 @@ person answers by deleting what does not apply, and that ``validate`` and
 
 * the campaign, when ``--campaign`` was not given: ``campaignId: {value: YOUR_CAMPAIGN_ID}``;
 * which of several columns holds the contacts' addresses: ``email: "Email or Courriel"``;
-* the order of day and month, when every date reads both ways:
-  ``format: "%d/%m/%Y or %m/%d/%Y"``.
+* the order of day and month, when every date reads both ways, or rows read
+  only one way and others only the other: ``format: "%d/%m/%Y or %m/%d/%Y"``.
 
 A question is "A or B" where every choice is itself a valid answer (a column of
 the file, a date format) and the whole is not: a column really named

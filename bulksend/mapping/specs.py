@@ -187,6 +187,8 @@ class Specs:
         found = self.columns.use(node, path, column)
         if found is None:
             return None
+        if path == "contact.email":
+            self.evidence.email_from(found)  # shown when another column holds addresses too
         self.columns.feeds(found, path, default_type)
         where = f"column {quote(found)}: "
         convert = (
@@ -309,8 +311,8 @@ class Specs:
         whose = f"column {quote(column)}" if column else "the column"
         listed = " or ".join(f"{quote(c)} ({order_name(c)})" for c in asked)
         self.problems.ask(options.node("format"), join(options.path, "format"),
-                          f"a question to answer: every date of {whose} reads day first and month first"
-                          f" alike; which does the file mean, {listed}? Keep that one format")
+                          f"a question to answer: the rows of {whose} do not tell day first from month"
+                          f" first; which does the file mean, {listed}? Keep that one format")
         return None
 
     @staticmethod
@@ -350,6 +352,8 @@ class Specs:
         if spec.source == "column":
             spec.column = self.columns.use(source_node, join(spec.path, "column"), spec.text) or spec.text
             spec.where = f"column {quote(spec.column)}: "
+            if spec.path == "contact.email":
+                self.evidence.email_from(spec.column)  # shown when another column holds addresses too
             return
         try:
             fmt, names = parse_template(spec.text)
@@ -386,11 +390,12 @@ class Specs:
         return default
 
     def _getter(self, spec: _Spec, default: Any) -> Getter:
+        column = spec.column if spec.source == "column" else None
         convert = (
             self.dates.converter(spec.where, spec.type, spec.fmt, spec.zone_name, spec.zone,
-                                 allow_past=spec.allow_past, evidence=self.evidence)
+                                 allow_past=spec.allow_past, evidence=self.evidence, column=column)
             if spec.kind == "due"
-            else converter(spec.where, spec.type, spec.split, spec.fmt, spec.zone, self.evidence)
+            else converter(spec.where, spec.type, spec.split, spec.fmt, spec.zone, self.evidence, column)
         )
         then = Finish(spec.lower, convert, default, spec.required)
         if spec.source == "column":

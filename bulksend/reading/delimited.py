@@ -377,8 +377,9 @@ def _sniff_delimiter(name: str, text: str, *, truncated: bool, skip: int = 0) ->
         header, data = widths[0], widths[1:]
         agree = sum(w == header for w in data)
         rows = f"as {agree} of {len(data)} rows do" if data else "no data row to compare"
-        after = f" (after {titles} line{'s' if titles > 1 else ''} of one cell)" if titles else ""
-        evidence = f"it splits the header{after} into {header} columns, {rows}"
+        after = (f" ({titles} title line{'s' if titles > 1 else ''} of one cell above it set aside)"
+                 if titles else "")
+        evidence = f"it splits the header into {header} columns{after}, {rows}"
         scored.append(((agree / len(data) if data else 1.0, -titles, header), candidate, evidence))
     if not scored:
         return ",", ""

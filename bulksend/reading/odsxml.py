@@ -1,5 +1,6 @@
-"""What python-calamine does not say about an .ods sheet: its hidden rows and the
-plain number formats of its cells, so that .ods reaches .xlsx's parity (issue 24).
+"""What python-calamine does not say about an .ods sheet: its hidden rows, the
+plain number formats of its cells and its merged ranges, so that .ods reaches
+.xlsx's parity (issue 24).
 
 ODF 1.2 Part 1 keeps both in the document's XML: a row's
 ``table:visibility="collapse"`` (hidden) or ``"filter"`` (filtered out,
@@ -9,7 +10,10 @@ ODF 1.2 Part 1 keeps both in the document's XML: a row's
 (``number:min-integer-digits``, ``number:decimal-places``,
 ``number:min-decimal-places``). As for .xlsx (sheetxml.py), only the formats
 whose text does not depend on the reader's locale are rendered: zero padding and
-decimals; the grouping separator is left out.
+decimals; the grouping separator is left out. A merged range is a cell's
+``table:number-rows-spanned`` and ``table:number-columns-spanned`` (§19.680,
+§19.677) over the ``<table:covered-table-cell>`` elements it hides: the same
+range calamine reports for .xlsx (reading/merges.py).
 
 content.xml is read with ``iterparse``, element by element, and only the sheet
 asked for is walked; repeated rows and cells (``number-rows-repeated``,
@@ -18,13 +22,15 @@ asked for is walked; repeated rows and cells (``number-rows-repeated``,
 
 from __future__ import annotations
 
+import re
 import zipfile
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import IO
 from xml.etree.ElementTree import Element, ParseError, iterparse
 
+from bulksend.reading.merges import Merge
 from bulksend.reading.sheetxml import NumberFormat
 
 __all__ = ["OdsSheet", "read_ods_sheet"]
@@ -34,6 +40,7 @@ _STYLE = "urn:oasis:names:tc:opendocument:xmlns:style:1.0"
 _NUMBER = "urn:oasis:names:tc:opendocument:xmlns:datastyle:1.0"
 _OFFICE = "urn:oasis:names:tc:opendocument:xmlns:office:1.0"
 _MANY = 1 << 20  # a repeat count this large is the sheet's padding to its end: not walked
+_LONG = re.compile(r"-?[0-9]{16,}")  # a whole number a double may not hold exactly
 
 
 def _q(namespace: str, name: str) -> str:
@@ -48,6 +55,13 @@ class OdsSheet:
     hidden: frozenset[int]  # 1-based numbers of the rows hidden (or filtered out) in the sheet
     cells: dict[int, dict[int, NumberFormat]]  # row number -> {0-based column: format}
     filtered: bool = False  # some rows are hidden by a filter (visibility="filter")
+    merges: tuple[Merge, ...] = ()  # the merged ranges, 0-based as calamine gives them for .xlsx
+    long: dict[tuple[int, int], str] = field(default_factory=dict)  # (row, column) -> 16+ digits stored
+
+    def long_numbers(self) -> dict[tuple[int, int], str]:
+        """{(row number, 0-based column): digits} of the number cells whose
+        ``office:value`` is a whole number of 16 digits or more, as written."""
+        return self.long
 
     def formats(self) -> Iterator[tuple[int, dict[int, NumberFormat]]]:
         """(row number, {0-based column: format}) for each row, in order, that
@@ -70,7 +84,7 @@ def read_ods_sheet(path: str, sheet: str) -> OdsSheet | None:
                     walk.read(part)
             with book.open("content.xml") as part:
                 walk.read(part)
-            return OdsSheet(frozenset(walk.hidden), walk.cells, walk.filtered)
+            return OdsSheet(frozenset(walk.hidden), walk.cells, walk.filtered, tuple(walk.merges), walk.long)
     except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError, ParseError):
         return None
 
@@ -87,6 +101,8 @@ class _Walk:
         self.hidden: set[int] = set()
         self.cells: dict[int, dict[int, NumberFormat]] = {}
         self.filtered = False
+        self.merges: list[Merge] = []
+        self.long: dict[tuple[int, int], str] = {}
         self.row = 0
 
     def read(self, part: IO[bytes]) -> None:
@@ -133,13 +149,21 @@ class _Walk:
         self.row += count
 
     def _formats(self, row: Element) -> dict[int, NumberFormat]:
+        """The row's number cells with a plain format; its merged ranges are noted."""
         found: dict[int, NumberFormat] = {}
         column = 0
         for cell in row:
             if cell.tag not in (_q(_TABLE, "table-cell"), _q(_TABLE, "covered-table-cell")):
                 continue
             count = min(int(cell.get(_q(_TABLE, "number-columns-repeated"), "1")), _MANY)
+            down = int(cell.get(_q(_TABLE, "number-rows-spanned"), "1") or 1)
+            across = int(cell.get(_q(_TABLE, "number-columns-spanned"), "1") or 1)
+            if down > 1 or across > 1:
+                self.merges.append(((self.row, column), (self.row + down - 1, column + across - 1)))
             if cell.get(_q(_OFFICE, "value-type")) in ("float", "currency"):
+                stored = cell.get(_q(_OFFICE, "value"), "")
+                if len(stored) >= 16 and _LONG.fullmatch(stored):
+                    self.long[self.row + 1, column] = stored
                 style = cell.get(_q(_TABLE, "style-name")) or next(
                     (s for first, last, s in self.columns if first <= column <= last), None)
                 fmt = self.formats.get(self.styles.get(style or "", ""))

@@ -22,8 +22,15 @@ Number formats are rendered only where the text shown is not a matter of
 locale or of calamine's own date detection: zero padding (``00000``: 2494 shows
 ``02494``), a fixed or optional count of decimals (``0.00``, ``0.0#``), and
 integers (``0``). A thousands separator (``#,##0``) is left out, its character
-depending on the reader's locale; anything else (dates, percent, scientific,
-currency, text) is left to the General rendering of cells.py.
+depending on the reader's locale, and so is the text a format writes around the
+number (a currency or a unit: ``0.00 €``, ``$#,##0.00``, ``0.00 "kg"``: 2.5 is
+``2.50``); anything else (dates, percent, scientific, fractions, literals
+between digits such as ``000-000``, conditions) is left to the General
+rendering of cells.py: the number the file holds (docs/operations.md, "Numbers").
+
+A whole number is never rounded: beyond 2**53 a double cannot hold every
+integer, so ``long_numbers`` reads such a cell's digits as the file stores them
+(``<v>9007199254740993</v>``), where calamine gives the nearest double.
 """
 
 from __future__ import annotations
@@ -53,6 +60,14 @@ _AUTOFILTER = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?autoFilter\b")
 # ECMA-376 Part 1, §18.8.30: the built-in formats that are plain numbers.
 _BUILTIN = {1: "0", 2: "0.00", 3: "#,##0", 4: "#,##0.00"}
 _SIMPLE = re.compile(r"([#0,]*)(?:\.([0#]+))?")
+# Text a format writes before or after the number (ECMA-376 Part 1, §18.8.31):
+# quoted, escaped, a locale's currency block [$€-407], a space the width of a
+# character (_x), a fill (*x), and the characters written as they are.
+_AROUND = r'(?:"[^"]*"|\\.|\[\$[^\]]*\]|_.|\*.|[ $€£¥\u00a0+\-()])*'
+_LITERALS = re.compile(rf"({_AROUND})([#0,.]+)({_AROUND})")
+_COLOUR = re.compile(r"\[(?:black|blue|cyan|green|magenta|red|white|yellow|color\d+)\]", re.IGNORECASE)
+_LONG = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?v>(-?[0-9]{16,})</")
+_CELL = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?c\s([^>]*)>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +79,18 @@ class NumberFormat:
     least: int
     most: int
 
-    def render(self, value: float) -> str | None:
+    def render(self, value: float, digits: str | None = None) -> str | None:
         """The text a spreadsheet shows for ``value``: rounded half away from
         zero at ``most`` decimals, from the 15 significant digits Excel keeps
-        (a whole number below 2**53: all its digits); None for a value too
-        large to show so (or not finite)."""
+        (a whole number below 2**53: all its digits; ``digits``: a whole
+        number's digits as the file stores them, used as they are); None for a
+        value too large to show so (or not finite)."""
         try:
             # The digits the file holds for a whole number a double holds exactly
             # (a 16-digit number formatted 0, issue 24); else Excel's 15.
             exact = isinstance(value, int) or (value.is_integer() and abs(value) < EXACT_INTEGERS)
-            number = decimal.Decimal(int(value)) if exact else decimal.Decimal(f"{value:.15g}")
+            number = (decimal.Decimal(digits) if digits is not None
+                      else decimal.Decimal(int(value)) if exact else decimal.Decimal(f"{value:.15g}"))
             rounded = number.quantize(decimal.Decimal(1).scaleb(-self.most), decimal.ROUND_HALF_UP)
         except decimal.InvalidOperation:
             return None
@@ -122,6 +139,29 @@ class SheetXml:
                     cells[_column_index(ref.group(1).decode())] = style
         if cells:
             yield row, cells
+
+
+    def long_numbers(self) -> dict[tuple[int, int], str]:
+        """{(row number, 0-based column): digits} of the number cells that store a
+        whole number of 16 digits or more (which a double may not hold exactly),
+        as the file writes them. Read on demand: a sheet has such cells rarely."""
+        found: dict[tuple[int, int], str] = {}
+        last = b""  # the attributes of the last cell tag of the chunks before
+        with zipfile.ZipFile(self.path) as book, book.open(self.member) as part:
+            for chunk in _chunks(part):
+                at = 0
+                for match in _LONG.finditer(chunk):
+                    cells = _CELL.findall(chunk, at, match.start())
+                    last = cells[-1] if cells else last
+                    at = match.end()
+                    attrs = _attributes(last)
+                    ref = _REF.fullmatch(attrs.get("r", "").encode())
+                    if ref is not None and attrs.get("t", "n") == "n":
+                        where = int(ref.group(2)), _column_index(ref.group(1).decode())
+                        found[where] = match.group(1).decode()
+                cells = _CELL.findall(chunk, at)
+                last = cells[-1] if cells else last
+        return found
 
 
 def read_sheet_xml(path: str, sheet: str) -> SheetXml | None:
@@ -260,15 +300,17 @@ def _number_styles(book: zipfile.ZipFile) -> dict[int, NumberFormat]:
 
 
 def plain_format(code: str) -> NumberFormat | None:
-    """A format code made of 0, #, a decimal point and thousands commas only,
-    with a 0 before the point (one section, or the same one for negatives);
-    None for anything else."""
-    sections = code.split(";")
+    """A format code made of 0, #, a decimal point and thousands commas, with a
+    0 before the point, and text before or after it (a currency, a unit: left
+    out); one section, or the same one for negatives, colours aside. None for
+    anything else."""
+    sections = [_COLOUR.sub("", section) for section in code.split(";")]
     if len(sections) > 1 and sections[1] not in (sections[0], "-" + sections[0]):
         return None
-    match = _SIMPLE.fullmatch(sections[0])
-    if match is None or "0" not in match.group(1):  # "#.##" shows "7." : not rendered
-        return None
+    around = _LITERALS.fullmatch(sections[0])
+    match = _SIMPLE.fullmatch(around.group(2)) if around else None
+    if match is None or "0" not in match.group(1) or match.group(1).endswith(","):
+        return None  # "#.##" shows "7." : not rendered; "0," divides by a thousand
     whole, fraction = match.group(1).replace(",", ""), match.group(2) or ""
     return NumberFormat(whole.count("0"), fraction.count("0"), len(fraction))
 

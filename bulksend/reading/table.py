@@ -65,6 +65,7 @@ class Header:
     ambiguous: dict[str, tuple[str, ...]]
     unnamed: tuple[str, ...]
     peek: Callable[[], list[tuple[int, list[str]]]]
+    sheet: str | None = None  # spreadsheets: the sheet read, quoted, and why (named when a column is missing)
 
     def row_holding(self, names: Collection[str]) -> int | None:
         """The number of the first row of ``peek()`` (other than the header)
@@ -141,6 +142,7 @@ class Table:
         self.blank_rows = None
         self.hidden_rows = []
         self.choices: list[str] = []  # what the reader chose for the person, with its evidence (issue 24)
+        self.title: str = ""  # spreadsheets: the range merged across the header row ("A1:E1"), if any
         self.cleaned: list[tuple[int, str]] = []  # (row, column) of cells the last whole pass cleaned
         self._cleaning: list[tuple[int, str]] = []
         self._closed = False
@@ -150,7 +152,8 @@ class Table:
         keys, ambiguous, unnamed = _header_names(cells, column_label)
         self._keys = keys  # per cell position: the name it is read under, or None
         self.columns = [key for key in keys if key is not None]
-        self.header = Header(self.header_row, tuple(self.columns), ambiguous, tuple(unnamed), self._peek)
+        self.header = Header(self.header_row, tuple(self.columns), ambiguous, tuple(unnamed), self._peek,
+                             None if sheet is None else f'"{sheet}"')
 
     def _first_record(self, wanted: int | None) -> tuple[int, list[str]]:
         """The header: the first non-blank record, or record ``wanted``."""
@@ -221,7 +224,10 @@ class Table:
             notes.append(f"{count} hidden row{'s' if count > 1 else ''}{why}: "
                          f"{_rows_list(self.hidden_rows)}; not sent (--include-hidden sends them)")
         elif self.include_hidden and self.hidden:
-            notes.append(f"hidden rows included (--include-hidden): {_rows_list(sorted(self.hidden))}")
+            numbers = sorted(self.hidden)
+            shown, verb = (_rows_list(numbers), "are") if len(numbers) > 1 else (f"row {numbers[0]}", "is")
+            notes.append(f"no hidden row: {shown}, hidden in the sheet, {verb} read like any other"
+                         " (--include-hidden)")
         if self.blank_rows:
             notes.append(f"{self.blank_rows} blank row{'s' if self.blank_rows > 1 else ''}")
         if self.cleaned:

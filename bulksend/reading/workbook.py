@@ -1,9 +1,10 @@
 """Spreadsheets (``.xlsx``, ``.xlsm``, ``.xlsb``, ``.xls``, ``.ods``) as records,
-through python-calamine: the sheet asked for (by name or number; else the first
-one not hidden), its rows numbered as the sheet numbers them, every value as
-the text a person sees (cells.py), and for .xlsx the hidden rows and plain
-number formats that calamine does not report (reading/sheetxml.py). calamine is
-imported when a workbook is opened, not with this module.
+through python-calamine: the sheet asked for (by name or number; else the tab
+active when the file was saved, or the only visible sheet with data), its rows
+numbered as the sheet numbers them, every value as the text a person sees
+(cells.py), and the hidden rows, number formats and merged ranges calamine does
+not report (sheetxml.py for .xlsx, xls.py, odsxml.py). calamine is imported
+when a workbook is opened, not with this module.
 
 python-calamine is used directly rather than through
 ``pandas.read_excel(engine="calamine")``. pandas would add nothing but layers
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import dataclasses
 import os
 import zipfile
 import zlib
@@ -30,24 +32,26 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from bulksend.common.errors import InputError
-from bulksend.reading.cells import cell_text, is_blank
+from bulksend.reading.cells import EXACT_INTEGERS, cell_text, is_blank
 from bulksend.reading.files import OLE_MAGIC, ZIP_MAGIC, open_binary
-from bulksend.reading.merges import Merge, MergeFiller, merged_note, sheet_merges
+from bulksend.reading.merges import Merge, MergeFiller, merged_notes, sheet_merges
 from bulksend.reading.odsxml import OdsSheet, read_ods_sheet
 from bulksend.reading.sheetxml import SheetXml, read_active_sheet, read_sheet_xml
 from bulksend.reading.table import Records, Table
 from bulksend.reading.xls import XlsSheet, read_xls_sheet, xls_active_sheet
 
 _T = TypeVar("_T")
+_HUGE = 1e21  # a double from here on, with no digits stored beside it, is written as calamine gives it
 
 
 def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: int | None = None,
                       include_hidden: bool = False) -> Table:
-    """Sheet ``sheet`` (a name, a 1-based number, or None: the first visible
-    one) of the workbook at ``path`` (``name`` in messages) as a ``Table``; the
-    workbook stays open until the table closes. Raises ``InputError`` for a file
-    that is not a spreadsheet, is password-protected or damaged, or has no such
-    sheet.
+    """Sheet ``sheet`` (a name, a 1-based number, or None: the active tab,
+    else the only visible one with data) of the workbook at ``path`` (``name``
+    in messages) as a ``Table``; the workbook stays open until the table
+    closes. Raises ``InputError`` for a file that is not a spreadsheet, is
+    password-protected or damaged, has no such sheet, or has several sheets
+    with data and no active tab recorded.
     """
     extension = os.path.splitext(path)[1].lower()
     handle = open_binary(name, path)
@@ -86,7 +90,7 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
         xml: SheetXml | XlsSheet | OdsSheet | None = (
             (_sheet_xml(path, chosen) or read_ods_sheet(path, chosen)) if head.startswith(ZIP_MAGIC)
             else read_xls_sheet(path, chosen))
-        merges = _merges(data)
+        merges = _merges(data) or (sheet_merges(xml.merges) if isinstance(xml, OdsSheet) else [])
 
         def records() -> Records:
             return _sheet_records(name, extension, data, xml, offset, merges)
@@ -97,7 +101,10 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
         table = Table(name, records, column_label, sheet=chosen, header_row=header_row,
                       kind=extension.lstrip(".").upper(), include_hidden=include_hidden,
                       hidden=xml.hidden if xml else frozenset(), filtered=bool(xml and xml.filtered))
-        table.choices += [note for note in (why, merged_note(merges)) if note]
+        table.choices += [note for note in (why, *merged_notes(merges)) if note]
+        table.title = _title(merges, table.header_row)
+        if why:  # the sheet was chosen for the person: a missing column's hint says how
+            table.header = dataclasses.replace(table.header, sheet=f'"{chosen}", {why.split(": ", 1)[1]}')
     except BaseException:
         book.close()
         handle.close()
@@ -110,13 +117,15 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
 def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | XlsSheet | OdsSheet | None,
                    offset: int, merges: list[Merge]) -> Records:
     """(row number, cells) of the sheet's non-blank rows; a number shown
-    through a plain number format (``00000``) as the sheet shows it; a cell
-    that a merged range covers holds the range's value (merges.py)."""
+    through a plain number format (``00000``) as the sheet shows it, a whole
+    number with all the digits the file holds (``_LongNumbers``); a cell that a
+    merged range covers holds the range's value (merges.py)."""
     from python_calamine import CalamineError
 
     formats = _safely(xml.formats()) if xml is not None else iter(())
     pending = next(formats, None)
     filler = MergeFiller(merges, offset)
+    long = _LongNumbers(xml, offset)
     try:
         # Rows are numbered from the sheet's row 1: calamine yields the
         # leading blank rows too (checked for .xlsx, .xls and .ods).
@@ -126,16 +135,52 @@ def _sheet_records(name: str, extension: str, data: Any, xml: SheetXml | XlsShee
                 cells = filler.fill(number, cells)
             while pending is not None and pending[0] < number:
                 pending = next(formats, None)
-            if pending is not None and pending[0] == number:
-                for column, fmt in pending[1].items():
-                    i = column - offset
-                    value = values[i] if 0 <= i < len(values) else None
-                    if isinstance(value, int | float) and not isinstance(value, bool):
-                        cells[i] = fmt.render(value) or cells[i]
+            formatted = pending[1] if pending is not None and pending[0] == number else {}
+            for column, fmt in formatted.items():
+                i = column - offset
+                value = values[i] if 0 <= i < len(values) else None
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    cells[i] = fmt.render(value, long.digits(number, i, value)) or cells[i]
+            joined = "".join(cells)
+            if "e+" in joined or ".0" in joined:  # a whole number beyond 2**53, maybe (cells.py)
+                long.write(number, values, cells, formatted)
             if not is_blank(cells):
                 yield number, cells
     except CalamineError as error:
         raise _corrupt(name, extension, error) from None
+
+
+class _LongNumbers:
+    """Whole numbers a double cannot hold exactly (2**53 and beyond: a 16-digit
+    account number) written with every digit the file holds (issue 24): as
+    .xlsx and .ods store them (read on demand from the sheet's XML), else the
+    exact value of the double .xls stores; never Excel's 15 digits."""
+
+    def __init__(self, xml: SheetXml | XlsSheet | OdsSheet | None, offset: int) -> None:
+        self._xml = xml
+        self._offset = offset
+        self._stored: dict[tuple[int, int], str] | None = None
+
+    def digits(self, number: int, i: int, value: object) -> str | None:
+        """The digits of the cell at row ``number``, record position ``i``,
+        when its ``value`` is a whole number beyond 2**53; else None."""
+        if not (isinstance(value, float) and value.is_integer() and abs(value) >= EXACT_INTEGERS):
+            return None
+        if self._stored is None:
+            try:
+                self._stored = self._xml.long_numbers() if self._xml is not None else {}
+            except (zipfile.BadZipFile, zlib.error, KeyError, OSError, ValueError, EOFError):
+                self._stored = {}
+        stored = self._stored.get((number, i + self._offset))
+        return stored if stored is not None else str(int(value)) if abs(value) < _HUGE else None
+
+    def write(self, number: int, values: list[Any], cells: list[str], formatted: dict[int, Any]) -> None:
+        """Write the row's unformatted whole numbers beyond 2**53 with all their digits."""
+        for i, value in enumerate(values):
+            if i + self._offset not in formatted:
+                found = self.digits(number, i, value)
+                if found is not None:
+                    cells[i] = found
 
 
 def _merges(data: Any) -> list[Merge]:
@@ -144,6 +189,15 @@ def _merges(data: Any) -> list[Merge]:
         return sheet_merges(data.merged_cell_ranges)
     except Exception:  # not read by this calamine for this format: as stored
         return []
+
+
+def _title(merges: list[Merge], header_row: int) -> str:
+    """The range merged across columns on the header row ("A1:E1"): a title
+    above the column names, not column names (issue 24, M1); "" when none."""
+    for (r0, c0), (r1, c1) in merges:
+        if r0 == header_row - 1 and c1 > c0:
+            return f"{_column_letter(c0)}{r0 + 1}:{_column_letter(c1)}{r1 + 1}"
+    return ""
 
 
 def _sheet_xml(path: str, sheet: str) -> SheetXml | None:

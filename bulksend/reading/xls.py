@@ -34,6 +34,10 @@ class XlsSheet:
         has a number cell with a plain number format (sheetxml.plain_format)."""
         yield from sorted(self.cells.items())
 
+    def long_numbers(self) -> dict[tuple[int, int], str]:
+        """Nothing: BIFF stores a number as a double, whose exact digits are the file's."""
+        return {}
+
 
 def read_xls_sheet(path: str, sheet: str) -> XlsSheet | None:
     """Hidden rows (ROW records) and plain number formats (XF -> FORMAT) of

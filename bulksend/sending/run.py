@@ -93,10 +93,14 @@ def check_pass(table: Table, mapping: Mapping, start: Mark | None = None) -> tup
                 use(row)
         finally:
             first.close()
+    watching = True  # the order of day and month, watched over every row (issue 24)
     for row in table.rows(start):
         n += 1
         if map_all or (start is None and n <= ITEM_SAMPLE_ROWS):
             use(row)
+        elif watching:
+            watching = mapping.observe(row)
+    mapping.check_orders(table.name)
     return n, uses
 
 
@@ -140,6 +144,9 @@ def validate_file(config: RunConfig, progress: Progress) -> Summary:
             progress.outcome(outcome)
         summary.read = [table.describe(), *table.left_out()]
         summary.guesses = [*table.guesses(), *mapping.guesses()]
+        mapping.check_orders(table.name)
+        if summary.total == 0:
+            _refuse_empty_like_send(config.input, table)
     note = mapping.due_zone_note()
     if note is not None:
         summary.notes.append(note)
@@ -285,10 +292,11 @@ def _note_due_zone(mapping: Mapping, progress: Progress) -> None:
         progress.event("note", note)
 
 
-def _refuse_empty_input(results: Path, table: Table) -> None:
+def _refuse_empty_input(results: Path, table: Table, then: str = "") -> None:
     """A file of no data rows where earlier runs recorded rows is most likely an
     export that failed upstream (issue 24): InputError (exit 2) before anything,
-    results or journal, is changed. Read-only: no lock is held yet."""
+    results or journal, is changed. Read-only: no lock is held yet. ``then``
+    (validate's): how the message ends, instead of "nothing was sent"."""
     path = journal_path(results)
     known = 0
     if path.exists():
@@ -305,9 +313,21 @@ def _refuse_empty_input(results: Path, table: Table) -> None:
     if known:
         raise InputError(
             f"{table.name}: has no data rows (header only), but {results} records {known} rows of"
-            " earlier runs; nothing was sent and nothing changed",
+            f" earlier runs; {then or 'nothing was sent and nothing changed'}",
             hint="an export that arrives empty usually failed upstream: check it, then rerun",
         )
+
+
+def _refuse_empty_like_send(source: InputSettings, table: Table) -> None:
+    """validate on a file of no data rows: what send (and send --sandbox) would do
+    with the results file it writes by default, said the same way (issue 24, M6)."""
+    contacts = source.contacts
+    if source.open_rows is not None or contacts == "-" or not Path(contacts).is_file():
+        return
+    results = resolve_results(contacts, None, False)
+    _refuse_empty_input(results, table, "send would stop here (exit 2), sending nothing and changing nothing")
+    rehearsal = results.with_name(results.name.removesuffix("-results.csv") + "-sandbox-results.csv")
+    _refuse_empty_input(rehearsal, table, "send --sandbox would stop here (exit 2) and change nothing")
 
 
 def _note_guesses(table: Table, mapping: Mapping, progress: Progress) -> None:

@@ -19,6 +19,7 @@ campaign's documents and forms by name in comments.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Final
 
-from bulksend.mapping.evidence import day_month_swapped
+from bulksend.mapping.evidence import date_text, day_month_swapped, reads, twin_format
 from bulksend.mapping.questions import question
 from bulksend.reading.sources import open_table
 from bulksend.reading.table import Table
@@ -61,6 +62,8 @@ _FORMAT_RES: Final = {
     fmt: re.compile("".join(_DIRECTIVES.get(part, re.escape(part)) for part in re.split(r"(%[a-zA-Z])", fmt)))
     for fmt in DATE_FORMATS
 }
+_SHEET_DATE: Final = re.compile(r"\d{4}-\d{2}-\d{2}(?: \d{2}:\d{2}:\d{2})?")  # a spreadsheet's date cell
+_MISSED_SHOWN: Final = 3
 # Day and month kept as written when they cannot be told apart: the due date's
 # order is asked; another column's dates are sent as the text they are.
 MOSTLY: Final = 0.5  # a due-date or items column more rows fill than this is required
@@ -101,10 +104,14 @@ class Column:
 
 @dataclass(frozen=True)
 class DateFormat:
-    """The strptime ``fmt`` a column's cells are written in; ``ambiguous``: they
-    read as day/month and as month/day alike (``other`` is the twin format);
-    ``misses``: sampled cells it does not read; ``example``: one cell;
-    ``decided``: the first row (and cell) that reads ``fmt`` but not ``other``."""
+    """The strptime ``fmt`` a column's cells are written in; ``ambiguous``: the
+    order of day and month is a question (every date reads as day/month and as
+    month/day alike, or rows read only one way and others only the other:
+    ``conflict``); ``other`` is the twin format; ``misses``: cells it does not
+    read (``missed``: the first few, with their rows); ``example``: one cell;
+    ``decided``: the first row (and cell) that reads ``fmt`` but not ``other``,
+    ``contrary`` one that reads ``other`` but not ``fmt``; ``sheet_dates``:
+    cells written YYYY-MM-DD (a spreadsheet's date cells), read as such."""
 
     fmt: str
     ambiguous: bool
@@ -112,11 +119,26 @@ class DateFormat:
     example: str
     other: str | None = None
     decided: tuple[int, str] | None = None
+    contrary: tuple[int, str] | None = None
+    missed: tuple[tuple[int, str], ...] = ()
+    sheet_dates: int = 0
 
     @property
     def has_time(self) -> bool:
         """Whether the format reads a time of day (a date-time, not a date)."""
         return "%H" in self.fmt
+
+    @property
+    def conflict(self) -> bool:
+        """Whether rows read only day first and others only month first."""
+        return self.decided is not None and self.contrary is not None
+
+    @property
+    def dotted(self) -> bool:
+        """A dotted format (06.03.2027) whose order no row decides: day first,
+        as dates written with dots are wherever they are so written."""
+        return (self.other is not None and day_month_swapped(self.fmt) is None and self.decided is None
+                and self.contrary is None)
 
 
 @dataclass
@@ -137,6 +159,7 @@ class Plan:
     email_choices: list[str] = field(default_factory=list)
     as_text: dict[str, DateFormat] = field(default_factory=dict)
     total: int = 0  # data rows read
+    not_due: tuple[str, str] | None = None  # a column named for the due date that holds no date, a cell
 
 
 def profile(table: Table) -> tuple[int, dict[str, Column]]:
@@ -159,41 +182,80 @@ def profile(table: Table) -> tuple[int, dict[str, Column]]:
     return total, columns
 
 
-def detect_date(samples: list[str], rows: list[int] | None = None) -> DateFormat | None:
+def detect_date(samples: list[str], rows: list[int] | None = None, *, due: bool = False) -> DateFormat | None:
     """The format most of ``samples`` (at least 80 %, and a date in every case
-    with digits) are written in; None when the cells are not dates. ``rows``:
-    each sample's row number, for the row that decides day from month."""
-    if not samples:
+    with digits; ``due``: at least one, the column being named for the due
+    date) are written in; None when the cells are not dates. ``rows``: each
+    sample's row number, for the rows that decide day from month. Full-width
+    digits read as digits (evidence.date_text)."""
+    cells = [date_text(s) for s in samples]
+    if not cells:
         return None
-    dated = [i for i, s in enumerate(samples) if _DATE_SHAPE.fullmatch(s)]
-    if len(dated) < max(1, 0.8 * len(samples)):
+    numbers = rows or [i + 2 for i in range(len(cells))]
+    need = 1 if due else max(1, 0.8 * len(cells))
+    dated = [i for i, c in enumerate(cells) if _DATE_SHAPE.fullmatch(c)]
+    if len(dated) < need:
         return None
-    shaped = {fmt: [i for i in dated if _FORMAT_RES[fmt].fullmatch(samples[i])] for fmt in DATE_FORMATS}
-    best = max(DATE_FORMATS, key=lambda fmt: len(shaped[fmt]))  # the first of equals: the preferred
-    reads = {best: [i for i in shaped[best] if _reads(samples[i], best)]}  # 31/02 is no date
-    if len(reads[best]) < max(1, 0.8 * len(samples)):
-        return None
-    other = day_month_swapped(best)
-    decided = None
-    if other is not None:
-        only = next((i for i in reads[best] if not _reads(samples[i], other)), None)
-        if only is not None:
-            decided = ((rows[only] if rows else only + 2), samples[only])
-    ambiguous = other is not None and decided is None
-    example = samples[reads[best][0]]
-    if ambiguous and other is not None:  # one whose two readings differ shows the question best
-        example = next((samples[i] for i in reads[best]
-                        if datetime.strptime(samples[i], best) != datetime.strptime(samples[i], other)),
-                       example)
-    return DateFormat(best, ambiguous, len(samples) - len(reads[best]), example, other, decided)
+    # A spreadsheet's date cell (YYYY-MM-DD) is read whatever the format: it
+    # counts for every one, and text dates beside it choose.
+    sheet = sum(1 for i in dated if _SHEET_DATE.fullmatch(cells[i]))
+    shaped = {fmt: sum(1 for i in dated if _FORMAT_RES[fmt].fullmatch(cells[i])) for fmt in DATE_FORMATS}
+    best = max(DATE_FORMATS, key=lambda fmt: shaped[fmt] + (sheet if fmt != "%Y-%m-%d" else 0))
+    return judge_dates(best, cells, numbers, need)
 
 
+def judge_dates(fmt: str, cells: list[str], numbers: list[int], need: float = 1,
+                weights: list[int] | None = None) -> DateFormat | None:
+    """``cells`` (row ``numbers``) read in ``fmt`` and its day/month twin: the
+    format the rows decide (the twin when only it reads some rows), or the
+    question; None when fewer than ``need`` cells are dates. ``weights``: how
+    many rows each cell stands for (1 each by default), for ``misses``."""
+    other = twin_format(fmt)
+    only: dict[str, list[int]] = {fmt: [], other or "": []}
+    both: list[int] = []
+    sheet: list[int] = []
+    missed: list[int] = []
+    for i, cell in enumerate(cells):
+        mine = _reads(cell, fmt)
+        theirs = other is not None and _reads(cell, other)
+        if mine and theirs:
+            both.append(i)
+        elif mine or theirs:
+            only[fmt if mine else other or ""].append(i)
+        elif _SHEET_DATE.fullmatch(cell):
+            sheet.append(i)
+        else:
+            missed.append(i)
+    if other is not None and only[other] and not only[fmt]:
+        fmt, other = other, fmt  # the rows decide the twin: 6.20.27 is month first
+    dated = len(cells) - len(missed)
+    if dated < need:
+        return None
+    decided = (numbers[only[fmt][0]], cells[only[fmt][0]]) if other is not None and only[fmt] else None
+    contrary = (numbers[only[other][0]], cells[only[other][0]]) if other is not None and only[other] else None
+    ambiguous = other is not None and (contrary is not None or (decided is None and day_month_swapped(fmt)
+                                                                 is not None))
+    example = cells[min(only[fmt] + both, default=min(sheet, default=0))]
+    if ambiguous and decided is None and other is not None:  # one whose readings differ shows it best
+        example = next((cells[i] for i in both
+                        if datetime.strptime(cells[i], fmt) != datetime.strptime(cells[i], other)), example)
+    misses = sum(weights[i] for i in missed) if weights else len(missed)
+    return DateFormat(fmt, ambiguous, misses, example, other, decided, contrary,
+                      tuple((numbers[i], cells[i]) for i in missed[:_MISSED_SHOWN]), len(sheet))
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def _reads(text: str, fmt: str) -> bool:
-    try:
-        datetime.strptime(text, fmt)
-    except ValueError:
+    """Whether ``text`` is a date in ``fmt``: its shape first (a regex), then strptime (31/02 is no date)."""
+    if not _format_re(fmt).fullmatch(text):
         return False
-    return True
+    return reads(text, fmt)
+
+
+@functools.lru_cache(maxsize=64)
+def _format_re(fmt: str) -> re.Pattern[str]:
+    parts = re.split(r"(%[a-zA-Z])", fmt)
+    return re.compile("".join(_DIRECTIVES.get(part, re.escape(part)) for part in parts))
 
 
 def camel_key(header: str) -> str:
@@ -272,6 +334,11 @@ def _place_email(plan: Plan, columns: dict[str, Column], named: list[str]) -> No
     taken = set(plan.roles.values())
     holding = [c.name for c in columns.values() if c.name not in taken and address_share(c) >= ADDRESS_SHARE]
     by_header = [name for name in named if name in holding]
+    fuller = [n for n in holding if by_header and not columns[by_header[0]].mostly_filled()
+              and n not in by_header and columns[n].filled > columns[by_header[0]].filled]
+    if len(by_header) == 1 and fuller:  # named for it, mostly empty; another full of addresses
+        _ask_email(plan, [by_header[0], *fuller])
+        return
     if len(by_header) == 1:
         chosen, why = by_header[0], "its header, and its cells are email addresses"
     elif len(by_header) > 1:
@@ -312,16 +379,56 @@ def _ask_email(plan: Plan, names: list[str]) -> None:
 
 
 def _place_dates(plan: Plan, columns: dict[str, Column]) -> None:
+    """Each column's date format. A column named for the due date stays the
+    dueDate when any of its cells is a date (issue 24: never moved to
+    contact.data quietly); the cells that fit no format are rows validate
+    names invalid. One whose cells hold no date at all is data, and init says so."""
+    due = plan.roles.get("dueDate")
     taken = {column for role, column in plan.roles.items() if role != "dueDate"}
     for column in columns.values():
         if column.name not in taken:
-            found = detect_date(column.samples, column.rows)
+            found = detect_date(column.samples, column.rows, due=column.name == due)
             if found is not None:
                 plan.dates[column.name] = found
-    due = plan.roles.get("dueDate")
     if due is not None and due not in plan.dates:
-        del plan.roles["dueDate"]  # not dates after all: kept as data
+        del plan.roles["dueDate"]  # not dates at all: kept as data, and said
         plan.why.pop(due, None)
+        cells = columns[due].samples
+        plan.not_due = (due, cells[0] if cells else "")
+
+
+def confirm_dates(table: Table, plan: Plan, columns: dict[str, Column]) -> None:
+    """Read the whole file again for the date columns whose samples do not
+    tell it all (issue 24): the due date's, and those whose order of day and
+    month the first SAMPLES cells left open; one row among thousands decides
+    it (or contradicts it), and every cell the due date's format misses is
+    counted. Only columns with more rows than samples are read again."""
+    due = plan.roles.get("dueDate")
+    wanted = {name: found for name, found in {**plan.dates, **plan.as_text}.items()
+              if columns[name].filled > len(columns[name].samples)
+              and (name == due or found.ambiguous or found.dotted)}
+    if not wanted:
+        return
+    seen: dict[str, dict[str, list[int]]] = {name: {} for name in wanted}  # cell -> [first row, count]
+    for row in table.rows():
+        if row.left_out:
+            continue
+        for name, cells in seen.items():
+            cell = date_text(row.values.get(name, ""))
+            if cell:
+                cells.setdefault(cell, [row.number, 0])[1] += 1
+    for name, found in wanted.items():
+        texts = list(seen[name])
+        judged = judge_dates(found.fmt, texts, [seen[name][t][0] for t in texts], 1,
+                             [seen[name][t][1] for t in texts])
+        if judged is None:
+            continue
+        plan.as_text.pop(name, None)
+        plan.dates.pop(name, None)
+        if name != due and judged.ambiguous:
+            plan.as_text[name] = judged
+        else:
+            plan.dates[name] = judged
 
 
 def _separator(samples: list[str]) -> str:
@@ -346,7 +453,9 @@ def read_plan(config: InitConfig) -> tuple[Table, int, dict[str, Column], Plan]:
     with open_table(config.contacts, sheet=config.sheet, encoding=config.encoding,
                     delimiter=config.delimiter, header_row=config.header_row) as table:
         total, columns = profile(table)
-    return table, total, columns, plan_columns(columns, total)
+        plan = plan_columns(columns, total)
+        confirm_dates(table, plan, columns)
+    return table, total, columns, plan
 
 
 def today() -> date:

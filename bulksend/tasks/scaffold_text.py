@@ -17,6 +17,7 @@ from bulksend.mapping.problems import quote
 from bulksend.mapping.questions import PLACEHOLDER, question
 from bulksend.reading.cells import normal_name
 from bulksend.reading.table import Table
+from bulksend.tasks.headers import role_of
 from bulksend.tasks.scaffold import Column, DateFormat, InitConfig, Plan, today
 
 __all__ = ["render", "report"]
@@ -76,12 +77,7 @@ def render(config: InitConfig, table: Table, total: int, columns: dict[str, Colu
            catalogue: Catalogue | None) -> str:
     """The mapping's text. UsageError when no column can be the contact's email."""
     if "email" not in plan.roles:
-        raise UsageError(
-            f"{config.contacts}: no column holds email addresses (by its header or its cells); "
-            f"columns: {', '.join(repr(c) for c in columns) or 'none'}",
-            hint="a contact needs an email: check --header-row and --sheet, or write the mapping "
-                 "from mapping.example.yaml",
-        )
+        raise _no_email(config, table, columns)
     validate, rehearse = _commands(config)
     parts = [
         f"# bulksend mapping for {config.contacts}, written by `bulksend init` on {today():%Y-%m-%d}.",
@@ -112,6 +108,29 @@ def render(config: InitConfig, table: Table, total: int, columns: dict[str, Colu
         _entry("key", ["campaignId", "contact.email"]),
     ]
     return "\n".join(parts) + "\n"
+
+
+def _no_email(config: InitConfig, table: Table, columns: dict[str, Column]) -> UsageError:
+    """No column can be the contact's email: the sheet read (and why), a title
+    merged over the header row, a row below that names the email (issue 24, M1, M2)."""
+    where = config.contacts
+    if table.sheet is not None:
+        why = next((c.split(": ", 1)[1] for c in table.guesses() if c.startswith(f'sheet "{table.sheet}":')),
+                   "")
+        where += f', sheet "{table.sheet}"' + (f" ({why})" if why else "")
+    listed = ", ".join(repr(c) for c in columns) or "nothing"
+    header = f"row {table.header_row} holds {listed}"
+    if table.title:
+        header = f"row {table.header_row} is a title merged over {table.title} ({listed}), not column names"
+    below = next((n for n, cells in table.header.peek() if n > table.header_row
+                  and any(role_of(c) == "email" for c in cells)), None)
+    hint = (f"the column names are on row {below}: pass --header-row {below}" if below is not None
+            else "a contact needs an email: check --header-row and --sheet, or write the mapping"
+                 " from mapping.example.yaml")
+    if table.sheet is not None and below is None:
+        hint += " (--sheet picks another tab)"
+    return UsageError(f"{where}: no column holds email addresses (by its header or its cells); {header}",
+                      hint=hint)
 
 
 def _campaign(config: InitConfig, catalogue: Catalogue | None) -> list[str]:
@@ -174,8 +193,8 @@ def _email_question(plan: Plan, columns: dict[str, Column]) -> list[str]:
 def _data_entry(key: str, column: str, plan: Plan, profile: Column) -> str:
     kept = plan.as_text.get(column)
     if kept is not None:
-        return _entry(key, _spec(column), 4, f"dates like {kept.example}, sent as written: every one reads"
-                      " day first and month first alike" + _empties(profile))
+        return _entry(key, _spec(column), 4, f"dates like {kept.example}, sent as written: {_undecided(kept)}"
+                      + _empties(profile))
     found = plan.dates.get(column)
     if found is None:
         return _entry(key, _spec(column), 4, f"column {_name(column)}" + _empties(profile))
@@ -183,6 +202,14 @@ def _data_entry(key: str, column: str, plan: Plan, profile: Column) -> str:
     if found.decided is not None:
         note += f"; {_order(found.fmt)} (row {found.decided[0]}: {found.decided[1]})"
     return _entry(key, _spec(column, type="date", format=found.fmt), 4, note)
+
+
+def _undecided(kept: DateFormat) -> str:
+    """Why a data column's dates are sent as written."""
+    if kept.conflict and kept.decided is not None and kept.contrary is not None:
+        return (f"rows disagree on the order of day and month (row {kept.decided[0]}: {kept.decided[1]},"
+                f" row {kept.contrary[0]}: {kept.contrary[1]})")
+    return "every one reads day first and month first alike"
 
 
 def _order(fmt: str) -> str:
@@ -228,7 +255,11 @@ def _unknown_items(profile: Column, split: str, catalogue: Catalogue | None) -> 
 def _due(plan: Plan, columns: dict[str, Column]) -> list[str]:
     column = plan.roles.get("dueDate")
     if column is None:
-        return []
+        if plan.not_due is None:
+            return []
+        named, cell = plan.not_due
+        return [f"# No due date: column {_name(named)} is named like one, but none of its cells is a date"
+                f" (e.g. {cell!r}); it is sent as contact.data.", ""]
     found = plan.dates[column]
     profile = columns[column]
     required = profile.mostly_filled()
@@ -243,14 +274,49 @@ def _due(plan: Plan, columns: dict[str, Column]) -> list[str]:
     fmt: str = found.fmt
     if found.ambiguous and found.other is not None:
         fmt = question([found.fmt, found.other])
-        lines += [f"# QUESTION: every date here reads day first and month first alike ({found.example}:",
-                  f"# {_both(found)}); validate and send stop until format keeps the one",
-                  f'# the file uses: "{found.fmt}" ({_order(found.fmt)}) or "{found.other}"'
-                  f" ({_order(found.other)}).",]
+        lines += _order_question(found)
     elif found.decided is not None:
         lines.append(f"# {_order(found.fmt)[0].upper()}{_order(found.fmt)[1:]}: row {found.decided[0]}"
                      f" ({found.decided[1]}) reads no other way.")
+    elif found.dotted:
+        lines.append(f"# Day first: dates written with dots are ({found.example} is {_reading(found)});"
+                     " no row reads otherwise.")
+    lines += [f"# {line}" for line in _due_cautions(found)]
     return [*lines, _entry("dueDate", _spec(column, format=fmt, required=required)), ""]
+
+
+def _order_question(found: DateFormat) -> list[str]:
+    """The mapping's comment for the question of the order of day and month."""
+    keep = (f'# the file uses: "{found.fmt}" ({_order(found.fmt)}) or "{found.other}"'
+            f" ({_order(found.other or '')}).")
+    if found.conflict and found.decided is not None and found.contrary is not None:
+        return [f"# QUESTION: the rows disagree: row {found.decided[0]} ({found.decided[1]}) reads only"
+                f" {_order(found.fmt)}, row {found.contrary[0]} ({found.contrary[1]}) only"
+                f" {_order(found.other or '')}; validate and send stop until format keeps the one",
+                keep[:-1] + "; the rows written the other way are then invalid."]
+    return [f"# QUESTION: every date here reads day first and month first alike ({found.example}:",
+            f"# {_both(found)}); validate and send stop until format keeps the one", keep]
+
+
+def _due_cautions(found: DateFormat) -> list[str]:
+    """What to check in the due date's cells: those no format reads (invalid
+    rows), the spreadsheet's date cells beside text dates."""
+    lines = []
+    if found.misses:
+        shown = ", ".join(f"row {row}: {cell!r}" for row, cell in found.missed)
+        s = "s" if found.misses > 1 else ""
+        lines.append(f"Careful: {found.misses} cell{s} fit no date format ({shown}): validate lists those"
+                     " rows invalid until they are corrected.")
+    if found.sheet_dates and (found.decided is not None or found.ambiguous):
+        lines.append(f"Careful: {found.sheet_dates} cell(s) are the sheet's own dates beside text dates:"
+                     " a file opened in a program set to the other order of day and month swaps the dates"
+                     " it could read; check them.")
+    return lines
+
+
+def _reading(found: DateFormat) -> str:
+    day = datetime.strptime(found.example, found.fmt)
+    return f"{day.day} {day:%B}" if _order(found.fmt) == "day first" else f"{day:%B} {day.day}"
 
 
 def _both(found: DateFormat) -> str:
@@ -288,9 +354,12 @@ def report(config: InitConfig, table: Table, total: int, columns: dict[str, Colu
         add("items", f'<- {_name(plan.roles["items"])}, split on {plan.split!r}{required}')
     if "dueDate" in plan.roles:
         lines.append(_due_report(plan, columns, questions))
+    elif plan.not_due is not None:
+        add("dueDate", f"(none): {_name(plan.not_due[0])} is named like a due date but holds no date"
+                       f" (e.g. {plan.not_due[1]!r}); sent as contact.data")
     for column, kept in plan.as_text.items():
         add("contact.data", f"{_name(column)}: dates like {kept.example} sent as written (day and month"
-                            " cannot be told apart)")
+                            " cannot be told apart" + (": the rows disagree)" if kept.conflict else ")"))
     if config.campaign is None:
         add("campaignId", f"? {PLACEHOLDER}: put your campaign's id in {config.output} "
                           "(or rerun with --campaign ID --force)")
@@ -310,14 +379,24 @@ def _due_report(plan: Plan, columns: dict[str, Column], questions: list[str]) ->
     column = plan.roles["dueDate"]
     found = plan.dates[column]
     text = f"<- {_name(column)}, dates like {found.example}"
-    if found.ambiguous and found.other is not None:
+    if found.conflict and found.decided is not None and found.contrary is not None:
+        text += (f": ? {found.fmt} or {found.other} (row {found.decided[0]} {found.decided[1]} reads only"
+                 f" {_order(found.fmt)}, row {found.contrary[0]} {found.contrary[1]} only"
+                 f" {_order(found.other or '')})")
+    elif found.ambiguous and found.other is not None:
         text += f": ? {found.fmt} or {found.other} (every date reads both ways)"
-        questions.append(f"dueDate.format: {found.fmt} ({_order(found.fmt)}) or {found.other}"
-                         f" ({_order(found.other)})?")
     elif found.decided is not None:
         text += f" ({found.fmt}: {_order(found.fmt)}, as row {found.decided[0]} {found.decided[1]} shows)"
+    elif found.dotted:
+        text += f" ({found.fmt}: day first, as dates written with dots are; no row reads otherwise)"
     else:
         text += f" ({found.fmt})"
+    if found.ambiguous and found.other is not None:
+        questions.append(f"dueDate.format: {found.fmt} ({_order(found.fmt)}) or {found.other}"
+                         f" ({_order(found.other)})?")
     if columns[column].mostly_filled():
         text += f", required ({_filled(columns[column], plan.total)})"
+    if found.misses:
+        text += (f"; {found.misses} cell(s) fit no date format (row {found.missed[0][0]}:"
+                 f" {found.missed[0][1]!r}): invalid rows")
     return _one_line(f"  {'dueDate':<18} {text}")
