@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from bulksend.cli.shared import CONTEXT, api_options, fail, input_options, sheet_value
-from bulksend.common.errors import BulksendError, UsageError
+from bulksend.common.errors import BulksendError, DeclinedError, UsageError
 from bulksend.settings import check_outputs
 
 if TYPE_CHECKING:
@@ -249,6 +249,9 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         ending.ended(stopped_document(exc, results=target, dry_run=dry_run))
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if isinstance(exc, DeclinedError):  # an answer, not an error: as update's "nothing changed"
+            click.echo(exc.message)
+            sys.exit(int(exc.exit_status))
         fail(exc)
     _print_summary(run.summary, argv=sys.argv)
     if run.rehearsal is not None:

@@ -8,8 +8,9 @@ separated by commas (each trimmed; empty ones dropped).
 
 For ``send`` the name is a column of the input, matched as the mapping matches
 column names (``reading.normal_name``: Unicode NFC, runs of spaces, characters
-no one can see); a cell matches a value when the two are equal after the same
-normalisation, ignoring case (``fr`` is ``FR``).
+no one can see), else ignoring case when that names one column; a cell matches
+a value when the two are equal after the same normalisation, ignoring case
+(``fr`` is ``FR``).
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class ColumnWhere:
         where = parse_where(text, example="Country=FR", another="BE")
         self.where = where
         wanted = normal_name(where.name)
-        exact = [c for c in columns if c == where.name]
-        found = exact or [c for c in columns if normal_name(c) == wanted]
+        found = ([c for c in columns if c == where.name] or [c for c in columns if normal_name(c) == wanted]
+                 or [c for c in columns if _folded(c) == wanted.casefold()])
         if len(found) != 1:
             what = "matches several columns of" if found else "is not a column of"
             raise UsageError(

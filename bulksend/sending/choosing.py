@@ -76,14 +76,14 @@ def read_list(path: str, origin: str) -> DoNotContact:
         column = _email_column(table.columns)
         cells: list[tuple[int, str]] = []
         if column is None:
-            if len(table.columns) != 1 or "@" not in table.columns[0]:
+            if len(table.columns) != 1 or not ("@" in table.columns[0] or table.columns[0].startswith("#")):
                 shown = ", ".join(quote(c) for c in table.columns[:8])
                 raise InputError(
                     f"{path}: a do-not-contact list ({origin}) needs a column named email, or one "
                     f"address a line; its header has {shown}",
                     hint="name the column of addresses email, or list one address a line with no header")
             column = table.columns[0]
-            cells.append((table.header_row, column))  # one address a line: the "header" is one
+            cells.append((table.header_row, column))  # one address a line: the "header" is one (or a comment)
         cells.extend((row.number, row.values.get(column, "")) for row in table.rows())
     return _addresses(path, origin, cells)
 
