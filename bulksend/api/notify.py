@@ -84,7 +84,7 @@ def stopped_document(error: BaseException, *, results: Path | str, dry_run: bool
         summary.interrupted, text = True, "interrupted before the sending started"
     else:
         text = f"{type(error).__name__}: {error}"
-    document = {**summary.as_dict(), "error": text}
+    document = {**summary.as_dict(), "results": str(results), "error": text}
     if not isinstance(error, BulksendError | KeyboardInterrupt):
         document["aborted"], document["exit_code"] = text, 1
     return document

@@ -20,6 +20,8 @@ find it.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,9 +67,15 @@ def read_list(path: str, origin: str) -> DoNotContact:
     .xlsx, …) with one column named like ``email`` (or ``E-mail``, ``Email
     address``, ``courriel``), or a text file of one address a line (no
     header; blank lines and ``#`` comments skipped). Raises InputError (exit
-    2, nothing sent) for a file that cannot be read or holds no such column."""
+    2, nothing sent) for a file that cannot be read, is empty (a list of no one
+    is a header alone: an empty file may be a failed export) or holds no such column."""
     from bulksend.reading.sources import open_table
 
+    with contextlib.suppress(OSError):  # a file that cannot be read: open_table says why
+        if os.path.getsize(path) == 0:
+            raise InputError(f"{path}: the do-not-contact list ({origin}) is empty; nothing was sent",
+                             hint="a list of no one is its header line alone (email): an empty file may "
+                                  "be an export that failed, and sending would reach the people on it")
     try:
         table = open_table(path)
     except InputError as exc:
