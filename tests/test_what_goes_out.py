@@ -175,6 +175,21 @@ def test_filtered_rows_are_not_taken_as_sent_when_the_journal_is_lost(work: Path
     assert {r["status"] for r in lines(work).values()} == {"sent"}
 
 
+def test_rows_left_out_are_not_checked_against_the_campaign_until_they_may_go(
+        work: Path, sandbox: Sandbox) -> None:
+    # maincontact already has a request in the demo campaign (sent outside this results file).
+    write_rows(work / "contacts.csv", [("a@example.com", "A", "FR"), ("maincontact@example.com", "M", "DE")])
+    (work / "dnc.txt").write_text("maincontact@example.com\n", encoding="utf-8")
+
+    assert send(work, sandbox, "--where", "Country=FR").code == 0
+    assert send(work, sandbox, "--exclude", "dnc.txt").code == 0
+    assert set(created(sandbox)) == {"a@example.com"}
+
+    stopped = send(work, sandbox)  # now it may go: the pre-send check finds its request
+    assert stopped.code == 2 and "already have a request" in stopped.stderr, stopped.stderr
+    assert set(created(sandbox)) == {"a@example.com"}
+
+
 def test_where_and_exclude_that_cannot_be_used_send_nothing(work: Path, sandbox: Sandbox) -> None:
     write_rows(work / "contacts.csv", ROWS)
     for extra, said in [
@@ -187,6 +202,9 @@ def test_where_and_exclude_that_cannot_be_used_send_nothing(work: Path, sandbox:
     (work / "nobody.csv").write_text("Name,Phone\nX,123\n", encoding="utf-8")
     r = send(work, sandbox, "--exclude", "nobody.csv")
     assert r.code == 2 and "needs a column named email" in r.stderr, r.stderr
+    (work / "empty.txt").write_text("", encoding="utf-8")  # a failed export, not "no one"
+    r = send(work, sandbox, "--exclude", "empty.txt")
+    assert r.code == 2 and "empty.txt: the do-not-contact list (--exclude) is empty" in r.stderr, r.stderr
     assert sandbox.created == []
     # update's --where reads the same grammar, with its own words unchanged.
     assert status_where(" status = pending, due ") == ["pending", "due"]
@@ -218,16 +236,19 @@ def test_do_not_contact_lists_from_the_option_and_from_the_mapping(work: Path, s
     assert "excluded (--exclude)" in first.stdout
     assert "not email addresses ignored (lines 3)" in first.stderr
 
-    # The mapping names the lists: a job that forgets the option still excludes them.
-    (work / "listed.yaml").write_text(MAPPING + "exclude: [dnc.csv, dnc.txt]\n", encoding="utf-8")
-    second = send(work, sandbox, mapping="listed.yaml")
+    # The mapping names the lists, relative to its own folder: a job that forgets the option
+    # still excludes them.
+    (work / "conf").mkdir()
+    (work / "conf" / "listed.yaml").write_text(MAPPING + "exclude: [../dnc.csv, ../dnc.txt]\n",
+                                               encoding="utf-8")
+    second = send(work, sandbox, mapping="conf/listed.yaml")
     assert second.code == 0 and "0 POSTs" in second.stdout, second.stderr
     assert [lines(work)[n]["status"] for n in (3, 4)] == ["excluded", "excluded"]
 
     # Without any list they are sent, once; listed again, a row already sent stays sent.
     assert send(work, sandbox).code == 0
     assert created(sandbox) == {f"person{i}@example.com": 1 for i in range(5)}
-    fourth = send(work, sandbox, mapping="listed.yaml")
+    fourth = send(work, sandbox, mapping="conf/listed.yaml")
     assert fourth.code == 0 and "0 POSTs" in fourth.stdout
     assert lines(work)[3]["status"] == "sent" and lines(work)[3]["request_id"]
     assert "2 row(s) on a do-not-contact list already had a request sent by an earlier run (rows 3, 4)" \
