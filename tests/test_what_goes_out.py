@@ -416,6 +416,22 @@ def test_notify_after_sigterm_stops_a_run(work: Path, sandbox: Sandbox, hook: Ho
     assert len(told) == 1 and told[0]["interrupted"] is True and told[0]["exit_code"] == 130
     assert 0 < told[0]["counts"]["sent"] < 40
 
+    # Stopped while it checks, before any POST (the preflight's GET /team waits): told too.
+    sandbox.reset()
+    sandbox.set_faults(latency=5)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = spawn(args, cwd=work, env={**os.environ, "COLLECT_API_KEY": KEY}, stdout=out, stderr=err)
+        deadline = time.monotonic() + 30
+        while not sandbox.stats["max_in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        code = process.wait(30)
+        err.seek(0)
+        assert code == 130, err.read().decode()
+    early = hook.documents()[1]
+    assert early["interrupted"] is True and early["exit_code"] == 130 and early["posts"] == 0
+    assert early["error"] == "interrupted before the sending started"
+
 
 def test_a_notification_is_tried_twice_at_most(hook: Hook) -> None:
     document = {"exit_code": 0}

@@ -94,6 +94,7 @@ def post_summary(url: str, document: dict[str, Any], *, timeout: float = TIMEOUT
                  retry_after: float = RETRY_AFTER) -> str | None:
     """POST ``document`` as JSON to ``url``: None once a 2xx answer came back,
     else the warning to give (the last reason, the URL shown as ``shown``)."""
+    import http.client
     import urllib.error
     import urllib.request
 
@@ -113,7 +114,7 @@ def post_summary(url: str, document: dict[str, Any], *, timeout: float = TIMEOUT
                 return None
         except urllib.error.HTTPError as exc:
             why, again = f"HTTP {exc.code}", exc.code == 429 or exc.code >= 500
-        except (OSError, ValueError) as exc:  # URLError, a timeout, a refused or reset connection
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # no connection, a timeout, no HTTP
             reason = getattr(exc, "reason", None) or exc
             why, again = (str(reason) or type(exc).__name__), True
         if not again:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from bulksend.cli.shared import CONTEXT, api_options, fail, input_options, sheet_value
-from bulksend.common.errors import BulksendError, DeclinedError, UsageError
+from bulksend.common.errors import BulksendError, DeclinedError, ExitStatus, UsageError
 from bulksend.settings import check_outputs
 
 if TYPE_CHECKING:
@@ -217,22 +217,22 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     from bulksend.api.notify import check_url, stopped_document
     from bulksend.common.display import make_progress
 
-    ending = _Ending(None, summary_json, results or "", dry_run)
+    ending = _Ending(summary_json)
+    target: str | Path = results or ""  # until the results file is known
     try:
         ending.url = check_url(notify) if notify is not None else None
         existing = _existing_choice(skip_existing=skip_existing, send_anyway=send_anyway)
         if sandbox:
             _refuse_beside_sandbox(contacts, api_key_file=api_key_file, dry_run=dry_run)
-        target = ending.results = api.results_path(contacts, results, dry_run=dry_run, sandbox=sandbox)
+        target = api.results_path(contacts, results, dry_run=dry_run, sandbox=sandbox)
         # First, and with no summary written on failure: it may be the input.
         check_outputs(target, contacts=contacts, mapping=mapping, api_key_file=api_key_file,
                       summary_json=summary_json, results_name="the --results file")
     except BulksendError as exc:
-        ending.notify(stopped_document(exc, results=ending.results, dry_run=dry_run))
+        ending.notify(stopped_document(exc, results=target, dry_run=dry_run))  # no summary file: see above
         fail(exc)
-    asks = not (yes or dry_run or sandbox) and sys.stdin.isatty()
-    if ending.url is not None:
-        _sigterm_interrupts()
+    asks = not (yes or dry_run or sandbox) and sys.stdin is not None and sys.stdin.isatty()
+    _sigterm_interrupts(when=ending.url is not None)
     try:
         # Every reason not to start, at once (all_problems): the API URL, the key, the input and mapping.
         run = api.send(
@@ -247,36 +247,44 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
     except (BulksendError, KeyboardInterrupt) as exc:
         # The same keys as a finished run's summary, so a monitor reads one shape.
         ending.ended(stopped_document(exc, results=target, dry_run=dry_run))
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        if isinstance(exc, DeclinedError):  # an answer, not an error: as update's "nothing changed"
-            click.echo(exc.message)
-            sys.exit(int(exc.exit_status))
-        fail(exc)
+        _stopped(exc)
+    ending.write(document := run.summary.as_dict())
     _print_summary(run.summary, argv=sys.argv)
     if run.rehearsal is not None:
         from bulksend.tasks.rehearsal import closing_lines
 
         click.echo("\n".join(["", *closing_lines(run.rehearsal, sys.argv, target, mapping)]))
-    ending.ended(run.summary.as_dict())
+    ending.notify(document)  # last: it may wait on the network
     sys.exit(int(run.exit_status))
+
+
+def _stopped(error: BulksendError | KeyboardInterrupt) -> NoReturn:
+    """Say how a send that raised ended, and exit with its status."""
+    if isinstance(error, KeyboardInterrupt):  # as main() says it (click would say "Aborted!", exit 1)
+        click.echo("bulksend: interrupted", err=True)
+        sys.exit(int(ExitStatus.INTERRUPTED))
+    if isinstance(error, DeclinedError):  # an answer, not an error: as update's "nothing changed"
+        click.echo(error.message)
+        sys.exit(int(error.exit_status))
+    fail(error)
 
 
 class _Ending:
     """Where the run's summary document goes when ``send`` ends: --summary-json
-    (``summary_json``), then --notify (``url``; api/notify.py), each a warning
-    on standard error when it cannot be."""
+    (``summary_json``), then --notify (``url``, set once checked; api/notify.py),
+    each a warning on standard error when it cannot be."""
 
-    def __init__(self, url: str | None, summary_json: str | None, results: str | Path, dry_run: bool) -> None:
-        self.url = url
+    def __init__(self, summary_json: str | None) -> None:
         self.summary_json = summary_json
-        self.results = results
-        self.dry_run = dry_run
+        self.url: str | None = None
 
     def ended(self, document: dict[str, Any]) -> None:
+        self.write(document)
+        self.notify(document)
+
+    def write(self, document: dict[str, Any]) -> None:
         if self.summary_json:
             _write_json(self.summary_json, document)
-        self.notify(document)
 
     def notify(self, document: dict[str, Any]) -> None:
         if self.url is None:
@@ -299,18 +307,18 @@ def _ask(plan: SendPlan) -> bool:
         return False
 
 
-def _sigterm_interrupts() -> None:
-    """With --notify: a SIGTERM before the sending starts (systemd stopping a
-    job during its checks) ends the run as Ctrl-C does, a KeyboardInterrupt,
-    so that the notification still goes; the sending phase has its own
-    handling (sending/stop.py). Only from the main thread, over the default."""
+def _sigterm_interrupts(*, when: bool) -> None:
+    """With --notify (``when``): a SIGTERM before the sending starts (systemd
+    stopping a job during its checks) ends the run as Ctrl-C does, a
+    KeyboardInterrupt, so that the notification still goes; the sending phase
+    has its own handling (sending/stop.py). Only from the main thread, over the default."""
     import signal
     import threading
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread() and \
+    if when and threading.current_thread() is threading.main_thread() and \
             signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
         signal.signal(signal.SIGTERM, interrupt)
 

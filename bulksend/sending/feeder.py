@@ -7,11 +7,11 @@ order, exactly as if each were claimed alone: a duplicate of an earlier row, a
 row an earlier run settled (carried, no API call), or a job for the workers.
 With ``--batch``, jobs gather into groups (``Grouper``) before they are queued.
 
-Rows this run leaves out (``--where``, ``--exclude``: sending/choosing.py) go
-the same way with their reason, so that duplicates are the file's whatever the
-options: a row whose key an earlier row of this run holds is a duplicate; one
-whose key an earlier run sent (or may have) keeps that record; any other is
-recorded ``filtered`` or ``excluded``, its journal record as it was.
+Rows this run leaves out (``--where``, ``--exclude``: sending/choosing.py) are
+claimed too, with their reason, so that which row of a key is a duplicate does
+not depend on the options: a row whose key an earlier row of this run holds is
+a duplicate; one whose key an earlier run sent (or may have) keeps that record;
+any other is recorded ``filtered`` or ``excluded``, its journal record as it was.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from bulksend.store.journal import Record
 
 Put = Callable[[Job | list[Job]], Awaitable[None]]
-# Why a row is left out this run: (FILTERED or EXCLUDED, the results' error).
-Held = tuple[str, str] | None
+# Why this run leaves a row out: (FILTERED or EXCLUDED, the results' error); None: it does not.
+LeftOut = tuple[str, str] | None
 
 
 def lookup_target(payload: dict[str, Any], key_paths: list[str] | None = None) -> str:
@@ -174,18 +174,19 @@ class Feeder:
                                                                            key_paths=mapping.key_paths)
 
     async def run(self) -> None:
-        chunk: list[tuple[Outcome, Any, Held]] = []
+        chunk: list[tuple[Outcome, Any, LeftOut]] = []
         for i, row in enumerate(self.table.rows(self.start)):
             if i % 256 == 255:
                 await asyncio.sleep(0)  # let workers and the commit run
             outcome = Outcome(row=row.number, values=row.values)
             mapped = self.mapping.apply(row)
-            held = None if self.choice is None else self._held(row.values, mapped)
-            if held is not None and mapped.key is None:  # left out, and not even a key: nothing to keep
-                outcome.status, outcome.error = held
+            left_out = None if self.choice is None else self._left_out(row.values, mapped)
+            if left_out is not None and mapped.key is None:  # left out, and not even a key: nothing to keep
+                outcome.status, outcome.error = left_out
                 self.recorder.finish(outcome, carried=True)
                 continue
-            if held is None and (mapped.error is not None or mapped.key is None or mapped.payload is None):
+            invalid = mapped.error is not None or mapped.key is None or mapped.payload is None
+            if left_out is None and invalid:
                 outcome.status, outcome.error = INVALID, mapped.error or "invalid row"
                 carried = mapped.key is not None and self._sent_before(outcome, mapped.key)
                 self.recorder.finish(outcome, carried=carried)  # carried: no API call
@@ -193,7 +194,7 @@ class Feeder:
             assert mapped.key is not None
             outcome.key = mapped.key
             outcome.payload = mapped.payload
-            chunk.append((outcome, mapped.payload, held))
+            chunk.append((outcome, mapped.payload, left_out))
             if len(chunk) >= self.journal.CLAIM_CHUNK:
                 await self._decide(chunk)
                 chunk = []
@@ -203,7 +204,7 @@ class Feeder:
             await self.grouper.flush()
         self._warn_listed_sent()
 
-    def _held(self, cells: dict[str, str], mapped: Mapped) -> Held:
+    def _left_out(self, cells: dict[str, str], mapped: Mapped) -> LeftOut:
         """Why this run leaves the row out, or None: outside --where (whatever
         it holds), or a valid row whose contact is on a do-not-contact list."""
         assert self.choice is not None
@@ -216,7 +217,7 @@ class Feeder:
                 return EXCLUDED, why
         return None
 
-    async def _decide(self, chunk: list[tuple[Outcome, Any, Held]]) -> None:
+    async def _decide(self, chunk: list[tuple[Outcome, Any, LeftOut]]) -> None:
         records = self.journal.claim_many(
             [(o.key, o.row, payload) for o, payload, _ in chunk], self._target, self.skipped
         )
@@ -234,7 +235,7 @@ class Feeder:
         """The look-up target of a claimed row (a left-out one may have no payload)."""
         return "" if payload is None else self.target_of(payload)
 
-    def _job(self, outcome: Outcome, payload: Any, record: Record | None, left_out: Held = None,
+    def _job(self, outcome: Outcome, payload: Any, record: Record | None, left_out: LeftOut = None,
              ) -> Job | None:
         """The row's job, or None once its line is written (duplicate, carried, held back, left out)."""
         mode = self.mode
@@ -266,11 +267,11 @@ class Feeder:
             since = record.first_attempt_at if record is not None else ""
         return Job(outcome, payload, since, previous=previous)
 
-    def _leave_out(self, outcome: Outcome, held: tuple[str, str]) -> None:
+    def _leave_out(self, outcome: Outcome, left_out: tuple[str, str]) -> None:
         """A row this run leaves out (its record carried): filtered or excluded;
         but sent, or unknown, when an earlier run sent it or may have: that
         record stands (the journal is not written either way)."""
-        status, why = held
+        status, why = left_out
         if outcome.status == SENT:
             if status == EXCLUDED:
                 self.listed_sent.append(outcome.row)
