@@ -159,7 +159,7 @@ def send(contacts: Contacts, mapping: MappingSource, *, results: str | os.PathLi
                     exclude=_exclude_paths(exclude))
         config = _send_config(source, _mapping_source(mapping), results, sandbox=sandbox, mode=mode,
                               concurrency=concurrency, max_attempts=max_attempts, timeout=timeout,
-                              max_pause=max_pause, existing=existing)
+                              max_pause=max_pause, existing=existing, confirm=confirm)
         config = _with_access(config, api_url=api_url, api_key=api_key, api_key_file=api_key_file, rate=rate,
                               sandbox=sandbox, all_problems=all_problems)
         warned = _before_sending(config, source, api_key_file)
@@ -198,10 +198,12 @@ def results_path(contacts: str, results: str | None = None, *, dry_run: bool = F
 
 def _send_config(source: _Source, mapped: tuple[str, dict[str, Any] | None],
                  results: str | os.PathLike[str], *, sandbox: bool, concurrency: int, max_attempts: int,
-                 timeout: float, max_pause: float, existing: str, mode: Mode) -> RunConfig:
-    """send's settings but the API's URL, key and rate, each checked (UsageError);
-    a rehearsal's ``results`` as results_path checks it. ``mode``: which rows
-    and how (its ``existing`` and ``sandbox`` set here)."""
+                 timeout: float, max_pause: float, existing: str, mode: Mode,
+                 confirm: object = None) -> RunConfig:
+    """send's settings but the API's URL, key and rate, each checked (UsageError;
+    TypeError for ``where`` or ``confirm`` of another kind); a rehearsal's
+    ``results`` as results_path checks it. ``mode``: which rows and how (its
+    ``existing`` set here)."""
     _check_numbers(concurrency=(concurrency, 1, 256), max_attempts=(max_attempts, 1, 100),
                    timeout=(timeout, 0.1, 600), max_pause=(max_pause, 0.1, 7 * 86400),
                    limit=(mode.limit, 0, None), header_row=(source.reading.get("header_row"), 1, None))
@@ -211,6 +213,8 @@ def _send_config(source: _Source, mapped: tuple[str, dict[str, Any] | None],
         raise UsageError("sandbox=True cannot go with dry_run=True: a rehearsal sends, to its own sandbox")
     if mode.where is not None and not isinstance(mode.where, str):
         raise TypeError(f"where: expected text such as 'Country=FR', not {type(mode.where).__name__}")
+    if confirm is not None and not callable(confirm):
+        raise TypeError(f"confirm: expected a function of the plan, not {type(confirm).__name__}")
     path = os.fspath(results)
     target = results_path(source.name, path, sandbox=True) if sandbox else Path(path)
     return _input_config(source, mapped, target, api=ApiAccess(timeout=timeout),

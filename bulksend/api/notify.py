@@ -49,9 +49,16 @@ class NotifyWarning(UserWarning):
 
 def check_url(url: str) -> str:
     """``url`` when it can be notified: http or https, with a host. Raises
-    UsageError (exit 2, before anything runs) otherwise; the message shows
-    the scheme and host only."""
-    parts = urlsplit(url.strip())
+    UsageError (exit 2, before anything runs) otherwise (TypeError for a
+    ``url`` that is not text); the message shows the scheme and host only."""
+    if not isinstance(url, str):
+        raise TypeError(f"notify: expected a URL as text, not {type(url).__name__}")
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 (a port that is not a number raises ValueError here)
+    except ValueError:
+        raise UsageError("--notify: a URL that cannot be read (its port?)",
+                         hint="the address your health check or chat webhook gives for a JSON POST") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"--notify: expected an http:// or https:// URL, not {shown(url)}",
                          hint="the address your health check or chat webhook gives for a JSON POST")
@@ -68,8 +75,10 @@ def shown(url: str) -> str:
         host = parts.hostname or ""
         port = f":{parts.port}" if parts.port else ""
     except ValueError:
-        return "(a URL that cannot be read)"
-    return f"{parts.scheme}://{host}{port}/…" if parts.scheme and host else "(not a URL)"
+        return "a URL that cannot be read"
+    if parts.scheme and host:
+        return f"{parts.scheme}://{host}{port}/…"
+    return f"{parts.scheme}:…" if parts.scheme else "text that is not a URL"
 
 
 def stopped_document(error: BaseException, *, results: Path | str, dry_run: bool) -> dict[str, Any]:
