@@ -29,9 +29,11 @@ if TYPE_CHECKING:  # the names, for type checkers; `as` marks them re-exported
     from bulksend.api import validate as validate
     from bulksend.api.answers import Run as Run
     from bulksend.api.answers import Validation as Validation
+    from bulksend.api.notify import NotifyWarning as NotifyWarning
     from bulksend.common.errors import AbortError as AbortError
     from bulksend.common.errors import AuthError as AuthError
     from bulksend.common.errors import BulksendError as BulksendError
+    from bulksend.common.errors import DeclinedError as DeclinedError
     from bulksend.common.errors import ExitStatus as ExitStatus
     from bulksend.common.errors import InputError as InputError
     from bulksend.common.errors import LockedError as LockedError
@@ -66,6 +68,8 @@ _LAZY = {
     "LockedError": "bulksend.common.errors",
     "AuthError": "bulksend.common.errors",
     "AbortError": "bulksend.common.errors",
+    "DeclinedError": "bulksend.common.errors",
+    "NotifyWarning": "bulksend.api.notify",
     "ExistingError": "bulksend.sending.existing",
 }
 

@@ -87,6 +87,10 @@ class Mode:
     # A rehearsal against the in-process sandbox (send --sandbox, tasks/rehearsal.py):
     # its journal is marked so that a real run never takes its rows as sent.
     sandbox: bool = False
+    # --where COLUMN=V1,V2 and --exclude FILE (issue 28, sending/choosing.py):
+    # rows left out this run, recorded filtered or excluded, sent by a later run without.
+    where: str | None = None
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,8 @@ posix_signals = pytest.mark.skipif(
     "(os.kill and Popen.send_signal there terminate it) and has no pthread_kill")
 posix_permissions = pytest.mark.skipif(
     sys.platform == "win32", reason="chmod 000 and os.geteuid: Windows has neither")
+posix_terminal = pytest.mark.skipif(
+    sys.platform == "win32", reason="runs a command on a pseudo-terminal (the pty module): Windows has none")
 linux_tmpfs = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="mounts a tmpfs: Linux only (and root)")
 

@@ -52,6 +52,7 @@ from bulksend.api.arguments import (
     check_texts,
     shown,
 )
+from bulksend.api.notify import Ending
 from bulksend.api.running import blocking, progress_for
 from bulksend.common.errors import BulksendError, UsageError
 from bulksend.common.outcome import DUPLICATE, INVALID, READY, Outcome, Summary
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     import pandas
 
     from bulksend.reading.table import Table
+    from bulksend.sending.plan import SendPlan
     from bulksend.tasks.rehearsal import Rehearsal
     from bulksend.tasks.status import StatusRun
     from bulksend.tasks.update import Plan, UpdateRun
@@ -101,7 +103,9 @@ def send(contacts: Contacts, mapping: MappingSource, *, results: str | os.PathLi
          limit: int | None = None, only_failed: bool = False, batch: bool = False,
          sheet: str | int | None = None, encoding: str | None = None, delimiter: str | None = None,
          header_row: int | None = None, include_hidden: bool = False, progress: bool | Progress = True,
-         sandbox: bool = False, all_problems: bool = False) -> Run:
+         sandbox: bool = False, all_problems: bool = False, where: str | None = None,
+         exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None,
+         notify: str | None = None, confirm: Callable[[SendPlan], bool] | None = None) -> Run:
     """Send one Collect request (POST /v1/request, collect-api.md §4) per valid contact.
 
     Exactly what ``bulksend send`` does (PRODUCT.md): rows already sent by an
@@ -127,52 +131,63 @@ def send(contacts: Contacts, mapping: MappingSource, *, results: str | os.PathLi
             ``"10/s"``, ``"600/min"``; None: no ceiling. Adapts down on 429.
         concurrency, max_attempts: requests in flight at once (1 to 256); POSTs
             per row on 5xx or connection errors (1 to 100).
-        timeout: seconds to wait for one answer (0.1 to 600).
-        max_pause: longest pause in seconds a 429's Retry-After may impose;
-            a longer one ends the run (``exit_status`` 3).
+        timeout, max_pause: seconds to wait for one answer (0.1 to 600); the
+            longest pause a 429's Retry-After may impose (longer: exit_status 3).
         existing: rows new to ``results`` whose contact already has a request
             in the campaign: ``"stop"`` (raise before sending), ``"skip"``
             (recorded sent with that request) or ``"send"`` (no check).
-        dry_run: map and validate every row and write the payloads; send nothing.
-        limit, only_failed: send at most this many rows this run (a canary);
-            resend only rows recorded ``failed``.
-        batch: group rows into POST /requests calls (50 a call).
-        sheet, encoding, delimiter, header_row, include_hidden: how a file is
-            read, as the options of the same names (files only).
-        progress: True: a ``tqdm.auto`` bar on standard error (a widget in
-            Jupyter) and the run's messages logged to the ``"bulksend"``
-            logger; False: the messages only; or a ``bulksend.common.progress.Progress``
-            that receives everything. It is closed when the run ends.
-        sandbox: rehearse (``--sandbox``): the whole run against a sandbox
-            started on 127.0.0.1 for it (no key, nothing reaches Collect);
-            ``results`` must have "sandbox" in its name (see results_path).
-        all_problems: raise every reason not to start found together (the
-            URL's, the key's, the contacts' and the mapping's), as the command
-            line reports them, in one ``bulksend.settings.SeveralErrors``; False: the first.
+        dry_run, limit, only_failed, batch, sheet, encoding, delimiter,
+            header_row, include_hidden: as the options of the same names.
+        where, exclude: as ``--where`` and ``--exclude``: ``"Country=FR,BE"``
+            sends only rows whose column holds one of the values (the others are
+            recorded ``filtered``); a do-not-contact list's path, or several
+            (their contacts are recorded ``excluded``). Sent by a later call without.
+        notify: a URL the summary (``Run.summary.as_dict()``) is POSTed to when the call
+            ends, however it ends (api/notify.py); a failure is a ``NotifyWarning``.
+        confirm: ``f(plan) -> bool``, shown a real send's plan (sending/plan.py) before
+            its first POST; False: ``DeclinedError``, nothing sent. The API never asks.
+        progress: True: a ``tqdm.auto`` bar on standard error and the messages logged to
+            ``"bulksend"``; False: the messages only; or a ``Progress`` (common/progress.py).
+        sandbox: rehearse (``--sandbox``): nothing reaches Collect; see results_path.
+        all_problems: raise every reason not to start found together, as the
+            command line reports them (``settings.SeveralErrors``); False: the first.
 
     Returns:
         The ``Run``: counts, exit status, the results path, the rows' outcomes.
 
     Raises:
-        BulksendError: nothing was sent. ``UsageError`` (bad argument,
-            missing key), ``InputError`` (contacts cannot be read whole),
-            ``MappingError`` (every problem of the mapping), ``ResultsError``,
-            ``LockedError`` (another run uses ``results``), ``AuthError``
-            (key refused), ``AbortError`` (API unreachable before sending),
-            ``ExistingError`` (see ``existing``). ``exit_status`` on each.
+        BulksendError: nothing was sent (its ``exit_status``): ``UsageError``, ``InputError``,
+            ``MappingError``, ``ResultsError``, ``LockedError``, ``AuthError``,
+            ``AbortError``, ``ExistingError`` (see ``existing``), ``DeclinedError``.
         TypeError: ``contacts`` or ``mapping`` is of none of the kinds above.
         KeyboardInterrupt: interrupted before the sending started.
     """
-    source = _contacts_source(contacts, sheet=sheet, encoding=encoding, delimiter=delimiter,
-                              header_row=header_row, include_hidden=include_hidden)
-    config = _send_config(source, _mapping_source(mapping), results, sandbox=sandbox, concurrency=concurrency,
-                          max_attempts=max_attempts, timeout=timeout, max_pause=max_pause, existing=existing,
-                          dry_run=dry_run, limit=limit, only_failed=only_failed, batch=batch)
-    config = _with_access(config, api_url=api_url, api_key=api_key, api_key_file=api_key_file, rate=rate,
-                          sandbox=sandbox, all_problems=all_problems)
-    warned = _before_sending(config, source, api_key_file)
-    summary, rehearsal = _sending(config, progress_for(progress), sandbox=sandbox)
-    return Run(summary, tuple(warned), rehearsal)
+    with Ending(notify, os.fspath(results), dry_run=dry_run) as ending:
+        source = _contacts_source(contacts, sheet=sheet, encoding=encoding, delimiter=delimiter,
+                                  header_row=header_row, include_hidden=include_hidden)
+        mode = Mode(dry_run=dry_run, limit=limit, only_failed=only_failed, batch=batch, where=where,
+                    exclude=_exclude_paths(exclude))
+        config = _send_config(source, _mapping_source(mapping), results, sandbox=sandbox, mode=mode,
+                              concurrency=concurrency, max_attempts=max_attempts, timeout=timeout,
+                              max_pause=max_pause, existing=existing, confirm=confirm)
+        config = _with_access(config, api_url=api_url, api_key=api_key, api_key_file=api_key_file, rate=rate,
+                              sandbox=sandbox, all_problems=all_problems)
+        warned = _before_sending(config, source, api_key_file)
+        summary, rehearsal = _sending(config, progress_for(progress), sandbox=sandbox, confirm=confirm)
+        ending.run = Run(summary, tuple(warned), rehearsal)
+    return ending.run
+
+
+def _exclude_paths(exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None,
+                   ) -> tuple[str, ...]:
+    """``exclude`` as a tuple of paths: one path, or an iterable of them. TypeError otherwise."""
+    if exclude is None:
+        return ()
+    given = [exclude] if isinstance(exclude, str | os.PathLike) else list(exclude)
+    paths = tuple(os.fspath(path) for path in given)
+    if not all(isinstance(path, str) for path in paths):
+        raise TypeError("exclude: a path, or a list of paths, as text")
+    return paths
 
 
 def results_path(contacts: str, results: str | None = None, *, dry_run: bool = False,
@@ -193,26 +208,31 @@ def results_path(contacts: str, results: str | None = None, *, dry_run: bool = F
 
 def _send_config(source: _Source, mapped: tuple[str, dict[str, Any] | None],
                  results: str | os.PathLike[str], *, sandbox: bool, concurrency: int, max_attempts: int,
-                 timeout: float, max_pause: float, existing: str, dry_run: bool, limit: int | None,
-                 only_failed: bool, batch: bool) -> RunConfig:
-    """send's settings but the API's URL, key and rate, each checked (UsageError);
-    a rehearsal's ``results`` as results_path checks it."""
-    check_flags(dry_run=dry_run, only_failed=only_failed, batch=batch, sandbox=sandbox)
+                 timeout: float, max_pause: float, existing: str, mode: Mode,
+                 confirm: object = None) -> RunConfig:
+    """send's settings but the API's URL, key and rate, each checked (UsageError;
+    TypeError for ``where`` or ``confirm`` of another kind); a rehearsal's
+    ``results`` as results_path checks it. ``mode``: which rows and how (its
+    ``existing`` set here)."""
+    check_flags(dry_run=mode.dry_run, only_failed=mode.only_failed, batch=mode.batch, sandbox=sandbox)
     check_texts(existing=existing)
     check_paths(results=results)
     _check_numbers(concurrency=(concurrency, 1, 256), max_attempts=(max_attempts, 1, 100),
                    timeout=(timeout, 0.1, 600), max_pause=(max_pause, 0.1, 7 * 86400),
-                   limit=(limit, 0, None), header_row=(source.reading.get("header_row"), 1, None))
+                   limit=(mode.limit, 0, None), header_row=(source.reading.get("header_row"), 1, None))
     if existing not in ("stop", "skip", "send"):
         raise UsageError(f"existing={existing!r}: must be 'stop', 'skip' or 'send'")
-    if sandbox and dry_run:
+    if sandbox and mode.dry_run:
         raise UsageError("sandbox=True cannot go with dry_run=True: a rehearsal sends, to its own sandbox")
+    if mode.where is not None and not isinstance(mode.where, str):
+        raise TypeError(f"where: expected text such as 'Country=FR', not {type(mode.where).__name__}")
+    if confirm is not None and not callable(confirm):
+        raise TypeError(f"confirm: expected a function of the plan, not {type(confirm).__name__}")
     path = os.fspath(results)
     target = results_path(source.name, path, sandbox=True) if sandbox else Path(path)
     return _input_config(source, mapped, target, api=ApiAccess(timeout=timeout),
                          pace=Pace(concurrency=concurrency, max_attempts=max_attempts, max_pause=max_pause),
-                         mode=Mode(existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed,
-                                   batch=batch))
+                         mode=replace(mode, existing=existing))
 
 
 def _input_config(source: _Source, mapped: tuple[str, dict[str, Any] | None], results: Path,
@@ -270,9 +290,9 @@ def _input_errors(config: RunConfig) -> list[BulksendError]:
     return []
 
 
-def _sending(config: RunConfig, reporter: Progress, *,
-             sandbox: bool) -> tuple[Summary, Rehearsal | None]:
-    """The send itself (or the rehearsal); the reporter is closed after it."""
+def _sending(config: RunConfig, reporter: Progress, *, sandbox: bool,
+             confirm: Callable[[SendPlan], bool] | None = None) -> tuple[Summary, Rehearsal | None]:
+    """The send itself (or the rehearsal, which asks nothing); the reporter is closed after it."""
     try:
         if sandbox:
             from bulksend.tasks.rehearsal import rehearse
@@ -281,7 +301,7 @@ def _sending(config: RunConfig, reporter: Progress, *,
             return summary, rehearsal
         from bulksend.sending.run import send_file
 
-        return blocking(lambda stop: send_file(config, reporter, stop)), None
+        return blocking(lambda stop: send_file(config, reporter, stop, confirm)), None
     finally:
         reporter.close()
 
@@ -555,13 +575,14 @@ def update(results: str | os.PathLike[str], *, where: str | None = None, rows: s
 def _update_request(*, where: str | None, rows: str | None, every: bool, status: str | None,
                     due_date: str | None, assign: str | None, flags: dict[str, bool | None]) -> Any:
     """update's (Change, Selection), checked: the change first, then the rows. UsageError."""
-    from bulksend.tasks.update import Selection, build_change, parse_rows, parse_where
+    from bulksend.mapping.where import status_where
+    from bulksend.tasks.update import Selection, build_change, parse_rows
 
     change = build_change(status=status, due_date=due_date, assign=assign, flags=flags)
     if not (where or rows or every):
         raise UsageError("which rows? nothing chosen",
                          hint="pass --where status=pending, --rows 12,40-55 or --all")
-    selection = Selection(statuses=parse_where(where) if where else None,
+    selection = Selection(statuses=status_where(where) if where else None,
                           rows=parse_rows(rows) if rows else None, every=every)
     return change, selection
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bulksend.common.errors import BulksendError, ExitStatus, ResultsError
-from bulksend.common.outcome import DUPLICATE, INVALID, STATUSES, Outcome, Summary
+from bulksend.common.outcome import DUPLICATE, EXCLUDED, FILTERED, INVALID, STATUSES, Outcome, Summary
 from bulksend.store.results import COLUMNS, _results_lines, unneutralise
 
 if TYPE_CHECKING:
@@ -56,8 +56,11 @@ class Run:
     @property
     def counts(self) -> dict[str, int]:
         """Rows by status, every status present: sent, failed, invalid,
-        duplicate, unknown, ready (a dry run, or rows not reached)."""
-        return {status: self.summary.counts[status] for status in STATUSES}
+        duplicate, unknown, ready (a dry run, or rows not reached); and
+        filtered (``where``) and excluded (``exclude``) when the run has any."""
+        counts = self.summary.counts
+        return {status: counts[status] for status in STATUSES
+                if counts[status] or status not in (FILTERED, EXCLUDED)}
 
     @property
     def posts(self) -> int:

@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from bulksend.cli.shared import CONTEXT, api_options, fail, input_options, sheet_value
-from bulksend.common.errors import BulksendError, UsageError
+from bulksend.common.errors import BulksendError, DeclinedError, ExitStatus, UsageError
 from bulksend.settings import check_outputs
+
+if TYPE_CHECKING:
+    from bulksend.sending.plan import SendPlan
 
 
 @click.command(context_settings=CONTEXT)
@@ -151,6 +154,23 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
 @click.option("--limit", type=click.IntRange(0), metavar="N",
               help="Send at most N rows this run (a canary); rerun without it for the rest.")
 @click.option("--only-failed", is_flag=True, help="Resend only rows recorded failed.")
+@click.option("--where", metavar="COLUMN=VALUE[,VALUE…]",
+              help="Send only the rows whose COLUMN holds one of the values (ignoring case), e.g. "
+              "Country=FR or Country=FR,BE: update --where's grammar. The others are recorded filtered "
+              "and sent by a later run without --where, each contact once.")
+@click.option("--exclude", metavar="FILE", multiple=True,
+              help="A do-not-contact list: a CSV (or sheet) with an email column, or one address a line. "
+              "Rows whose contact's email is on it (compared ignoring case, as the key compares emails) are "
+              "recorded excluded, naming the file, and never sent while the list is given. Repeatable; a "
+              "mapping may name lists too (exclude: FILE).")
+@click.option("--yes", "-y", is_flag=True,
+              help="Do not ask before sending. On a terminal a real send shows how many requests it will "
+              "create, in which campaigns, and which rows it skips, then asks; it never asks when standard "
+              "input is not a terminal (cron, CI), nor for --dry-run or --sandbox.")
+@click.option("--notify", metavar="URL",
+              help="When the run ends, however it ends, POST the summary JSON (the --summary-json document, "
+              "never the key) to URL: a health check or chat webhook. 10 s timeout, one retry; a failure "
+              "is a warning, never another exit status.")
 @click.option("--batch", is_flag=True,
               help="Group rows that share campaign and options into POST /requests (50 a call).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -166,7 +186,8 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
          api_url: str, api_key_file: str | None,
          rate: str, concurrency: int, max_attempts: int, timeout: float, dry_run: bool,
          max_pause: float, skip_existing: bool, send_anyway: bool,
-         limit: int | None, only_failed: bool, batch: bool, no_progress: bool, log_format: str,
+         limit: int | None, only_failed: bool, where: str | None, exclude: tuple[str, ...], yes: bool,
+         notify: str | None, batch: bool, no_progress: bool, log_format: str,
          summary_json: str | None, verbose: bool, sandbox: bool) -> None:
     """Send one Collect request per valid row of CONTACTS.
 
@@ -185,15 +206,21 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
       bulksend send contacts.csv -m mapping.yaml --only-failed
       bulksend send contacts.csv -m mapping.yaml --skip-existing   # some were sent from the app
       bulksend send contacts.csv -m mapping.yaml --sandbox   # rehearse: no key, nothing leaves
+      bulksend send contacts.csv -m mapping.yaml --where Country=FR --exclude unsubscribed.csv
 
     Before the first POST, rows this results file has never sent are checked
     against their campaign's requests: a contact that already has one stops the
-    run (exit 2) unless --skip-existing or --send-anyway says what to do.
+    run (exit 2) unless --skip-existing or --send-anyway says what to do. Then,
+    on a terminal, a real send asks (--yes does not); no: nothing sent, exit 1.
     """
     from bulksend import api
+    from bulksend.api.notify import check_url, stopped_document
     from bulksend.common.display import make_progress
 
+    ending = _Ending(summary_json)
+    target: str | Path = results or ""  # until the results file is known
     try:
+        ending.url = check_url(notify) if notify is not None else None
         existing = _existing_choice(skip_existing=skip_existing, send_anyway=send_anyway)
         if sandbox:
             _refuse_beside_sandbox(contacts, api_key_file=api_key_file, dry_run=dry_run)
@@ -202,33 +229,98 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         check_outputs(target, contacts=contacts, mapping=mapping, api_key_file=api_key_file,
                       summary_json=summary_json, results_name="the --results file")
     except BulksendError as exc:
+        ending.notify(stopped_document(exc, results=target, dry_run=dry_run))  # no summary file: see above
         fail(exc)
+    asks = not (yes or dry_run or sandbox) and sys.stdin is not None and sys.stdin.isatty()
+    _sigterm_interrupts(when=ending.url is not None)
     try:
         # Every reason not to start, at once (all_problems): the API URL, the key, the input and mapping.
         run = api.send(
             contacts, mapping, results=target, api_url=api_url, api_key_file=api_key_file, rate=rate,
             concurrency=concurrency, max_attempts=max_attempts, timeout=timeout, max_pause=max_pause,
-            existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed,
+            existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed, where=where,
+            exclude=exclude, confirm=_ask if asks else None,
             batch=batch, sheet=sheet_value(sheet), encoding=encoding, delimiter=delimiter,
             header_row=header_row, include_hidden=include_hidden, sandbox=sandbox, all_problems=True,
             progress=make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose),
         )
-    except BulksendError as exc:
-        if summary_json:
-            # The same keys as a finished run's summary, so a monitor reads one shape.
-            from bulksend.common.outcome import Summary
-
-            stopped = Summary(results=target, dry_run=dry_run, aborted=exc)
-            _write_json(summary_json, {**stopped.as_dict(), "error": exc.message})
-        fail(exc)
-    if summary_json:
-        _write_json(summary_json, run.summary.as_dict())
+    except (BulksendError, KeyboardInterrupt) as exc:
+        # The same keys as a finished run's summary, so a monitor reads one shape.
+        ending.ended(stopped_document(exc, results=target, dry_run=dry_run))
+        _stopped(exc)
+    ending.write(document := run.summary.as_dict())
     _print_summary(run.summary, argv=sys.argv)
     if run.rehearsal is not None:
         from bulksend.tasks.rehearsal import closing_lines
 
         click.echo("\n".join(["", *closing_lines(run.rehearsal, sys.argv, target, mapping)]))
+    ending.notify(document)  # last: it may wait on the network
     sys.exit(int(run.exit_status))
+
+
+def _stopped(error: BulksendError | KeyboardInterrupt) -> NoReturn:
+    """Say how a send that raised ended, and exit with its status."""
+    if isinstance(error, KeyboardInterrupt):  # as main() says it (click would say "Aborted!", exit 1)
+        click.echo("bulksend: interrupted", err=True)
+        sys.exit(int(ExitStatus.INTERRUPTED))
+    if isinstance(error, DeclinedError):  # an answer, not an error: as update's "nothing changed"
+        click.echo(error.message)
+        sys.exit(int(error.exit_status))
+    fail(error)
+
+
+class _Ending:
+    """Where the run's summary document goes when ``send`` ends: --summary-json
+    (``summary_json``), then --notify (``url``, set once checked; api/notify.py),
+    each a warning on standard error when it cannot be."""
+
+    def __init__(self, summary_json: str | None) -> None:
+        self.summary_json = summary_json
+        self.url: str | None = None
+
+    def ended(self, document: dict[str, Any]) -> None:
+        self.write(document)
+        self.notify(document)
+
+    def write(self, document: dict[str, Any]) -> None:
+        if self.summary_json:
+            _write_json(self.summary_json, document)
+
+    def notify(self, document: dict[str, Any]) -> None:
+        if self.url is None:
+            return
+        from bulksend.api.notify import post_summary
+
+        problem = post_summary(self.url, document)
+        if problem is not None:
+            click.echo(f"bulksend: warning: {problem}", err=True)
+
+
+def _ask(plan: SendPlan) -> bool:
+    """The question on a terminal (issue 28): the plan, then yes or no (no by default; end of input: no)."""
+    for line in plan.lines():
+        click.echo(line, err=True)
+    try:
+        return click.confirm("send them?", default=False, err=True)
+    except click.Abort:  # Ctrl-D or Ctrl-C at the question: nothing is sent
+        click.echo("", err=True)
+        return False
+
+
+def _sigterm_interrupts(*, when: bool) -> None:
+    """With --notify (``when``): a SIGTERM before the sending starts (systemd
+    stopping a job during its checks) ends the run as Ctrl-C does, a
+    KeyboardInterrupt, so that the notification still goes; the sending phase
+    has its own handling (sending/stop.py). Only from the main thread, over the default."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if when and threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _existing_choice(*, skip_existing: bool, send_anyway: bool) -> str:
@@ -291,7 +383,7 @@ def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
 
 def _print_summary(summary: Any, *, argv: list[str]) -> None:
     """A run's totals, its first problems, where the results are and how to resume (``argv``)."""
-    from bulksend.common.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN
+    from bulksend.common.outcome import DUPLICATE, EXCLUDED, FAILED, FILTERED, INVALID, READY, SENT, UNKNOWN
 
     c = summary.counts
     out = click.echo
@@ -301,6 +393,7 @@ def _print_summary(summary: Any, *, argv: list[str]) -> None:
     labels = [
         (SENT, "sent"), (READY, "ready (not sent)"), (FAILED, "failed"), (UNKNOWN, "unknown"),
         (INVALID, "invalid (not sent)"), (DUPLICATE, "duplicate (not sent)"),
+        (FILTERED, "filtered (--where)"), (EXCLUDED, "excluded (--exclude)"),
     ]
     for status, label in labels:
         if c[status]:

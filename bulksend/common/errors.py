@@ -14,7 +14,7 @@ class ExitStatus(enum.IntEnum):
     """Exit statuses, as PRODUCT.md defines them."""
 
     OK = 0  # every row sent (or already sent)
-    ROWS_NOT_SENT = 1  # run finished; some rows failed/invalid/duplicate/unknown
+    ROWS_NOT_SENT = 1  # run finished; some rows failed/invalid/duplicate/unknown; or a send declined
     USAGE = 2  # usage, mapping or input error: nothing was sent
     ABORTED = 3  # wrong key, outage: resumable
     INTERRUPTED = 130  # Ctrl-C / SIGTERM: resumable
@@ -74,3 +74,9 @@ class AbortError(BulksendError):
     """The run stopped early but can be resumed (outage, preflight failure)."""
 
     exit_status = ExitStatus.ABORTED
+
+
+class DeclinedError(BulksendError):
+    """A real send's confirmation was answered no (issue 28): nothing was sent."""
+
+    exit_status = ExitStatus.ROWS_NOT_SENT

@@ -17,8 +17,17 @@ INVALID = "invalid"
 DUPLICATE = "duplicate"
 UNKNOWN = "unknown"
 READY = "ready"
+# Rows this run chose not to send (issue 28): outside ``--where`` (FILTERED) or
+# on a ``--exclude`` do-not-contact list (EXCLUDED). Neither is a problem (the
+# exit status stays 0) nor final: the journal keeps what it knew of the key
+# (never sent, failed), so a later run without the option sends them, once.
+FILTERED = "filtered"
+EXCLUDED = "excluded"
 
-STATUSES = (SENT, FAILED, INVALID, DUPLICATE, UNKNOWN, READY)
+STATUSES = (SENT, FAILED, INVALID, DUPLICATE, UNKNOWN, READY, FILTERED, EXCLUDED)
+# Rows the run meant to send that did not go (or may not have): they make the
+# exit status 1 (PRODUCT.md, "Exit status").
+NOT_SENT = (FAILED, INVALID, DUPLICATE, UNKNOWN)
 
 
 @dataclass(slots=True)
@@ -66,13 +75,13 @@ class Summary:
             return self.aborted.exit_status
         if self.interrupted:
             return ExitStatus.INTERRUPTED
-        if any(self.counts[s] for s in (FAILED, INVALID, DUPLICATE, UNKNOWN)):
+        if any(self.counts[s] for s in NOT_SENT):
             return ExitStatus.ROWS_NOT_SENT
         return ExitStatus.OK
 
     def note(self, outcome: Outcome) -> None:
         self.counts[outcome.status] += 1
-        if outcome.status in (FAILED, INVALID, DUPLICATE, UNKNOWN):
+        if outcome.status in NOT_SENT:
             kept = self.examples.setdefault(outcome.status, [])
             if len(kept) < 5:
                 kept.append(outcome)

@@ -55,6 +55,7 @@ class Compiler:
         self.specs = Specs(self.problems, self.nodes, self.columns, self.dates, self.evidence)
         self.key_paths: list[str] = []
         self.campaign_id: str | None = None
+        self.exclude: tuple[str, ...] = ()  # `exclude`: do-not-contact lists, as the file names them
 
     def compile(self, root: Node | None) -> Getter | None:
         """The getter of the whole payload; None when the file is not a mapping at all."""
@@ -87,6 +88,9 @@ class Compiler:
             if kind == "key":
                 key_node = value_node
                 continue
+            if kind == "exclude":
+                self.exclude = self.exclude_files(value_node)
+                continue
             if kind == "contact":
                 contact = self.contact(value_node)
                 if contact is None:
@@ -108,6 +112,18 @@ class Compiler:
                 shape.setdefault(required, None)
         self.key_paths = compile_key(self.problems, key_node, shape, contact_is_inline)
         return object_getter(fields)
+
+    def exclude_files(self, node: Node) -> tuple[str, ...]:
+        """`exclude`: one file name, or a list of them (do-not-contact lists, issue 28)."""
+        items = list(node.value) if isinstance(node, SequenceNode) else [node]
+        names = []
+        for item in items:
+            if isinstance(item, ScalarNode) and item.tag.endswith(":str") and str(item.value).strip():
+                names.append(str(item.value).strip())
+            else:
+                self.problems.report(item, "exclude", "expected the file name of a do-not-contact list"
+                                     f" (or a list of them), found {describe(item)}")
+        return tuple(names)
 
     def field(self, name: str, kind: str, node: Node) -> tuple[Getter, Shape] | None:
         """A top-level field other than contact and key."""

@@ -47,6 +47,7 @@ class Mapping:
         "columns_used",
         "digest",
         "due_dates",
+        "exclude",
         "fed",
         "folded",
         "key_paths",
@@ -66,6 +67,7 @@ class Mapping:
         folded: frozenset[str] = frozenset(),
         fed: dict[str, list[tuple[str, str]]] | None = None,
         evidence: Evidence | None = None,
+        exclude: tuple[str, ...] = (),
     ) -> None:
         self.path = path
         self.digest = digest  # sha256 of the file text: a rerun warns when it changed
@@ -88,6 +90,9 @@ class Mapping:
         self._keys = key_plan(key_paths, folded)
         # What the rows mapped so far show about the choices made for them (issue 24).
         self._evidence = evidence if evidence is not None else Evidence()
+        # `exclude`: the do-not-contact lists every send reads, as the file names
+        # them (relative to the mapping file's folder; sending/choosing.py).
+        self.exclude = exclude
 
     def __repr__(self) -> str:
         return f"Mapping(path={self.path!r}, key_paths={self.key_paths!r})"

@@ -21,7 +21,7 @@ KINDS: Final[dict[str, tuple[str, frozenset[str]]]] = {
     "any": ("string", frozenset(TYPES)),
 }
 
-# Top-level keys follow the POST /request body (collect-api.md §4), plus `key`.
+# Top-level keys follow the POST /request body (collect-api.md §4), plus `key` and `exclude`.
 # A value is a kind of KINDS, or names the part of body.py that compiles it.
 TOP_KEYS: Final[dict[str, str]] = {
     "campaignId": "string",
@@ -39,6 +39,9 @@ TOP_KEYS: Final[dict[str, str]] = {
     "esignDocs": "esignDocs",
     "esignTriggers": "list",
     "key": "key",
+    # Not a body field: the do-not-contact list(s) every send with this mapping
+    # reads (issue 28; sending/choosing.py), so a nightly job cannot forget it.
+    "exclude": "exclude",
 }
 # The inline contact as the API's example sends it (collect-api.md §4); phone or
 # language are not documented for contacts, so they are refused, not passed on.

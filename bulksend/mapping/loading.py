@@ -120,4 +120,5 @@ def parse_mapping(text: str, path: str, columns: Sequence[str], *, header: Heade
         folded=frozenset(compiler.specs.folded),
         fed=compiler.columns.fed,
         evidence=compiler.evidence,
+        exclude=compiler.exclude,
     )

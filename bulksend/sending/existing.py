@@ -60,6 +60,8 @@ if TYPE_CHECKING:
     from bulksend.store.journal import Journal
 
 KEEP = 20_000  # new rows held in memory; beyond, the rows are read again to match
+# Whether this run leaves a row out (its cells, its payload): --where, --exclude (sending/choosing.py).
+LeftOut = Callable[[dict[str, str], dict[str, Any]], bool]
 
 
 class ExistingError(InputError):
@@ -96,9 +98,10 @@ class Existing:
 
 
 def new_rows(table: Table, mapping: Mapping, journal: Journal, start: Mark | None,
-             only_failed: bool = False) -> Iterator[NewRow]:
+             only_failed: bool = False, left_out: LeftOut | None = None) -> Iterator[NewRow]:
     """The valid rows (first of each key) the journal has not seen sent and that
-    may be sent (``Journal.unsent``; ``only_failed``: the failed ones)."""
+    may be sent (``Journal.unsent``; ``only_failed``: the failed ones; not
+    those ``left_out(cells, payload)`` says this run leaves out: --where, --exclude)."""
     seen: set[str] = set()
     chunk: list[NewRow] = []
 
@@ -113,6 +116,8 @@ def new_rows(table: Table, mapping: Mapping, journal: Journal, start: Mark | Non
             continue
         seen.add(mapped.key)
         payload = mapped.payload
+        if left_out is not None and left_out(row.values, payload):
+            continue
         campaign = str(payload.get("campaignId", ""))
         chunk.append(NewRow(row.number, mapped.key, campaign, payload.get("contact"),
                             key_fields(payload, mapping.key_paths)))
@@ -131,23 +136,27 @@ class _Check:
     journal: Journal
     start: Mark | None
     only_failed: bool
+    left_out: LeftOut | None = None
 
     def rows(self, campaign: str | None = None) -> Iterator[NewRow]:
-        return (r for r in new_rows(self.table, self.mapping, self.journal, self.start, self.only_failed)
+        return (r for r in new_rows(self.table, self.mapping, self.journal, self.start, self.only_failed,
+                                    self.left_out)
                 if campaign is None or r.campaign == campaign)
 
 
 async def check_existing(client: Client, gate: RateGate, table: Table, mapping: Mapping,
                          journal: Journal, start: Mark | None, progress: Progress,
-                         rows: int = 0, only_failed: bool = False) -> Existing:
+                         rows: int = 0, only_failed: bool = False,
+                         left_out: LeftOut | None = None) -> Existing:
     """Find the rows not seen sent whose key already has a request in its
     campaign (``rows``: how many rows the input has, for a first run's cost;
-    ``only_failed``: the run sends failed rows only, so only those are checked).
+    ``only_failed``: the run sends failed rows only, so only those are checked;
+    ``left_out(cells, payload)``: rows this run leaves out, not checked).
 
     Raises ``AbortError`` (exit 3) when the API cannot answer in full: a run
     that could not check must not send."""
     result = Existing()
-    check = _Check(table, mapping, journal, start, only_failed)
+    check = _Check(table, mapping, journal, start, only_failed, left_out)
     try:
         listed = await _first_run_listing(client, gate, mapping, journal, rows, result)
         if listed is not None and not any(listed.values()):

@@ -6,6 +6,12 @@ is recorded at once. Valid rows are claimed in the journal a chunk at a time
 order, exactly as if each were claimed alone: a duplicate of an earlier row, a
 row an earlier run settled (carried, no API call), or a job for the workers.
 With ``--batch``, jobs gather into groups (``Grouper``) before they are queued.
+
+Rows this run leaves out (``--where``, ``--exclude``: sending/choosing.py) are
+claimed too, with their reason, so that which row of a key is a duplicate does
+not depend on the options: a row whose key an earlier row of this run holds is
+a duplicate; one whose key an earlier run sent (or may have) keeps that record;
+any other is recorded ``filtered`` or ``excluded``, its journal record as it was.
 """
 
 from __future__ import annotations
@@ -18,19 +24,32 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bulksend.collect.lookup import contact_identity, key_fields
-from bulksend.common.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN, Outcome
+from bulksend.common.outcome import (
+    DUPLICATE,
+    EXCLUDED,
+    FAILED,
+    FILTERED,
+    INVALID,
+    READY,
+    SENT,
+    UNKNOWN,
+    Outcome,
+)
 from bulksend.sending.sender import BATCH_SIZE, BatchPlan, Job
 from bulksend.store.journal import INFLIGHT, PENDING
 
 if TYPE_CHECKING:
-    from bulksend.mapping.compiled import Mapping
+    from bulksend.mapping.compiled import Mapped, Mapping
     from bulksend.reading.table import Mark, Table
+    from bulksend.sending.choosing import Choice
     from bulksend.sending.recorder import Recorder
     from bulksend.settings import Mode
     from bulksend.store.checkpoints import Chain
     from bulksend.store.journal import Record
 
 Put = Callable[[Job | list[Job]], Awaitable[None]]
+# Why this run leaves a row out: (FILTERED or EXCLUDED, the results' error); None: it does not.
+LeftOut = tuple[str, str] | None
 
 
 def lookup_target(payload: dict[str, Any], key_paths: list[str] | None = None) -> str:
@@ -108,12 +127,14 @@ class Grouper:
 @dataclass(frozen=True)
 class Rows:
     """The rows a send reads: the input, the mapping that makes each a request,
-    and the checkpoint chain the run resumes from (None: the first row;
-    store/checkpoints.py)."""
+    the checkpoint chain the run resumes from (None: the first row;
+    store/checkpoints.py), and which rows this run leaves out (None: none;
+    sending/choosing.py)."""
 
     table: Table
     mapping: Mapping
     resume: Chain | None = None
+    choice: Choice | None = None
 
     @property
     def start(self) -> Mark | None:
@@ -143,6 +164,8 @@ class Feeder:
         self.skipped = rows.skipped  # (row number, base run) up to which a checkpoint skipped rows
         self.grouper = Grouper(put) if mode.batch else None
         self.queued = 0
+        self.choice = rows.choice
+        self.listed_sent: list[int] = []  # rows on a do-not-contact list that an earlier run sent
         # `bulksend reconcile` needs each key's campaign and contact; the default
         # keys (campaignId|email, campaignId|contact id) say it themselves, so the
         # target is stored only for custom keys.
@@ -151,20 +174,27 @@ class Feeder:
                                                                            key_paths=mapping.key_paths)
 
     async def run(self) -> None:
-        chunk: list[tuple[Outcome, Any]] = []
+        chunk: list[tuple[Outcome, Any, LeftOut]] = []
         for i, row in enumerate(self.table.rows(self.start)):
             if i % 256 == 255:
                 await asyncio.sleep(0)  # let workers and the commit run
             outcome = Outcome(row=row.number, values=row.values)
             mapped = self.mapping.apply(row)
-            if mapped.error is not None or mapped.key is None or mapped.payload is None:
+            left_out = None if self.choice is None else self._left_out(row.values, mapped)
+            if left_out is not None and mapped.key is None:  # left out, and not even a key: nothing to keep
+                outcome.status, outcome.error = left_out
+                self.recorder.finish(outcome, carried=True)
+                continue
+            invalid = mapped.error is not None or mapped.key is None or mapped.payload is None
+            if left_out is None and invalid:
                 outcome.status, outcome.error = INVALID, mapped.error or "invalid row"
                 carried = mapped.key is not None and self._sent_before(outcome, mapped.key)
                 self.recorder.finish(outcome, carried=carried)  # carried: no API call
                 continue
+            assert mapped.key is not None
             outcome.key = mapped.key
             outcome.payload = mapped.payload
-            chunk.append((outcome, mapped.payload))
+            chunk.append((outcome, mapped.payload, left_out))
             if len(chunk) >= self.journal.CLAIM_CHUNK:
                 await self._decide(chunk)
                 chunk = []
@@ -172,13 +202,27 @@ class Feeder:
             await self._decide(chunk)
         if self.grouper is not None:
             await self.grouper.flush()
+        self._warn_listed_sent()
 
-    async def _decide(self, chunk: list[tuple[Outcome, Any]]) -> None:
+    def _left_out(self, cells: dict[str, str], mapped: Mapped) -> LeftOut:
+        """Why this run leaves the row out, or None: outside --where (whatever
+        it holds), or a valid row whose contact is on a do-not-contact list."""
+        assert self.choice is not None
+        why = self.choice.filtered(cells)
+        if why is not None:
+            return FILTERED, why
+        if mapped.payload is not None:
+            why = self.choice.excluded(mapped.payload)
+            if why is not None:
+                return EXCLUDED, why
+        return None
+
+    async def _decide(self, chunk: list[tuple[Outcome, Any, LeftOut]]) -> None:
         records = self.journal.claim_many(
-            [(o.key, o.row, payload) for o, payload in chunk], self.target_of, self.skipped
+            [(o.key, o.row, payload) for o, payload, _ in chunk], self._target, self.skipped
         )
-        for (outcome, payload), record in zip(chunk, records, strict=True):
-            job = self._job(outcome, payload, record)
+        for (outcome, payload, left_out), record in zip(chunk, records, strict=True):
+            job = self._job(outcome, payload, record, left_out)
             if job is None:
                 continue
             self.queued += 1
@@ -187,8 +231,13 @@ class Feeder:
             else:
                 await self.put(job)
 
-    def _job(self, outcome: Outcome, payload: Any, record: Record | None) -> Job | None:
-        """The row's job, or None once its line is written (duplicate, carried, held back)."""
+    def _target(self, payload: Any) -> str:
+        """The look-up target of a claimed row (a left-out one may have no payload)."""
+        return "" if payload is None else self.target_of(payload)
+
+    def _job(self, outcome: Outcome, payload: Any, record: Record | None, left_out: LeftOut = None,
+             ) -> Job | None:
+        """The row's job, or None once its line is written (duplicate, carried, held back, left out)."""
         mode = self.mode
         if record is not None and record.run_id == self.journal.run_id:
             outcome.status = DUPLICATE
@@ -196,6 +245,9 @@ class Feeder:
             self.recorder.finish(outcome)
             return None
         carry(outcome, record)
+        if left_out is not None:
+            self._leave_out(outcome, left_out)
+            return None
         if mode.dry_run:
             outcome.status = READY
             self.recorder.finish(outcome)
@@ -214,6 +266,29 @@ class Feeder:
         if previous in (INFLIGHT, UNKNOWN):
             since = record.first_attempt_at if record is not None else ""
         return Job(outcome, payload, since, previous=previous)
+
+    def _leave_out(self, outcome: Outcome, left_out: tuple[str, str]) -> None:
+        """A row this run leaves out (its record carried): filtered or excluded;
+        but sent, or unknown, when an earlier run sent it or may have: that
+        record stands (the journal is not written either way)."""
+        status, why = left_out
+        if outcome.status == SENT:
+            if status == EXCLUDED:
+                self.listed_sent.append(outcome.row)
+        elif outcome.status == UNKNOWN:
+            outcome.error = f"{why}; an earlier run may have sent it: it is looked up before any resend"
+        else:
+            outcome.status, outcome.error = status, why
+        self.recorder.finish(outcome, carried=True)
+
+    def _warn_listed_sent(self) -> None:
+        rows = self.listed_sent
+        if rows:
+            shown = ", ".join(str(r) for r in rows[:5]) + (", …" if len(rows) > 5 else "")
+            text = (f"{len(rows)} row(s) on a do-not-contact list already had a request sent by an earlier "
+                    f"run (rows {shown}): nothing more was sent to them")
+            self.recorder.summary.warnings.append(text)
+            self.recorder.progress.event("warning", text)
 
     def _sent_before(self, outcome: Outcome, key: str) -> bool:
         """A row refused only because its due date is now past (its key is known):

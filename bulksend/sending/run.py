@@ -9,7 +9,9 @@ session on its results file (store/session.py: lock, journal, world, seeding,
 checkpoints), which reads the input once through (``check_pass``); ``_prepare``
 makes every call before the first POST (preflight, settling, pre-send check);
 ``_send`` runs the sending phase (sending/pipeline.py) and ends the session's
-results file.
+results file. Between the two, a ``confirm`` function (the command line's
+question on a terminal) is shown what the run is about to do
+(sending/plan.py) and may stop it: nothing is sent (``DeclinedError``).
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bulksend.collect.rategate import RateGate
-from bulksend.common.errors import AbortError, InputError, UsageError
+from bulksend.common.errors import AbortError, DeclinedError, InputError, UsageError
 from bulksend.common.outcome import DUPLICATE, INVALID, READY, Outcome, Summary
 from bulksend.common.progress import Progress
 from bulksend.mapping.compiled import Mapping
 from bulksend.mapping.loading import load_mapping, mapping_from_dict
 from bulksend.reading.sources import open_table
 from bulksend.reading.table import Mark, Row, Table
+from bulksend.sending.choosing import Choice, choose
+from bulksend.sending.plan import SendPlan, plan_send
 from bulksend.sending.preflight import Uses, preflight, rows_text
 from bulksend.sending.recorder import Recorder
 from bulksend.sending.stop import StopRequest
@@ -39,6 +43,8 @@ from bulksend.store.runlock import journal_path
 from bulksend.store.session import Session, open_session
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bulksend.collect.client import Client
     from bulksend.sending.existing import Existing
     from bulksend.store.journal import Journal
@@ -181,8 +187,12 @@ class _CheckPass:
         return rows
 
 
-def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = None) -> Summary:
-    """Run a send; ``stop``: how another thread stops it (else SIGINT/SIGTERM, main thread only)."""
+def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = None,
+              confirm: Callable[[SendPlan], bool] | None = None) -> Summary:
+    """Run a send; ``stop``: how another thread stops it (else SIGINT/SIGTERM,
+    main thread only). ``confirm`` (a real send only): shown the plan after
+    the preflight and pre-send checks, before the first POST; False raises
+    DeclinedError, nothing sent (a plan of no request is not shown)."""
     results = config.results
     mode = config.mode
     if mode.dry_run and journal_path(results).exists():
@@ -193,6 +203,7 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
     summary = Summary(results=results, dry_run=mode.dry_run)
     table, mapping = open_input(config.input)
     with table:
+        choice = choose(mode, mapping, table)  # --where, --exclude: checked and read before the lock
         check_results_target(results, config.input.contacts)
         # Rows settled by earlier runs up to a checkpoint both files still
         # match are skipped unread (store/checkpoints.py): peeked before the lock,
@@ -206,16 +217,27 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
                 _note_due_zone(mapping, progress)
                 progress.event("input", table.describe())  # the encoding, delimiter... chosen
                 _note_guesses(table, mapping, progress)
+                _note_choice(choice, progress)
                 excluded: set[str] = set()
             else:
-                excluded = asyncio.run(_prepare(config, session, checked.uses, gate))
-            return _send(config, session, gate, excluded, stop)
+                excluded = asyncio.run(_prepare(config, session, checked.uses, gate, choice))
+                if confirm is not None:
+                    _ask(confirm, plan_send(session, mode, choice, checked.uses.catalogues))
+            return _send(config, session, gate, excluded, stop, choice)
 
 
-async def _prepare(config: RunConfig, session: Session, uses: Uses, gate: RateGate) -> set[str]:
+def _ask(confirm: Callable[[SendPlan], bool], plan: SendPlan) -> None:
+    """The confirmation point (issue 28): after every check, before the first POST."""
+    if plan.requests and not confirm(plan):
+        raise DeclinedError("not confirmed: nothing was sent",
+                            hint="rerun with --yes to send without the question")
+
+
+async def _prepare(config: RunConfig, session: Session, uses: Uses, gate: RateGate,
+                   choice: Choice | None = None) -> set[str]:
     """Every call before the first POST, in one event loop over one client: the
-    preflight, then the settling of unknown rows and the pre-send check.
-    Returns the request ids that existed before the run."""
+    preflight, then the settling of unknown rows and the pre-send check (of the
+    rows ``choice`` does not leave out). Returns the request ids that existed before the run."""
     from bulksend.collect.client import Client
 
     api = config.api
@@ -227,11 +249,18 @@ async def _prepare(config: RunConfig, session: Session, uses: Uses, gate: RateGa
         _note_due_zone(mapping, progress)
         progress.event("input", session.table.describe())  # the encoding, delimiter... chosen (issue 13)
         _note_guesses(session.table, session.mapping, progress)
-        return await _before_sending(client, gate, session, config.mode, config.input.contacts)
+        _note_choice(choice, progress)
+        return await _before_sending(client, gate, session, config.mode, config.input.contacts, choice)
+
+
+def _note_choice(choice: Choice | None, progress: Progress) -> None:
+    """What --where and the do-not-contact lists leave out, at the top of the run."""
+    for note in choice.notes if choice is not None else ():
+        progress.event("note", note)
 
 
 async def _before_sending(client: Client, gate: RateGate, session: Session, mode: Mode,
-                          contacts: str) -> set[str]:
+                          contacts: str, choice: Choice | None = None) -> set[str]:
     """Settle many unknown rows at once (sending/settling.py), then the pre-send check
     (sending/existing.py). Returns the request ids that existed before the run."""
     from bulksend.sending.existing import check_existing
@@ -247,7 +276,8 @@ async def _before_sending(client: Client, gate: RateGate, session: Session, mode
     if mode.existing == "send":
         return set()
     found = await check_existing(client, gate, session.table, session.mapping, journal, session.start,
-                                 progress, rows=session.summary.total, only_failed=mode.only_failed)
+                                 progress, rows=session.summary.total, only_failed=mode.only_failed,
+                                 left_out=choice.leaves_out if choice is not None else None)
     return _existing(found, mode.existing, contacts, journal, progress)
 
 
@@ -337,7 +367,7 @@ def _note_guesses(table: Table, mapping: Mapping, progress: Progress) -> None:
 
 
 def _send(config: RunConfig, session: Session, gate: RateGate, excluded: set[str],
-          stop: StopRequest | None) -> Summary:
+          stop: StopRequest | None, choice: Choice | None = None) -> Summary:
     """The sending phase (sending/pipeline.py), then the end of the session's
     results file. A second Ctrl-C or an abort is recorded in the summary."""
     summary, progress = session.summary, session.progress
@@ -351,7 +381,7 @@ def _send(config: RunConfig, session: Session, gate: RateGate, excluded: set[str
         from bulksend.sending.feeder import Rows
         from bulksend.sending.pipeline import send_rows
 
-        rows = Rows(session.table, session.mapping, session.resume)
+        rows = Rows(session.table, session.mapping, session.resume, choice)
         asyncio.run(send_rows(config, rows, recorder, gate, excluded, stop))
         completed = True
     except (KeyboardInterrupt, asyncio.CancelledError):

@@ -6,10 +6,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from bulksend.common.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN
+from bulksend.common.outcome import DUPLICATE, EXCLUDED, FAILED, FILTERED, INVALID, READY, SENT, UNKNOWN
 from bulksend.store.results import read_results
 
-_ORDER = (SENT, READY, FAILED, UNKNOWN, INVALID, DUPLICATE)
+_ORDER = (SENT, READY, FAILED, UNKNOWN, INVALID, DUPLICATE, FILTERED, EXCLUDED)
 
 
 def reason_of(error: str) -> str:
@@ -33,7 +33,8 @@ def report_text(path: Path, *, examples: int = 3) -> str:
         # A sent row's error column holds a note when there is one (the
         # server's errors beside a created request, a request that existed
         # before the run): shown too, never dropped (issue 10, case 2).
-        if status in (FAILED, UNKNOWN, INVALID, DUPLICATE) or (status == SENT and line.get("error")):
+        if status in (FAILED, UNKNOWN, INVALID, DUPLICATE, FILTERED, EXCLUDED) or (
+                status == SENT and line.get("error")):
             reasons.setdefault((status, reason_of(line.get("error", ""))), []).append(line.get("row", "?"))
     out = [f"{path}: {total} rows"]
     for status in _ORDER:
@@ -57,6 +58,8 @@ def report_text(path: Path, *, examples: int = 3) -> str:
             out.append(f"  bulksend send CONTACTS -m MAPPING.yaml --results {path} --only-failed")
     if counts[INVALID] or counts[DUPLICATE]:
         out.append("invalid and duplicate rows are never sent: fix them in the file, then rerun.")
+    if counts[FILTERED] or counts[EXCLUDED]:
+        out.append("filtered and excluded rows were left out (--where, --exclude): a run without sends them.")
     if not (counts[FAILED] or counts[UNKNOWN] or counts[INVALID] or counts[DUPLICATE]):
         out.append("nothing to rerun.")
     return "\n".join(out)

@@ -201,15 +201,6 @@ def _row_number(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 18
 
 
-def parse_where(text: str) -> list[str]:
-    """``status=pending,due`` -> the status names as written. Raises ``UsageError``."""
-    name, eq, values = text.partition("=")
-    if name.strip() != "status" or not eq or not values.strip():
-        raise UsageError(f"--where {text!r}: not understood",
-                         hint="write --where status=pending (or several: status=pending,due)")
-    return [v.strip() for v in values.split(",") if v.strip()]
-
-
 @dataclass
 class Selection:
     """Which rows ``update`` changes: by current status, by row number, or all sent rows."""
