@@ -87,8 +87,8 @@ MAPPING_DICT_NAME = "<mapping dict>"  # how messages name a mapping given as a d
 def send(contacts: Contacts, mapping: MappingSource, *, results: str | os.PathLike[str],
          api_key: str | None = None, api_url: str | None = None, api_key_file: str | None = None,
          rate: float | str | None = "10/s", concurrency: int = 8, max_attempts: int = 5,
-         timeout: float = 30.0, max_pause: float = 60.0, existing: str = "stop", dry_run: bool = False,
-         limit: int | None = None, only_failed: bool = False, batch: bool = False,
+         timeout: float = 30.0, max_pause: float = 60.0, patience: float = 120.0, existing: str = "stop",
+         dry_run: bool = False, limit: int | None = None, only_failed: bool = False, batch: bool = False,
          sheet: str | int | None = None, encoding: str | None = None, delimiter: str | None = None,
          header_row: int | None = None, include_hidden: bool = False, progress: bool | Progress = True,
          sandbox: bool = False, all_problems: bool = False) -> Run:
@@ -111,15 +111,15 @@ def send(contacts: Contacts, mapping: MappingSource, *, results: str | os.PathLi
         results: the results CSV, also the resume point (its journal sits beside it).
         api_key, api_key_file: the Collect API key, or a file holding it;
             neither: ``COLLECT_API_KEY``. Not needed for a dry run. Never printed.
-        api_url: the API's base URL; None: ``COLLECT_API_URL``, else
-            ``https://api.usecollect.com/v1``. Plain http only to loopback.
+        api_url: the API's base URL; None: ``COLLECT_API_URL``, else the last send's
+            on ``results``, else ``https://api.usecollect.com/v1``; http only to loopback.
         rate: a ceiling on requests per second: a number, or text such as
             ``"10/s"``, ``"600/min"``; None: no ceiling. Adapts down on 429.
         concurrency, max_attempts: requests in flight at once (1 to 256); POSTs
             per row on 5xx or connection errors (1 to 100).
         timeout: seconds to wait for one answer (0.1 to 600).
-        max_pause: longest pause in seconds a 429's Retry-After may impose;
-            a longer one ends the run (``exit_status`` 3).
+        max_pause, patience: seconds: the longest pause a 429's Retry-After may impose, and
+            of 429s with nothing accepted (those pauses apart); beyond either, ``exit_status`` 3.
         existing: rows new to ``results`` whose contact already has a request
             in the campaign: ``"stop"`` (raise before sending), ``"skip"``
             (recorded sent with that request) or ``"send"`` (no check).
@@ -156,8 +156,9 @@ def send(contacts: Contacts, mapping: MappingSource, *, results: str | os.PathLi
     source = _contacts_source(contacts, sheet=sheet, encoding=encoding, delimiter=delimiter,
                               header_row=header_row, include_hidden=include_hidden)
     config = _send_config(source, _mapping_source(mapping), results, sandbox=sandbox, concurrency=concurrency,
-                          max_attempts=max_attempts, timeout=timeout, max_pause=max_pause, existing=existing,
-                          dry_run=dry_run, limit=limit, only_failed=only_failed, batch=batch)
+                          max_attempts=max_attempts, timeout=timeout, max_pause=max_pause, batch=batch,
+                          patience=patience, existing=existing, dry_run=dry_run, limit=limit,
+                          only_failed=only_failed)
     config = _with_access(config, api_url=api_url, api_key=api_key, api_key_file=api_key_file, rate=rate,
                           sandbox=sandbox, all_problems=all_problems)
     warned = _before_sending(config, source, api_key_file)
@@ -183,12 +184,13 @@ def results_path(contacts: str, results: str | None = None, *, dry_run: bool = F
 
 def _send_config(source: _Source, mapped: tuple[str, dict[str, Any] | None],
                  results: str | os.PathLike[str], *, sandbox: bool, concurrency: int, max_attempts: int,
-                 timeout: float, max_pause: float, existing: str, dry_run: bool, limit: int | None,
-                 only_failed: bool, batch: bool) -> RunConfig:
+                 timeout: float, max_pause: float, patience: float, existing: str, dry_run: bool,
+                 limit: int | None, only_failed: bool, batch: bool) -> RunConfig:
     """send's settings but the API's URL, key and rate, each checked (UsageError);
     a rehearsal's ``results`` as results_path checks it."""
     _check_numbers(concurrency=(concurrency, 1, 256), max_attempts=(max_attempts, 1, 100),
                    timeout=(timeout, 0.1, 600), max_pause=(max_pause, 0.1, 7 * 86400),
+                   patience=(patience, 0, 7 * 86400),
                    limit=(limit, 0, None), header_row=(source.reading.get("header_row"), 1, None))
     if existing not in ("stop", "skip", "send"):
         raise UsageError(f"existing={existing!r}: must be 'stop', 'skip' or 'send'")
@@ -197,7 +199,8 @@ def _send_config(source: _Source, mapped: tuple[str, dict[str, Any] | None],
     path = os.fspath(results)
     target = results_path(source.name, path, sandbox=True) if sandbox else Path(path)
     return _input_config(source, mapped, target, api=ApiAccess(timeout=timeout),
-                         pace=Pace(concurrency=concurrency, max_attempts=max_attempts, max_pause=max_pause),
+                         pace=Pace(concurrency=concurrency, max_attempts=max_attempts, max_pause=max_pause,
+                                   patience=patience),
                          mode=Mode(existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed,
                                    batch=batch))
 
@@ -223,6 +226,10 @@ def _with_access(config: RunConfig, *, api_url: str | None, api_key: str | None,
     together (issue 15)."""
     url = key = ""
     if not sandbox:
+        if api_url is None and not os.environ.get("COLLECT_API_URL"):
+            from bulksend.tasks.remembered import remembered
+
+            api_url = remembered(config.results).api_url  # a resume sends where the rows were sent
         url, key, errors = api_access(api_url, api_key=api_key, api_key_file=api_key_file,
                                       need_key=not config.mode.dry_run)
         if errors:
@@ -404,6 +411,8 @@ def status(
     api_key_file: str | None = None,
     rate: float | str | None = "10/s",
     timeout: float = 30.0,
+    max_pause: float = 60.0,
+    patience: float = 120.0,
     output: str | os.PathLike[str] | None = None,
     progress: bool | Progress = False,
 ) -> StatusRun:
@@ -412,8 +421,10 @@ def status(
     Lists each campaign's requests 100 a call (collect-api.md §7, never one
     call per row) and writes ``request_status``, ``due_date`` and
     ``status_read_at`` into ``results`` (or into ``output``, a new file).
-    ``api_key``, ``api_key_file``, ``api_url``, ``rate``, ``timeout`` and
-    ``progress`` as for ``send``.
+    ``api_url``: None reads where the send sent (``results`` remembers it:
+    tasks/remembered.py) unless COLLECT_API_URL says otherwise; another URL
+    than the send's is warned of. ``api_key``, ``api_key_file``, ``rate``,
+    ``timeout``, ``max_pause``, ``patience`` and ``progress`` as for ``send``.
 
     Returns:
         A ``bulksend.tasks.status.StatusRun``: ``rows`` (one ``Tracked`` per sent
@@ -426,18 +437,23 @@ def status(
         BulksendError: ``ResultsError`` (not a results file, or ``output`` not
             ours to write), ``LockedError`` (a run uses it), ``UsageError``,
             ``AuthError`` (key refused), ``AbortError`` (a listing could not be
-            read: nothing written).
+            read, a quota, no patience left: nothing written).
     """
     from bulksend.tasks.status import track_file
 
-    _check_numbers(timeout=(timeout, 0.1, 600))
-    url, key = _access(api_url, api_key, api_key_file)
+    _check_numbers(timeout=(timeout, 0.1, 600), max_pause=(max_pause, 0.1, 7 * 86400),
+                   patience=(patience, 0, 7 * 86400))
+    path = Path(os.fspath(results))
+    url, key, note = _after_access("status", path, api_url, api_key, api_key_file)
     per_second = parse_rate(rate)
     reporter = progress_for(progress)
     try:
+        if note:
+            reporter.event("warning", note)
         return blocking(lambda _stop: track_file(
-            Path(os.fspath(results)), api_url=url, api_key=key, timeout=timeout, rate=per_second,
-            progress=reporter, output=None if output is None else Path(os.fspath(output))))
+            path, api_url=url, api_key=key, timeout=timeout, rate=per_second, progress=reporter,
+            output=None if output is None else Path(os.fspath(output)), max_pause=max_pause,
+            patience=patience))
     finally:
         reporter.close()
 
@@ -450,21 +466,39 @@ def _access(api_url: str | None, api_key: str | None, api_key_file: str | None) 
     return url, key
 
 
+def _after_access(command: str, results: Path, api_url: str | None, api_key: str | None,
+                  api_key_file: str | None) -> tuple[str, str, str | None]:
+    """A command after the send: the API URL (``api_url``, else COLLECT_API_URL,
+    else the one the send used, else the default: tasks/remembered.py) and key,
+    checked, and a note when the URL is not the send's. UsageError, first of
+    all for a rehearsal's results (its requests lived in its own sandbox)."""
+    from bulksend.store.world import refuse_rehearsal
+    from bulksend.tasks.remembered import api_url_for
+
+    refuse_rehearsal(results, command)
+    chosen, note = api_url_for(results, api_url)
+    url, key = _access(chosen, api_key, api_key_file)
+    return url, key, note
+
+
 def update(results: str | os.PathLike[str], *, where: str | None = None, rows: str | None = None,
            every: bool = False, status: str | None = None, due_date: str | None = None,
            assign: str | None = None, send_completion_message: bool | None = None,
            send_rejection_message: bool | None = None, send_reopen_message: bool | None = None,
            again: bool = False, api_key: str | None = None, api_url: str | None = None,
            api_key_file: str | None = None, rate: float | str | None = "10/s", concurrency: int = 4,
-           timeout: float = 30.0, progress: bool | Progress = False,
-           confirm: Callable[[Plan], bool] | None = None) -> UpdateRun:
+           timeout: float = 30.0, max_pause: float = 60.0, patience: float = 120.0,
+           progress: bool | Progress = False, confirm: Callable[[Plan], bool] | None = None) -> UpdateRun:
     """Change many sent requests of a results CSV at once (PATCH /request,
     collect-api.md §7), as ``bulksend update``.
 
     Rows: ``where`` (``"status=pending,due"``: by the request_status
     ``bulksend status`` last read), ``rows`` (``"12,40-55"``) or ``every``
     sent row. The change: ``status`` (pending, completed, waiting, canceled,
-    archived, custom:NAME), ``due_date`` (ISO 8601, today or later),
+    archived, custom:NAME), ``due_date`` (read as the mapping of the send read
+    its dueDate: its format, else ISO 8601; a day is 23:59 that day and a
+    time with no offset is read in that mapping's timezone, else the team's,
+    from GET /team; it must be later than now),
     ``assign`` (a user id or email; ``"unset"`` clears it), and the
     ``send_*_message`` flags (None: not sent). Each change is journaled beside
     ``results``: calling again after a kill finishes the rest and never makes
@@ -472,8 +506,9 @@ def update(results: str | os.PathLike[str], *, where: str | None = None, rows: s
     ``confirm(plan)`` is called with the plan (``todo`` and ``made`` rows),
     under the results file's lock, before any change, also when there is
     nothing to do; nothing is changed unless it returns True (None: no
-    question). ``api_key``, ``api_key_file``, ``api_url``, ``rate``,
-    ``timeout`` and ``progress`` as for ``send``; ``concurrency``: 1 to 64.
+    question). ``api_url`` as for ``status``; ``api_key``,
+    ``api_key_file``, ``rate``, ``timeout``, ``max_pause``, ``patience`` and
+    ``progress`` as for ``send``; ``concurrency``: 1 to 64.
 
     Returns:
         A ``bulksend.tasks.update.UpdateRun``: ``plan``, ``entries`` (request
@@ -482,31 +517,52 @@ def update(results: str | os.PathLike[str], *, where: str | None = None, rows: s
 
     Raises:
         BulksendError: ``UsageError`` (no rows chosen, no change, a bad
-            status or date, the URL or key), ``ResultsError``, ``LockedError``;
-            nothing was changed.
+            status or date, the URL or key), ``ResultsError``, ``LockedError``,
+            ``AbortError`` (the team's time zone a due date needs could not
+            be read); nothing was changed.
     """
+    from bulksend.tasks.remembered import read_due_date
     from bulksend.tasks.update import UpdateRun, apply_plan, plan_update, update_session
 
-    _check_numbers(concurrency=(concurrency, 1, 64), timeout=(timeout, 0.1, 600))
-    change, selection = _update_request(
-        where=where, rows=rows, every=every, status=status, due_date=due_date, assign=assign,
-        flags={"sendCompletionMessage": send_completion_message,
-               "sendRejectionMessage": send_rejection_message, "sendReopenMessage": send_reopen_message})
-    url, key = _access(api_url, api_key, api_key_file)
-    per_second = parse_rate(rate)
+    _check_numbers(concurrency=(concurrency, 1, 64), timeout=(timeout, 0.1, 600),
+                   max_pause=(max_pause, 0.1, 7 * 86400), patience=(patience, 0, 7 * 86400))
     path = Path(os.fspath(results))
-    with update_session(path) as journal:
-        plan = plan_update(path, journal, change, selection, again=again)
-        asked = confirm(plan) if confirm is not None else True
-        if not plan.todo or not asked:
-            return UpdateRun(plan)
-        reporter = progress_for(progress)
-        try:
+    due = read_due_date(path, due_date) if due_date is not None else None
+    change, selection = _update_request(
+        where=where, rows=rows, every=every, status=status, due_date=due.text if due else None,
+        assign=assign, flags={"sendCompletionMessage": send_completion_message,
+                              "sendRejectionMessage": send_rejection_message,
+                              "sendReopenMessage": send_reopen_message})
+    url, key, note = _after_access("update", path, api_url, api_key, api_key_file)
+    per_second = parse_rate(rate)
+    reporter = progress_for(progress)
+    try:
+        if note:
+            reporter.event("warning", note)
+        if due is not None:
+            change = replace(change, due_date=_due_instant(due, url, key, timeout))
+        with update_session(path) as journal:
+            plan = plan_update(path, journal, change, selection, again=again)
+            asked = confirm(plan) if confirm is not None else True
+            if not plan.todo or not asked:
+                return UpdateRun(plan)
             return blocking(lambda _stop: apply_plan(
                 plan, journal, api_url=url, api_key=key, timeout=timeout, rate=per_second,
-                concurrency=concurrency, progress=reporter))
-        finally:
-            reporter.close()
+                concurrency=concurrency, progress=reporter, max_pause=max_pause, patience=patience))
+    finally:
+        reporter.close()
+
+
+def _due_instant(due: Any, url: str, key: str, timeout: float) -> str:
+    """``--due-date`` (a tasks.remembered.DueInput) as the instant to send; GET
+    /team first when it is read in the team's zone. UsageError, AbortError."""
+    from bulksend.tasks.remembered import resolve_due, team_zone
+
+    zone = None
+    if due.needs_team_zone:
+        zone = blocking(lambda _stop: team_zone(api_url=url, api_key=key, timeout=timeout))
+    instant: str = resolve_due(due, team_zone=zone)
+    return instant
 
 
 def _update_request(*, where: str | None, rows: str | None, every: bool, status: str | None,
@@ -524,13 +580,14 @@ def _update_request(*, where: str | None, rows: str | None, every: bool, status:
 
 
 def reconcile(results: str | os.PathLike[str], *, api_key: str | None = None, api_url: str | None = None,
-              api_key_file: str | None = None, timeout: float = 30.0,
-              progress: bool | Progress = False) -> Counter[str]:
+              api_key_file: str | None = None, timeout: float = 30.0, max_pause: float = 60.0,
+              patience: float = 120.0, progress: bool | Progress = False) -> Counter[str]:
     """Settle the ``unknown`` rows of a results CSV by looking each up
     (collect-api.md §6), as ``bulksend reconcile``; sends nothing. Found: the
     row becomes ``sent`` with the server's request id; not found: ``failed``
-    (the next send sends it). ``api_key``, ``api_key_file``, ``api_url``,
-    ``timeout`` and ``progress`` as for ``send``.
+    (the next send sends it). ``api_url`` as for ``status``; ``api_key``,
+    ``api_key_file``, ``timeout``, ``max_pause``, ``patience`` and
+    ``progress`` as for ``send``.
 
     Returns:
         The unknown rows looked up, by the status they have now: ``sent``,
@@ -542,12 +599,17 @@ def reconcile(results: str | os.PathLike[str], *, api_key: str | None = None, ap
     """
     from bulksend.tasks.reconcile import reconcile_file
 
-    _check_numbers(timeout=(timeout, 0.1, 600))
-    url, key = _access(api_url, api_key, api_key_file)
+    _check_numbers(timeout=(timeout, 0.1, 600), max_pause=(max_pause, 0.1, 7 * 86400),
+                   patience=(patience, 0, 7 * 86400))
+    path = Path(os.fspath(results))
+    url, key, note = _after_access("reconcile", path, api_url, api_key, api_key_file)
     reporter = progress_for(progress)
     try:
-        return blocking(lambda _stop: reconcile_file(Path(os.fspath(results)), api_url=url, api_key=key,
-                                                      timeout=timeout, progress=reporter))
+        if note:
+            reporter.event("warning", note)
+        return blocking(lambda _stop: reconcile_file(path, api_url=url, api_key=key, timeout=timeout,
+                                                      progress=reporter, max_pause=max_pause,
+                                                      patience=patience))
     finally:
         reporter.close()
 

@@ -139,6 +139,10 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
               metavar="SECONDS",
               help="Longest pause a 429's Retry-After may impose; a longer one (a quota) stops the run "
               "with exit 3 and the time to rerun. A nightly job may pass e.g. 3600 to wait instead.")
+@click.option("--patience", type=click.FloatRange(0, 7 * 86400), default=120.0, show_default=True,
+              metavar="SECONDS",
+              help="How long the run goes on while the API accepts nothing and answers 429 (the pauses "
+              "it asks for, up to --max-pause, not counted); then it stops with exit 3: rerun to resume.")
 @click.option("--skip-existing", "skip_existing", is_flag=True,
               help="Rows this results file has not sent whose key already matches a request in the "
               "campaign (sent from the app, or by a run with another results file) are recorded sent "
@@ -163,9 +167,9 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
               "network); results in CONTACTS-sandbox-results.csv, which a real send never reads.")
 def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
          delimiter: str | None, header_row: int | None, include_hidden: bool, results: str | None,
-         api_url: str, api_key_file: str | None,
+         api_url: str | None, api_key_file: str | None,
          rate: str, concurrency: int, max_attempts: int, timeout: float, dry_run: bool,
-         max_pause: float, skip_existing: bool, send_anyway: bool,
+         max_pause: float, patience: float, skip_existing: bool, send_anyway: bool,
          limit: int | None, only_failed: bool, batch: bool, no_progress: bool, log_format: str,
          summary_json: str | None, verbose: bool, sandbox: bool) -> None:
     """Send one Collect request per valid row of CONTACTS.
@@ -208,7 +212,7 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         run = api.send(
             contacts, mapping, results=target, api_url=api_url, api_key_file=api_key_file, rate=rate,
             concurrency=concurrency, max_attempts=max_attempts, timeout=timeout, max_pause=max_pause,
-            existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed,
+            patience=patience, existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed,
             batch=batch, sheet=sheet_value(sheet), encoding=encoding, delimiter=delimiter,
             header_row=header_row, include_hidden=include_hidden, sandbox=sandbox, all_problems=True,
             progress=make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose),
@@ -269,8 +273,9 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
 
 def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
-                   add: str = "") -> str:
-    """The command line ``argv`` to run again: without ``drop``'s options and --dry-run, plus ``add``."""
+                   add: str = "", flags: tuple[str, ...] = ("--dry-run",)) -> str:
+    """The command line ``argv`` to run again: without ``drop``'s options (each
+    with its value), without ``flags``, plus ``add``."""
     import shlex
 
     args = ["bulksend"]
@@ -282,7 +287,7 @@ def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
         if arg in drop:
             skip = True
             continue
-        if any(arg.startswith(d + "=") for d in drop) or arg == "--dry-run":
+        if any(arg.startswith(d + "=") for d in drop) or arg in flags:
             continue
         args.append(arg)
     text = shlex.join(args)
@@ -292,6 +297,7 @@ def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
 def _print_summary(summary: Any, *, argv: list[str]) -> None:
     """A run's totals, its first problems, where the results are and how to resume (``argv``)."""
     from bulksend.common.outcome import DUPLICATE, FAILED, INVALID, READY, SENT, UNKNOWN
+    from bulksend.sending.recorder import NOT_REACHED
 
     c = summary.counts
     out = click.echo
@@ -301,6 +307,7 @@ def _print_summary(summary: Any, *, argv: list[str]) -> None:
     labels = [
         (SENT, "sent"), (READY, "ready (not sent)"), (FAILED, "failed"), (UNKNOWN, "unknown"),
         (INVALID, "invalid (not sent)"), (DUPLICATE, "duplicate (not sent)"),
+        (NOT_REACHED, "not reached (stopped)"),
     ]
     for status, label in labels:
         if c[status]:
@@ -318,4 +325,5 @@ def _print_summary(summary: Any, *, argv: list[str]) -> None:
     if summary.interrupted or summary.aborted is not None or c[FAILED] or c[UNKNOWN]:
         out(f"to resume: {_rerun_command(argv)}")
     elif c[READY] and not summary.dry_run:
-        out(f"to send the rest: {_rerun_command(argv)}")
+        # Without --only-failed, which would never send them (issue 27).
+        out(f"to send the rest: {_rerun_command(argv, flags=('--dry-run', '--only-failed'))}")
