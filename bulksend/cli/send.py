@@ -307,7 +307,7 @@ def _print_summary(summary: Any, *, argv: list[str]) -> None:
     labels = [
         (SENT, "sent"), (READY, "ready (not sent)"), (FAILED, "failed"), (UNKNOWN, "unknown"),
         (INVALID, "invalid (not sent)"), (DUPLICATE, "duplicate (not sent)"),
-        (NOT_REACHED, "not reached (stopped)"),
+        (NOT_REACHED, "not reached"),
     ]
     for status, label in labels:
         if c[status]:

@@ -162,6 +162,7 @@ class RateGate:
         self._refused_since: float | None = None
         self._asked = 0.0
         self._refusals = 0
+        self._last_retry_after: float | None = None
         self.clock = clock
         self.sleep = sleep
         now = clock()
@@ -216,9 +217,12 @@ class RateGate:
         """Wait for a slot; returns the time (on ``clock``) the request may leave.
 
         A parked waiter wakes at least every ``RECHECK`` seconds, so a rate
-        raised while it waits takes effect at once; a change voids its claim."""
+        raised while it waits takes effect at once; a change voids its claim.
+        Raises ``PatienceError`` once a run of 429s has spent the patience
+        (a rate driven down by them parks a waiter for long: it stops here)."""
         while True:
             now = self.clock()
+            self._check_patience(now)
             if now < self.paused_until:
                 await self.sleep(self.paused_until - now)
                 continue
@@ -230,6 +234,7 @@ class RateGate:
             while slot > now and generation == self._generation:
                 await self.sleep(min(slot - now, self.RECHECK))
                 now = self.clock()
+                self._check_patience(now)
             if generation == self._generation and now >= self.paused_until:
                 self._granted += 1
                 return now
@@ -315,7 +320,11 @@ class RateGate:
         now = self.clock()
         pause = max(0.05, min(self.max_pause, retry_after if retry_after is not None else 1.0))
         self._answers.append((sent, 429))
-        self._lose_patience(now, retry_after)
+        if self._refused_since is None:
+            self._refused_since, self._asked, self._refusals = now, 0.0, 0
+        self._refusals += 1
+        self._last_retry_after = retry_after
+        self._check_patience(now)
         new_storm = sent >= self.changed_at and now >= self.paused_until
         until = max(self.paused_until, now + pause)
         self._asked += max(0.0, until - max(self.paused_until, now))  # a pause the server asks for
@@ -334,14 +343,12 @@ class RateGate:
             )
         return pause
 
-    def _lose_patience(self, now: float, retry_after: float | None) -> None:
-        """Count a 429 against the patience; ``PatienceError`` once it is spent."""
-        if self._refused_since is None:
-            self._refused_since, self._asked, self._refusals = now, 0.0, 0
-        self._refusals += 1
-        waited = now - self._refused_since - self._asked
-        if waited <= self.patience:
+    def _check_patience(self, now: float) -> None:
+        """``PatienceError`` when the 429s since the last accepted request have
+        lasted longer than the patience, the pauses they asked for apart."""
+        if self._refused_since is None or now - self._refused_since - self._asked <= self.patience:
             return
+        retry_after = self._last_retry_after
         said = "no Retry-After" if retry_after is None else f"Retry-After {retry_after:g}s"
         raise PatienceError(
             f"the API accepted no request for {now - self._refused_since:.0f}s and answered 429 (rate "

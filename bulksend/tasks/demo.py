@@ -143,7 +143,7 @@ def _show_status(results: Path, api_url: str) -> None:
          "where each request stands now:\n")
     run = track_file(results, api_url=api_url, api_key=DEMO_KEY, timeout=5.0, rate=10.0,
                      progress=NullProgress(), rehearsal=True)
-    echo("\n".join(summary_lines(run, bar=bar_for(sys.stdout))))
+    echo("\n".join(summary_lines(run, bar=bar_for(sys.stdout), commands=False)))
 
 
 def _remember_demo(results: Path) -> None:

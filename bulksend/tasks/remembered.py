@@ -149,10 +149,10 @@ def resolve_due(due: DueInput, *, team_zone: str | None, now: float | None = Non
         name = due.zone or team_zone
         zone: tzinfo | None = find_zone(name) if name else None
         if zone is None:
+            why = f"GET /team names {team_zone!r}, no known zone" if team_zone else "GET /team went unread"
             raise AbortError(
-                f"--due-date {due.text!r}: the team's time zone could not be read (GET /team"
-                + (f" said {team_zone!r}" if team_zone else "") + "); a due date with no offset is read "
-                "in it, as send reads one: nothing was changed",
+                f"--due-date {due.text!r}: read in the team's time zone, as send reads a due date with no "
+                f"offset, and {why}: nothing was changed",
                 hint="rerun the same command later, or give the due date with its offset "
                 "(2026-12-31T23:59:00+01:00)")
         wall = moment if isinstance(moment, datetime) else datetime.combine(moment, END_OF_DAY)

@@ -308,9 +308,10 @@ class _Reader:
 # -- what a person (or a scheduler) reads ------------------------------------------
 
 
-def summary_lines(run: StatusRun, *, shown: int = 10, bar: str = "█") -> list[str]:
+def summary_lines(run: StatusRun, *, shown: int = 10, bar: str = "█", commands: bool = True) -> list[str]:
     """The glanceable summary: counts by status with a bar, overdue rows first,
-    then the rows Collect could not send with the command that resends them."""
+    then the rows Collect could not send with the command that resends them
+    (``commands`` False: without it, where the requests' sandbox is gone: the demo)."""
     counts = run.counts
     calls = f"{run.calls} call" + ("" if run.calls == 1 else "s")
     out = [f"{run.output}: {len(run.rows)} requests, read {run.read_at} in {calls}"]
@@ -334,7 +335,8 @@ def summary_lines(run: StatusRun, *, shown: int = 10, bar: str = "█") -> list[
         out.append(f"error: Collect could not send these ({len(failed)}):")
         out.extend(_row_line(t, "") for t in failed[:shown])
         out.extend(_more(len(failed), shown))
-        out.append(f"  to send their message again: {resend_command(run.output, failed)}")
+        if commands:
+            out.append(f"  to send their message again: {resend_command(run.output, failed)}")
     if counts[NOT_FOUND]:
         where = run.api_url or "the API"
         out.append(f"not found ({counts[NOT_FOUND]}): {where} has no request with their ids: deleted in "
