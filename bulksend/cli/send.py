@@ -31,7 +31,7 @@ from bulksend.settings import check_outputs
               help="Row holding the column names (default: the first non-blank row).")
 @api_options
 def init(contacts: str, campaign: str | None, output: str, force: bool, sheet: str | None,
-         encoding: str | None, delimiter: str | None, header_row: int | None, api_url: str,
+         encoding: str | None, delimiter: str | None, header_row: int | None, api_url: str | None,
          api_key_file: str | None) -> None:
     """Write a commented mapping for CONTACTS, its columns matched for you.
 

@@ -78,8 +78,8 @@ def api_options(f: Any) -> Any:
     # No default here: a run on an existing results file uses the API its send
     # used (tasks/remembered.py, issue 27), else DEFAULT_API_URL (settings.py).
     f = click.option("--api-url", envvar="COLLECT_API_URL", metavar="URL",
-                     help="API base URL (env COLLECT_API_URL). Default: the one the results file's "
-                     f"send used, else {DEFAULT_API_URL}.")(f)
+                     help="API base URL (env COLLECT_API_URL). Default: where the results file's "
+                     f"requests were sent, if it has any; else {DEFAULT_API_URL}.")(f)
     return f
 
 

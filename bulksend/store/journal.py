@@ -75,8 +75,12 @@ def peek_meta(path: Path, names: Sequence[str]) -> dict[str, str]:
     is no journal or it cannot be read."""
     if not path.exists():
         return {}
+    # A journal closed cleanly has no -wal: read it as immutable, which makes no
+    # -wal or -shm beside it (a read-only connection would, and leave them).
+    wal = path.with_name(path.name + "-wal").exists()
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        name = str(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")  # as a URI reads them
+        db = sqlite3.connect(f"file:{name}?mode=ro" + ("" if wal else "&immutable=1"), uri=True)
         try:
             marks = ",".join("?" * len(names))
             found = db.execute(f"SELECT name, value FROM meta WHERE name IN ({marks})", list(names))

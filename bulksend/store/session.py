@@ -9,18 +9,23 @@ One run is the only writer of RESULTS.csv and the files beside it. Entered once
 3. checks which world the results file belongs to: real sends or a rehearsal
    (world.py);
 4. makes sure the journal knows every row the CSV records, else seeds it from
-   the CSV (store/results.py, issue 11); warns of a new record beside others;
-5. keeps the mapping's digest (a rerun with another mapping is warned of);
+   the CSV (store/results.py, issue 11), and keeps by key the columns status
+   and update wrote there (store/tracked.py, issue 27); warns of a new record
+   beside others;
+5. keeps the mapping's digest (a rerun with another mapping is warned of) and
+   what the commands after the send read: the API URL (a new one is warned
+   of), how the mapping reads dueDate, the send's input (issue 27);
 6. confirms the checkpoints it peeked at (another run may have ended in
    between: the input is then read again, whole) and forgets them until this
    run completes; tells its warnings.
 
 Then the run sends: the session opens the results file for it
-(``Session.open_results``) and, at the end (``Session.end``), puts the file in
-row order and, after a complete run over an unchanged input, lays new
-checkpoints. On leaving, after a run that met every row, the journal's "look
-up every new row" mark goes. A dry run's session holds a throwaway journal and
-nothing else: no lock, no world, no seeding, no checkpoints.
+(``Session.open_results``; with the tracking columns when it had them) and,
+at the end (``Session.end``), puts the file in row order and, after a complete
+run over an unchanged input, lays new checkpoints. On leaving, after a run
+that met every row, the journal's "look up every new row" mark goes. A dry
+run's session holds a throwaway journal and nothing else: no lock, no world,
+no seeding, no checkpoints.
 """
 
 from __future__ import annotations
@@ -240,19 +245,21 @@ def _journal_of(results: Path, mapping: Mapping, summary: Summary, *, sandbox: b
                 "rows already sent are matched by key and not sent again"
             )
         journal.set_meta("mapping_digest", mapping.digest)
-        _remember(journal, results, summary, remember)
+        _remember(journal, results, summary, remember, rehearsal=sandbox)
         journal.commit()
         yield journal
     finally:
         journal.close()
 
 
-def _remember(journal: Journal, results: Path, summary: Summary, remember: dict[str, str]) -> None:
+def _remember(journal: Journal, results: Path, summary: Summary, remember: dict[str, str], *,
+              rehearsal: bool) -> None:
     """Keep ``remember`` in the journal's meta; warn when the API URL changes:
-    the rows recorded sent were sent to the one before (issue 27)."""
+    the rows recorded sent were sent to the one before (issue 27). Not for a
+    rehearsal: its sandbox is a new one, on a new port, every run."""
     before = journal.get_meta(API_URL)
     now = remember.get(API_URL)
-    if before and now and before != now:
+    if before and now and before != now and not rehearsal:
         summary.warnings.append(
             f"{results.name} records sends to {before}; this run sends to {now}: rows recorded sent are "
             f"not sent again here, and status, update and reconcile read {now} from now on")
