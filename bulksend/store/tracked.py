@@ -40,6 +40,7 @@ from bulksend.store.results import (
     COLUMNS,
     TRACK_COLUMNS,
     check_results_target,
+    csv_lines,
     is_results_header,
     neutralise,
     not_results_file,
@@ -82,7 +83,7 @@ def _open(path: Path) -> Iterator[list[str]]:
                            hint="pass the results CSV a send wrote") from exc
     with handle:
         try:
-            yield from csv.reader(handle)
+            yield from csv_lines(handle)  # whatever the length of a cell (a send now reads these too)
         except (UnicodeDecodeError, csv.Error):
             raise not_results_file(path) from None
 
