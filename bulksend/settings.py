@@ -69,6 +69,7 @@ class Pace:
     concurrency: int = 8  # requests in flight at once
     max_attempts: int = 5  # per row, the first one included
     max_pause: float = 60.0  # seconds: the longest wait the run accepts (backoff, Retry-After)
+    patience: float = 120.0  # seconds of 429s with nothing accepted, asked pauses apart (collect/rategate.py)
     stop_grace: float = 10.0  # seconds a stop (Ctrl-C, SIGTERM) waits for requests in flight
 
 

@@ -227,8 +227,9 @@ def test_report_counts_reasons_examples_and_rerun(workdir: Path) -> None:
     assert all(reason.startswith(("HTTP 500", "HTTP 503")) for _, reason, _ in by_status["failed"])
     # The two duplicate rows share one reason, whatever contact each repeats.
     assert [(n, shown) for n, _, shown in by_status["duplicate"]] == [(2, "22, 23")], text
-    assert "bulksend send CONTACTS -m MAPPING.yaml --results results.csv\n" in text
-    assert "bulksend send CONTACTS -m MAPPING.yaml --results results.csv --only-failed" in text
+    # Issue 27: the command names the files the send used, not placeholders.
+    assert "bulksend send contacts.csv -m mapping.yaml --results results.csv\n" in text
+    assert "bulksend send contacts.csv -m mapping.yaml --results results.csv --only-failed" in text
     assert "invalid and duplicate rows are never sent" in text
 
     r = run_cli("report", "results.csv", "--examples", "1", cwd=workdir)

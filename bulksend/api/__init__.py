@@ -32,13 +32,12 @@ function imports what it runs.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable
 from collections.abc import Mapping as MappingABC
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -46,14 +45,15 @@ from bulksend.api.answers import Run, Validation
 from bulksend.api.arguments import (
     check_callable,
     check_flags,
+    check_numbers,
     check_paths,
     check_progress,
     check_sheet,
     check_texts,
-    shown,
 )
 from bulksend.api.notify import Ending
 from bulksend.api.running import blocking, progress_for
+from bulksend.api.sources import Source, contacts_source, exclude_paths, mapping_source
 from bulksend.common.errors import BulksendError, UsageError
 from bulksend.common.outcome import DUPLICATE, INVALID, READY, Outcome, Summary
 from bulksend.common.progress import NullProgress, Progress
@@ -75,7 +75,6 @@ from bulksend.settings import (
 if TYPE_CHECKING:
     import pandas
 
-    from bulksend.reading.table import Table
     from bulksend.sending.plan import SendPlan
     from bulksend.tasks.rehearsal import Rehearsal
     from bulksend.tasks.status import StatusRun
@@ -90,7 +89,7 @@ Contacts: TypeAlias = "str | os.PathLike[str] | Iterable[MappingABC[str, Any]] |
 #: A path to a YAML mapping file, or a dict in that file's shape.
 MappingSource: TypeAlias = "str | os.PathLike[str] | MappingABC[str, Any]"
 
-MAPPING_DICT_NAME = "<mapping dict>"  # how messages name a mapping given as a dict
+
 
 
 # --- send --------------------------------------------------------------------------
@@ -99,8 +98,8 @@ MAPPING_DICT_NAME = "<mapping dict>"  # how messages name a mapping given as a d
 def send(contacts: Contacts, mapping: MappingSource, *, results: str | os.PathLike[str],
          api_key: str | None = None, api_url: str | None = None, api_key_file: str | None = None,
          rate: float | str | None = "10/s", concurrency: int = 8, max_attempts: int = 5,
-         timeout: float = 30.0, max_pause: float = 60.0, existing: str = "stop", dry_run: bool = False,
-         limit: int | None = None, only_failed: bool = False, batch: bool = False,
+         timeout: float = 30.0, max_pause: float = 60.0, patience: float = 120.0, existing: str = "stop",
+         dry_run: bool = False, limit: int | None = None, only_failed: bool = False, batch: bool = False,
          sheet: str | int | None = None, encoding: str | None = None, delimiter: str | None = None,
          header_row: int | None = None, include_hidden: bool = False, progress: bool | Progress = True,
          sandbox: bool = False, all_problems: bool = False, where: str | None = None,
@@ -125,14 +124,14 @@ def send(contacts: Contacts, mapping: MappingSource, *, results: str | os.PathLi
         results: the results CSV, also the resume point (its journal sits beside it).
         api_key, api_key_file: the Collect API key, or a file holding it;
             neither: ``COLLECT_API_KEY``. Not needed for a dry run. Never printed.
-        api_url: the API's base URL; None: ``COLLECT_API_URL``, else
-            ``https://api.usecollect.com/v1``. Plain http only to loopback.
+        api_url: the API's base URL; None: ``COLLECT_API_URL``, else the last send's
+            on ``results``, else ``https://api.usecollect.com/v1``; http only to loopback.
         rate: a ceiling on requests per second: a number, or text such as
             ``"10/s"``, ``"600/min"``; None: no ceiling. Adapts down on 429.
-        concurrency, max_attempts: requests in flight at once (1 to 256); POSTs
-            per row on 5xx or connection errors (1 to 100).
-        timeout, max_pause: seconds to wait for one answer (0.1 to 600); the
-            longest pause a 429's Retry-After may impose (longer: exit_status 3).
+        concurrency, max_attempts, timeout: requests in flight at once (1 to 256); POSTs per row
+            on 5xx or connection errors (1 to 100); seconds to wait for one answer (0.1 to 600).
+        max_pause, patience: seconds: the longest pause a 429's Retry-After may impose, and
+            of 429s with nothing accepted (those pauses apart); beyond either, ``exit_status`` 3.
         existing: rows new to ``results`` whose contact already has a request
             in the campaign: ``"stop"`` (raise before sending), ``"skip"``
             (recorded sent with that request) or ``"send"`` (no check).
@@ -163,31 +162,19 @@ def send(contacts: Contacts, mapping: MappingSource, *, results: str | os.PathLi
         KeyboardInterrupt: interrupted before the sending started.
     """
     with Ending(notify, os.fspath(results), dry_run=dry_run) as ending:
-        source = _contacts_source(contacts, sheet=sheet, encoding=encoding, delimiter=delimiter,
-                                  header_row=header_row, include_hidden=include_hidden)
+        source = contacts_source(contacts, sheet=sheet, encoding=encoding, delimiter=delimiter,
+                                 header_row=header_row, include_hidden=include_hidden)
         mode = Mode(dry_run=dry_run, limit=limit, only_failed=only_failed, batch=batch, where=where,
-                    exclude=_exclude_paths(exclude))
-        config = _send_config(source, _mapping_source(mapping), results, sandbox=sandbox, mode=mode,
+                    exclude=exclude_paths(exclude))
+        config = _send_config(source, mapping_source(mapping), results, sandbox=sandbox, mode=mode,
                               concurrency=concurrency, max_attempts=max_attempts, timeout=timeout,
-                              max_pause=max_pause, existing=existing, confirm=confirm)
+                              max_pause=max_pause, patience=patience, existing=existing, confirm=confirm)
         config = _with_access(config, api_url=api_url, api_key=api_key, api_key_file=api_key_file, rate=rate,
                               sandbox=sandbox, all_problems=all_problems)
         warned = _before_sending(config, source, api_key_file)
         summary, rehearsal = _sending(config, progress_for(progress), sandbox=sandbox, confirm=confirm)
         ending.run = Run(summary, tuple(warned), rehearsal)
     return ending.run
-
-
-def _exclude_paths(exclude: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None,
-                   ) -> tuple[str, ...]:
-    """``exclude`` as a tuple of paths: one path, or an iterable of them. TypeError otherwise."""
-    if exclude is None:
-        return ()
-    given = [exclude] if isinstance(exclude, str | os.PathLike) else list(exclude)
-    paths = tuple(os.fspath(path) for path in given)
-    if not all(isinstance(path, str) for path in paths):
-        raise TypeError("exclude: a path, or a list of paths, as text")
-    return paths
 
 
 def results_path(contacts: str, results: str | None = None, *, dry_run: bool = False,
@@ -206,9 +193,9 @@ def results_path(contacts: str, results: str | None = None, *, dry_run: bool = F
     return resolve_results(contacts, results, dry_run)
 
 
-def _send_config(source: _Source, mapped: tuple[str, dict[str, Any] | None],
+def _send_config(source: Source, mapped: tuple[str, dict[str, Any] | None],
                  results: str | os.PathLike[str], *, sandbox: bool, concurrency: int, max_attempts: int,
-                 timeout: float, max_pause: float, existing: str, mode: Mode,
+                 timeout: float, max_pause: float, patience: float, existing: str, mode: Mode,
                  confirm: object = None) -> RunConfig:
     """send's settings but the API's URL, key and rate, each checked (UsageError;
     TypeError for ``where`` or ``confirm`` of another kind); a rehearsal's
@@ -217,8 +204,9 @@ def _send_config(source: _Source, mapped: tuple[str, dict[str, Any] | None],
     check_flags(dry_run=mode.dry_run, only_failed=mode.only_failed, batch=mode.batch, sandbox=sandbox)
     check_texts(existing=existing)
     check_paths(results=results)
-    _check_numbers(concurrency=(concurrency, 1, 256), max_attempts=(max_attempts, 1, 100),
+    check_numbers(concurrency=(concurrency, 1, 256), max_attempts=(max_attempts, 1, 100),
                    timeout=(timeout, 0.1, 600), max_pause=(max_pause, 0.1, 7 * 86400),
+                   patience=(patience, 0, 7 * 86400),
                    limit=(mode.limit, 0, None), header_row=(source.reading.get("header_row"), 1, None))
     if existing not in ("stop", "skip", "send"):
         raise UsageError(f"existing={existing!r}: must be 'stop', 'skip' or 'send'")
@@ -231,14 +219,15 @@ def _send_config(source: _Source, mapped: tuple[str, dict[str, Any] | None],
     path = os.fspath(results)
     target = results_path(source.name, path, sandbox=True) if sandbox else Path(path)
     return _input_config(source, mapped, target, api=ApiAccess(timeout=timeout),
-                         pace=Pace(concurrency=concurrency, max_attempts=max_attempts, max_pause=max_pause),
+                         pace=Pace(concurrency=concurrency, max_attempts=max_attempts, max_pause=max_pause,
+                                   patience=patience),
                          mode=replace(mode, existing=existing))
 
 
-def _input_config(source: _Source, mapped: tuple[str, dict[str, Any] | None], results: Path,
+def _input_config(source: Source, mapped: tuple[str, dict[str, Any] | None], results: Path,
                   **options: Any) -> RunConfig:
     """The run's settings but the API's URL, key and rate: the contacts and
-    how they are read, the mapping (_mapping_source), the results file, and
+    how they are read, the mapping (mapping_source), the results file, and
     ``options`` (RunConfig's other groups: api, pace, mode)."""
     map_name, map_doc = mapped
     return RunConfig(InputSettings(source.name, map_name, open_rows=source.open, mapping_doc=map_doc,
@@ -259,6 +248,10 @@ def _with_access(config: RunConfig, *, api_url: str | None, api_key: str | None,
     check_paths(api_key_file=api_key_file, optional=("api_key_file",))
     url = key = ""
     if not sandbox:
+        if api_url is None and not os.environ.get("COLLECT_API_URL"):
+            from bulksend.tasks.remembered import remembered
+
+            api_url = remembered(config.results).api_url  # a resume sends where the rows were sent
         url, key, errors = api_access(api_url, api_key=api_key, api_key_file=api_key_file,
                                       need_key=not config.mode.dry_run)
         if errors:
@@ -267,7 +260,7 @@ def _with_access(config: RunConfig, *, api_url: str | None, api_key: str | None,
                    pace=replace(config.pace, rate=parse_rate(rate)))
 
 
-def _before_sending(config: RunConfig, source: _Source, api_key_file: str | None) -> list[str]:
+def _before_sending(config: RunConfig, source: Source, api_key_file: str | None) -> list[str]:
     """The last checks before the engine starts: the files written apart from
     the files read (UsageError), then the typed DataFrame columns warned (as
     _warn_typed, which is called from here: the warning points at send's caller)."""
@@ -304,73 +297,6 @@ def _sending(config: RunConfig, reporter: Progress, *, sandbox: bool,
         return blocking(lambda stop: send_file(config, reporter, stop, confirm)), None
     finally:
         reporter.close()
-
-
-@dataclass(frozen=True)
-class _Source:
-    name: str  # the contacts' name in messages: the path, or <rows> / <DataFrame>
-    path: str | None = None  # the file read, if one is
-    open: Callable[[], Table] | None = None  # opens an in-memory table
-    frame: Any = None  # the DataFrame, if one was given
-    reading: dict[str, Any] = field(default_factory=dict)  # how a file is read: sheet, encoding, …
-
-
-def _contacts_source(contacts: object, **file_options: Any) -> _Source:
-    """Where send's and validate's contacts come from, and how a file is read
-    (``file_options``: sheet, encoding, delimiter, header_row, include_hidden;
-    each checked, UsageError). TypeError for contacts of none of the kinds taken."""
-    check_sheet(file_options.get("sheet"))
-    check_texts(encoding=file_options.get("encoding"), delimiter=file_options.get("delimiter"))
-    check_flags(include_hidden=file_options.get("include_hidden", False))
-    if isinstance(contacts, str | os.PathLike):
-        path = os.fspath(contacts)
-        if not isinstance(path, str):
-            raise TypeError("contacts: a path must be text, not bytes")
-        return _Source(path, path, reading=file_options)
-    from bulksend.reading import frames
-
-    given = [name for name, value in file_options.items() if value not in (None, False)]
-    if given:
-        raise UsageError(f"{', '.join(given)}: apply to a contacts file only, not to contacts in memory")
-    if frames.is_dataframe(contacts):
-        return _Source(frames.FRAME_NAME, open=lambda: frames.table_from_frame(contacts), frame=contacts)
-    if isinstance(contacts, MappingABC | bytes | bytearray) or not isinstance(contacts, Iterable):
-        raise TypeError(f"contacts: expected a path, a list of dicts or a pandas DataFrame, "
-                        f"not {type(contacts).__name__}")
-    records = list(contacts)  # read once: the engine reads the rows twice (check, then send)
-    return _Source(frames.RECORDS_NAME, open=lambda: frames.table_from_records(records))
-
-
-def _mapping_source(mapping: object) -> tuple[str, dict[str, Any] | None]:
-    if isinstance(mapping, str | os.PathLike):
-        path = os.fspath(mapping)
-        if not isinstance(path, str):
-            raise TypeError("mapping: a path must be text, not bytes")
-        return path, None
-    if isinstance(mapping, MappingABC):
-        return MAPPING_DICT_NAME, dict(mapping)
-    raise TypeError(f"mapping: expected a path or a dict in the mapping file's shape, "
-                    f"not {type(mapping).__name__}")
-
-
-# The numbers that count something: whole numbers only (issue 25: limit=2.5 sent 3 rows).
-_WHOLE = frozenset({"concurrency", "max_attempts", "limit", "header_row", "max_problems", "preview",
-                    "examples"})
-
-
-def _check_numbers(**ranges: tuple[float | None, float, float | None]) -> None:
-    """UsageError for the first argument outside its range (None: no value
-    given, or no upper bound). A number is an int or a float, never a bool,
-    NaN or infinite; those named in ``_WHOLE`` must be ints."""
-    for name, (value, low, high) in ranges.items():
-        if value is None:
-            continue
-        whole = name in _WHOLE
-        if (isinstance(value, bool) or not isinstance(value, int if whole else int | float)
-                or not math.isfinite(value) or value < low or (high is not None and value > high)):
-            bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-            kind = "a whole number (an int)" if whole and isinstance(value, float) else "a number"
-            raise UsageError(f"{name}={shown(value)}: must be {kind} {bound}")
 
 
 def _warn_typed(config: RunConfig, frame: Any, stacklevel: int = 3) -> list[str]:
@@ -418,10 +344,10 @@ def validate(
     """
     from bulksend.sending.run import validate_file
 
-    source = _contacts_source(contacts, sheet=sheet, encoding=encoding, delimiter=delimiter,
+    source = contacts_source(contacts, sheet=sheet, encoding=encoding, delimiter=delimiter,
                               header_row=header_row, include_hidden=include_hidden)
-    mapped = _mapping_source(mapping)
-    _check_numbers(header_row=(header_row, 1, None), max_problems=(max_problems, 0, None),
+    mapped = mapping_source(mapping)
+    check_numbers(header_row=(header_row, 1, None), max_problems=(max_problems, 0, None),
                    preview=(preview, 0, None))
     config = _input_config(source, mapped, Path("-"))
     warned = _warn_typed(config, source.frame)
@@ -455,6 +381,8 @@ def status(
     api_key_file: str | None = None,
     rate: float | str | None = "10/s",
     timeout: float = 30.0,
+    max_pause: float = 60.0,
+    patience: float = 120.0,
     output: str | os.PathLike[str] | None = None,
     progress: bool | Progress = False,
 ) -> StatusRun:
@@ -463,8 +391,10 @@ def status(
     Lists each campaign's requests 100 a call (collect-api.md §7, never one
     call per row) and writes ``request_status``, ``due_date`` and
     ``status_read_at`` into ``results`` (or into ``output``, a new file).
-    ``api_key``, ``api_key_file``, ``api_url``, ``rate``, ``timeout`` and
-    ``progress`` as for ``send``.
+    ``api_url``: None reads where the send sent (``results`` remembers it:
+    tasks/remembered.py) unless COLLECT_API_URL says otherwise; another URL
+    than the send's is warned of. ``api_key``, ``api_key_file``, ``rate``,
+    ``timeout``, ``max_pause``, ``patience`` and ``progress`` as for ``send``.
 
     Returns:
         A ``bulksend.tasks.status.StatusRun``: ``rows`` (one ``Tracked`` per sent
@@ -477,7 +407,7 @@ def status(
         BulksendError: ``ResultsError`` (not a results file, or ``output`` not
             ours to write), ``LockedError`` (a run uses it), ``UsageError``,
             ``AuthError`` (key refused), ``AbortError`` (a listing could not be
-            read: nothing written).
+            read, a quota, no patience left: nothing written).
     """
     from bulksend.tasks.status import track_file
 
@@ -485,14 +415,19 @@ def status(
     check_texts(api_key=api_key, api_url=api_url)
     check_paths(results=results, output=output, api_key_file=api_key_file,
                 optional=("output", "api_key_file"))
-    _check_numbers(timeout=(timeout, 0.1, 600))
-    url, key = _access(api_url, api_key, api_key_file)
+    check_numbers(timeout=(timeout, 0.1, 600), max_pause=(max_pause, 0.1, 7 * 86400),
+                   patience=(patience, 0, 7 * 86400))
+    path = Path(os.fspath(results))
+    url, key, note = _after_access("status", path, api_url, api_key, api_key_file)
     per_second = parse_rate(rate)
     reporter = progress_for(progress)
     try:
+        if note:
+            reporter.event("warning", note)
         return blocking(lambda stop: track_file(
-            Path(os.fspath(results)), api_url=url, api_key=key, timeout=timeout, rate=per_second,
-            progress=reporter, output=None if output is None else Path(os.fspath(output)), stop=stop))
+            path, api_url=url, api_key=key, timeout=timeout, rate=per_second, progress=reporter,
+            output=None if output is None else Path(os.fspath(output)), stop=stop, max_pause=max_pause,
+            patience=patience))
     finally:
         reporter.close()
 
@@ -505,21 +440,39 @@ def _access(api_url: str | None, api_key: str | None, api_key_file: str | None) 
     return url, key
 
 
+def _after_access(command: str, results: Path, api_url: str | None, api_key: str | None,
+                  api_key_file: str | None) -> tuple[str, str, str | None]:
+    """A command after the send: the API URL (``api_url``, else COLLECT_API_URL,
+    else the one the send used, else the default: tasks/remembered.py) and key,
+    checked, and a note when the URL is not the send's. UsageError, first of
+    all for a rehearsal's results (its requests lived in its own sandbox)."""
+    from bulksend.store.world import refuse_rehearsal
+    from bulksend.tasks.remembered import api_url_for
+
+    refuse_rehearsal(results, command)
+    chosen, note = api_url_for(results, api_url)
+    url, key = _access(chosen, api_key, api_key_file)
+    return url, key, note
+
+
 def update(results: str | os.PathLike[str], *, where: str | None = None, rows: str | None = None,
            every: bool = False, status: str | None = None, due_date: str | None = None,
            assign: str | None = None, send_completion_message: bool | None = None,
            send_rejection_message: bool | None = None, send_reopen_message: bool | None = None,
            again: bool = False, api_key: str | None = None, api_url: str | None = None,
            api_key_file: str | None = None, rate: float | str | None = "10/s", concurrency: int = 4,
-           timeout: float = 30.0, progress: bool | Progress = False,
-           confirm: Callable[[Plan], bool] | None = None) -> UpdateRun:
+           timeout: float = 30.0, max_pause: float = 60.0, patience: float = 120.0,
+           progress: bool | Progress = False, confirm: Callable[[Plan], bool] | None = None) -> UpdateRun:
     """Change many sent requests of a results CSV at once (PATCH /request,
     collect-api.md §7), as ``bulksend update``.
 
     Rows: ``where`` (``"status=pending,due"``: by the request_status
     ``bulksend status`` last read), ``rows`` (``"12,40-55"``) or ``every``
     sent row. The change: ``status`` (pending, completed, waiting, canceled,
-    archived, custom:NAME), ``due_date`` (ISO 8601, today or later),
+    archived, custom:NAME), ``due_date`` (read as the mapping of the send read
+    its dueDate: its format, else ISO 8601; a day is 23:59 that day and a
+    time with no offset is read in that mapping's timezone, else the team's,
+    from GET /team; it must be later than now),
     ``assign`` (a user id or email; ``"unset"`` clears it), and the
     ``send_*_message`` flags (None: not sent). Each change is journaled beside
     ``results``: calling again after a kill finishes the rest and never makes
@@ -527,8 +480,9 @@ def update(results: str | os.PathLike[str], *, where: str | None = None, rows: s
     ``confirm(plan)`` is called with the plan (``todo`` and ``made`` rows),
     under the results file's lock, before any change, also when there is
     nothing to do; nothing is changed unless it returns True (None: no
-    question). ``api_key``, ``api_key_file``, ``api_url``, ``rate``,
-    ``timeout`` and ``progress`` as for ``send``; ``concurrency``: 1 to 64.
+    question). ``api_url`` as for ``status``; ``api_key``,
+    ``api_key_file``, ``rate``, ``timeout``, ``max_pause``, ``patience`` and
+    ``progress`` as for ``send``; ``concurrency``: 1 to 64.
 
     Returns:
         A ``bulksend.tasks.update.UpdateRun``: ``plan``, ``entries`` (request
@@ -537,9 +491,11 @@ def update(results: str | os.PathLike[str], *, where: str | None = None, rows: s
 
     Raises:
         BulksendError: ``UsageError`` (no rows chosen, no change, a bad
-            status or date, the URL or key), ``ResultsError``, ``LockedError``;
-            nothing was changed.
+            status or date, the URL or key), ``ResultsError``, ``LockedError``,
+            ``AbortError`` (the team's time zone a due date needs could not
+            be read); nothing was changed.
     """
+    from bulksend.tasks.remembered import read_due_date
     from bulksend.tasks.update import UpdateRun, apply_plan, plan_update, update_session
 
     check_progress(progress)
@@ -550,26 +506,46 @@ def update(results: str | os.PathLike[str], *, where: str | None = None, rows: s
                 optional=("send_completion_message", "send_rejection_message", "send_reopen_message"))
     check_paths(results=results, api_key_file=api_key_file, optional=("api_key_file",))
     check_callable("confirm", confirm)
-    _check_numbers(concurrency=(concurrency, 1, 64), timeout=(timeout, 0.1, 600))
-    change, selection = _update_request(
-        where=where, rows=rows, every=every, status=status, due_date=due_date, assign=assign,
-        flags={"sendCompletionMessage": send_completion_message,
-               "sendRejectionMessage": send_rejection_message, "sendReopenMessage": send_reopen_message})
-    url, key = _access(api_url, api_key, api_key_file)
-    per_second = parse_rate(rate)
+    check_numbers(concurrency=(concurrency, 1, 64), timeout=(timeout, 0.1, 600),
+                   max_pause=(max_pause, 0.1, 7 * 86400), patience=(patience, 0, 7 * 86400))
     path = Path(os.fspath(results))
-    with update_session(path) as journal:
-        plan = plan_update(path, journal, change, selection, again=again)
-        asked = confirm(plan) if confirm is not None else True
-        if not plan.todo or not asked:
-            return UpdateRun(plan)
-        reporter = progress_for(progress)
-        try:
+    due = read_due_date(path, due_date) if due_date is not None else None
+    change, selection = _update_request(
+        where=where, rows=rows, every=every, status=status, due_date=due.text if due else None,
+        assign=assign, flags={"sendCompletionMessage": send_completion_message,
+                              "sendRejectionMessage": send_rejection_message,
+                              "sendReopenMessage": send_reopen_message})
+    url, key, note = _after_access("update", path, api_url, api_key, api_key_file)
+    per_second = parse_rate(rate)
+    reporter = progress_for(progress)
+    try:
+        if note:
+            reporter.event("warning", note)
+        if due is not None:
+            change = replace(change, due_date=_due_instant(due, url, key, timeout))
+        with update_session(path) as journal:
+            plan = plan_update(path, journal, change, selection, again=again)
+            asked = confirm(plan) if confirm is not None else True
+            if not plan.todo or not asked:
+                return UpdateRun(plan)
             return blocking(lambda stop: apply_plan(
                 plan, journal, api_url=url, api_key=key, timeout=timeout, rate=per_second,
-                concurrency=concurrency, progress=reporter, stop=stop))
-        finally:
-            reporter.close()
+                concurrency=concurrency, progress=reporter, stop=stop, max_pause=max_pause,
+                patience=patience))
+    finally:
+        reporter.close()
+
+
+def _due_instant(due: Any, url: str, key: str, timeout: float) -> str:
+    """``--due-date`` (a tasks.remembered.DueInput) as the instant to send; GET
+    /team first when it is read in the team's zone. UsageError, AbortError."""
+    from bulksend.tasks.remembered import resolve_due, team_zone
+
+    zone = None
+    if due.needs_team_zone:
+        zone = blocking(lambda _stop: team_zone(api_url=url, api_key=key, timeout=timeout))
+    instant: str = resolve_due(due, team_zone=zone)
+    return instant
 
 
 def _update_request(*, where: str | None, rows: str | None, every: bool, status: str | None,
@@ -588,13 +564,14 @@ def _update_request(*, where: str | None, rows: str | None, every: bool, status:
 
 
 def reconcile(results: str | os.PathLike[str], *, api_key: str | None = None, api_url: str | None = None,
-              api_key_file: str | None = None, timeout: float = 30.0,
-              progress: bool | Progress = False) -> Counter[str]:
+              api_key_file: str | None = None, timeout: float = 30.0, max_pause: float = 60.0,
+              patience: float = 120.0, progress: bool | Progress = False) -> Counter[str]:
     """Settle the ``unknown`` rows of a results CSV by looking each up
     (collect-api.md §6), as ``bulksend reconcile``; sends nothing. Found: the
     row becomes ``sent`` with the server's request id; not found: ``failed``
-    (the next send sends it). ``api_key``, ``api_key_file``, ``api_url``,
-    ``timeout`` and ``progress`` as for ``send``.
+    (the next send sends it). ``api_url`` as for ``status``; ``api_key``,
+    ``api_key_file``, ``timeout``, ``max_pause``, ``patience`` and
+    ``progress`` as for ``send``.
 
     Returns:
         The unknown rows looked up, by the status they have now: ``sent``,
@@ -609,12 +586,17 @@ def reconcile(results: str | os.PathLike[str], *, api_key: str | None = None, ap
     check_progress(progress)
     check_texts(api_key=api_key, api_url=api_url)
     check_paths(results=results, api_key_file=api_key_file, optional=("api_key_file",))
-    _check_numbers(timeout=(timeout, 0.1, 600))
-    url, key = _access(api_url, api_key, api_key_file)
+    check_numbers(timeout=(timeout, 0.1, 600), max_pause=(max_pause, 0.1, 7 * 86400),
+                   patience=(patience, 0, 7 * 86400))
+    path = Path(os.fspath(results))
+    url, key, note = _after_access("reconcile", path, api_url, api_key, api_key_file)
     reporter = progress_for(progress)
     try:
-        return blocking(lambda _stop: reconcile_file(Path(os.fspath(results)), api_url=url, api_key=key,
-                                                      timeout=timeout, progress=reporter))
+        if note:
+            reporter.event("warning", note)
+        return blocking(lambda _stop: reconcile_file(path, api_url=url, api_key=key, timeout=timeout,
+                                                      progress=reporter, max_pause=max_pause,
+                                                      patience=patience))
     finally:
         reporter.close()
 
@@ -627,7 +609,7 @@ def report(results: str | os.PathLike[str], *, examples: int = 3) -> str:
     from bulksend.tasks.report import report_text
 
     check_paths(results=results)
-    _check_numbers(examples=(examples, 0, None))
+    check_numbers(examples=(examples, 0, None))
     return report_text(Path(os.fspath(results)), examples=examples)
 
 
@@ -661,7 +643,7 @@ def init(contacts: str, *, output: str | os.PathLike[str] = "mapping.yaml", forc
     check_flags(force=force)
     check_texts(campaign=campaign, api_key=api_key, api_url=api_url, encoding=encoding, delimiter=delimiter)
     check_sheet(sheet)
-    _check_numbers(header_row=(header_row, 1, None))
+    check_numbers(header_row=(header_row, 1, None))
     if campaign is not None:
         check_campaign(campaign)
     key = ""

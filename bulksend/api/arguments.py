@@ -7,12 +7,13 @@ sends one row more (``limit=2.5``), a string where a Progress is expected
 fails after the results file and its journal were made. So each function of
 bulksend.api checks its arguments first, with these, and raises UsageError
 (exit 2) naming the first one that is wrong. Numbers are checked by
-api/__init__.py's ``_check_numbers``; the API URL, the key and the rate by
+``check_numbers``; the API URL, the key and the rate by
 bulksend/settings.py.
 """
 
 from __future__ import annotations
 
+import math
 import os
 
 from bulksend.common.errors import UsageError
@@ -83,3 +84,23 @@ def check_callable(name: str, value: object) -> None:
     """UsageError when ``value`` is neither None nor callable."""
     if value is not None and not callable(value):
         raise UsageError(f"{name}: must be a function or None, not {type(value).__name__}")
+
+
+# The numbers that count something: whole numbers only (issue 25: limit=2.5 sent 3 rows).
+WHOLE = frozenset({"concurrency", "max_attempts", "limit", "header_row", "max_problems", "preview",
+                    "examples"})
+
+
+def check_numbers(**ranges: tuple[float | None, float, float | None]) -> None:
+    """UsageError for the first argument outside its range (None: no value
+    given, or no upper bound). A number is an int or a float, never a bool,
+    NaN or infinite; those named in ``WHOLE`` must be ints."""
+    for name, (value, low, high) in ranges.items():
+        if value is None:
+            continue
+        whole = name in WHOLE
+        if (isinstance(value, bool) or not isinstance(value, int if whole else int | float)
+                or not math.isfinite(value) or value < low or (high is not None and value > high)):
+            bound = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            kind = "a whole number (an int)" if whole and isinstance(value, float) else "a number"
+            raise UsageError(f"{name}={shown(value)}: must be {kind} {bound}")

@@ -15,6 +15,19 @@ from bulksend.cli.shared import CONTEXT, api_options, fail
 from bulksend.common.errors import BulksendError, ExitStatus, UsageError
 
 
+def wait_options(f: Any) -> Any:
+    """How long a command waits on a rate-limited API (status, update, reconcile), as send does."""
+    f = click.option("--patience", type=click.FloatRange(0, 7 * 86400), default=120.0, show_default=True,
+                     metavar="SECONDS",
+                     help="How long to go on while the API accepts nothing and answers 429 (the pauses "
+                     "it asks for, up to --max-pause, not counted); then stop with exit 3.")(f)
+    f = click.option("--max-pause", type=click.FloatRange(0.1, 7 * 86400), default=60.0, show_default=True,
+                     metavar="SECONDS",
+                     help="Longest pause a 429's Retry-After may impose; a longer one (a quota) stops "
+                     "with exit 3 and the time to rerun.")(f)
+    return f
+
+
 @click.command(context_settings=CONTEXT)
 @click.argument("results", metavar="RESULTS.csv")
 @click.option("--examples", type=click.IntRange(0), default=3, show_default=True,
@@ -40,7 +53,9 @@ def report(results: str, examples: int) -> None:
 @api_options
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
               help="Seconds to wait for one answer.")
-def reconcile(results: str, api_url: str, api_key_file: str | None, timeout: float) -> None:
+@wait_options
+def reconcile(results: str, api_url: str | None, api_key_file: str | None, timeout: float, max_pause: float,
+              patience: float) -> None:
     """Settle the unknown rows of RESULTS.csv by looking them up; sends nothing.
 
     An unknown row's POST may have reached the server but its answer was lost.
@@ -52,11 +67,10 @@ def reconcile(results: str, api_url: str, api_key_file: str | None, timeout: flo
       bulksend reconcile contacts-results.csv
     """
     from bulksend import api
-    from bulksend.common.progress import NullProgress
 
     try:
         counts = api.reconcile(results, api_url=api_url, api_key_file=api_key_file, timeout=timeout,
-                               progress=NullProgress())
+                               max_pause=max_pause, patience=patience, progress=_notes())
     except BulksendError as exc:
         fail(exc)
     total = sum(counts.values())
@@ -67,6 +81,18 @@ def reconcile(results: str, api_url: str, api_key_file: str | None, timeout: flo
                f"{counts['failed']} not created (failed: the next send sends them), "
                f"{counts['unknown']} still unknown")
     sys.exit(0 if not counts["unknown"] else 1)
+
+
+def _notes() -> Any:
+    """A Progress that shows only the warnings (reconcile's other events stay quiet)."""
+    from bulksend.common.progress import NullProgress
+
+    class Notes(NullProgress):
+        def event(self, kind: str, message: str, **fields: Any) -> None:
+            if kind == "warning":
+                click.echo(f"bulksend: warning: {message}", err=True)
+
+    return Notes()
 
 
 def _status_names(ctx: click.Context, param: click.Parameter, value: str | None) -> list[str]:
@@ -92,8 +118,10 @@ def _status_names(ctx: click.Context, param: click.Parameter, value: str | None)
 @click.option("--rate", default="10/s", show_default=True, help="Ceiling on calls per second.")
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
               help="Seconds to wait for one answer.")
-def status(results: str, api_url: str, api_key_file: str | None, output: str | None,
-           fail_on: list[str], as_json: bool, rate: str, timeout: float) -> None:
+@wait_options
+def status(results: str, api_url: str | None, api_key_file: str | None, output: str | None,
+           fail_on: list[str], as_json: bool, rate: str, timeout: float, max_pause: float,
+           patience: float) -> None:
     """Read the current status of every sent request of RESULTS.csv.
 
     Lists each campaign's requests 100 a call (never one call per row) and
@@ -114,7 +142,7 @@ def status(results: str, api_url: str, api_key_file: str | None, output: str | N
 
     try:
         run = api.status(results, api_url=api_url, api_key_file=api_key_file, output=output or None,
-                         rate=rate, timeout=timeout,
+                         rate=rate, timeout=timeout, max_pause=max_pause, patience=patience,
                          progress=make_progress(log_format="text", no_progress=True, verbose=False))
     except BulksendError as exc:
         fail(exc)
@@ -137,7 +165,9 @@ def status(results: str, api_url: str, api_key_file: str | None, output: str | N
 @click.option("--all", "every", is_flag=True, help="Every sent row.")
 @click.option("--status", "new_status", metavar="NAME",
               help="New status: pending, completed, waiting, canceled (or cancelled), archived, custom:NAME.")
-@click.option("--due-date", metavar="DATE", help="New due date, ISO 8601 (2026-12-31), today or later.")
+@click.option("--due-date", metavar="DATE",
+              help="New due date, read as the send's mapping reads dueDate (its format, else ISO 8601: "
+              "2026-12-31); a day ends at 23:59 in that mapping's timezone, else the team's. Not past.")
 @click.option("--assign", metavar="USER", help="Assign to a team member (user id or email); unset clears it.")
 @click.option("--send-completion-message/--no-send-completion-message", default=None,
               help="Send the completion message when the status becomes completed.")
@@ -155,11 +185,12 @@ def status(results: str, api_url: str, api_key_file: str | None, output: str | N
               help="Calls in flight at once.")
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
               help="Seconds to wait for one answer.")
+@wait_options
 def update(results: str, where: str | None, row_numbers: str | None, every: bool, new_status: str | None,
            due_date: str | None, assign: str | None, send_completion_message: bool | None,
            send_rejection_message: bool | None, send_reopen_message: bool | None, yes: bool,
-           again: bool, api_url: str, api_key_file: str | None, rate: str, concurrency: int,
-           timeout: float) -> None:
+           again: bool, api_url: str | None, api_key_file: str | None, rate: str, concurrency: int,
+           timeout: float, max_pause: float, patience: float) -> None:
     """Change many sent requests of RESULTS.csv at once (PATCH /request).
 
     Shows what will change and asks first (--yes for scripts). Each request is
@@ -197,7 +228,7 @@ def update(results: str, where: str | None, row_numbers: str | None, every: bool
             assign=assign, send_completion_message=send_completion_message,
             send_rejection_message=send_rejection_message, send_reopen_message=send_reopen_message,
             again=again, api_url=api_url, api_key_file=api_key_file, rate=rate, concurrency=concurrency,
-            timeout=timeout, confirm=ask,
+            timeout=timeout, max_pause=max_pause, patience=patience, confirm=ask,
             progress=make_progress(log_format="text", no_progress=True, verbose=False))
     except BulksendError as exc:
         fail(exc)

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
               help="Row holding the column names (default: the first non-blank row).")
 @api_options
 def init(contacts: str, campaign: str | None, output: str, force: bool, sheet: str | None,
-         encoding: str | None, delimiter: str | None, header_row: int | None, api_url: str,
+         encoding: str | None, delimiter: str | None, header_row: int | None, api_url: str | None,
          api_key_file: str | None) -> None:
     """Write a commented mapping for CONTACTS, its columns matched for you.
 
@@ -142,6 +142,10 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
               metavar="SECONDS",
               help="Longest pause a 429's Retry-After may impose; a longer one (a quota) stops the run "
               "with exit 3 and the time to rerun. A nightly job may pass e.g. 3600 to wait instead.")
+@click.option("--patience", type=click.FloatRange(0, 7 * 86400), default=120.0, show_default=True,
+              metavar="SECONDS",
+              help="How long the run goes on while the API accepts nothing and answers 429 (the pauses "
+              "it asks for, up to --max-pause, not counted); then it stops with exit 3: rerun to resume.")
 @click.option("--skip-existing", "skip_existing", is_flag=True,
               help="Rows this results file has not sent whose key already matches a request in the "
               "campaign (sent from the app, or by a run with another results file) are recorded sent "
@@ -183,9 +187,9 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
               "network); results in CONTACTS-sandbox-results.csv, which a real send never reads.")
 def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
          delimiter: str | None, header_row: int | None, include_hidden: bool, results: str | None,
-         api_url: str, api_key_file: str | None,
+         api_url: str | None, api_key_file: str | None,
          rate: str, concurrency: int, max_attempts: int, timeout: float, dry_run: bool,
-         max_pause: float, skip_existing: bool, send_anyway: bool,
+         max_pause: float, patience: float, skip_existing: bool, send_anyway: bool,
          limit: int | None, only_failed: bool, where: str | None, exclude: tuple[str, ...], yes: bool,
          notify: str | None, batch: bool, no_progress: bool, log_format: str,
          summary_json: str | None, verbose: bool, sandbox: bool) -> None:
@@ -238,8 +242,8 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         run = api.send(
             contacts, mapping, results=target, api_url=api_url, api_key_file=api_key_file, rate=rate,
             concurrency=concurrency, max_attempts=max_attempts, timeout=timeout, max_pause=max_pause,
-            existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed, where=where,
-            exclude=exclude, confirm=_ask if asks else None,
+            patience=patience, existing=existing, dry_run=dry_run, limit=limit, only_failed=only_failed,
+            where=where, exclude=exclude, confirm=_ask if asks else None,
             batch=batch, sheet=sheet_value(sheet), encoding=encoding, delimiter=delimiter,
             header_row=header_row, include_hidden=include_hidden, sandbox=sandbox, all_problems=True,
             progress=make_progress(log_format=log_format, no_progress=no_progress, verbose=verbose),
@@ -361,8 +365,9 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
 
 def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
-                   add: str = "") -> str:
-    """The command line ``argv`` to run again: without ``drop``'s options and --dry-run, plus ``add``."""
+                   add: str = "", flags: tuple[str, ...] = ("--dry-run",)) -> str:
+    """The command line ``argv`` to run again: without ``drop``'s options (each
+    with its value), without ``flags``, plus ``add``."""
     import shlex
 
     args = ["bulksend"]
@@ -374,7 +379,7 @@ def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
         if arg in drop:
             skip = True
             continue
-        if any(arg.startswith(d + "=") for d in drop) or arg == "--dry-run":
+        if any(arg.startswith(d + "=") for d in drop) or arg in flags:
             continue
         args.append(arg)
     text = shlex.join(args)
@@ -384,6 +389,7 @@ def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
 def _print_summary(summary: Any, *, argv: list[str]) -> None:
     """A run's totals, its first problems, where the results are and how to resume (``argv``)."""
     from bulksend.common.outcome import DUPLICATE, EXCLUDED, FAILED, FILTERED, INVALID, READY, SENT, UNKNOWN
+    from bulksend.sending.recorder import NOT_REACHED
 
     c = summary.counts
     out = click.echo
@@ -394,6 +400,7 @@ def _print_summary(summary: Any, *, argv: list[str]) -> None:
         (SENT, "sent"), (READY, "ready (not sent)"), (FAILED, "failed"), (UNKNOWN, "unknown"),
         (INVALID, "invalid (not sent)"), (DUPLICATE, "duplicate (not sent)"),
         (FILTERED, "filtered (--where)"), (EXCLUDED, "excluded (--exclude)"),
+        (NOT_REACHED, "not reached"),
     ]
     for status, label in labels:
         if c[status]:
@@ -411,4 +418,5 @@ def _print_summary(summary: Any, *, argv: list[str]) -> None:
     if summary.interrupted or summary.aborted is not None or c[FAILED] or c[UNKNOWN]:
         out(f"to resume: {_rerun_command(argv)}")
     elif c[READY] and not summary.dry_run:
-        out(f"to send the rest: {_rerun_command(argv)}")
+        # Without --only-failed, which would never send them (issue 27).
+        out(f"to send the rest: {_rerun_command(argv, flags=('--dry-run', '--only-failed'))}")

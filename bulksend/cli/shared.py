@@ -72,12 +72,15 @@ def input_options(f: Any) -> Any:
 
 
 def api_options(f: Any) -> Any:
-    """Where the API is and how the key is given (send and reconcile)."""
+    """Where the API is and how the key is given (send, status, update and reconcile)."""
     f = click.option("--api-key", hidden=True, expose_value=False, callback=refuse_key_option)(f)
     f = click.option("--api-key-file", metavar="FILE",
                      help="Read the API key from FILE instead of COLLECT_API_KEY.")(f)
-    f = click.option("--api-url", envvar="COLLECT_API_URL", default=DEFAULT_API_URL, show_default=True,
-                     help="API base URL (env COLLECT_API_URL).")(f)
+    # No default here: a run on an existing results file uses the API its send
+    # used (tasks/remembered.py, issue 27), else DEFAULT_API_URL (settings.py).
+    f = click.option("--api-url", envvar="COLLECT_API_URL", metavar="URL",
+                     help="API base URL (env COLLECT_API_URL). Default: where the results file's "
+                     f"requests were sent, if it has any; else {DEFAULT_API_URL}.")(f)
     return f
 
 

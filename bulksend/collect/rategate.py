@@ -11,6 +11,16 @@ rate: down once per storm of 429s, back up while answers are good.
 aiolimiter is not used here: it has no public way to change its rate at run
 time (its issue #98), and writing its private attributes left parked waiters on
 the old timer.
+
+Every run has an overall patience with 429s (issue 27): a server that answers
+429 with ``Retry-After: 0`` forever never asks for a pause long enough to be a
+quota (``max_pause``), and the rate it drives the gate down to keeps a run
+going for as long as it lasts. When no request has been accepted for
+``patience`` seconds since the first 429 after the last one that was, not
+counting the pauses the server asked for (each within ``max_pause``: a job
+that waits out a quota on purpose is not cut short), ``throttled`` raises
+``PatienceError`` (exit 3: rerun to resume), as stamina caps a retry loop's
+total time as well as its tries.
 """
 
 from __future__ import annotations
@@ -21,12 +31,20 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from bulksend.common.errors import AbortError
 from bulksend.common.progress import Progress
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-__all__ = ["Clock", "RateGate", "Schedule", "Sleep"]
+__all__ = ["PATIENCE", "Clock", "PatienceError", "RateGate", "Schedule", "Sleep"]
+
+PATIENCE = 120.0  # seconds: the default overall patience with 429s (--patience)
+
+
+class PatienceError(AbortError):
+    """The API accepted nothing for longer than the run's patience while it
+    answered 429 (rate limited): the run stops (exit 3); a rerun resumes."""
 
 
 class Schedule:
@@ -130,6 +148,7 @@ class RateGate:
         *,
         progress: Progress,
         max_pause: float = 60.0,
+        patience: float = PATIENCE,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -137,6 +156,13 @@ class RateGate:
         self.rate = self.ceiling
         self.progress = progress
         self.max_pause = max_pause
+        self.patience = patience
+        # Since the first 429 after the last accepted request (None: none
+        # since): when it came, the pauses asked since (seconds), 429s since.
+        self._refused_since: float | None = None
+        self._asked = 0.0
+        self._refusals = 0
+        self._last_retry_after: float | None = None
         self.clock = clock
         self.sleep = sleep
         now = clock()
@@ -191,9 +217,12 @@ class RateGate:
         """Wait for a slot; returns the time (on ``clock``) the request may leave.
 
         A parked waiter wakes at least every ``RECHECK`` seconds, so a rate
-        raised while it waits takes effect at once; a change voids its claim."""
+        raised while it waits takes effect at once; a change voids its claim.
+        Raises ``PatienceError`` once a run of 429s has spent the patience
+        (a rate driven down by them parks a waiter for long: it stops here)."""
         while True:
             now = self.clock()
+            self._check_patience(now)
             if now < self.paused_until:
                 await self.sleep(self.paused_until - now)
                 continue
@@ -205,6 +234,7 @@ class RateGate:
             while slot > now and generation == self._generation:
                 await self.sleep(min(slot - now, self.RECHECK))
                 now = self.clock()
+                self._check_patience(now)
             if generation == self._generation and now >= self.paused_until:
                 self._granted += 1
                 return now
@@ -243,6 +273,7 @@ class RateGate:
     def success(self, sent: float) -> None:
         """A 2xx to a request that left at ``sent``: a rate that holds moves up."""
         self._answers.append((sent, 200))
+        self._refused_since = None  # accepted: the patience starts again at the next 429
         if sent < self.changed_at or self.rate >= self.ceiling:
             return
         now = self.clock()
@@ -289,8 +320,14 @@ class RateGate:
         now = self.clock()
         pause = max(0.05, min(self.max_pause, retry_after if retry_after is not None else 1.0))
         self._answers.append((sent, 429))
+        if self._refused_since is None:
+            self._refused_since, self._asked, self._refusals = now, 0.0, 0
+        self._refusals += 1
+        self._last_retry_after = retry_after
+        self._check_patience(now)
         new_storm = sent >= self.changed_at and now >= self.paused_until
         until = max(self.paused_until, now + pause)
+        self._asked += max(0.0, until - max(self.paused_until, now))  # a pause the server asks for
         if sent >= self.changed_at:
             self._cut(sent, now, until)
         elif until > self.paused_until:  # an answer of the last storm: honour its Retry-After
@@ -305,6 +342,18 @@ class RateGate:
                 rate=round(self.rate, 2),
             )
         return pause
+
+    def _check_patience(self, now: float) -> None:
+        """``PatienceError`` when the 429s since the last accepted request have
+        lasted longer than the patience, the pauses they asked for apart."""
+        if self._refused_since is None or now - self._refused_since - self._asked <= self.patience:
+            return
+        retry_after = self._last_retry_after
+        said = "no Retry-After" if retry_after is None else f"Retry-After {retry_after:g}s"
+        raise PatienceError(
+            f"the API accepted no request for {now - self._refused_since:.0f}s and answered 429 (rate "
+            f"limited, {said}) {self._refusals} times: stopped after --patience {self.patience:g}s",
+            hint="rerun the same command later: it resumes; or pass --patience SECONDS to wait longer")
 
     def _cut(self, sent: float, now: float, until: float) -> None:
         """The cut of one storm; the new rate starts when the pause ends."""

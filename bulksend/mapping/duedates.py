@@ -53,13 +53,15 @@ class DueDates:
     team's zone, so that cached conversions made without it are not reused.
     """
 
-    __slots__ = ("clock", "field_zone", "generation", "late", "mapped", "needs_team_zone",
-                 "team_zone", "team_zone_name")
+    __slots__ = ("clock", "field_zone", "fmt", "generation", "late", "mapped", "needs_team_zone",
+                 "spec_type", "team_zone", "team_zone_name")
 
     def __init__(self, clock: Callable[[], float] = _time.time) -> None:
         self.clock = clock
         self.mapped = False  # the mapping has a dueDate field
         self.field_zone: str | None = None  # its `timezone`, if any
+        self.fmt: str | None = None  # its `format` (strptime), if any: `update --due-date` reads so too
+        self.spec_type = "date"  # its `type`: date or datetime
         self.needs_team_zone = False  # it has no `timezone`
         self.team_zone: tzinfo | None = None
         self.team_zone_name: str | None = None
@@ -99,6 +101,7 @@ class DueDates:
         ``evidence`` is told which rows decide the order of day and month
         (``column``: the column read; None for a template)."""
         self.mapped = True
+        self.fmt, self.spec_type = fmt, spec_type
         self.field_zone = zone_name if zone is not None else None
         self.needs_team_zone = zone is None
         hint = None if allow_past else f"{fix}, or add past: allow to dueDate in the mapping"

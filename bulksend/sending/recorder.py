@@ -3,6 +3,12 @@
 Each row ends here exactly once, whatever stopped the run: its outcome is
 committed to the journal (when it came from the API), written to the results
 CSV, counted in the summary and the checkpoint tracker, and shown as progress.
+
+A full disk stops the run (issue 27: the counts must add up all the same).
+The first failure to write the results file is raised, as it ends the run;
+after it, and once the journal is broken, the rows the stopping run still
+hands over are counted and shown but not written again: the summary says how
+many lines the file holds (``Recorder.unwritten``), and a rerun writes them.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bulksend.common.errors import BulksendError
 from bulksend.common.outcome import FAILED, SENT, UNKNOWN, Outcome
 
 if TYPE_CHECKING:
@@ -19,6 +26,10 @@ if TYPE_CHECKING:
     from bulksend.store.checkpoints import Tracker
     from bulksend.store.journal import Journal
     from bulksend.store.results import ResultsWriter
+
+# The count of the rows a stopped run never read (a full disk broke the journal
+# before the feeder reached them): they keep what earlier runs recorded.
+NOT_REACHED = "not-reached"
 
 
 @dataclass
@@ -31,22 +42,45 @@ class Recorder:
     tracker: Tracker
     progress: Progress
     dry_run: bool = False
+    unwritten: int = 0  # rows counted whose line could not be written (a full disk)
+    _write_failed: bool = False
 
     def finish(self, outcome: Outcome, *, carried: bool = False) -> None:
         """The row's last word in this run. ``carried``: its status comes from
         the journal (no API call was made), so the journal is not written."""
         if outcome.key and outcome.status in (SENT, FAILED, UNKNOWN) and not (carried or self.dry_run):
             self.journal.record(outcome)
-        self.writer.write(outcome)
-        self.summary.note(outcome)
-        self.tracker.note(outcome)
-        self.progress.outcome(outcome)
+        try:
+            self._write(outcome)
+        finally:
+            self.summary.note(outcome)
+            self.tracker.note(outcome)
+            self.progress.outcome(outcome)
+
+    def _write(self, outcome: Outcome) -> None:
+        """The row's line; the first failure is raised (it ends the run), the
+        later ones only counted."""
+        if self._write_failed:
+            self.unwritten += 1
+            return
+        try:
+            self.writer.write(outcome)
+        except BulksendError:
+            self._write_failed = True
+            self.unwritten += 1
+            raise
 
     def unattempted(self, job: Job) -> None:
         """A queued row the run stopped before sending: its earlier status stands."""
         if job.marked and job.outcome.key:
-            self.journal.restore(job.outcome.key, job.previous)
             job.marked = False
+            try:
+                self.journal.restore(job.outcome.key, job.previous)
+            except BulksendError:
+                # A broken journal (a full disk; the run is stopping for it):
+                # the mark stays, and the next run looks the row up first.
+                if self.journal.broken is None:
+                    raise
         self.finish(job.outcome, carried=True)
 
     def stopped(self, job: Job) -> None:

@@ -38,6 +38,7 @@ from bulksend.sending.preflight import Uses, preflight, rows_text
 from bulksend.sending.recorder import Recorder
 from bulksend.sending.stop import StopRequest
 from bulksend.settings import InputSettings, Mode, RunConfig
+from bulksend.store.journal import API_URL, DUE_READING, SEND_INPUT
 from bulksend.store.results import check_results_target
 from bulksend.store.runlock import journal_path
 from bulksend.store.session import Session, open_session
@@ -210,9 +211,11 @@ def send_file(config: RunConfig, progress: Progress, stop: StopRequest | None = 
         # confirmed under it, by the session.
         checked = _CheckPass(table, mapping, None if mode.dry_run else results)
         with open_session(results, table, mapping, summary, progress, read=checked,
-                          dry_run=mode.dry_run, sandbox=mode.sandbox) as session:
+                          dry_run=mode.dry_run, sandbox=mode.sandbox,
+                          remember=remembered(config, mapping)) as session:
             # One gate for every call of the run, the preflight's included (issue 18).
-            gate = RateGate(config.pace.rate, progress=progress, max_pause=config.pace.max_pause)
+            gate = RateGate(config.pace.rate, progress=progress, max_pause=config.pace.max_pause,
+                            patience=config.pace.patience)
             if mode.dry_run:
                 _note_due_zone(mapping, progress)
                 progress.event("input", table.describe())  # the encoding, delimiter... chosen
@@ -231,6 +234,30 @@ def _ask(confirm: Callable[[SendPlan], bool], plan: SendPlan) -> None:
     if plan.requests and not confirm(plan):
         raise DeclinedError("not confirmed: nothing was sent",
                             hint="rerun with --yes to send without the question")
+
+
+def remembered(config: RunConfig, mapping: Mapping) -> dict[str, str]:
+    """What the results file remembers of this send (journal meta, issue 27;
+    never the key): the API URL, how the mapping reads dueDate (format,
+    timezone, type), and the send's input (contacts and mapping as absolute
+    paths, None when given in memory; the reading options given; the folder;
+    whether it was a rehearsal)
+    for ``status``, ``update``, ``reconcile`` and ``report``."""
+    import json
+    import os
+
+    dates = mapping.due_dates
+    due = {"format": dates.fmt, "timezone": dates.field_zone, "type": dates.spec_type} if dates.mapped else {}
+    source = config.input
+    contacts = None if source.open_rows is not None else source.contacts
+    given = {
+        "contacts": contacts if contacts in (None, "-") else os.path.abspath(contacts),
+        "mapping": None if source.mapping_doc is not None else os.path.abspath(source.mapping),
+        "sheet": source.sheet, "encoding": source.encoding, "delimiter": source.delimiter,
+        "header_row": source.header_row, "include_hidden": source.include_hidden, "cwd": os.getcwd(),
+        "sandbox": config.mode.sandbox,
+    }
+    return {API_URL: config.api.url, DUE_READING: json.dumps(due), SEND_INPUT: json.dumps(given)}
 
 
 async def _prepare(config: RunConfig, session: Session, uses: Uses, gate: RateGate,
@@ -397,7 +424,49 @@ def _send(config: RunConfig, session: Session, gate: RateGate, excluded: set[str
     finally:
         summary.elapsed = time.monotonic() - started
         session.end(completed=completed, hard_stop=hard_stop)
+        if summary.aborted is not None or summary.interrupted:
+            _account_for_every_row(summary, recorder)
     return summary
+
+
+def _account_for_every_row(summary: Summary, recorder: Recorder) -> None:
+    """After a stop, the counts add up to the rows (issue 27): the rows the
+    run never read (a full disk broke the journal first) are counted
+    ``not-reached``; and when the results file holds fewer lines than the rows
+    counted (the disk filled while it was written), a note says how many it
+    holds and that a rerun writes the rest."""
+    from bulksend.sending.recorder import NOT_REACHED
+
+    missing = summary.total - sum(summary.counts.values())
+    if missing > 0:
+        summary.counts[NOT_REACHED] = missing
+    counted = sum(n for status, n in summary.counts.items() if status != NOT_REACHED)
+    if not recorder.unwritten and not isinstance(summary.aborted, AbortError):
+        return
+    held = _lines_in(summary.results)
+    if held < counted:
+        summary.notes.append(
+            f"{summary.results} lists {held} of the {counted} rows counted above: the disk filled before "
+            "the others could be written. Rerun the same command once there is room: it writes every "
+            "row's line (a row whose answer was not recorded is looked up first, never sent twice)")
+
+
+def _lines_in(results: Path) -> int:
+    """The complete lines (as many cells as the header) of the results file at
+    ``results``; those read before an error when it cannot be read to its end."""
+    import csv
+
+    from bulksend.store.results import csv_lines
+
+    lines = 0
+    try:
+        with open(results, encoding="utf-8-sig", newline="") as handle:
+            reader = csv_lines(handle)
+            header = next(reader, [])
+            lines = sum(1 for cells in reader if len(cells) == len(header))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    return lines
 
 
 def resolve_results(contacts: str, results: str | None, dry_run: bool) -> Path:

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -56,7 +57,39 @@ CREATE TABLE IF NOT EXISTS line_index (
     row INTEGER PRIMARY KEY, offset INTEGER NOT NULL, size INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- What `status` and `update` wrote into the results file's tracking columns,
+-- by key, taken from the file before a send rewrites it (issue 27): JSON list.
+CREATE TABLE IF NOT EXISTS tracked (key TEXT PRIMARY KEY, cells TEXT NOT NULL) WITHOUT ROWID;
 """
+
+# Meta a send writes for the commands that come after it (issue 27): what the
+# results file remembers of the send that made it. Never the key.
+API_URL = "api_url"  # the API base URL the last send sent to
+DUE_READING = "due_reading"  # JSON: how its mapping read dueDate: {"format", "timezone", "type"}
+SEND_INPUT = "send_input"  # JSON: its contacts, mapping and reading options, and the folder it ran in
+
+
+def peek_meta(path: Path, names: Sequence[str]) -> dict[str, str]:
+    """The values of ``names`` in the meta of the journal at ``path``, read
+    only (no run is counted, no lock is needed): those it holds; {} when there
+    is no journal or it cannot be read."""
+    if not path.exists():
+        return {}
+    # A journal closed cleanly has no -wal: read it as immutable, which makes no
+    # -wal or -shm beside it (a read-only connection would, and leave them).
+    wal = path.with_name(path.name + "-wal").exists()
+    try:
+        name = str(path).replace("%", "%25").replace("?", "%3f").replace("#", "%23")  # as a URI reads them
+        db = sqlite3.connect(f"file:{name}?mode=ro" + ("" if wal else "&immutable=1"), uri=True)
+        try:
+            marks = ",".join("?" * len(names))
+            found = db.execute(f"SELECT name, value FROM meta WHERE name IN ({marks})", list(names))
+            return {str(name): str(value) for name, value in found}
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return {}
+
 
 
 _now_cache: tuple[int, str] = (0, "")
@@ -431,6 +464,34 @@ class Journal:
         self._apply_pending()
         marks = ",".join("?" * len(keys))
         return dict(self.db.execute(f"SELECT key, status FROM rows WHERE key IN ({marks})", list(keys)))
+
+    # -- the tracking columns of status and update (issue 27) ---------------
+    @_storage
+    def keep_tracked(self, cells: Iterable[tuple[str, Sequence[str]]]) -> int:
+        """Replace the tracking cells kept (``(key, cells)`` pairs, from the
+        results file before a send rewrites it); returns how many keys have some."""
+        self.db.execute("DELETE FROM tracked")
+        kept = 0
+        chunk: list[tuple[str, str]] = []
+        for key, values in cells:
+            chunk.append((key, json.dumps(list(values), ensure_ascii=False)))
+            if len(chunk) >= 1000:
+                self.db.executemany("INSERT OR REPLACE INTO tracked VALUES (?, ?)", chunk)
+                kept += len(chunk)
+                chunk.clear()
+        self.db.executemany("INSERT OR REPLACE INTO tracked VALUES (?, ?)", chunk)
+        return kept + len(chunk)
+
+    @_storage
+    def has_tracked(self) -> bool:
+        """Whether any key has tracking cells kept."""
+        return self.db.execute("SELECT 1 FROM tracked LIMIT 1").fetchone() is not None
+
+    @_storage
+    def tracked(self, key: str) -> list[str] | None:
+        """The tracking cells kept for ``key``, or None."""
+        row = self.db.execute("SELECT cells FROM tracked WHERE key=?", (key,)).fetchone()
+        return None if row is None else [str(cell) for cell in json.loads(row[0])]
 
     # -- where each results line sits in the live results file -------------
     def index_line(self, row: int, offset: int, size: int) -> None:

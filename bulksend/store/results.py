@@ -57,6 +57,10 @@ COLUMNS = (
     "error",
     "sent_at",
 )
+# The columns ``status`` and ``update`` add right after the contract's
+# (store/tracked.py); a send that resumes keeps them (issue 27).
+TRACK_COLUMNS = ("request_status", "due_date", "status_read_at", "last_update", "updated_at")
+_NO_TRACK = [""] * len(TRACK_COLUMNS)
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _FORMULA_FIRST = frozenset(_FORMULA_START) | {"'"}  # quick pre-check; see neutralise()
@@ -118,7 +122,10 @@ class _Limited:
 
 class ResultsWriter:
     """Owns the results CSV: appends each outcome as it happens, then rewrites
-    the file in input order at the end of the run."""
+    the file in input order at the end of the run. ``track``: each line also
+    gets the tracking columns (TRACK_COLUMNS, after the contract's) the journal
+    kept for its key (``Journal.tracked``): what ``status`` and ``update``
+    wrote survives a resume (issue 27)."""
 
     def __init__(
         self,
@@ -127,13 +134,16 @@ class ResultsWriter:
         input_columns: Sequence[str],
         *,
         with_payload: bool = False,
+        track: bool = False,
     ) -> None:
         self.path = path
         self.journal = journal
         self.input_columns = list(input_columns)
         self.with_payload = with_payload
+        self.track = track and journal is not None
         # The input's column names are cells too (issue 25): a header =HYPERLINK(…) gets the guard.
         self.header = [*COLUMNS, *(["payload"] if with_payload else []),
+                       *(TRACK_COLUMNS if self.track else ()),
                        *(neutralise(name) for name in self.input_columns)]
         self._live: IO[str] | None = None
         # Where each row's line sits in the live file (byte offset and size):
@@ -207,6 +217,9 @@ class ResultsWriter:
                 "" if outcome.payload is None
                 else json.dumps(outcome.payload, ensure_ascii=False, separators=(",", ":"))
             )
+        if self.track:
+            assert self.journal is not None
+            cells.extend((self.journal.tracked(outcome.key) if outcome.key else None) or _NO_TRACK)
         values = outcome.values
         cells.extend(values.get(c, "") for c in self.input_columns)
         for i, cell in enumerate(cells):

@@ -9,18 +9,23 @@ One run is the only writer of RESULTS.csv and the files beside it. Entered once
 3. checks which world the results file belongs to: real sends or a rehearsal
    (world.py);
 4. makes sure the journal knows every row the CSV records, else seeds it from
-   the CSV (store/results.py, issue 11); warns of a new record beside others;
-5. keeps the mapping's digest (a rerun with another mapping is warned of);
+   the CSV (store/results.py, issue 11), and keeps by key the columns status
+   and update wrote there (store/tracked.py, issue 27); warns of a new record
+   beside others;
+5. keeps the mapping's digest (a rerun with another mapping is warned of) and
+   what the commands after the send read: the API URL (a new one is warned
+   of), how the mapping reads dueDate, the send's input (issue 27);
 6. confirms the checkpoints it peeked at (another run may have ended in
    between: the input is then read again, whole) and forgets them until this
    run completes; tells its warnings.
 
 Then the run sends: the session opens the results file for it
-(``Session.open_results``) and, at the end (``Session.end``), puts the file in
-row order and, after a complete run over an unchanged input, lays new
-checkpoints. On leaving, after a run that met every row, the journal's "look
-up every new row" mark goes. A dry run's session holds a throwaway journal and
-nothing else: no lock, no world, no seeding, no checkpoints.
+(``Session.open_results``; with the tracking columns when it had them) and,
+at the end (``Session.end``), puts the file in row order and, after a complete
+run over an unchanged input, lays new checkpoints. On leaving, after a run
+that met every row, the journal's "look up every new row" mark goes. A dry
+run's session holds a throwaway journal and nothing else: no lock, no world,
+no seeding, no checkpoints.
 """
 
 from __future__ import annotations
@@ -35,9 +40,10 @@ from typing import TYPE_CHECKING
 from bulksend.common.errors import AbortError, BulksendError, UsageError
 from bulksend.store import checkpoints
 from bulksend.store.checkpoints import Chain, Tracker
-from bulksend.store.journal import LOOKUP_NEW, Journal
+from bulksend.store.journal import API_URL, LOOKUP_NEW, Journal
 from bulksend.store.results import ResultsWriter, Seeded, journal_vouches, seed_journal_from_csv
 from bulksend.store.runlock import RunLock, journal_path, remove_journal
+from bulksend.store.tracked import has_tracking, tracking_cells
 from bulksend.store.world import check_world
 
 if TYPE_CHECKING:
@@ -84,8 +90,14 @@ class Session:
         """The results file, opened for this run's lines: after a resume, the
         lines of the rows it skips are kept as they are. A dry run's lines
         carry the payload. Raises ResultsError, or AbortError (a full disk)."""
-        writer = ResultsWriter(self.results, self.journal, self.table.columns, with_payload=self.dry_run)
-        writer.open(keep=self.resume.last.results_offset if self.resume is not None else 0)
+        keep = self.resume.last.results_offset if self.resume is not None else 0
+        # The tracking columns of status and update go on (issue 27): a kept
+        # start of the file says whether it has them; a file written afresh
+        # has them when the old one did, or when the journal kept some.
+        track = not self.dry_run and (has_tracking(self.results) or (not keep and self.journal.has_tracked()))
+        writer = ResultsWriter(self.results, self.journal, self.table.columns, with_payload=self.dry_run,
+                               track=track)
+        writer.open(keep=keep)
         self._writer = writer
         return writer
 
@@ -155,11 +167,15 @@ class Session:
 
 @contextlib.contextmanager
 def open_session(results: Path, table: Table, mapping: Mapping, summary: Summary, progress: Progress,
-                 *, read: Read, dry_run: bool = False, sandbox: bool = False) -> Iterator[Session]:
+                 *, read: Read, dry_run: bool = False, sandbox: bool = False,
+                 remember: dict[str, str] | None = None) -> Iterator[Session]:
     """The run's session on ``results`` (see the module's docstring): ``read``
     reads the input (from the checkpoint found; again from its start when it
     no longer holds) and the rows it reads make ``summary.total``; warnings go
     to ``summary`` and ``progress``. ``sandbox``: the run is a rehearsal.
+    ``remember``: journal meta the commands after the send read (the API URL,
+    how the mapping reads dueDate, the send's input: store/journal.py); a
+    changed API URL is warned of.
 
     Raises LockedError (another run holds the results file), UsageError (a
     results file of the other world), ResultsError (a link, not a journal,
@@ -180,7 +196,7 @@ def open_session(results: Path, table: Table, mapping: Mapping, summary: Summary
     lock = RunLock(results)
     lock.acquire()
     try:
-        with _journal_of(results, mapping, summary, sandbox=sandbox) as journal:
+        with _journal_of(results, mapping, summary, sandbox=sandbox, remember=remember or {}) as journal:
             session._journal = journal
             session._confirm(stored, read)
             yield session
@@ -192,11 +208,12 @@ def open_session(results: Path, table: Table, mapping: Mapping, summary: Summary
 
 
 @contextlib.contextmanager
-def _journal_of(results: Path, mapping: Mapping, summary: Summary, *, sandbox: bool) -> Iterator[Journal]:
+def _journal_of(results: Path, mapping: Mapping, summary: Summary, *, sandbox: bool,
+                remember: dict[str, str]) -> Iterator[Journal]:
     """The journal of ``results`` (made when missing), of this run's world and
-    knowing every row the CSV records, with the mapping's digest kept; closed
-    on leaving. A journal made here is removed again when the world or the
-    seeding refuses it."""
+    knowing every row the CSV records and the tracking cells it holds, with
+    the mapping's digest and ``remember`` kept; closed on leaving. A journal
+    made here is removed again when the world or the seeding refuses it."""
     path = journal_path(results)
     fresh = not path.exists()
     journal = Journal(path)
@@ -216,6 +233,9 @@ def _journal_of(results: Path, mapping: Mapping, summary: Summary, *, sandbox: b
                 raise
             if seeded.total:
                 summary.warnings.append(_seeded_warning(path, results, seeded, fresh))
+            # What status and update wrote since the last send: kept by key,
+            # the rewritten file carries it again (issue 27).
+            journal.keep_tracked(tracking_cells(results))
         elif fresh:
             summary.warnings += _beside_others(results, path)
         previous = journal.get_meta("mapping_digest")
@@ -225,10 +245,26 @@ def _journal_of(results: Path, mapping: Mapping, summary: Summary, *, sandbox: b
                 "rows already sent are matched by key and not sent again"
             )
         journal.set_meta("mapping_digest", mapping.digest)
+        _remember(journal, results, summary, remember, rehearsal=sandbox)
         journal.commit()
         yield journal
     finally:
         journal.close()
+
+
+def _remember(journal: Journal, results: Path, summary: Summary, remember: dict[str, str], *,
+              rehearsal: bool) -> None:
+    """Keep ``remember`` in the journal's meta; warn when the API URL changes:
+    the rows recorded sent were sent to the one before (issue 27). Not for a
+    rehearsal: its sandbox is a new one, on a new port, every run."""
+    before = journal.get_meta(API_URL)
+    now = remember.get(API_URL)
+    if before and now and before != now and not rehearsal:
+        summary.warnings.append(
+            f"{results.name} records sends to {before}; this run sends to {now}: rows recorded sent are "
+            f"not sent again here, and status, update and reconcile read {now} from now on")
+    for name, value in remember.items():
+        journal.set_meta(name, value)
 
 
 def _discard(journal: Journal, results: Path, fresh: bool) -> None:

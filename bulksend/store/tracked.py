@@ -13,13 +13,13 @@ contract's columns (PRODUCT.md, "Results CSV") and before the input's:
 | ``updated_at`` | update | UTC ISO 8601 time of that outcome |
 
 What keeps ``send`` working: the contract's columns stay first and in order
-(``is_results_header``), every reader of a results file reads cells by column
-name (``read_results``, ``seed_journal_from_csv``, ``report``), and a ``send``
-rewrites the file from its journal, with the contract's and the input's
-columns only: it drops these columns (run ``status`` again), and never reads
-them. A rewrite here changes the file's bytes, so the next ``send`` reads its
-input from the start instead of from a checkpoint (store/checkpoints.py): slower on
-a very large file, never wrong.
+(``is_results_header``), and every reader of a results file reads cells by
+column name (``read_results``, ``seed_journal_from_csv``, ``report``). A
+``send`` rewrites the file from its journal; before it does, its session keeps
+these columns' cells by key in the journal (``tracking_cells``, issue 27), and
+the rewritten file carries them again. A rewrite here changes the file's
+bytes, so the next ``send`` reads its input from the start instead of from a
+checkpoint (store/checkpoints.py): slower on a very large file, never wrong.
 
 The rewrite goes through a temporary file and ``os.replace``: a kill leaves
 the old file or the new one, never half of each.
@@ -38,7 +38,9 @@ from bulksend.common.errors import ResultsError
 from bulksend.common.outcome import SENT
 from bulksend.store.results import (
     COLUMNS,
+    TRACK_COLUMNS,
     check_results_target,
+    csv_lines,
     is_results_header,
     neutralise,
     not_results_file,
@@ -47,7 +49,6 @@ from bulksend.store.results import (
 )
 from bulksend.store.runlock import journal_path
 
-TRACK_COLUMNS = ("request_status", "due_date", "status_read_at", "last_update", "updated_at")
 _ID = re.compile(r"[A-Za-z0-9]{17}")  # Collect ids (collect-api.md §1)
 
 
@@ -82,7 +83,7 @@ def _open(path: Path) -> Iterator[list[str]]:
                            hint="pass the results CSV a send wrote") from exc
     with handle:
         try:
-            yield from csv.reader(handle)
+            yield from csv_lines(handle)  # whatever the length of a cell (a send now reads these too)
         except (UnicodeDecodeError, csv.Error):
             raise not_results_file(path) from None
 
@@ -97,6 +98,38 @@ def _track_at(header: list[str]) -> dict[str, int]:
         else:
             break
     return at
+
+
+def has_tracking(path: Path) -> bool:
+    """Whether the results file at ``path`` exists and its header has the
+    tracking columns; False when it cannot be read as a results file."""
+    if not path.is_file():
+        return False
+    try:
+        header = next(_open(path), None)
+    except ResultsError:
+        return False
+    return is_results_header(header) and bool(_track_at(list(header)))
+
+
+def tracking_cells(path: Path) -> Iterator[tuple[str, list[str]]]:
+    """(key, cells of TRACK_COLUMNS) of each line of the results file at
+    ``path`` that has any, cells as written before neutralising; nothing when
+    the file has no tracking columns. Raises ``ResultsError`` when it cannot
+    be read or is not a results file."""
+    lines = _open(path)
+    header = next(lines, None)
+    if not is_results_header(header):
+        raise not_results_file(path)
+    at = _track_at(list(header))
+    if not at:
+        return
+    key_at = COLUMNS.index("key")
+    for cells in lines:
+        values = [unneutralise(cells[at[name]]) if name in at and at[name] < len(cells) else ""
+                  for name in TRACK_COLUMNS]
+        if any(values) and key_at < len(cells) and cells[key_at]:
+            yield unneutralise(cells[key_at]), values
 
 
 def sent_rows(path: Path) -> tuple[list[SentRow], dict[int, str]]:

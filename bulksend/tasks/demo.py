@@ -70,7 +70,7 @@ def run_demo(results: Path) -> ExitStatus:
     from bulksend.sandbox.config import SandboxConfig
     from bulksend.sandbox.server import running_sandbox
     from bulksend.sending.run import send_file
-    from bulksend.settings import ApiAccess, InputSettings, Pace, RunConfig, check_output_path
+    from bulksend.settings import ApiAccess, InputSettings, Mode, Pace, RunConfig, check_output_path
     from bulksend.store.runlock import lock_path, remove_journal
     from bulksend.tasks.update import updates_path
 
@@ -95,18 +95,24 @@ def run_demo(results: Path) -> ExitStatus:
         echo(f"sandbox: {sandbox.url}  (15 requests/s, 10% 5xx, 5% answers lost after creation)")
         echo(f"sending {contacts} (samples/{sample.name}, due dates moved to the coming weeks) with "
              f"{mapping.name} -> {results}\n")
+        # Marked a rehearsal's (Mode.sandbox): its requests live in this sandbox
+        # only, so status, update and a real send refuse the file (issue 27).
         config = RunConfig(InputSettings(str(contacts), str(mapping)), results=results,
                            api=ApiAccess(sandbox.url, DEMO_KEY, timeout=5.0),
-                           pace=Pace(rate=50.0, concurrency=4))
+                           pace=Pace(rate=50.0, concurrency=4), mode=Mode(sandbox=True))
         progress = make_progress(log_format="text", no_progress=False, verbose=True, stream=sys.stderr)
         try:
             summary = send_file(config, progress)
         finally:
             progress.close()
         created = sandbox.snapshot().created
+        _remember_demo(results)
         _show_summary(summary, results, len(created))
         _show_status(results, sandbox.url)
-    # A line that can be followed (issue 15): the demo's own sandbox has stopped by now.
+    # Lines that can be followed (issues 15, 27): the demo's own sandbox has
+    # stopped by now, and its requests with it.
+    echo(f"\n{results} is the demo's record: its requests lived in the demo's sandbox, gone now, so "
+         f"status and update refuse it; `bulksend report {results}` reads it")
     echo("\nnext, your own file, no key needed:\n  bulksend init CONTACTS.csv\n"
          "  bulksend send CONTACTS.csv -m mapping.yaml --sandbox")
     # The demo's own job is to show the pipeline: the broken rows are on purpose.
@@ -139,6 +145,21 @@ def _show_status(results: Path, api_url: str) -> None:
     echo("\nclients are uploading (the sandbox moves requests on by itself); "
          "where each request stands now:\n")
     run = track_file(results, api_url=api_url, api_key=DEMO_KEY, timeout=5.0, rate=10.0,
-                     progress=NullProgress())
-    echo("\n".join(summary_lines(run, bar=bar_for(sys.stdout))))
-    echo(f"\nthen, e.g.: bulksend update {results} --where status=due --due-date <a later date>")
+                     progress=NullProgress(), rehearsal=True)
+    echo("\n".join(summary_lines(run, bar=bar_for(sys.stdout), commands=False)))
+
+
+def _remember_demo(results: Path) -> None:
+    """Its journal remembers the demo made it: ``report`` says `bulksend demo`
+    runs it again (its files and sandbox are the demo's own)."""
+    import json
+
+    from bulksend.store.journal import SEND_INPUT, Journal
+    from bulksend.store.runlock import journal_path
+
+    journal = Journal(journal_path(results))
+    try:
+        journal.set_meta(SEND_INPUT, json.dumps({"demo": True}))
+        journal.commit()
+    finally:
+        journal.close()

@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import functools
 import json
 import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from bulksend.collect.rategate import PATIENCE, RateGate
 from bulksend.common.errors import ResultsError
 from bulksend.common.outcome import FAILED, SENT, UNKNOWN, Outcome
 from bulksend.common.progress import Progress
@@ -45,7 +47,13 @@ def _held_by_another(journal: Journal, key: str) -> Callable[[str], bool]:
 
 
 def reconcile_file(results: Path, *, api_url: str, api_key: str, timeout: float,
-                   progress: Progress) -> Counter[str]:
+                   progress: Progress, max_pause: float = 60.0, patience: float = PATIENCE) -> Counter[str]:
+    """Look every unknown row of ``results`` up and record what was found
+    (module docstring); every call through one gate at 10 a second (a 429 may
+    pause it ``max_pause`` seconds; ``patience`` bounds a run of 429s,
+    collect/rategate.py). Returns the looked-up rows by their status now.
+    Raises ``ResultsError``, ``UsageError`` (a rehearsal's file),
+    ``LockedError``, ``AuthError`` and ``AbortError``."""
     if not results.exists():
         raise ResultsError(f"{results}: no such results file")
     refuse_rehearsal(results, "reconcile")
@@ -56,7 +64,9 @@ def reconcile_file(results: Path, *, api_url: str, api_key: str, timeout: float,
         try:
             if not journal_vouches(journal, results):  # missing, emptied, older: take rows from the CSV
                 seed_journal_from_csv(journal, results)
-            settled = asyncio.run(_settle_all(journal, api_url, api_key, timeout, progress))
+            gate = functools.partial(RateGate, 10.0, progress=progress, max_pause=max_pause,
+                                     patience=patience)
+            settled = asyncio.run(_settle_all(journal, api_url, api_key, timeout, progress, gate))
         finally:
             journal.close()
         _rewrite(results, settled)
@@ -66,14 +76,13 @@ def reconcile_file(results: Path, *, api_url: str, api_key: str, timeout: float,
 
 
 async def _settle_all(journal: Journal, api_url: str, api_key: str, request_timeout: float,
-                      progress: Progress) -> dict[str, Outcome]:
+                      progress: Progress, make_gate: Callable[[], RateGate]) -> dict[str, Outcome]:
     from bulksend.collect.client import Ambiguous, Client, NotSent
     from bulksend.collect.lookup import look_up, payload_of_record
-    from bulksend.collect.rategate import RateGate
 
     records = journal.unsettled()
     progress.start(len(records))
-    gate = RateGate(10.0, progress=progress)
+    gate = make_gate()  # made in the loop
     settled: dict[str, Outcome] = {}
     async with Client(api_url, api_key, timeout=request_timeout, concurrency=4) as client:
         for record in records:

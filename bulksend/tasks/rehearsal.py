@@ -154,16 +154,18 @@ def closing_lines(done: Rehearsal, argv: list[str], results: Path, mapping: str)
 
 
 def go_live_command(argv: list[str]) -> str:
-    """``argv`` (bulksend send …) without --sandbox and without its --results."""
+    """``argv`` (bulksend send …) without --sandbox and --only-failed, and
+    without its --results and --limit: the command that sends every row
+    (issue 27: a rehearsal's --limit 1 is not the rest)."""
     args = ["bulksend"]
     rest = iter(argv[1:])
     for arg in rest:
-        if arg == "--sandbox":
+        if arg in ("--sandbox", "--only-failed"):
             continue
-        if arg in ("--results", "-o"):
+        if arg in ("--results", "-o", "--limit"):
             next(rest, None)
             continue
-        if arg.startswith("--results=") or (arg.startswith("-o") and len(arg) > 2):
+        if arg.startswith(("--results=", "--limit=")) or (arg.startswith("-o") and len(arg) > 2):
             continue
         args.append(arg)
     return shlex.join(args)

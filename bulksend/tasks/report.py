@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bulksend.common.outcome import DUPLICATE, EXCLUDED, FAILED, FILTERED, INVALID, READY, SENT, UNKNOWN
 from bulksend.store.results import read_results
+from bulksend.tasks.remembered import remembered, send_command
 
 _ORDER = (SENT, READY, FAILED, UNKNOWN, INVALID, DUPLICATE, FILTERED, EXCLUDED)
 
@@ -23,6 +24,9 @@ def reason_of(error: str) -> str:
 
 
 def report_text(path: Path, *, examples: int = 3) -> str:
+    """The report of the results file at ``path``: rows by status, reasons and
+    notes grouped (``examples`` rows each), and what to run next. Raises
+    ``ResultsError`` when it cannot be read as a results file."""
     counts: Counter[str] = Counter()
     reasons: dict[tuple[str, str], list[str]] = {}
     total = 0
@@ -50,16 +54,42 @@ def report_text(path: Path, *, examples: int = 3) -> str:
             shown = ", ".join(rows[:examples]) + (", …" if len(rows) > examples else "")
             out.append(f"  {len(rows):>6} {status}: {reason}  (rows {shown})")
     out.append("")
-    if counts[FAILED] or counts[UNKNOWN] or counts[READY]:
-        out.append("to retry what failed and settle unknown rows, rerun the same send command:")
-        out.append(f"  bulksend send CONTACTS -m MAPPING.yaml --results {path}")
-        if counts[FAILED]:
-            out.append("or only the failed rows:")
-            out.append(f"  bulksend send CONTACTS -m MAPPING.yaml --results {path} --only-failed")
-    if counts[INVALID] or counts[DUPLICATE]:
-        out.append("invalid and duplicate rows are never sent: fix them in the file, then rerun.")
+    out.extend(rerun_lines(path, counts))
     if counts[FILTERED] or counts[EXCLUDED]:
         out.append("filtered and excluded rows were left out (--where, --exclude): a run without sends them.")
-    if not (counts[FAILED] or counts[UNKNOWN] or counts[INVALID] or counts[DUPLICATE]):
-        out.append("nothing to rerun.")
     return "\n".join(out)
+
+
+def rerun_lines(path: Path, counts: Counter[str]) -> list[str]:
+    """What to run next, with the files the send used (tasks/remembered.py):
+    each command, run as printed, does what the line before it says (issue 27)."""
+    ready, failed, unknown = counts[READY], counts[FAILED], counts[UNKNOWN]
+    to_fix = counts[INVALID] + counts[DUPLICATE]
+    if remembered(path).send.get("demo"):
+        return ["this is the demo's record; its sandbox is gone. `bulksend demo` runs it again."]
+    found = send_command(path)
+    if found is None:
+        if not (ready or failed or unknown or to_fix):
+            return ["nothing to rerun."]
+        return [f"{path}: the send that wrote it is not recorded beside it (no journal, or an older one): "
+                f"to go on, rerun that send command with --results {path}"]
+    command, note = found
+    shown = f"  {command}" + (f"   # {note}" if note else "")
+    out: list[str] = []
+    will = [f"sends the {ready} rows not sent yet (ready)"] if ready else []
+    will += [f"retries the {failed} failed"] if failed else []
+    will += [f"looks the {unknown} unknown up before any resend"] if unknown else []
+    if will:
+        out += ["rerun the send: it " + ", ".join(will) + "; rows already sent are not sent again:", shown]
+    if failed:
+        only, _ = send_command(path, "--only-failed") or (command, "")
+        # Unknown rows are looked up before anything is sent, --only-failed or not.
+        kept = f" (the {ready} ready stay unsent)" if ready else ""
+        out += [f"or only the {failed} failed rows{kept}:",
+                f"  {only}" + (f"   # {note}" if note else "")]
+    if to_fix:
+        out.append("invalid and duplicate rows are never sent: fix them in the file, then rerun the send"
+                   + ("." if will else ":"))
+        if not will:
+            out.append(shown)
+    return out or ["nothing to rerun."]

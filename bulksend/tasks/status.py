@@ -41,7 +41,7 @@ from urllib.parse import quote
 
 from bulksend.collect.client import Ambiguous, Client, NotSent, error_text
 from bulksend.collect.lookup import campaign_requests, gated_call, parse_time
-from bulksend.collect.rategate import RateGate
+from bulksend.collect.rategate import PATIENCE, RateGate
 from bulksend.collect.retry import CALL_RETRY, RetryPolicy
 from bulksend.common.errors import AbortError, BulksendError, ExitStatus
 from bulksend.common.progress import Progress
@@ -87,6 +87,7 @@ class StatusRun:
     read_at: str  # UTC ISO 8601
     calls: int
     rows: list[Tracked] = field(default_factory=list)
+    api_url: str = ""  # where the statuses were read
 
     @property
     def counts(self) -> Counter[str]:
@@ -94,11 +95,22 @@ class StatusRun:
 
     @property
     def overdue(self) -> list[Tracked]:
-        """``due`` rows, and ``pending`` ones whose due date has passed; most overdue first."""
+        """``due`` rows, and ``pending`` ones whose due date has passed; most
+        overdue first. A ``due`` row whose due date is later than the read
+        (``extended``: ``update --due-date`` moved it, and Collect's status
+        has not followed) is not overdue (issue 27)."""
         now = parse_time(self.read_at)
-        late = [t for t in self.rows if t.status == "due" or (
+        later = {t.request_id for t in self.extended}
+        late = [t for t in self.rows if (t.status == "due" and t.request_id not in later) or (
             t.status == "pending" and now is not None and (parse_time(t.due_date) or now) < now)]
         return sorted(late, key=lambda t: (t.due_date or "9999", t.row))
+
+    @property
+    def extended(self) -> list[Tracked]:
+        """``due`` rows whose due date is later than the time of the read."""
+        now = parse_time(self.read_at)
+        return [t for t in self.rows if t.status == "due" and now is not None
+                and (when := parse_time(t.due_date)) is not None and when > now]
 
     def with_status(self, status: str) -> list[Tracked]:
         return [t for t in self.rows if t.status == status]
@@ -119,24 +131,29 @@ def order(counts: Counter[str]) -> list[str]:
 
 def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rate: float | None,
                progress: Progress, output: Path | None = None, retry: RetryPolicy = CALL_RETRY,
-               stop: StopRequest | None = None) -> StatusRun:
+               stop: StopRequest | None = None, max_pause: float = 60.0, patience: float = PATIENCE,
+               rehearsal: bool = False) -> StatusRun:
     """Read the status of every sent row's request and write it into the
     results (or ``output``): columns ``request_status``, ``due_date``,
     ``status_read_at`` (store/tracked.py). Every call passes one rate gate (``rate``
-    a second); a read that fails (a lost answer, a 5xx) is made again as
-    ``retry`` says (collect/retry.py).
+    a second; a 429 may pause it up to ``max_pause`` seconds, and ``patience``
+    bounds a run of 429s: collect/rategate.py); a read that fails (a lost
+    answer, a 5xx) is made again as ``retry`` says (collect/retry.py).
+    ``rehearsal``: the file may be a rehearsal's (the demo, on its own sandbox).
 
     Raises ``ResultsError`` (exit 2: not a results file, a sent row without
     request id, an ``output`` that is not ours to write: not a plain file, or
     another run's results, with a journal), ``LockedError`` (a run holds the
     results, or ``output``: its lock is held until it is written),
     ``AuthError`` (401), ``AbortError`` (a listing that cannot be read once
-    the retries are spent: exit 3, nothing written) and ``Interrupted`` (exit
-    130) on Ctrl-C or SIGTERM (or ``stop``, from another thread): status
-    changes nothing on the server, so no call is worth waiting for; the reads
-    stop at once and nothing is written."""
+    the retries are spent: exit 3, nothing written), ``QuotaError`` and
+    ``PatienceError`` (exit 3) and ``Interrupted`` (exit 130) on Ctrl-C or
+    SIGTERM (or ``stop``, from another thread): status changes nothing on the
+    server, so no call is worth waiting for; the reads stop at once and
+    nothing is written."""
     target = output or results
-    refuse_rehearsal(results, "status")
+    if not rehearsal:
+        refuse_rehearsal(results, "status")
     lock = RunLock(results)
     lock.acquire()
     held: RunLock | None = None
@@ -145,10 +162,11 @@ def track_file(results: Path, *, api_url: str, api_key: str, timeout: float, rat
         if output is not None:
             check_output(output, results)
             held = hold_output(output, results)  # issue 25: never over another run's results
-        run = StatusRun(results=results, output=target, read_at=utc_now(), calls=0)
+        run = StatusRun(results=results, output=target, read_at=utc_now(), calls=0, api_url=api_url)
         seen: dict[str, Seen] = {}
         if rows:
             reader = _Reader({r.request_id: r.campaign for r in rows}, retry, progress)
+            reader.waits = (max_pause, patience)
             seen = _read(reader, api_url, api_key, timeout, rate, stop)
             run.calls = reader.calls
         run.rows = [_tracked(r, seen.get(r.request_id)) for r in rows]
@@ -196,12 +214,13 @@ class _Reader:
         self.gate: RateGate | None = None
         self.stopping = asyncio.Event()  # set by Ctrl-C / SIGTERM
         self.stopped_by = ""  # the signal that stopped the reads ("Ctrl-C", "SIGTERM")
+        self.waits = (60.0, PATIENCE)  # the gate's max_pause and patience, seconds
 
     async def run_with(self, api_url: str, api_key: str, wait: float, rate: float | None,
                        stop: StopRequest | None = None) -> dict[str, Seen]:
         """Read every status over one client and one gate. A stop cancels the
         reads at once (status changes nothing: no call is worth waiting for)."""
-        self.gate = RateGate(rate, progress=self.progress)
+        self.gate = RateGate(rate, progress=self.progress, max_pause=self.waits[0], patience=self.waits[1])
         task = asyncio.current_task()
         assert task is not None
 
@@ -215,7 +234,8 @@ class _Reader:
                     await self.read()
         except (Ambiguous, NotSent) as exc:
             raise AbortError(f"could not read the requests' statuses: {exc}; nothing was written",
-                             hint="rerun the same command later") from None
+                             hint="check that the API answers at that address (--api-url names another), "
+                             "then rerun the same command") from None
         return self.seen
 
     def _count(self) -> None:
@@ -294,9 +314,10 @@ class _Reader:
 # -- what a person (or a scheduler) reads ------------------------------------------
 
 
-def summary_lines(run: StatusRun, *, shown: int = 10, bar: str = "█") -> list[str]:
+def summary_lines(run: StatusRun, *, shown: int = 10, bar: str = "█", commands: bool = True) -> list[str]:
     """The glanceable summary: counts by status with a bar, overdue rows first,
-    then the rows Collect could not send with the command that resends them."""
+    then the rows Collect could not send with the command that resends them
+    (``commands`` False: without it, where the requests' sandbox is gone: the demo)."""
     counts = run.counts
     calls = f"{run.calls} call" + ("" if run.calls == 1 else "s")
     out = [f"{run.output}: {len(run.rows)} requests, read {run.read_at} in {calls}"]
@@ -310,12 +331,22 @@ def summary_lines(run: StatusRun, *, shown: int = 10, bar: str = "█") -> list[
         out.append(f"overdue ({len(late)}), most overdue first:")
         out.extend(_row_line(t, f"due date {t.due_date}" if t.due_date else "") for t in late[:shown])
         out.extend(_more(len(late), shown))
+    extended = run.extended
+    if extended:
+        out.append(f"due, but with a later due date now ({len(extended)}; extended): not overdue")
+        out.extend(_row_line(t, f"due date {t.due_date}") for t in extended[:shown])
+        out.extend(_more(len(extended), shown))
     failed = run.with_status("error")
     if failed:
         out.append(f"error: Collect could not send these ({len(failed)}):")
         out.extend(_row_line(t, "") for t in failed[:shown])
         out.extend(_more(len(failed), shown))
-        out.append(f"  to send their message again: {resend_command(run.output, failed)}")
+        if commands:
+            out.append(f"  to send their message again: {resend_command(run.output, failed)}")
+    if counts[NOT_FOUND]:
+        where = run.api_url or "the API"
+        out.append(f"not found ({counts[NOT_FOUND]}): {where} has no request with their ids: deleted in "
+                   "Collect (deleting a contact deletes its requests), or sent to another API (--api-url)")
     if counts["unread"]:
         out.append(f"  {counts['unread']} requests could not be read this run; rerun to read them")
     return out
@@ -359,7 +390,7 @@ def summary_json(run: StatusRun) -> dict[str, Any]:
     return {
         "results": str(run.output), "read_at": run.read_at, "calls": run.calls,
         "requests": len(run.rows), "counts": {s: run.counts[s] for s in order(run.counts)},
-        "overdue": rows(run.overdue), "error": rows(failed),
+        "overdue": rows(run.overdue), "extended": rows(run.extended), "error": rows(failed),
         "resend_error": resend_command(run.output, failed) if failed else None,
         "rows": rows(run.rows),
     }

@@ -43,7 +43,6 @@ import time
 from collections import Counter
 from collections.abc import AsyncGenerator, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import Any, cast
 from urllib.parse import quote
@@ -58,13 +57,11 @@ from bulksend.collect.client import (
     read_created,
 )
 from bulksend.collect.lookup import campaign_requests, gated_call, same_due
-from bulksend.collect.rategate import RateGate
+from bulksend.collect.rategate import PATIENCE, RateGate
 from bulksend.collect.retry import CALL_RETRY, RetryPolicy
 from bulksend.collect.statuses import list_status, patch_status
 from bulksend.common.errors import BulksendError, ResultsError, UsageError
 from bulksend.common.progress import Progress
-from bulksend.mapping.converters import find_zone
-from bulksend.mapping.duedates import END_OF_DAY
 from bulksend.sending.stop import StopRequest, graceful, stop_on_signals
 from bulksend.store.runlock import RunLock
 from bulksend.store.tracked import SentRow, rewrite, sent_rows
@@ -88,7 +85,9 @@ def updates_path(results: Path) -> Path:
 @dataclass(frozen=True)
 class Change:
     """What every chosen request gets: the PATCH /request body without its
-    ``requestId`` (§7). ``status`` in PATCH spelling; ``due_date`` ISO 8601 as given."""
+    ``requestId`` (§7). ``status`` in PATCH spelling; ``due_date`` the ISO 8601
+    instant sent (``--due-date`` read as the send's mapping reads dueDate:
+    tasks/remembered.py)."""
 
     status: str | None = None
     due_date: str | None = None
@@ -140,13 +139,11 @@ class Change:
 
 
 def build_change(*, status: str | None, due_date: str | None, assign: str | None,
-                 flags: dict[str, bool | None], now: datetime | None = None) -> Change:
-    """The change the options ask for, checked. Raises ``UsageError`` (exit 2)
-    for an unknown status, a due date that is not ISO 8601 or is in the past,
-    an empty assignee, or no change at all."""
-    now = now or datetime.now(UTC)
-    if due_date is not None:
-        due_date = _check_due(due_date, now)
+                 flags: dict[str, bool | None]) -> Change:
+    """The change the options ask for, checked. ``due_date``: the instant to
+    send, ISO 8601, as tasks/remembered.py reads and resolves ``--due-date``
+    (checked there). Raises ``UsageError`` (exit 2) for an unknown status, an
+    empty assignee, or no change at all."""
     if assign is not None and not assign.strip():
         raise UsageError("--assign: empty", hint="a user id or email of your team, or unset")
     change = Change(
@@ -159,24 +156,6 @@ def build_change(*, status: str | None, due_date: str | None, assign: str | None
         raise UsageError("nothing to change",
                          hint="pass --status, --due-date or --assign (the message flags go with them)")
     return change
-
-
-def _check_due(text: str, now: datetime) -> str:
-    value = text.strip()
-    try:
-        if len(value) == 10:
-            day = date.fromisoformat(value)
-            past = day < now.date()
-        else:
-            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            past = (when if when.tzinfo else when.replace(tzinfo=UTC)) < now
-    except ValueError:
-        raise UsageError(f"--due-date {text!r}: not an ISO 8601 date or date-time",
-                         hint="write it like 2026-12-31 or 2026-12-31T18:00:00+01:00") from None
-    if past:
-        raise UsageError(f"--due-date {text!r}: is in the past",
-                         hint="a due date must be today or later (Collect marks past ones due)")
-    return value
 
 
 # -- the rows -----------------------------------------------------------------------
@@ -307,13 +286,16 @@ def plan_update(results: Path, journal: UpdateJournal, change: Change, selection
 
 def apply_plan(plan: Plan, journal: UpdateJournal, *, api_url: str, api_key: str, timeout: float,
                rate: float | None, concurrency: int, progress: Progress, retry: RetryPolicy = CALL_RETRY,
-               grace: float = STOP_GRACE, stop: StopRequest | None = None) -> UpdateRun:
+               grace: float = STOP_GRACE, stop: StopRequest | None = None, max_pause: float = 60.0,
+               patience: float = PATIENCE) -> UpdateRun:
     """Make the plan's changes, then write every outcome into the results.
 
     Each call passes one rate gate (``rate`` a second), over one client with
     ``concurrency`` calls at once; a call that fails is tried again as
-    ``retry`` says (collect/retry.py). Stops on 401 (``aborted``, exit 3) and,
-    as ``send`` does, on Ctrl-C / SIGTERM (``interrupted``; or ``stop``, from
+    ``retry`` says (collect/retry.py); a 429 may pause the gate ``max_pause``
+    seconds, and ``patience`` bounds a run of 429s (collect/rategate.py).
+    Stops on 401, a quota or no patience left (``aborted``, exit 3) and, as
+    ``send`` does, on Ctrl-C / SIGTERM (``interrupted``; or ``stop``, from
     another thread): the first starts no new change and waits up to ``grace``
     seconds for the PATCHes on the wire, the next stops at once. What was done
     is written either way (``entries``: the journal's record of every row this
@@ -321,8 +303,9 @@ def apply_plan(plan: Plan, journal: UpdateJournal, *, api_url: str, api_key: str
     and a rerun finishes the rest."""
     run = UpdateRun(plan)
     patcher = _Patcher(plan, journal, run, retry, progress)
+    gate = functools.partial(RateGate, rate, progress=progress, max_pause=max_pause, patience=patience)
     try:
-        asyncio.run(patcher.run(api_url, api_key, timeout, rate, concurrency, grace, stop))
+        asyncio.run(patcher.run(api_url, api_key, timeout, gate, concurrency, grace, stop))
     except (KeyboardInterrupt, asyncio.CancelledError):  # a second signal: stopped at once
         run.interrupted = True
     finally:
@@ -415,19 +398,18 @@ class _Patcher:
         self.gate: RateGate | None = None
         self.stopping = asyncio.Event()  # a signal: no new change starts
         self.patching = 0  # PATCHes on the wire: a graceful stop waits for their answers
-        self._team_zone: tzinfo | None = None  # read once, for a bare --due-date
         self.seen: dict[str, dict[str, Any]] = {}  # requests read by the listings, not used yet
         self._listings: asyncio.Future[None] | None = None
         self.touched: set[str] = set()  # rows this run took up
         self.open: dict[str, Entry | None] = {}  # begun here, no PATCH left yet: their earlier record
         self.sent_here: set[str] = set()  # a PATCH of this run left for these
 
-    async def run(self, api_url: str, api_key: str, wait: float, rate: float | None,
+    async def run(self, api_url: str, api_key: str, wait: float, make_gate: Callable[[], RateGate],
                   concurrency: int, grace: float, stop: StopRequest | None) -> None:
         """The workers over one client and one gate, until the rows are done,
         a 401 (``aborted``) or a stop (``interrupted``: the rows begun whose
         PATCH never left get back what the journal held before)."""
-        self.gate = RateGate(rate, progress=self.progress)
+        self.gate = make_gate()  # made in the loop
 
         def interrupted(name: str) -> None:
             self.run_state.interrupted = True
@@ -582,8 +564,6 @@ class _Patcher:
     async def _patch(self, row: SentRow, before: str) -> Entry | str:
         """One PATCH: its Entry when the answer settles it, else why not (retry)."""
         body = {"requestId": row.request_id, **self.change.fields()}
-        if "dueDate" in body and len(str(body["dueDate"])) == 10:
-            body["dueDate"] = await self._end_of_day(str(body["dueDate"]))
         if self.stopping.is_set():
             raise _Stopped
         assert self.client is not None and self.gate is not None
@@ -606,18 +586,6 @@ class _Patcher:
         if verdict == REFUSED:
             return self._finish(row, FAILED, text)
         return text  # may have been applied: the next try reads it back first
-
-    async def _end_of_day(self, day: str) -> str:
-        """A bare due day as ``send`` sends it (issue 17): 23:59 that day in the
-        team's time zone (GET /team's ``tz``, read once), as an ISO 8601
-        instant; in UTC when the team's zone is unknown. How Collect reads a
-        bare date is not documented (collect-api.md §9)."""
-        if self._team_zone is None:
-            answer = await self._call("GET", "/team")
-            tz = answer.body.get("tz") if answer.status == 200 and isinstance(answer.body, dict) else None
-            self._team_zone = (find_zone(tz) if isinstance(tz, str) else None) or UTC
-        when = datetime.combine(date.fromisoformat(day), END_OF_DAY, tzinfo=self._team_zone)
-        return when.isoformat()
 
     async def _get(self, request_id: str) -> dict[str, Any] | None:
         answer = await self._call("GET", f"/requests/{quote(request_id, safe='')}")
