@@ -239,7 +239,7 @@ def _open_plain(path: Path, flags: int, what: str, mode: int) -> int:
         kind = not_plain(os.fstat(fd))
         if kind is not None:
             raise not_plain_error(path, what, kind)
-        if _NONBLOCK:
+        if _NONBLOCK and sys.platform != "win32":  # Windows has no O_NONBLOCK on files (_NONBLOCK is 0)
             os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
