@@ -505,3 +505,38 @@ def test_update_killed_at_random_moments_while_statuses_move_never_makes_a_chang
             assert outcome.startswith("may have been applied"), (i, said)
         else:
             assert outcome.startswith("may have been applied"), (i, said)  # sent, cut before the server
+
+
+# -- a kill while a POST is on the wire leaves "inflight, attempts 0" -----------------------
+
+
+@pytest.mark.parametrize("flag", ["", "--send-anyway"])
+def test_inflight_with_no_attempt_counted_may_still_have_created_its_request(
+        tmp_path: Path, flag: str) -> None:
+    """The journal counts a row's attempts with its outcome, so a run killed
+    while a POST is on the wire leaves the row ``inflight`` with attempts 0,
+    exactly as a row queued but never POSTed. Such a row is settled by look-up
+    as this run's own: sent with the request its POST created, never stopped
+    for as "already had a request", never POSTed again (not even with
+    --send-anyway: the request is not a colleague's)."""
+    (tmp_path / "mapping.yaml").write_text(MAPPING, encoding="utf-8")
+    contacts(tmp_path / "contacts.csv", ["a@example.com"])
+    with running_sandbox(strict(script=["slow"], slow_delay=60.0)) as sb:
+        args = ["send", "contacts.csv", "-m", "mapping.yaml", "-o", "out.csv", "--api-url", sb.url,
+                "--no-progress", "-c", "1", "--rate", "none"]
+        run = start(tmp_path, args, "killed")
+        wait_for("the POST to be created", lambda: len(sb.created) == 1, 30, run)
+        run.proc.kill()
+        run.proc.wait(timeout=15)
+        db = sqlite3.connect(tmp_path / "out.csv.journal")
+        try:
+            state = db.execute("SELECT status, attempts FROM rows").fetchall()
+        finally:
+            db.close()
+        assert state == [("inflight", 0)]  # the state a never-sent row has too
+        again = send(tmp_path, sb, *([flag] if flag else []))
+        created = sb.created
+    assert again.code == 0, again.stdout + again.stderr
+    assert len(created) == 1, created  # one request, made by the killed run's POST
+    (a,) = lines(tmp_path)
+    assert a["status"] == "sent" and a["request_id"] == created[0]["_id"], a
