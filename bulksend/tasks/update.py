@@ -498,6 +498,9 @@ class _Patcher:
         """One try: read the request, then (when it needs it) the PATCH; its
         Entry, or why not (to try again)."""
         rid = row.request_id
+        if not row.email and not row.contact_id:  # nothing to check the server's contact against
+            return self._finish(row, FAILED, f"cannot tell this row's contact from the results file (key "
+                                             f"{row.key}; its send journal would say): not changed")
         current = await self._current(row)
         if current is None:
             return self._finish(row, FAILED, "HTTP 404: request not found")
