@@ -388,11 +388,12 @@ class _Patcher:
         self.retry = retry
         self.progress = progress
         self.known = journal.entries(plan.change.key)
+        journaled = set(self.known)  # the journal knows what left for these: the file's trace is not asked
         for rid in journal.superseded(plan.change.key, [r.request_id for r in plan.todo if r.request_id in
                                                          self.known]):
             del self.known[rid]  # a later change of the same field: this one is new again
         self.traced = {r.request_id for r in plan.todo
-                       if r.request_id not in self.known and traced(r, plan.change)}
+                       if r.request_id not in journaled and traced(r, plan.change)}
         self.queue = list(reversed(plan.todo))
         self.client: Client | None = None
         self.gate: RateGate | None = None
