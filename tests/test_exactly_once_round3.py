@@ -540,3 +540,69 @@ def test_inflight_with_no_attempt_counted_may_still_have_created_its_request(
     assert len(created) == 1, created  # one request, made by the killed run's POST
     (a,) = lines(tmp_path)
     assert a["status"] == "sent" and a["request_id"] == created[0]["_id"], a
+
+
+# -- round three, follow-ups: the row's contact, and a change that never went out -------
+
+
+def test_update_checks_the_email_of_a_key_with_a_field_after_it_and_refuses_an_unknown_contact(
+        tmp_path: Path) -> None:
+    # No send journal beside the file, key [campaignId, contact.email, data.model]: the
+    # contact is the key's email, not its last part ("M1"), and a key with no email tells none.
+    records, _ = preload(DEMO_CAMPAIGN_ID, ["pending", "pending", "pending"])
+    results = write_results(tmp_path / "copy.csv", [
+        (f"{DEMO_CAMPAIGN_ID}|intruder@example.com|M1", "sent", request_id(0)),
+        (f"{DEMO_CAMPAIGN_ID}|M2|Zoe", "sent", request_id(1)),
+        (f"{DEMO_CAMPAIGN_ID}|client2@example.com|M3", "sent", request_id(2)),
+    ])
+    with running_sandbox(strict(preload=records)) as sb:
+        r = run_cli(*update_args(results, sb, "--all", "--status", "canceled"), cwd=tmp_path)
+        patches = sb.patches
+    assert r.code == 1, r.stdout + r.stderr
+    assert "intruder@example.com" in r.stdout and "M1 " not in r.stdout, r.stdout
+    assert [p["requestId"] for p in patches] == [request_id(2)]
+    first, second, third = column(results, "last_update")
+    assert first == (f"status -> canceled: the server says request {request_id(0)} is client0@example.com's, "
+                     "not this row's (intruder@example.com): not changed"), first
+    assert second.startswith("status -> canceled: cannot tell this row's contact from the results"), second
+    assert third == "status -> canceled: done", third
+
+
+def test_status_and_update_refuse_a_copy_of_a_rehearsals_results_without_its_journal(workdir: Path) -> None:
+    write_contacts(workdir / "contacts.csv", people(2))
+    rehearsal = run_cli("send", "contacts.csv", "-m", "mapping.yaml", "--sandbox", "--no-progress",
+                        cwd=workdir, key=None)
+    assert rehearsal.code == 0, rehearsal.stdout + rehearsal.stderr
+    copy = workdir / "copy-of-contacts-sandbox-results.csv"
+    copy.write_bytes((workdir / "contacts-sandbox-results.csv").read_bytes())
+    with running_sandbox(SandboxConfig(api_key=KEY, seed=1)) as sb:
+        answers = [run_cli(*args, "--api-url", sb.url, cwd=workdir) for args in (
+            ["update", str(copy), "--all", "--status", "canceled", "--yes"], ["status", str(copy)])]
+        patches, gets = sb.patches, sb.stats["gets"]
+    for r in answers:
+        assert r.code == 2, r.stdout + r.stderr
+        assert "holds a sandbox rehearsal, not real sends" in r.stderr
+    assert patches == [] and gets == 0
+
+
+def test_a_change_stopped_before_its_patch_left_is_sent_on_the_rerun(tmp_path: Path) -> None:
+    records, rows = preload(DEMO_CAMPAIGN_ID, ["pending"])
+    results = write_results(tmp_path / "r.csv", rows)
+    with running_sandbox(strict(preload=records)) as sb:
+        assert run_cli(*update_args(results, sb, "--all", "--status", "waiting"), cwd=tmp_path).code == 0
+        sb.set_faults(rate_limit=0.001, retry_after_format="none")
+        team = urllib.request.Request(f"{sb.url}/team", headers={
+            "Authorization": "Basic " + base64.b64encode(f":{KEY}".encode()).decode()})
+        with urllib.request.urlopen(team, timeout=10):
+            pass  # the one call the rate allows: the next read of the request is a 429
+        stopped = run_cli(*update_args(results, sb, "--all", "--status", "pending", "--patience", "2"),
+                          cwd=tmp_path)
+        journaled = changes_table(results)
+        sb.set_faults(rate_limit=None)
+        rerun = run_cli(*update_args(results, sb, "--all", "--status", "pending"), cwd=tmp_path)
+        patches = sb.patches
+    assert stopped.code == 3, stopped.stdout + stopped.stderr
+    assert sorted(journaled) == [(request_id(0), "begun"), (request_id(0), "done")]  # pending: no PATCH left
+    assert rerun.code == 0, rerun.stdout + rerun.stderr
+    assert [p["after"] for p in patches] == ["waiting", "pending"]
+    assert column(results, "last_update") == ["status -> pending: done"]

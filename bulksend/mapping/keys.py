@@ -64,6 +64,25 @@ def key_text(value: Any) -> str:
     return text
 
 
+def key_parts(key: str) -> list[str]:
+    """A key's parts as ``row_key`` joined them, the separator's escapes undone
+    (``a\\|b|c`` -> ``["a|b", "c"]``)."""
+    parts, current, escaped = [], [], False
+    for char in key:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == KEY_SEPARATOR:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
 def _folded(value: Any, inside: tuple[tuple[str, ...], ...]) -> Any:
     """A copy of ``value`` with the strings at the paths ``inside`` lower-cased."""
     if not isinstance(value, dict):

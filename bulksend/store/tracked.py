@@ -36,6 +36,7 @@ from pathlib import Path
 
 from bulksend.common.errors import ResultsError
 from bulksend.common.outcome import SENT
+from bulksend.mapping.keys import key_parts
 from bulksend.store.results import (
     COLUMNS,
     TRACK_COLUMNS,
@@ -50,6 +51,7 @@ from bulksend.store.results import (
 from bulksend.store.runlock import journal_path
 
 _ID = re.compile(r"[A-Za-z0-9]{17}")  # Collect ids (collect-api.md §1)
+_EMAIL = re.compile(r"[^@\s\"{}\[\]]+@[^@\s\"{}\[\]]+")  # a key part that is an email (not JSON)
 
 
 @dataclass(slots=True)
@@ -70,9 +72,10 @@ class SentRow:
 
     @property
     def who(self) -> str:
-        """The row's contact: its email when known, else the contact part of
-        the key (``campaignId|email`` -> ``email``)."""
-        return self.email or self.key.rsplit("|", 1)[-1]
+        """The row's contact as the results file tells it (``sent_rows``): its
+        email, else its contact id, else "contact not known" (never another key
+        part: ``campaignId|email|M1`` is ``email``'s row, not ``M1``'s)."""
+        return self.email or self.contact_id or "contact not known"
 
 
 def _open(path: Path) -> Iterator[list[str]]:
@@ -171,12 +174,17 @@ def sent_rows(path: Path) -> tuple[list[SentRow], dict[int, str]]:
 
 
 def _default_target(key: str) -> tuple[str, str]:
-    """(campaign, contact) a key names: a first part that is an id is the
-    campaign; the second is the contact when the key is the default one
-    (``campaignId|email`` or ``campaignId|contact id``); "" where not known."""
-    parts = key.split("|")
+    """(campaign, contact) a key names when its send journal does not say: a
+    first part that is a Collect id is the campaign; the contact is the second
+    part of a default key (``campaignId|email`` or ``campaignId|contact id``),
+    else the key's one part that is an email (``campaignId|email|M1``: a key
+    with a field after the email). "" where not known: two emails, or none."""
+    parts = key_parts(key)
     campaign = parts[0] if len(parts) > 1 and _ID.fullmatch(parts[0]) else ""
-    return campaign, parts[1] if campaign and len(parts) == 2 else ""
+    if campaign and len(parts) == 2:
+        return campaign, parts[1]
+    emails = [part for part in parts if _EMAIL.fullmatch(part)]
+    return campaign, emails[0] if len(emails) == 1 else ""
 
 
 def _journal_targets(results: Path) -> dict[str, tuple[str, str]]:

@@ -388,11 +388,12 @@ class _Patcher:
         self.retry = retry
         self.progress = progress
         self.known = journal.entries(plan.change.key)
+        journaled = set(self.known)  # the journal knows what left for these: the file's trace is not asked
         for rid in journal.superseded(plan.change.key, [r.request_id for r in plan.todo if r.request_id in
                                                          self.known]):
             del self.known[rid]  # a later change of the same field: this one is new again
         self.traced = {r.request_id for r in plan.todo
-                       if r.request_id not in self.known and traced(r, plan.change)}
+                       if r.request_id not in journaled and traced(r, plan.change)}
         self.queue = list(reversed(plan.todo))
         self.client: Client | None = None
         self.gate: RateGate | None = None
@@ -498,6 +499,9 @@ class _Patcher:
         """One try: read the request, then (when it needs it) the PATCH; its
         Entry, or why not (to try again)."""
         rid = row.request_id
+        if not row.email and not row.contact_id:  # nothing to check the server's contact against
+            return self._finish(row, FAILED, f"cannot tell this row's contact from the results file (key "
+                                             f"{row.key}; its send journal would say): not changed")
         current = await self._current(row)
         if current is None:
             return self._finish(row, FAILED, "HTTP 404: request not found")
