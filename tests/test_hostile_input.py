@@ -367,6 +367,24 @@ def test_init_campaign_ids_holding_anything_but_letters_digits_dash_underscore_a
     assert sandbox.stats["gets"] == 0 and not (tmp_path / "mapping.yaml").exists()
 
 
+
+@pytest.mark.parametrize("flag", [(), ("--send-anyway",), ("--skip-existing",)])
+@pytest.mark.parametrize("campaign", ["../team", "x?y=1", "%2e%2e/team"])
+def test_campaign_ids_from_a_mapping_or_a_column_are_refused_before_any_request(
+        tmp_path: Path, sandbox: Sandbox, campaign: str, flag: tuple[str, ...]) -> None:
+    """The id rule of init --campaign holds for the ids a mapping or a column
+    gives: GET /campaigns/../team was served as GET /team and, with
+    --send-anyway, POSTs went out carrying it (issue 25, found by a tryout)."""
+    write_contacts(tmp_path / "contacts.csv", people(2))
+    (tmp_path / "mapping.yaml").write_text(
+        f'campaignId: {{value: "{campaign}"}}\ncontact:\n  email: Email\n', encoding="utf-8")
+    r = run_cli("send", "contacts.csv", "-m", "mapping.yaml", "--api-url", sandbox.url, *flag, cwd=tmp_path,
+                env={"COLLECT_API_KEY": KEY})
+    assert r.code == 2, r.stderr
+    assert "is not a campaign id" in r.stderr and "nothing was sent" in r.stderr, r.stderr
+    assert sandbox.stats["gets"] == 0 and sandbox.created == []
+
+
 # -- arguments: the Python API --------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KEY, posix_signals, posix_terminal, read_results, run_cli
+from conftest import KEY, people, posix_signals, posix_terminal, read_results, run_cli, write_contacts
 from forked import spawn
 
 import bulksend
@@ -456,3 +456,17 @@ def test_a_notification_is_tried_twice_at_most(hook: Hook) -> None:
         accepted = [silent.accept()[0] for _ in range(2)]  # both tries connected
         for connection in accepted:
             connection.close()
+
+
+@pytest.mark.parametrize("twice", [("--where", "City=Paris", "--where", "Country=BE"),
+                                   ("--where", "City=Paris", "--where=Country=BE")])
+def test_a_row_selection_given_twice_is_refused(workdir: Path, sandbox: Sandbox,
+                                                       twice: tuple[str, ...]) -> None:
+    """click keeps the last of two --where silently: rows the person meant to
+    leave out went out (found by a tryout). A row selection given twice is a
+    usage error, nothing read or sent (update's --where and --rows too)."""
+    write_contacts(workdir / "contacts.csv", people(3))
+    r = run_cli("send", "contacts.csv", "-m", "mapping.yaml", "--api-url", sandbox.url, *twice, cwd=workdir)
+    assert r.code == 2 and f"{twice[0]} is given twice" in r.stderr, r.stderr
+    assert sandbox.stats["gets"] == 0 and sandbox.created == []
+    assert not any(p.name.endswith(".csv") and p.name != "contacts.csv" for p in workdir.iterdir())

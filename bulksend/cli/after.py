@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from bulksend.cli.shared import CONTEXT, api_options, fail
+from bulksend.cli.shared import CONTEXT, Command, api_options, fail
 from bulksend.common.errors import BulksendError, ExitStatus, UsageError
 
 
@@ -28,7 +28,7 @@ def wait_options(f: Any) -> Any:
     return f
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("results", metavar="RESULTS.csv")
 @click.option("--examples", type=click.IntRange(0), default=3, show_default=True,
               help="Example rows shown per error reason.")
@@ -48,7 +48,7 @@ def report(results: str, examples: int) -> None:
         fail(exc)
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("results", metavar="RESULTS.csv")
 @api_options
 @click.option("--timeout", type=click.FloatRange(0.1, 600), default=30.0, show_default=True,
@@ -107,7 +107,7 @@ def _status_names(ctx: click.Context, param: click.Parameter, value: str | None)
         fail(exc)
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("results", metavar="RESULTS.csv")
 @api_options
 @click.option("--output", "-o", metavar="FILE",
@@ -156,7 +156,7 @@ def status(results: str, api_url: str | None, api_key_file: str | None, output: 
     sys.exit(int(ExitStatus.ROWS_NOT_SENT) if failing else 0)
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("results", metavar="RESULTS.csv")
 @click.option("--where", metavar="status=NAME,...",
               help="Rows whose request_status (as `bulksend status` last read it) is one of these.")

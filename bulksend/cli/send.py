@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from bulksend.cli.shared import CONTEXT, api_options, fail, input_options, sheet_value
+from bulksend.cli.shared import CONTEXT, Command, api_options, fail, input_options, sheet_value
 from bulksend.common.errors import BulksendError, DeclinedError, ExitStatus, UsageError
 from bulksend.settings import check_outputs
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from bulksend.sending.plan import SendPlan
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("contacts", metavar="CONTACTS")
 @click.option("--campaign", metavar="ID",
               help="The campaign to send; with an API key its documents and forms are listed by name.")
@@ -62,7 +62,7 @@ def init(contacts: str, campaign: str | None, output: str, force: bool, sheet: s
     click.echo("\n".join(lines))
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("contacts", metavar="CONTACTS")
 @input_options
 @click.option("--show", type=click.IntRange(0), default=10, show_default=True,
@@ -121,7 +121,7 @@ def validate(contacts: str, mapping: str, sheet: str | None, encoding: str | Non
     sys.exit(int(checked.exit_status))
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=Command, context_settings=CONTEXT)
 @click.argument("contacts", metavar="CONTACTS")
 @input_options
 @click.option("--results", "-o", metavar="RESULTS.csv",

@@ -89,3 +89,31 @@ def sheet_value(sheet: str | None) -> str | int | None:
     if sheet is None:
         return None
     return int(sheet) if sheet.isdigit() else sheet
+
+
+class Command(click.Command):
+    """A bulksend command whose row selections may be given once: click keeps
+    the last of ``--where City=Paris --where Country=BE`` silently, which sends
+    (or changes) rows the person meant to leave out; here it is a usage error
+    (exit 2) naming the option. Other options keep click's rule, the last one
+    given wins (scripts add an override at the end)."""
+
+    ONCE = frozenset({"where", "row_numbers"})  # send --where; update --where, --rows
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        once: dict[str, str] = {}
+        for param in self.params:
+            if isinstance(param, click.Option) and param.name in self.ONCE:
+                once.update({opt: str(param.name) for opt in param.opts})
+        seen: dict[str, str] = {}
+        for token in args:
+            if token == "--":
+                break
+            opt = token.split("=", 1)[0] if token.startswith("--") else token
+            name = once.get(opt)
+            if name is None:
+                continue
+            if name in seen:
+                raise click.UsageError(f"{seen[name]} is given twice: give it once", ctx=ctx)
+            seen[name] = opt
+        return super().parse_args(ctx, args)

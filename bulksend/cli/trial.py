@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from bulksend.cli.shared import CONTEXT, fail
+from bulksend.cli.shared import CONTEXT, Command, fail
 from bulksend.common.errors import BulksendError, UsageError
 
 
-@click.command(context_settings=CONTEXT)
+@click.command(cls=Command, context_settings=CONTEXT)
 @click.option("--results", "-o", default="demo-results.csv", show_default=True,
               help="Where the demo writes its results.")
 def demo(results: str) -> None:
@@ -111,7 +111,7 @@ def _share_of_posts(flag: str, help: str) -> Callable[[Callable[..., Any]], Call
     return click.option(flag, type=click.FloatRange(0, 1), default=0.0, show_default=True, help=help)
 
 
-@click.command(context_settings=CONTEXT, epilog=_SANDBOX_EPILOG)
+@click.command(cls=Command, context_settings=CONTEXT, epilog=_SANDBOX_EPILOG)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port (0: any free port).")

@@ -86,6 +86,7 @@ async def preflight(config: RunConfig, uses: Uses, progress: Progress,
     gate = gate or RateGate(config.pace.rate, progress=progress, max_pause=config.pace.max_pause)
     retry = retry or preflight_retry(config.pace.max_pause)
     campaigns = sorted(uses.campaigns.items())
+    _refuse_odd_ids(config, campaigns)
     team, *answers = await _preflight_gets(
         client, gate, retry, ["/team", *(f"/campaigns/{c}" for c, _ in campaigns)])
     team = _answered("/team", team)
@@ -178,3 +179,19 @@ def _item_problems(catalogue: Catalogue, uses: Uses) -> list[str]:
     if problems:
         problems[0] += f" (campaign {catalogue.title()} has: {catalogue.names_text()})"
     return problems
+
+
+def _refuse_odd_ids(config: RunConfig, campaigns: list[tuple[str, list[int]]]) -> None:
+    """A campaign id that is not an id (``../team``, ``x?y=1``: it would change the
+    URL it is put in, collect/client.py ``is_id``) stops the run before any
+    request: PreflightError (exit 2) naming the rows (issue 25)."""
+    from bulksend.collect.client import is_id
+
+    odd = [f"campaign id {campaign[:80]!r} (rows {rows_text(rows)})" for campaign, rows in campaigns
+           if not is_id(campaign)]
+    if odd:
+        raise PreflightError(
+            f"{config.input.contacts}: " + "; ".join(odd[:5]) + " is not a campaign id (letters, digits,"
+            " - and _ only) — nothing was sent",
+            hint=f"copy the id from the campaign's address in the app into {config.input.mapping}"
+                 " or the file")

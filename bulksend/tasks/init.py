@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bulksend.collect.client import is_id
 from bulksend.common.errors import UsageError
 from bulksend.mapping.items import Catalogue
 from bulksend.mapping.loading import parse_mapping
@@ -24,14 +24,13 @@ from bulksend.tasks.scaffold_text import render, report
 # Collect's ids are 17 letters and digits (collect-api.md §1). What else an id
 # may hold is not guessed: a "/", "?", "#" or "%" would change the request
 # (GET /campaigns/../team is GET /team) and the mapping written.
-_CAMPAIGN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def check_campaign(campaign: str) -> None:
     """``--campaign ID``: letters, digits, ``-`` and ``_`` only (1 to 64 of
     them). UsageError (exit 2) for anything else, before any request is made
     or anything written (issue 25)."""
-    if not _CAMPAIGN_ID.fullmatch(campaign):
+    if not is_id(campaign):
         raise UsageError(f"--campaign {campaign[:80]!r}: not a campaign id (letters, digits, - and _ only)",
                          hint="copy the id from the campaign's address in the app (17 letters and digits)")
 
