@@ -470,3 +470,14 @@ def test_a_row_selection_given_twice_is_refused(workdir: Path, sandbox: Sandbox,
     assert r.code == 2 and f"{twice[0]} is given twice" in r.stderr, r.stderr
     assert sandbox.stats["gets"] == 0 and sandbox.created == []
     assert not any(p.name.endswith(".csv") and p.name != "contacts.csv" for p in workdir.iterdir())
+
+
+def test_printed_commands_never_repeat_the_webhooks_secret_path(workdir: Path) -> None:
+    """The "to go live" and "to resume" lines repeat the command line; a
+    --notify URL's path is its secret and shows as scheme and host only there
+    too (found by a tryout: it landed in the nightly job's log)."""
+    write_contacts(workdir / "contacts.csv", people(3))
+    r = run_cli("send", "contacts.csv", "-m", "mapping.yaml", "--sandbox", "--limit", "1",
+                "--notify", "http://127.0.0.1:1/SECRET-UUID-1234", cwd=workdir)
+    assert "http://127.0.0.1:1/…" in r.stdout, r.stdout
+    assert "SECRET-UUID" not in r.stdout + r.stderr

@@ -253,11 +253,12 @@ def send(contacts: str, mapping: str, sheet: str | None, encoding: str | None,
         ending.ended(stopped_document(exc, results=target, dry_run=dry_run))
         _stopped(exc)
     ending.write(document := run.summary.as_dict())
-    _print_summary(run.summary, argv=sys.argv)
+    shown_argv = _without_secrets(sys.argv)
+    _print_summary(run.summary, argv=shown_argv)
     if run.rehearsal is not None:
         from bulksend.tasks.rehearsal import closing_lines
 
-        click.echo("\n".join(["", *closing_lines(run.rehearsal, sys.argv, target, mapping)]))
+        click.echo("\n".join(["", *closing_lines(run.rehearsal, shown_argv, target, mapping)]))
     ending.notify(document)  # last: it may wait on the network
     sys.exit(int(run.exit_status))
 
@@ -362,6 +363,29 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
         Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
         click.echo(f"bulksend: warning: {path}: cannot write the summary: {exc.strerror}", err=True)
+
+
+def _without_secrets(argv: list[str]) -> list[str]:
+    """``argv`` as a printed command may repeat it: a --notify URL as its scheme
+    and host only (a webhook's path is its secret), an --api-url without user
+    info. The person puts them back from their own command line or job file."""
+    from bulksend.api.notify import shown
+    from bulksend.settings import shown_url
+
+    out: list[str] = []
+    mask = {"--notify": shown, "--api-url": shown_url}
+    pending = None
+    for arg in argv:
+        name, eq, value = arg.partition("=")
+        if pending is not None:
+            out.append(pending(arg))
+            pending = None
+        elif name in mask and eq:
+            out.append(f"{name}={mask[name](value)}")
+        else:
+            out.append(arg)
+            pending = mask.get(arg)
+    return out
 
 
 def _rerun_command(argv: list[str], *, drop: tuple[str, ...] = ("--limit",),
