@@ -13,7 +13,6 @@ import datetime as dt
 import email.utils
 import json
 import math
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -316,15 +315,3 @@ def _http_date(value: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return when.timestamp()
-
-
-# Collect's ids are 17 letters and digits (collect-api.md §1); bulksend takes
-# letters, digits, "-" and "_", 1 to 64 of them: nothing that could change the
-# path of a URL it is put in ("../team", "x?y=1", "#frag", "%2e%2e") (issue 25).
-_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-
-
-def is_id(text: str) -> bool:
-    """Whether ``text`` may stand as an id in a URL path (``/campaigns/{id}``):
-    letters, digits, ``-`` and ``_`` only, 1 to 64 of them."""
-    return _ID.fullmatch(text) is not None

@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from bulksend.collect.ids import is_id
 from bulksend.collect.rategate import RateGate
 from bulksend.collect.retry import RetryPolicy
 from bulksend.common.errors import AbortError, AuthError, BulksendError, InputError
@@ -185,8 +186,6 @@ def _refuse_odd_ids(config: RunConfig, campaigns: list[tuple[str, list[int]]]) -
     """A campaign id that is not an id (``../team``, ``x?y=1``: it would change the
     URL it is put in, collect/client.py ``is_id``) stops the run before any
     request: PreflightError (exit 2) naming the rows (issue 25)."""
-    from bulksend.collect.client import is_id
-
     odd = [f"campaign id {campaign[:80]!r} (rows {rows_text(rows)})" for campaign, rows in campaigns
            if not is_id(campaign)]
     if odd:

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from bulksend.collect.client import is_id
+from bulksend.collect.ids import is_id
 from bulksend.common.errors import UsageError
 from bulksend.mapping.items import Catalogue
 from bulksend.mapping.loading import parse_mapping
