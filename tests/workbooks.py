@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
+from bulksend.reading.cells import column_letter
+
 Cell = str | int | float | None
 
 
@@ -27,14 +29,6 @@ class Sheet:
     hidden: set[int] = field(default_factory=set)
     selected: bool = False
 
-
-def _letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, remainder = divmod(index - 1, 26)
-        letters = chr(ord("A") + remainder) + letters
-    return letters
 
 
 def write_xlsx(path: Path, sheets: dict[str, Sheet], *, active: int | None = None) -> Path:
@@ -87,7 +81,7 @@ def _sheet_xml(sheet: Sheet, style: dict[str, int]) -> str:
     for r, cells in enumerate(sheet.rows, start=1):
         parts = []
         for c, value in enumerate(cells):
-            ref = f"{_letter(c)}{r}"
+            ref = f"{column_letter(c)}{r}"
             s = f' s="{style[sheet.formats[ref]]}"' if ref in sheet.formats else ""
             if value is None:
                 continue
@@ -121,7 +115,7 @@ def write_ods(path: Path, sheets: dict[str, list[list[OdsCell]]], *, active: str
     tables = []
     for name, rows in sheets.items():
         body = "".join("<table:table-row>" + "".join(
-            _ods_cell(cell, (spans or {}).get(f"{_letter(c)}{r}")) for c, cell in enumerate(row))
+            _ods_cell(cell, (spans or {}).get(f"{column_letter(c)}{r}")) for c, cell in enumerate(row))
             + "</table:table-row>" for r, row in enumerate(rows, start=1))
         tables.append(f"<table:table table:name={quoteattr(name)}>{body}</table:table>")
     with zipfile.ZipFile(path, "w") as book:

@@ -100,3 +100,14 @@ def is_blank(cells: list[str]) -> bool:
     """Whether a record's cells are all empty or white space (such a row is
     skipped, but counted)."""
     return not "".join(cells).strip()
+
+
+def column_letter(index: int) -> str:
+    """A spreadsheet's name for column ``index`` (0-based): 0 → "A", 25 → "Z",
+    26 → "AA" (bijective base 26, as Excel, LibreOffice and ECMA-376 name them)."""
+    letters = ""
+    index += 1
+    while index:
+        index, remainder = divmod(index - 1, 26)
+        letters = chr(ord("A") + remainder) + letters
+    return letters

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from bulksend.reading.cells import column_letter
+
 __all__ = ["Merge", "MergeFiller", "merged_notes", "sheet_merges"]
 
 # ((first row, first column), (last row, last column)), 0-based, inclusive: calamine's form.
@@ -94,25 +96,18 @@ def _s(merges: list[Merge]) -> str:
 
 
 def _listed(merges: list[Merge]) -> str:
-    shown = ", ".join(_reference(m) for m in merges[:_SHOWN])
+    shown = ", ".join(reference(m) for m in merges[:_SHOWN])
     return shown + (f" and {len(merges) - _SHOWN} more" if len(merges) > _SHOWN else "")
 
 
 def _first(merge: Merge) -> str:
     (r0, c0), (r1, _c1) = merge
-    into = f"{_letter(c0)}{r0 + 1}" + (f":{_letter(c0)}{r1 + 1}" if r1 > r0 else "")
-    return f"{_reference(merge)} into {into}"
+    into = f"{column_letter(c0)}{r0 + 1}" + (f":{column_letter(c0)}{r1 + 1}" if r1 > r0 else "")
+    return f"{reference(merge)} into {into}"
 
 
-def _reference(merge: Merge) -> str:
+def reference(merge: Merge) -> str:
+    """The range as a spreadsheet names it: "D2:E4"."""
     (r0, c0), (r1, c1) = merge
-    return f"{_letter(c0)}{r0 + 1}:{_letter(c1)}{r1 + 1}"
+    return f"{column_letter(c0)}{r0 + 1}:{column_letter(c1)}{r1 + 1}"
 
-
-def _letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, remainder = divmod(index - 1, 26)
-        letters = chr(ord("A") + remainder) + letters
-    return letters

@@ -32,9 +32,9 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 from bulksend.common.errors import InputError
-from bulksend.reading.cells import EXACT_INTEGERS, cell_text, is_blank
+from bulksend.reading.cells import EXACT_INTEGERS, cell_text, column_letter, is_blank
 from bulksend.reading.files import OLE_MAGIC, ZIP_MAGIC, open_binary
-from bulksend.reading.merges import Merge, MergeFiller, merged_notes, sheet_merges
+from bulksend.reading.merges import Merge, MergeFiller, merged_notes, reference, sheet_merges
 from bulksend.reading.odsxml import OdsSheet, read_ods_sheet
 from bulksend.reading.sheetxml import SheetXml, read_active_sheet, read_sheet_xml
 from bulksend.reading.table import Records, Table
@@ -96,7 +96,7 @@ def open_spreadsheet(name: str, path: str, sheet: str | int | None, header_row: 
             return _sheet_records(name, extension, data, xml, offset, merges)
 
         def column_label(index: int) -> str:
-            return _column_letter(offset + index)
+            return column_letter(offset + index)
 
         table = Table(name, records, column_label, sheet=chosen, header_row=header_row,
                       kind=extension.lstrip(".").upper(), include_hidden=include_hidden,
@@ -194,9 +194,10 @@ def _merges(data: Any) -> list[Merge]:
 def _title(merges: list[Merge], header_row: int) -> str:
     """The range merged across columns on the header row ("A1:E1"): a title
     above the column names, not column names (issue 24, M1); "" when none."""
-    for (r0, c0), (r1, c1) in merges:
+    for merge in merges:
+        (r0, c0), (_r1, c1) = merge
         if r0 == header_row - 1 and c1 > c0:
-            return f"{_column_letter(c0)}{r0 + 1}:{_column_letter(c1)}{r1 + 1}"
+            return reference(merge)
     return ""
 
 
@@ -307,11 +308,3 @@ def _corrupt(name: str, extension: str, error: BaseException) -> InputError:
         hint="open it in Excel or LibreOffice and save it again, or export it as CSV",
     )
 
-
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, remainder = divmod(index - 1, 26)
-        letters = chr(ord("A") + remainder) + letters
-    return letters
