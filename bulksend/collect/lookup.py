@@ -359,18 +359,13 @@ async def look_up(client: Client, gate: RateGate, payload: dict[str, Any], since
     else:
         email = str((contact or {}).get("email", "")) if isinstance(contact, dict) else ""
     matcher = _Matcher(campaign, email, contact_id, key_fields(payload, key_paths), None, taken)
-    mine: Found | None = None
+    choice = _Choice(matcher, contact_id, oldest)
     async for request in campaign_requests(client, gate, campaign, email, clock):
         if matcher.floor is None and since:
             matcher.floor = clock.floor(since)
-        if matcher.is_ours(request):
-            found = _found(request, contact_id)
-            if not oldest:
-                return found
-            mine = found if mine is None or older(found, mine) else mine
-    if mine is None and matcher.doubt:
-        raise Ambiguous(f"look-up could not tell: {matcher.doubt}")
-    return mine
+        if choice.offer(request):
+            break
+    return choice.result()
 
 
 def older(a: Found, b: Found) -> bool:
@@ -381,16 +376,38 @@ def older(a: Found, b: Found) -> bool:
 
 def _pick(requests: list[dict[str, Any]], matcher: _Matcher, contact_id: str, oldest: bool) -> Found | None:
     """The first of ``requests`` that is ours (``oldest``: the oldest of them)."""
-    mine: Found | None = None
+    choice = _Choice(matcher, contact_id, oldest)
     for request in requests:
-        if matcher.is_ours(request):
-            found = _found(request, contact_id)
-            if not oldest:
-                return found
-            mine = found if mine is None or older(found, mine) else mine
-    if mine is None and matcher.doubt:
-        raise Ambiguous(f"look-up could not tell: {matcher.doubt}")
-    return mine
+        if choice.offer(request):
+            break
+    return choice.result()
+
+
+class _Choice:
+    """The request a look-up settles on among those it reads, in the order
+    read: the first that is ours, or (``oldest``) the oldest of them."""
+
+    def __init__(self, matcher: _Matcher, contact_id: str, oldest: bool) -> None:
+        self.matcher = matcher
+        self.contact_id = contact_id
+        self.oldest = oldest
+        self.mine: Found | None = None
+
+    def offer(self, request: dict[str, Any]) -> bool:
+        """Take ``request`` if it is ours; True when reading may stop (a first match is enough)."""
+        if not self.matcher.is_ours(request):
+            return False
+        found = _found(request, self.contact_id)
+        if self.mine is None or older(found, self.mine):
+            self.mine = found
+        return not self.oldest
+
+    def result(self) -> Found | None:
+        """What was found; None: not created. Ambiguous when nothing matched
+        but a request could not be told ours or not."""
+        if self.mine is None and self.matcher.doubt:
+            raise Ambiguous(f"look-up could not tell: {self.matcher.doubt}")
+        return self.mine
 
 
 def _found(request: dict[str, Any], contact_id: str) -> Found:
