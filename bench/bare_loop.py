@@ -84,7 +84,8 @@ def main() -> None:
         with open(args.out, "w", encoding="utf-8") as f:
             f.write(text + "\n")
     print(text)
-    sys.exit(0 if result["statuses"].get("200", 0) == len(payloads) else 1)
+    answered = sum(n for status, n in result["statuses"].items() if status.startswith("2"))
+    sys.exit(0 if answered == len(payloads) else 1)  # every row answered 2xx (200, or a 201)
 
 
 if __name__ == "__main__":
