@@ -5,6 +5,7 @@ measured in the same run, printed beside its target.
     python bench/bench.py            # full run, ~15 minutes on 2 cores
     python bench/bench.py --quick    # fewer repetitions, smaller N, ~2 minutes
     python bench/bench.py --only noload,help --reps 3
+    python bench/bench.py --only round5   # issue 29: each cell ÷ its floor, ~5 minutes
 
 The sandbox (`bulksend sandbox`) always runs in its own process, so server and
 client never share a GIL; bulksend and the bare aiohttp loop run as child
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import round5
 from harness import (
     HERE,
     KEY,
@@ -50,6 +52,8 @@ from harness import (
     run_child,
     write_contacts,
 )
+
+ALL_FIGURES = "noload,limited,rate,batch,memory,resume,help,round5,grid"
 
 
 class Bench:
@@ -545,10 +549,11 @@ def report(bench: Bench, started: float) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
+    """The options, with each default that depends on --quick filled in."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, smaller N (~2 minutes)")
-    ap.add_argument("--only", help="comma list of figures: noload,limited,rate,batch,memory,resume,help,grid")
+    ap.add_argument("--only", help=f"comma list of figures: {ALL_FIGURES}")
     ap.add_argument("--reps", type=int, help="repetitions of the no-limit figure (full 5, quick 3)")
     ap.add_argument("--n", type=int, help="rows for the no-limit figure (full 20000, quick 4000)")
     ap.add_argument("--concurrency", "-c", type=int, default=16, help="for bulksend and the bare loop")
@@ -585,6 +590,7 @@ def main() -> int:
                     "next to this python, else python -m bulksend)")
     ap.add_argument("--json", metavar="FILE", help="also write every figure as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (inputs, results, logs)")
+    round5.add_options(ap)
     a = ap.parse_args()
     q = a.quick
     a.reps = a.reps or (3 if q else 5)
@@ -608,7 +614,15 @@ def main() -> int:
     else:
         script = Path(sys.executable).parent / "bulksend"
         a.bulksend_cmd = [str(script)] if script.exists() else [sys.executable, "-m", "bulksend"]
-    only = set((a.only or "noload,limited,rate,batch,memory,resume,help,grid").split(","))
+    return a
+
+
+def main() -> int:
+    a = parse_args()
+    only = set((a.only or ALL_FIGURES).split(","))
+    unknown = sorted(only - set(ALL_FIGURES.split(",")))
+    if unknown:
+        raise SystemExit(f"--only: unknown figure(s) {', '.join(unknown)} (known: {ALL_FIGURES})")
 
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
@@ -629,6 +643,7 @@ def main() -> int:
         ("memory", bench.fig_memory),
         ("resume", bench.fig_resume),
         ("help", bench.fig_help),
+        ("round5", lambda: round5.run(bench)),
         ("grid", bench.fig_grid),
     ]
     try:
