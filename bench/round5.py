@@ -337,8 +337,9 @@ class Round5:
         fig.extra = {"curl_wall": [r.wall for r in runs], "n429": [r.n429 for r in runs],
                      "created": [r.created for r in runs], "bulksend_wall": self.walls["2"]}
         self.rows.append(["8", "xargs -P8 + curl --retry 10 (cell 2's server), best of "
-                          f"{len(runs)} ÷ bulksend", f"curl {_list([r.wall for r in runs])}; bulksend "
-                          f"{fmt(bulk)}", "-", "-", fmt(fig.value), fig.target, fig.verdict(),
+                          f"{len(runs)} ÷ bulksend",
+                          f"curl {', '.join(f'{r.wall:.2f}' for r in runs)}; bulksend {fmt(bulk)}",
+                          "-", "-", fmt(fig.value), fig.target, fig.verdict(),
                           "/".join(str(r.n429) for r in runs), "-"])
 
     def one_curl(self, sb: Sandbox, payloads: Path, rows: int, cap: float | None) -> Run:
@@ -382,7 +383,7 @@ def _walls(runs: list[Run]) -> str:
 def _list(values: list[float]) -> str:
     if len(values) == 1:
         return f"{values[0]:.2f}"
-    return f"{fmt(median(values))} ({', '.join(f'{v:.2f}' for v in values)})"
+    return f"median {median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
 
 
 def run(bench: Bench) -> None:
