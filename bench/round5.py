@@ -29,7 +29,9 @@ import re
 import shlex
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -103,7 +105,8 @@ class Run:
 
 def add_options(ap: argparse.ArgumentParser) -> None:
     """Round five's options on bench.py's parser."""
-    ap.add_argument("--round5-cells", default=ALL_CELLS, help=f"round5: which cells (default {ALL_CELLS})")
+    ap.add_argument("--round5-cells", type=cells_wanted, default=ALL_CELLS.split(","),
+                    help=f"round5: which cells (default {ALL_CELLS})")
     ap.add_argument("--round5-reps", type=int, default=1,
                     help="round5: repetitions of each cell 1-6 (median and raw values printed)")
     ap.add_argument("--round5-rows", type=int, default=ROWS,
@@ -125,10 +128,11 @@ def add_options(ap: argparse.ArgumentParser) -> None:
 
 
 def cells_wanted(text: str) -> list[str]:
+    """--round5-cells: a comma list of cell numbers."""
     wanted = [c.strip() for c in text.split(",") if c.strip()]
     unknown = sorted(set(wanted) - set(ALL_CELLS.split(",")))
     if unknown:
-        raise SystemExit(f"--round5-cells: unknown cell(s) {', '.join(unknown)} (known: {ALL_CELLS})")
+        raise argparse.ArgumentTypeError(f"unknown cell(s) {', '.join(unknown)} (known: {ALL_CELLS})")
     return wanted
 
 
@@ -170,10 +174,11 @@ class Round5:
 
     def run(self) -> None:
         a = self.args
-        wanted = cells_wanted(a.round5_cells)
+        wanted: list[str] = a.round5_cells
         self.bench.say(f"\n[round5] issue 29: cells {','.join(wanted)}; whole command (spawn to exit) "
                        f"÷ floor; {a.round5_reps} repetition(s) of cells 1-6")
-        steps = [(cell.key, lambda cell=cell: self.limited(cell)) for cell in self.cells()]
+        steps: list[tuple[str, Callable[[], None]]] = [(c.key, partial(self.limited, c))
+                                                       for c in self.cells()]
         steps += [("7", self.no_limit), ("8", self.curl)]
         try:
             for key, step in steps:
