@@ -82,6 +82,7 @@ class Server:
     limit: float | None
     burst: int
     fail_503: float = 0.0
+    retry_after: bool = True  # False: 429 without Retry-After (collect-api.md documents none)
     tokens: float = 0.0
     at: float = 0.0
     counts: dict[str, int] = field(default_factory=lambda: {"200": 0, "429": 0, "503": 0})
@@ -97,7 +98,8 @@ class Server:
             if tokens < 1.0 - 1e-9:  # float noise is not a request too early
                 self.tokens = tokens
                 self.counts["429"] += 1
-                return 429, float(max(1, math.ceil((1.0 - tokens) / self.limit)))
+                wait = float(max(1, math.ceil((1.0 - tokens) / self.limit)))
+                return 429, wait if self.retry_after else None
             self.tokens = tokens - 1.0
         if self.rng.random() < self.fail_503:
             self.counts["503"] += 1
@@ -115,11 +117,13 @@ class Result:
     rate: float
     pauses: int
     gate: RateGate
+    pause_seconds: float = 0.0  # the pauses' total
 
 
 def simulate(*, limit: float | None, burst: int, ceiling: float | None, rows: int,
              concurrency: int = 8, rtt: float = 0.002, fail_503: float = 0.0,
-             preflight: int = 2, gap: float = 0.05, jitter: float = 0.0, seed: int = 1) -> Result:
+             preflight: int = 2, gap: float = 0.05, jitter: float = 0.0, seed: int = 1,
+             retry_after: bool = True) -> Result:
     """Send ``rows`` requests through a gate to :class:`Server`; see the module doc.
 
     ``preflight`` requests reach the server ``gap`` seconds before the gate
@@ -128,7 +132,7 @@ def simulate(*, limit: float | None, burst: int, ceiling: float | None, rows: in
     way to the server takes rtt/2 plus up to that many seconds more (random).
     A 503'd row is retried after 0.5 s, as Sender's backoff would."""
     vt = VirtualTime()
-    server = Server(limit, burst, fail_503)
+    server = Server(limit, burst, fail_503, retry_after=retry_after)
     server.at = vt.now - gap
     for _ in range(preflight):
         server.answer(vt.now - gap)
@@ -167,9 +171,10 @@ def simulate(*, limit: float | None, burst: int, ceiling: float | None, rows: in
     seconds = vt.now - start
     best = min(limit or math.inf, ceiling or math.inf)
     ideal = rows / best if math.isfinite(best) else 0.0
-    pauses = sum(1 for kind, _, _ in progress.events if kind == "pause")
+    pauses = [fields for kind, _, fields in progress.events if kind == "pause"]
     return Result(seconds, seconds / ideal if ideal else math.nan, gate.storms,
-                  server.counts["429"], gate.rate, pauses, gate)
+                  server.counts["429"], gate.rate, len(pauses), gate,
+                  sum(float(f["seconds"]) for f in pauses))
 
 
 def floor(limit: float, burst: int, ceiling: float | None, rows: int) -> float:
@@ -223,6 +228,8 @@ def main() -> int:
     p.add_argument("--rows", type=int, default=1000)
     p.add_argument("--fail-503", type=float, default=0.0)
     p.add_argument("--jitter", type=float, default=0.0)
+    p.add_argument("--no-retry-after", dest="retry_after", action="store_false",
+                   help="the server's 429s carry no Retry-After")
     p.add_argument("-c", "--concurrency", type=int, default=8)
     p.add_argument("-v", "--verbose", action="store_true", help="print the gate's rates and pauses")
     p.add_argument("--quick", action="store_true")
@@ -230,7 +237,8 @@ def main() -> int:
     if a.limit is None and not a.fail_503:
         return grid([500, 1000, 5000], [5.0, 20.0, 50.0, 200.0], a.quick)
     r = simulate(limit=a.limit, burst=a.burst, ceiling=a.ceiling, rows=a.rows,
-                 concurrency=a.concurrency, fail_503=a.fail_503, jitter=a.jitter)
+                 concurrency=a.concurrency, fail_503=a.fail_503, jitter=a.jitter,
+                 retry_after=a.retry_after)
     print(f"{r.seconds:.2f} s, ratio {r.ratio:.3f}, storms {r.storms}, 429s {r.refused}, "
           f"pause lines {r.pauses}, final rate {r.rate:.2f}")
     if a.verbose:

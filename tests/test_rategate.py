@@ -6,6 +6,7 @@ max(1, ceil(wait)) s), with workers that each loop acquire -> request -> answer.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from pathlib import Path
 
@@ -129,11 +130,13 @@ def test_a_cut_never_comes_from_the_start_up_pace() -> None:
 
 
 def test_with_the_limit_as_rate_and_a_burst_there_is_no_storm() -> None:
+    # At the rate the person gave, departures keep 1/rate and 2 % apart
+    # (GAP_MARGIN: it may be the limit itself, and a server stamps with noise).
     for limit in (5.0, 20.0, 50.0, 200.0):
         r = simulate(limit=limit, burst=max(1, int(limit / 10)), ceiling=limit, rows=500,
                      preflight=0)
         assert r.storms == 0, (limit, r)
-        assert r.ratio <= 1.02, (limit, r)
+        assert r.ratio <= 1.03, (limit, r)
 
 
 def test_the_first_departure_waits_one_interval() -> None:
@@ -150,16 +153,83 @@ def test_the_first_departure_waits_one_interval() -> None:
 
 
 def test_a_rate_that_held_and_then_was_refused_leaves_room_for_noise() -> None:
+    # Issue 29: at the rate the person gave (a server with no burst, at its
+    # limit), a refusal after it held is timing noise: 2 % less, not 10 %.
     vt = VirtualTime()
     gate = RateGate(100.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
-    vt.now += 0.01
+    vt.now += 0.0103
     for _ in range(200):  # two seconds accepted at the ceiling
         sent = gate.open_now()
         assert sent is not None
         gate.success(sent)
-        vt.now += 0.01
-    gate.throttled(vt.now - 0.01, retry_after=1.0)
-    assert 90.0 <= gate.rate < 97.0  # at least 0.9x, and below what was refused
+        vt.now += 0.0103
+    gate.throttled(vt.now - 0.0103, retry_after=1.0)
+    assert gate.rate == pytest.approx(98.0)
+    # Refused again after it held (and a step towards 100): below what was
+    # refused, and not a tenth less for each refusal.
+    vt.now = gate.paused_until + 0.011
+    for _ in range(200):
+        sent = gate.open_now()
+        if sent is not None:
+            gate.success(sent)
+        vt.now += 0.0105
+    gate.throttled(vt.now - 0.0105, retry_after=1.0)
+    assert 90.0 <= gate.rate < 98.0
+
+
+def test_departures_at_a_rate_keep_their_gap_whatever_the_wake_ups() -> None:
+    # Issue 29: waiters woken late by the event loop left together (a server
+    # without burst refuses the second), and a catch-up let two go at once.
+    vt = VirtualTime()
+    gate = RateGate(50.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
+    left: list[float] = []
+
+    async def worker(lag: float) -> None:
+        for _ in range(30):
+            left.append(await gate.acquire())
+            await vt.sleep(lag)  # the rest of the work: each worker its own pace
+
+    for lag in (0.0, 0.003, 0.017, 0.031):
+        vt.spawn(worker(lag))
+    vt.run()
+    gaps = [b - a for a, b in itertools.pairwise(left)]
+    assert len(left) == 120
+    assert min(gaps) >= 1.02 / 50 - 1e-9
+
+
+def test_a_slow_answer_moves_the_next_departure() -> None:
+    # A server that was busy when a request came counted it late: the next
+    # one must not come sooner than 1/rate after that (issue 29: refused at
+    # gaps of 16 to 19 ms at 50/s, the sandbox's clock, while bulksend spaced 20).
+    from bulksend.collect.rategate import Schedule
+    s = Schedule(50.0, slack=0.0, now=0.0, gap=0.02)
+    s.wait_answers, s.in_flight = True, 1
+    assert s.take(0.0)
+    assert s.ready(0.01) > 0  # not yet answered: waits up to two intervals
+    s.answered(0.0, delay=0.005)  # came 5 ms later than the quickest answers
+    assert s.ready(0.02) == pytest.approx(0.005)
+    assert not s.take(0.024)
+    assert s.take(0.025)
+    # An answer that never comes (an error) holds the next one two intervals at most.
+    assert s.ready(0.05) == 0.0 or s.ready(0.0651) == 0.0
+
+
+def test_without_retry_after_the_pause_is_the_refill_not_a_second() -> None:
+    # collect-api.md documents no Retry-After: the pause is the gate's to
+    # choose; a blanket second cost 1.24x the floor at 50/s (issue 29).
+    r = simulate(limit=50.0, burst=5, ceiling=None, rows=1000, retry_after=False)
+    assert r.pause_seconds < 0.5, r
+    assert r.storms <= 4, r
+    assert r.ratio <= (19.9 + 0.25) / 20 * 1.10, r
+
+
+def test_one_storm_measures_the_limit_the_next_settles() -> None:
+    # Issue 29: after the first storm's guess, a small step above the limit
+    # lets the next storm count what got through from a full bucket: L itself.
+    for ceiling in (None, 250.0):
+        r = simulate(limit=50.0, burst=5, ceiling=ceiling, rows=1000)
+        assert r.storms == 2, (ceiling, r)
+        assert 48.0 <= r.rate <= 50.0, (ceiling, r)
 
 
 def test_a_flood_shows_the_burst_and_the_next_storm_the_limit() -> None:
