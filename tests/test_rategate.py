@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bulksend.collect.rategate import RateGate, Schedule
+from bulksend.collect.rategate import RateGate
+from bulksend.collect.schedule import Schedule
 from bulksend.common.progress import RecordingProgress
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
@@ -201,7 +202,6 @@ def test_a_slow_answer_moves_the_next_departure() -> None:
     # A server that was busy when a request came counted it late: the next
     # one must not come sooner than 1/rate after that (issue 29: refused at
     # gaps of 16 to 19 ms at 50/s, the sandbox's clock, while bulksend spaced 20).
-    from bulksend.collect.rategate import Schedule
     s = Schedule(50.0, slack=0.0, now=0.0, gap=0.02)
     s.wait_answers, s.in_flight = True, 1
     assert s.take(0.0)

@@ -1,10 +1,10 @@
 """The rate gate: one schedule for every request of a run, and how it learns the
 server's limit from 429s.
 
-Two parts. :class:`Schedule` is a small GCRA ("virtual scheduling", the
-algorithm aiometer's ``RateLimitMeter`` uses) whose rate may change at any
-moment; it never sleeps and takes the time as an argument, so it is tested with
-numbers alone. :class:`RateGate` puts every worker through one schedule, pauses
+Two parts. ``collect/schedule.py`` :class:`Schedule` is a small GCRA ("virtual
+scheduling", the algorithm aiometer's ``RateLimitMeter`` uses) whose rate may
+change at any moment; it never sleeps and takes the time as an argument, so it
+is tested with numbers alone. :class:`RateGate` puts every worker through one schedule, pauses
 them all on a 429 (Retry-After, RFC 9110 §10.2.3 and RFC 6585 §4), and moves the
 rate: down once per storm of 429s, back up while answers are good.
 
@@ -31,13 +31,14 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from bulksend.collect.schedule import Schedule
 from bulksend.common.errors import AbortError
 from bulksend.common.progress import Progress
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-__all__ = ["PATIENCE", "Clock", "PatienceError", "RateGate", "Schedule", "Sleep"]
+__all__ = ["PATIENCE", "Clock", "PatienceError", "RateGate", "Sleep"]
 
 PATIENCE = 120.0  # seconds: the default overall patience with 429s (--patience)
 
@@ -45,109 +46,6 @@ PATIENCE = 120.0  # seconds: the default overall patience with 429s (--patience)
 class PatienceError(AbortError):
     """The API accepted nothing for longer than the run's patience while it
     answered 429 (rate limited): the run stops (exit 3); a rerun resumes."""
-
-
-class Schedule:
-    """When the next request may leave, at ``rate`` requests per second.
-
-    GCRA, virtual scheduling: ``next_at`` is the theoretical time of the next
-    departure and each departure moves it on by ``1/rate``. A departure later
-    than its slot (a late timer, a busy event loop) is made up by the following
-    ones for up to ``slack`` seconds, so a schedule at R really sends R a second;
-    an idle schedule therefore lets at most ``1 + slack*rate`` requests go at
-    once. ``gap`` is the least time between two departures as they really
-    happen (``last`` is the latest): a server with no burst refuses a request
-    that comes sooner than 1/R after the one before, and waiters woken late by
-    the event loop would otherwise leave together. With ``wait_answers``, at
-    most ``in_flight`` requests are out unanswered (a later one waits up to two
-    intervals for an answer): a server that stalls reads the requests queued
-    meanwhile at once, and refuses those its bucket cannot hold.
-
-    Times are seconds on any monotonic clock; the caller passes ``now``.
-    """
-
-    __slots__ = ("after", "gap", "in_flight", "interval", "last", "next_at", "slack", "unanswered",
-                 "wait_answers")
-
-    def __init__(self, rate: float, *, slack: float, now: float, gap: float = 0.0) -> None:
-        if not rate > 0 or math.isinf(rate):
-            raise ValueError(f"rate must be a positive finite number, not {rate!r}")
-        self.interval = 1.0 / rate
-        self.slack = max(0.0, slack)
-        self.next_at = now
-        self.gap = gap
-        self.last = -math.inf
-        self.after = -math.inf  # see :meth:`answered`
-        self.wait_answers = False
-        self.in_flight = 1
-        # Departures not answered yet, oldest first (a dict keeps the order);
-        # one that is never answered (an error) ages out after two intervals.
-        self.unanswered: dict[float, None] = {}
-
-    @property
-    def rate(self) -> float:
-        """Requests per second."""
-        return 1.0 / self.interval
-
-    def take(self, now: float) -> bool:
-        """Claim a departure at ``now`` if the schedule allows one; else claim nothing."""
-        slot = self.next_at
-        if slot > now or self.ready(now) > 0.0:
-            return False
-        self.next_at = max(slot, now - self.slack) + self.interval
-        self.depart(now)
-        return True
-
-    def reserve(self, now: float) -> float:
-        """Claim the next free departure and return its time (``now`` at the earliest).
-
-        The holder leaves once :meth:`ready` says 0, and calls :meth:`depart`.
-        A claim made before :meth:`restart` is void: its holder must reserve again."""
-        slot = max(self.next_at, now - self.slack)
-        self.next_at = slot + self.interval
-        return max(slot, now)
-
-    def depart(self, now: float) -> None:
-        """A request leaves at ``now``."""
-        self.last = now
-        if self.wait_answers:
-            self.unanswered[now] = None
-
-    def ready(self, now: float) -> float:
-        """Seconds until a departure keeps ``gap`` after the last one, and
-        ``after`` (0: now); with ``in_flight`` requests unanswered, until the
-        oldest is two intervals old."""
-        wait = max(0.0, self.last + self.gap - now, self.after - now)
-        unanswered = self.unanswered
-        if self.wait_answers and unanswered:
-            aged = now - 2 * self.interval
-            while unanswered and (oldest := next(iter(unanswered))) <= aged:
-                del unanswered[oldest]
-            if len(unanswered) >= self.in_flight:
-                wait = max(wait, next(iter(unanswered)) + 2 * self.interval - now)
-        return wait
-
-    def waiting_for_answers(self) -> bool:
-        """Whether a departure waits for an answer (not for its time)."""
-        return self.wait_answers and len(self.unanswered) >= self.in_flight
-
-    def answered(self, sent: float, delay: float) -> None:
-        """The answer to the request that left at ``sent`` came, ``delay``
-        seconds later than the quickest answers: the server may have counted
-        it that much later (a busy or descheduled server stamps late), and a
-        server with no burst counts the gap from its own stamp. Only the last
-        departure's answer moves the next one."""
-        self.unanswered.pop(sent, None)
-        if sent != self.last:
-            return
-        if self.gap > 0.0 and delay > 0.0:
-            self.after = max(self.after, sent + self.gap + delay)
-
-    def restart(self, rate: float, at: float) -> None:
-        """A new rate from ``at`` on (a time >= now): the first departure is due
-        ``1/rate`` after it, and every earlier claim is void."""
-        self.interval = 1.0 / rate
-        self.next_at = at + self.interval
 
 
 class RateGate:
