@@ -168,6 +168,7 @@ class RateGate:
         # Recent answers, (sent, status) pairs, status 200 for any 2xx; bounded,
         # a run without trouble would otherwise keep one per row.
         self._answers: deque[tuple[float, int]] = deque(maxlen=4096)
+        self._departures: deque[float] = deque(maxlen=4096)  # the times requests left
         # The quickest round trip lately, seconds: an answer slower than it was
         # held up somewhere, perhaps before the server counted it.
         self._quickest = math.inf
@@ -224,6 +225,7 @@ class RateGate:
             return now
         if schedule.take(now):
             self._granted += 1
+            self._departures.append(now)
             return now
         return None
 
@@ -252,6 +254,7 @@ class RateGate:
             if generation == self._generation and now >= self.paused_until:
                 schedule.depart(now)
                 self._granted += 1
+                self._departures.append(now)
                 return now
 
     def _nap(self, wait: float, schedule: Schedule) -> float:
@@ -521,8 +524,9 @@ class RateGate:
         highs: list[float] = []
         for start, rate in self._starts:
             # From the first request that left after the start (a full bucket
-            # stays full, wasting its refill, until then) to the refused one.
-            accepted, _, span = self._window(sent, since=start)
+            # stays full, wasting its refill, until then) to the refused one;
+            # every one that left before it was accepted, answered yet or not.
+            accepted, span = self._departed(start, sent)
             if span < self.MEASURE_MIN:
                 continue
             lows.append((accepted - self._most_burst()) / span)
@@ -534,6 +538,12 @@ class RateGate:
                 highs.append(high)
         low = max(lows, default=0.0)
         return (low if low > 0 else None), min(highs, default=None)
+
+    def _departed(self, since: float, until: float) -> tuple[int, float]:
+        """Departures from ``since`` to before ``until``: (how many, seconds
+        from the first of them to ``until``)."""
+        times = [t for t in self._departures if since <= t < until]
+        return len(times), (until - times[0] if times else 0.0)
 
     def _full_since_pause(self) -> bool:
         return bool(self._starts) and (self._full or len(self._starts) > 1)
