@@ -22,6 +22,7 @@ import dataclasses
 import json
 import sqlite3
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -606,3 +607,55 @@ class Journal:
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("COMMIT")
         self.db.close()
+
+
+class LineIndex:
+    """Where each line of the live results file sits: (row, offset, size), as
+    written. The first ``MEMORY_LINES`` lines are kept here, in three arrays
+    (24 bytes a line); past them, every line goes to the journal's line_index
+    table, which keeps memory flat on a million rows. The table alone costs an
+    SQLite insert per row and a sorted read at the end (issue 29)."""
+
+    MEMORY_LINES = 1 << 17
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.clear()
+
+    def clear(self) -> None:
+        """No line yet (nor any in the journal: a run that stopped may have left some)."""
+        self.rows, self.offsets, self.sizes = array("q"), array("q"), array("q")
+        self.spilled = False
+        self.journal.clear_index()
+
+    def add(self, row: int, offset: int, size: int) -> None:
+        """Row ``row``'s line was written at ``offset``, ``size`` bytes long."""
+        if self.spilled:
+            self.journal.index_line(row, offset, size)
+            return
+        self.rows.append(row)
+        self.offsets.append(offset)
+        self.sizes.append(size)
+        if len(self.rows) >= self.MEMORY_LINES:
+            for entry in zip(self.rows, self.offsets, self.sizes, strict=True):
+                self.journal.index_line(*entry)
+            self.rows, self.offsets, self.sizes = array("q"), array("q"), array("q")
+            self.spilled = True
+
+    def by_row(self, *, in_order: bool) -> Iterable[tuple[int, int, int]]:
+        """(row, offset, size) of each row's last line, by row; ``in_order``:
+        the lines were written for ever higher rows (no sort needed)."""
+        if self.spilled:
+            return self.journal.iter_index()
+        if in_order:
+            return zip(self.rows, self.offsets, self.sizes, strict=True)
+        return self._sorted()
+
+    def _sorted(self) -> Iterator[tuple[int, int, int]]:
+        rows = self.rows
+        order = sorted(range(len(rows)), key=rows.__getitem__)  # stable: a row's lines in the order written
+        last = len(order) - 1
+        for j, i in enumerate(order):
+            if j < last and rows[order[j + 1]] == rows[i]:
+                continue  # a row written twice: its later line wins
+            yield rows[i], self.offsets[i], self.sizes[i]
