@@ -21,6 +21,7 @@ import contextlib
 import dataclasses
 import json
 import sqlite3
+import threading
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -204,6 +205,7 @@ class Journal:
         self._lazy: asyncio.TimerHandle | None = None  # a delayed one is
         self._waiters: list[asyncio.Future[None]] = []
         self.after_commit: list[Callable[[], None]] = []
+        self._behind: threading.Thread | None = None  # checkpoint_behind's thread
         self.run_id = int(self.get_meta("runs") or "0") + 1
         self.set_meta("runs", str(self.run_id))
         self.lookup_new = self.get_meta(LOOKUP_NEW) is not None
@@ -601,7 +603,31 @@ class Journal:
         self._waiters.append(fut)
         await fut
 
+    def checkpoint_behind(self) -> None:
+        """Copy the WAL into the database from a thread of its own, on a second
+        connection, while this one goes on (the run's end: the results file's
+        rewrite and the checkpoints' hashing). SQLite does the copying with the
+        GIL released, so it overlaps that work instead of following it in
+        ``close`` (issue 29). A PASSIVE checkpoint: it waits for no one and
+        changes no committed data; ``close`` checkpoints whatever is left.
+        Best effort: any error leaves it all to ``close``."""
+        if self._behind is not None or self.broken is not None:
+            return
+
+        def run() -> None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                db = sqlite3.connect(self.path, isolation_level=None)
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                finally:
+                    db.close()
+
+        self._behind = threading.Thread(target=run, name="journal-checkpoint", daemon=True)
+        self._behind.start()
+
     def close(self) -> None:
+        if self._behind is not None:
+            self._behind.join()
         with contextlib.suppress(sqlite3.Error):
             self._apply_pending()
         with contextlib.suppress(sqlite3.Error):
