@@ -646,7 +646,8 @@ class LineIndex:
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self.clear()
+        self.rows, self.offsets, self.sizes = array("q"), array("q"), array("q")
+        self.spilled = False
 
     def clear(self) -> None:
         """No line yet (nor any in the journal: a run that stopped may have left some)."""
