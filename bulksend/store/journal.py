@@ -21,7 +21,9 @@ import contextlib
 import dataclasses
 import json
 import sqlite3
+import threading
 import time
+from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +205,7 @@ class Journal:
         self._lazy: asyncio.TimerHandle | None = None  # a delayed one is
         self._waiters: list[asyncio.Future[None]] = []
         self.after_commit: list[Callable[[], None]] = []
+        self._behind: threading.Thread | None = None  # checkpoint_behind's thread
         self.run_id = int(self.get_meta("runs") or "0") + 1
         self.set_meta("runs", str(self.run_id))
         self.lookup_new = self.get_meta(LOOKUP_NEW) is not None
@@ -600,9 +603,86 @@ class Journal:
         self._waiters.append(fut)
         await fut
 
+    def checkpoint_behind(self) -> None:
+        """Copy the WAL into the database from a thread of its own, on a second
+        connection, while this one goes on (the run's end: the results file's
+        rewrite and the checkpoints' hashing). SQLite does the copying with the
+        GIL released, so it overlaps that work instead of following it in
+        ``close`` (issue 29). A PASSIVE checkpoint: it waits for no one and
+        changes no committed data; ``close`` checkpoints whatever is left.
+        Best effort: any error leaves it all to ``close``."""
+        if self._behind is not None or self.broken is not None:
+            return
+
+        def run() -> None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                db = sqlite3.connect(self.path, isolation_level=None)
+                try:
+                    db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                finally:
+                    db.close()
+
+        self._behind = threading.Thread(target=run, name="journal-checkpoint", daemon=True)
+        self._behind.start()
+
     def close(self) -> None:
+        if self._behind is not None:
+            self._behind.join()
         with contextlib.suppress(sqlite3.Error):
             self._apply_pending()
         with contextlib.suppress(sqlite3.Error):
             self.db.execute("COMMIT")
         self.db.close()
+
+
+class LineIndex:
+    """Where each line of the live results file sits: (row, offset, size), as
+    written. The first ``MEMORY_LINES`` lines are kept here, in three arrays
+    (24 bytes a line); past them, every line goes to the journal's line_index
+    table, which keeps memory flat on a million rows. The table alone costs an
+    SQLite insert per row and a sorted read at the end (issue 29)."""
+
+    MEMORY_LINES = 1 << 17
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+        self.rows, self.offsets, self.sizes = array("q"), array("q"), array("q")
+        self.spilled = False
+
+    def clear(self) -> None:
+        """No line yet (nor any in the journal: a run that stopped may have left some)."""
+        self.rows, self.offsets, self.sizes = array("q"), array("q"), array("q")
+        self.spilled = False
+        self.journal.clear_index()
+
+    def add(self, row: int, offset: int, size: int) -> None:
+        """Row ``row``'s line was written at ``offset``, ``size`` bytes long."""
+        if self.spilled:
+            self.journal.index_line(row, offset, size)
+            return
+        self.rows.append(row)
+        self.offsets.append(offset)
+        self.sizes.append(size)
+        if len(self.rows) >= self.MEMORY_LINES:
+            for entry in zip(self.rows, self.offsets, self.sizes, strict=True):
+                self.journal.index_line(*entry)
+            self.rows, self.offsets, self.sizes = array("q"), array("q"), array("q")
+            self.spilled = True
+
+    def by_row(self, *, in_order: bool) -> Iterable[tuple[int, int, int]]:
+        """(row, offset, size) of each row's last line, by row; ``in_order``:
+        the lines were written for ever higher rows (no sort needed)."""
+        if self.spilled:
+            return self.journal.iter_index()
+        if in_order:
+            return zip(self.rows, self.offsets, self.sizes, strict=True)
+        return self._sorted()
+
+    def _sorted(self) -> Iterator[tuple[int, int, int]]:
+        rows = self.rows
+        order = sorted(range(len(rows)), key=rows.__getitem__)  # stable: a row's lines in the order written
+        last = len(order) - 1
+        for j, i in enumerate(order):
+            if j < last and rows[order[j + 1]] == rows[i]:
+                continue  # a row written twice: its later line wins
+            yield rows[i], self.offsets[i], self.sizes[i]

@@ -15,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import shutil
 import stat
 import time
@@ -32,6 +33,7 @@ from bulksend.store.journal import (
     LOOKUP_NEW,
     PENDING,
     Journal,
+    LineIndex,
     Record,
 )
 from bulksend.store.runlock import (
@@ -80,6 +82,12 @@ def unneutralise(cell: str) -> str:
     return cell
 
 
+# A cell that may start like a formula, seen in the cells joined by commas: at
+# the start, or right after a comma (a cell holding a comma itself may match
+# too: then each cell is checked, as without this pre-check).
+_FORMULA_AFTER_COMMA = re.compile(r",[=+\-@\t\r']")
+
+
 class _LineFormatter:
     """One CSV line as text, reusing one writer and buffer (hot path)."""
 
@@ -87,14 +95,29 @@ class _LineFormatter:
         self.buf = io.StringIO()
         self.writer = csv.writer(self.buf, lineterminator="\r\n")
 
-    def __call__(self, cells: Sequence[str]) -> str:
+    def __call__(self, cells: list[str], *, guard: bool = False) -> str:
+        """``cells`` as one CSV line; ``guard``: each cell that starts like a
+        formula neutralised first (``neutralise``)."""
         # Most lines need no quoting: no cell holds a comma, a quote or a line
         # break (the joined text then has exactly one comma per boundary). For
         # those, the csv module's line is the plain join: 0.3 µs instead of 2.
+        # The guard's pre-check reads the same joined text: 0.2 µs instead of
+        # a look at each cell's first character (0.8 µs for 14 cells).
         try:
             text = ",".join(cells)
         except TypeError:  # a cell that is not text: the csv module writes str() of it
             text = '"'
+            guard_each = guard
+        else:
+            guard_each = guard and (text[:1] in _FORMULA_FIRST
+                                    or _FORMULA_AFTER_COMMA.search(text) is not None)
+        if guard_each:
+            cells = [neutralise(cell) if isinstance(cell, str) and cell[:1] in _FORMULA_FIRST else cell
+                     for cell in cells]
+            try:
+                text = ",".join(cells)
+            except TypeError:
+                text = '"'
         if (len(cells) > 1 and text.count(",") == len(cells) - 1
                 and '"' not in text and "\n" not in text and "\r" not in text):
             return text + "\r\n"
@@ -148,8 +171,9 @@ class ResultsWriter:
         self._live: IO[str] | None = None
         # Where each row's line sits in the live file (byte offset and size):
         # the in-order rewrite at the end reads the lines back from the live
-        # file itself. Kept in the journal (memory stays flat on a million
-        # rows), or in these two arrays when there is no journal.
+        # file itself. With a journal, a LineIndex keeps them (memory stays flat
+        # on a million rows); without one, these two arrays, by row number.
+        self._lines = LineIndex(journal) if journal is not None else None
         self._offsets = array("q")
         self._sizes = array("q")
         self._pos = 0
@@ -188,8 +212,9 @@ class ResultsWriter:
             self._pos = len(codecs.BOM_UTF8) + len(header.encode("utf-8"))
         self._start = self._pos
         self._last_row, self._in_order = -1, True
+        if self._lines is not None:
+            self._lines.clear()
         if self.journal is not None:
-            self.journal.clear_index()
             self.journal.after_commit.append(self.flush)
 
     def _write(self, text: str) -> None:
@@ -221,11 +246,8 @@ class ResultsWriter:
             assert self.journal is not None
             cells.extend((self.journal.tracked(outcome.key) if outcome.key else None) or _NO_TRACK)
         values = outcome.values
-        cells.extend(values.get(c, "") for c in self.input_columns)
-        for i, cell in enumerate(cells):
-            if cell and cell[0] in _FORMULA_FIRST:
-                cells[i] = neutralise(cell)
-        return _line(cells)
+        cells += [values.get(c, "") for c in self.input_columns]
+        return _line(cells, guard=True)
 
     def write(self, outcome: Outcome) -> None:
         line = self.format(outcome)
@@ -234,9 +256,9 @@ class ResultsWriter:
         if row <= self._last_row:
             self._in_order = False
         self._last_row = row
-        size = len(line.encode("utf-8"))
-        if self.journal is not None:
-            self.journal.index_line(row, self._pos, size)  # a row written twice: the later wins
+        size = len(line) if line.isascii() else len(line.encode("utf-8"))  # isascii(): a flag, no scan
+        if self._lines is not None:
+            self._lines.add(row, self._pos, size)  # a row written twice: the later wins
         else:
             if row >= len(self._offsets):
                 grow = row + 1 - len(self._offsets) + 4096
@@ -326,8 +348,8 @@ class ResultsWriter:
     def _index(self) -> Iterable[tuple[int, int, int]]:
         """(row, offset, size) of each row's line in the live file, by row;
         offset -1: no line."""
-        if self.journal is not None:
-            return self.journal.iter_index()
+        if self._lines is not None:
+            return self._lines.by_row(in_order=self._in_order)
         return ((row, o, s) for row, (o, s) in enumerate(zip(self._offsets, self._sizes, strict=True)))
 
     def _rewrite(self, tmp: Path, wanted: list[int]) -> dict[int, int]:

@@ -116,6 +116,7 @@ class Session:
             writer.abandon()
             return
         skipped = self.resume.last.number if self.resume is not None else 0
+        self.journal.checkpoint_behind()  # alongside the rewrite and the checkpoints' hashing
         try:
             ends = writer.finish(self.tracker.candidates(skipped, self.table.header_row))
         except AbortError as exc:  # a full disk: the journal has the outcomes; a rerun rewrites
