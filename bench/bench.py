@@ -44,6 +44,7 @@ from harness import (
     Done,
     Figure,
     Sandbox,
+    child_environment,
     fmt,
     kill_all_children,
     median,
@@ -63,7 +64,7 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix="bulksend-bench-"))
         self.figures: list[Figure] = []
         self.runs = 0
-        self.env = dict(os.environ, COLLECT_API_KEY=KEY)
+        self.env = dict(child_environment(), COLLECT_API_KEY=KEY)
         self.env.pop("COLLECT_API_URL", None)
         (self.tmp / "mapping.yaml").write_text(MAPPING, encoding="utf-8")
         self.mapping = self.tmp / "mapping.yaml"
@@ -127,7 +128,7 @@ class Bench:
         timeout = max(60.0, n / 100)
         # bulksend.sending.sender.tune_malloc() keeps asyncio's 256 KiB read buffer off
         # mmap; glibc reads the same two settings from these variables.
-        tuned_env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(1 << 20),
+        tuned_env = {**child_environment(), "MALLOC_MMAP_THRESHOLD_": str(1 << 20),
                      "MALLOC_TRIM_THRESHOLD_": str(2 << 20)}
         with Sandbox(self.bulksend, log=self.tmp / "sandbox-noload.log") as sb:
             for rep in range(a.reps):
