@@ -131,13 +131,13 @@ def test_a_cut_never_comes_from_the_start_up_pace() -> None:
 
 
 def test_with_the_limit_as_rate_and_a_burst_there_is_no_storm() -> None:
-    # At the rate the person gave, departures keep 1/rate and 2 % apart
+    # At the rate the person gave, departures keep 1/rate and 3 % apart
     # (GAP_MARGIN: it may be the limit itself, and a server stamps with noise).
     for limit in (5.0, 20.0, 50.0, 200.0):
         r = simulate(limit=limit, burst=max(1, int(limit / 10)), ceiling=limit, rows=500,
                      preflight=0)
         assert r.storms == 0, (limit, r)
-        assert r.ratio <= 1.03, (limit, r)
+        assert r.ratio <= 1.04, (limit, r)
 
 
 def test_the_first_departure_waits_one_interval() -> None:
@@ -158,13 +158,13 @@ def test_a_rate_that_held_and_then_was_refused_leaves_room_for_noise() -> None:
     # limit), a refusal after it held is timing noise: 2 % less, not 10 %.
     vt = VirtualTime()
     gate = RateGate(100.0, progress=RecordingProgress(), clock=vt.clock, sleep=vt.sleep)
-    vt.now += 0.0103
+    vt.now += 0.0104
     for _ in range(200):  # two seconds accepted at the ceiling
         sent = gate.open_now()
         assert sent is not None
         gate.success(sent)
-        vt.now += 0.0103
-    gate.throttled(vt.now - 0.0103, retry_after=1.0)
+        vt.now += 0.0104
+    gate.throttled(vt.now - 0.0104, retry_after=1.0)
     assert gate.rate == pytest.approx(98.0)
     # Refused again after it held (and a step towards 100): below what was
     # refused, and not a tenth less for each refusal.
@@ -195,7 +195,7 @@ def test_departures_at_a_rate_keep_their_gap_whatever_the_wake_ups() -> None:
     vt.run()
     gaps = [b - a for a, b in itertools.pairwise(left)]
     assert len(left) == 120
-    assert min(gaps) >= 1.02 / 50 - 1e-9
+    assert min(gaps) >= 1.03 / 50 - 1e-9
 
 
 def test_a_slow_answer_moves_the_next_departure() -> None:
@@ -210,8 +210,14 @@ def test_a_slow_answer_moves_the_next_departure() -> None:
     assert s.ready(0.02) == pytest.approx(0.005)
     assert not s.take(0.024)
     assert s.take(0.025)
-    # An answer that never comes (an error) holds the next one two intervals at most.
-    assert s.ready(0.05) == 0.0 or s.ready(0.0651) == 0.0
+    # An answer that never comes holds the next one a quarter second at most
+    # (a server stalled that long reads what was sent meanwhile at once)...
+    assert s.ready(0.05) == pytest.approx(0.225)
+    assert s.ready(0.2751) == 0.0
+    # ...and a call that ended without one says so (RateGate.answered).
+    assert s.take(0.3)
+    s.answered(0.3, delay=0.0)
+    assert s.ready(0.3 + 0.02) == 0.0
 
 
 def test_without_retry_after_the_pause_is_the_refill_not_a_second() -> None:

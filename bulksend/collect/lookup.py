@@ -142,7 +142,10 @@ async def gated_call(client: Client, gate: RateGate, method: str, path: str, bod
         sent = await gate.acquire()
         if on_send is not None:
             on_send()
-        answer = await client.call(method, path, body, params)
+        try:
+            answer = await client.call(method, path, body, params)
+        finally:
+            gate.answered(sent)
         if answer.status == 429:
             if answer.retry_after is not None and answer.retry_after > gate.max_pause:
                 raise quota_reached(answer.retry_after, gate.max_pause)

@@ -96,7 +96,7 @@ class RateGate:
     HELD = 0.5  # seconds at a rate before a 429 that make it a rate that held
     PROBE_AFTER = 60.0  # seconds settled before trying a little more
     RECHECK = 0.05  # longest single sleep of a parked waiter (sees rate changes)
-    GAP_MARGIN = 0.02  # of 1/rate, between two departures at the rate given (see _gap)
+    GAP_MARGIN = 0.03  # of 1/rate, between two departures at the rate given (see _gap)
     CATCH_UP = 0.02  # seconds of late departures made up, when the server has a burst
     ANSWER_POLL = 0.001  # seconds between looks for an awaited answer (see Schedule)
     SPIN = 0.0015  # seconds before a spaced departure that a waiter spins (see _nap)
@@ -317,6 +317,13 @@ class RateGate:
             # Waiting for answers costs nothing when they come well within an interval.
             schedule.wait_answers = self._quickest < schedule.interval / 2
         return now
+
+    def answered(self, sent: float) -> None:
+        """Any answer, or a call that ended without one, to a request that left
+        at ``sent``: the schedule stops waiting for it (see Schedule). success,
+        throttled and unavailable say so themselves."""
+        if self.schedule is not None:
+            self.schedule.answered(sent, 0.0)
 
     def success(self, sent: float) -> None:
         """A 2xx to a request that left at ``sent``: a rate that holds moves up."""

@@ -25,7 +25,7 @@ class Schedule:
     that comes sooner than 1/R after the one before, and waiters woken late by
     the event loop would otherwise leave together. With ``wait_answers``, at
     most ``in_flight`` requests are out unanswered (a later one waits up to two
-    intervals for an answer): a server that stalls reads the requests queued
+    intervals, at least a quarter second, for an answer): a server that stalls reads the requests queued
     meanwhile at once, and refuses those its bucket cannot hold.
 
     Times are seconds on any monotonic clock; the caller passes ``now``.
@@ -46,7 +46,7 @@ class Schedule:
         self.wait_answers = False
         self.in_flight = 1
         # Departures not answered yet, oldest first (a dict keeps the order);
-        # one that is never answered (an error) ages out after two intervals.
+        # one whose answer never comes ages out after ``patience()`` seconds.
         self.unanswered: dict[float, None] = {}
 
     @property
@@ -81,16 +81,22 @@ class Schedule:
     def ready(self, now: float) -> float:
         """Seconds until a departure keeps ``gap`` after the last one, and
         ``after`` (0: now); with ``in_flight`` requests unanswered, until the
-        oldest is two intervals old."""
+        oldest is ``patience()`` seconds old."""
         wait = max(0.0, self.last + self.gap - now, self.after - now)
         unanswered = self.unanswered
         if self.wait_answers and unanswered:
-            aged = now - 2 * self.interval
+            aged = now - self.patience()
             while unanswered and (oldest := next(iter(unanswered))) <= aged:
                 del unanswered[oldest]
             if len(unanswered) >= self.in_flight:
-                wait = max(wait, next(iter(unanswered)) + 2 * self.interval - now)
+                wait = max(wait, next(iter(unanswered)) + self.patience() - now)
         return wait
+
+    def patience(self) -> float:
+        """How long a departure waits for an answer: two intervals, and at
+        least a quarter second (a server stalled that long reads what was
+        sent meanwhile at once)."""
+        return max(2 * self.interval, 0.25)
 
     def waiting_for_answers(self) -> bool:
         """Whether a departure waits for an answer (not for its time)."""

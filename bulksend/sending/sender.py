@@ -221,6 +221,7 @@ class Sender:
             return await self._maybe_created(job, str(exc), first_attempt, tries.failures)
         finally:
             job.posting = False
+            self.gate.answered(sent)
         o.http_status = answer.status
         if answer.status == 429:
             tries.throttled += 1
@@ -403,6 +404,7 @@ class BatchSender:
             finally:
                 for job in jobs:
                     job.posting = False
+                s.gate.answered(sent)
             if answer.status == 429:
                 throttled += 1
                 self._each_failed(jobs, error_text(answer), 429)
