@@ -103,7 +103,7 @@ class RateGate:
     MIN_RATE = 0.05
     WINDOW = 2.0  # seconds of answers the 503 share and paces look at
     MARGIN = 0.97  # of an estimated limit, for the next rate
-    MEASURED = 0.985  # of a measured limit (a count over MEASURE_MIN or more)
+    MEASURED = 0.99  # of a measured limit (a count over MEASURE_MIN or more)
     MEASURE_MIN = 0.25  # seconds of counting that make a measure
     CLUSTER_GAP = 0.05  # seconds between departures that part the first storm's count (see _cluster)
     NOISE_CUT = 0.02  # the first cut for timing noise; it doubles with each
