@@ -407,6 +407,9 @@ class RateGate:
                 self._generation += 1
                 if self.schedule is not None:
                     self.schedule.restart(self.rate, self.paused_until)
+                # No count runs across a pause: the next storm's starts from its end.
+                self.changed_at = max(self.changed_at, self.paused_until)
+                self._starts = [(self.paused_until, self.rate)]
         if retry_after is not None:
             self._asked += pause  # a pause the server asked for
         if new_storm:
@@ -581,7 +584,7 @@ class RateGate:
         to the refused one. The server's burst unknown: BURST_GUESS seconds
         of its limit."""
         new = max(self.lo, self._guess(accepted, elapsed))
-        if elapsed >= self.HELD:
+        if elapsed >= self.HELD and accepted >= 3:
             # Refused after it held a while: most likely timing noise near the
             # limit (what a refusal within the first requests cannot be).
             new = max(new, refused * (1 - self.NOISE_CUT))

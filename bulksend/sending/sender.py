@@ -194,15 +194,15 @@ class Sender:
         """One POST and what its answer means (collect-api.md §2, §9); True
         when the row is settled."""
         o = job.outcome
-        first_attempt = utc_now()
-        # write_ahead([job]), without its coroutine when no commit is on its way.
-        # Before the gate: a commit's wait between the gate's slot and the wire
-        # would let two requests leave together (a server without burst refuses).
-        if self.journal is not None and self._mark_attempts((job,)):
-            await self.journal.barrier()
         sent = self.gate.open_now()
         if sent is None:
             sent = await self.gate.acquire()
+        first_attempt = utc_now()
+        # write_ahead([job]), without its coroutine when no commit is on its way.
+        # After the gate: a row that waits there (a pause, a stop) is not marked
+        # as on the wire, and a stop gives it back its earlier status.
+        if self.journal is not None and self._mark_attempts((job,)):
+            await self.journal.barrier()
         o.attempts += 1
         self.posts += 1
         job.posting = True
@@ -382,9 +382,9 @@ class BatchSender:
             if failures >= s.policy.max_attempts or throttled >= MAX_THROTTLED:
                 # The group could not be sent together: each row goes its own way.
                 return [await s.run(job) for job in jobs]
-            first_attempt = utc_now()
-            await s.write_ahead(jobs)  # before the gate, as in Sender._attempt
             sent = await s.gate.acquire()
+            first_attempt = utc_now()
+            await s.write_ahead(jobs)  # after the gate, as in Sender._attempt
             for job in jobs:
                 job.outcome.attempts += 1
                 job.posting = True
