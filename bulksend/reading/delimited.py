@@ -166,16 +166,23 @@ def _text_column_label(index: int) -> str:
     return str(index + 1)
 
 
+def _byte_map(codec: str) -> str | None:
+    """The 256 bytes decoded by a one-byte-per-character ``codec`` (character
+    i for byte i); None for a codec that is not one (or is unknown)."""
+    try:
+        decoded = bytes(range(256)).decode(codec, _ESCAPE_HANDLER)
+    except (UnicodeError, LookupError):
+        return None
+    return decoded if len(decoded) == 256 else None
+
+
 def _stateless(codec: str) -> bool:
     """A codec whose decoding can start at any line: UTF-8, or one byte per
     character with CR and LF as themselves (Windows-1252, Latin-1, ...)."""
     if codec in ("utf-8", "utf-8-sig"):
         return True
-    try:
-        decoded = bytes(range(256)).decode(codec, _ESCAPE_HANDLER)
-    except (UnicodeError, LookupError):
-        return False
-    return len(decoded) == 256 and decoded[10] == "\n" and decoded[13] == "\r"
+    decoded = _byte_map(codec)
+    return decoded is not None and decoded[10] == "\n" and decoded[13] == "\r"
 
 
 def _csv_reader(lines: Iterator[str], delimiter: str) -> Iterator[list[str]]:
@@ -253,11 +260,8 @@ def _plain_bytes(codec: str) -> bool:
     ``codec`` (UTF-8, and the one-byte code pages _stateless lets through)."""
     if codec in ("utf-8", "utf-8-sig"):
         return True
-    try:
-        decoded = bytes(range(256)).decode(codec, _ESCAPE_HANDLER)
-    except (UnicodeError, LookupError):
-        return False
-    return len(decoded) == 256 and all(decoded.count(c) == 1 and decoded[ord(c)] == c for c in '"\r\n')
+    decoded = _byte_map(codec)
+    return decoded is not None and all(decoded.count(c) == 1 and decoded[ord(c)] == c for c in '"\r\n')
 
 
 def _line_marks(raw: BinaryIO, offset: int, number: int, skip_first: bool,
